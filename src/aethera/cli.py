@@ -1,0 +1,101 @@
+"""The `aethera` command: serve, worker, dev, analyze, sample-data, datasets check, keys create."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from aethera.errors import AetheraError
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    raise NotImplementedError("serve")
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    raise NotImplementedError("worker")
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    raise NotImplementedError("dev")
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    raise NotImplementedError("analyze")
+
+
+def _cmd_sample_data(args: argparse.Namespace) -> int:
+    raise NotImplementedError("sample-data")
+
+
+def _cmd_datasets_check(args: argparse.Namespace) -> int:
+    raise NotImplementedError("datasets check")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aethera",
+        description="Environmental screening of planned solar and wind projects.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the HTTP API", description="Run the aiohttp API on AETHERA_HOST:AETHERA_PORT.")
+    p.set_defaults(handler=_cmd_serve)
+
+    p = sub.add_parser("worker", help="run one arq worker process", description="Run one worker that executes queued analysis runs.")
+    p.set_defaults(handler=_cmd_worker)
+
+    p = sub.add_parser(
+        "dev",
+        help="run API, one worker and an embedded Redis (what `make run` does)",
+        description="Development launcher: creates sample data when missing, starts an embedded Redis when "
+        "REDIS_URL is unset, one worker process and the API. Ctrl-C stops everything it started.",
+    )
+    p.set_defaults(handler=_cmd_dev)
+
+    p = sub.add_parser(
+        "analyze",
+        help="screen one AOI file and print the results as JSON",
+        description="Run the whole screening pipeline on an AOI file (GeoJSON, WKT, zipped Shapefile, "
+        "GeoPackage, KML); results as JSON on stdout, progress on stderr.",
+    )
+    p.add_argument("aoi_file", help="path of the AOI file")
+    p.add_argument("--project-type", required=True, help="solar or wind (solar_farm / wind_farm accepted)")
+    p.add_argument("--country", default=None, help="ISO 3166-1 alpha-3 country code, e.g. DEU")
+    p.add_argument("--capacity-mw", type=float, default=None, help="installed capacity (default from density)")
+    p.add_argument("--buffer-km", type=float, default=None, help="zone of influence (default 5 km)")
+    p.add_argument("--datasets", default=None, help="dataset catalog file (default AETHERA_DATASETS)")
+    p.set_defaults(handler=_cmd_analyze)
+
+    p = sub.add_parser(
+        "sample-data",
+        help="write the synthetic demo region and its catalog",
+        description="Write a deterministic synthetic region (EPSG:3035, Lusatia) and a catalog.toml into DIR.",
+    )
+    p.add_argument("directory", help="output directory")
+    p.add_argument("--seed", type=int, default=42, help="random seed (same seed, same files)")
+    p.set_defaults(handler=_cmd_sample_data)
+
+    p = sub.add_parser("datasets", help="inspect the dataset catalog")
+    ds = p.add_subparsers(dest="datasets_command", required=True)
+    c = ds.add_parser("check", help="check every layer of a catalog", description="Print each layer: found, format, CRS, extent, count.")
+    c.add_argument("file", nargs="?", default=None, help="catalog file (default AETHERA_DATASETS)")
+    c.set_defaults(handler=_cmd_datasets_check)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except AetheraError as exc:
+        print(f"aethera: {exc.detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

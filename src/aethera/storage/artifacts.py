@@ -1,0 +1,82 @@
+"""The files of a run and their index.
+
+Every output of a run is stored under `runs/{run_id}/` through `save_artifact`, which records its
+size, CRC-32 and SHA-256 in `runs/{run_id}/artifacts.json`. Those never change after the write, so
+the export can announce an exact length and stream the ZIP without reading anything twice.
+
+One run is written by one worker at a time (it holds the run's lease), so the read-modify-write of
+the index needs no lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import zlib
+
+import msgspec
+
+from aethera.errors import InvalidKey, ObjectNotFound
+from aethera.storage.base import Storage
+
+INDEX_NAME = "artifacts.json"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+class Artifact(msgspec.Struct, frozen=True):
+    """One stored output of a run."""
+
+    name: str  # relative to the run, e.g. "results.json" or "layers/natura.geojson"
+    size: int
+    crc32: int
+    sha256: str
+    media_type: str
+
+
+class ArtifactIndex(msgspec.Struct):
+    run_id: str
+    artifacts: list[Artifact] = msgspec.field(default_factory=list)
+
+    def get(self, name: str) -> Artifact | None:
+        return next((a for a in self.artifacts if a.name == name), None)
+
+
+def run_prefix(run_id: str) -> str:
+    if not _RUN_ID.match(run_id):
+        raise InvalidKey("run id must be 32 lowercase hex characters")
+    return f"runs/{run_id}/"
+
+
+def artifact_key(run_id: str, name: str) -> str:
+    if not _NAME.match(name) or ".." in name.split("/"):
+        raise InvalidKey(f"invalid artifact name {name!r}")
+    return run_prefix(run_id) + name
+
+
+def _digest(data: bytes) -> tuple[int, str]:
+    return zlib.crc32(data) & 0xFFFFFFFF, hashlib.sha256(data).hexdigest()
+
+
+async def load_index(storage: Storage, run_id: str) -> ArtifactIndex:
+    try:
+        raw = await storage.read(artifact_key(run_id, INDEX_NAME))
+    except ObjectNotFound:
+        return ArtifactIndex(run_id=run_id)
+    return msgspec.json.decode(raw, type=ArtifactIndex)
+
+
+async def save_artifact(storage: Storage, run_id: str, name: str, data: bytes, media_type: str) -> Artifact:
+    """Store one output of a run and record it in the run's index (replacing an older entry)."""
+    if name == INDEX_NAME:
+        raise InvalidKey("the artifact index is written by save_artifact itself")
+    key = artifact_key(run_id, name)
+    # hashing megabytes holds the loop for milliseconds; zlib and hashlib release the GIL in a thread
+    crc, sha = await asyncio.to_thread(_digest, data) if len(data) > 1 << 20 else _digest(data)
+    await storage.save(key, data)
+    entry = Artifact(name=name, size=len(data), crc32=crc, sha256=sha, media_type=media_type)
+    index = await load_index(storage, run_id)
+    index.artifacts = [a for a in index.artifacts if a.name != name] + [entry]
+    await storage.save(artifact_key(run_id, INDEX_NAME), msgspec.json.encode(index))
+    return entry

@@ -1,0 +1,51 @@
+"""Shared fixtures: a real Redis server process and a real S3 endpoint (moto's threaded server)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aethera.embedded_redis import EmbeddedRedis, free_port
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LANJARON = SHARED_DATA / "lanjaron"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """A redis-server process of the test session's own, on a free loopback port."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real HTTP S3 endpoint (moto's ThreadedMotoServer) on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def lanjaron_dir() -> Path:
+    if not LANJARON.exists():
+        pytest.fail(f"shared test data missing: {LANJARON}")
+    return LANJARON

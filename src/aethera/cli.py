@@ -18,7 +18,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    raise NotImplementedError("dev")
+    from aethera.devserver import run_dev
+    from aethera.settings import load_settings
+
+    return run_dev(load_settings())
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:

@@ -1,0 +1,212 @@
+"""The four indices: bounds, monotonicity (property tests), confidence, categories, the weights file."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aethera.analysis import indices
+from aethera.analysis.indices import IndexFeatures, IndexResult, compute_all
+from aethera.errors import ConfigError
+
+NUMERIC = [n for n in IndexFeatures.__struct_fields__ if n not in ("project_type", "fallback_features", "missing_reasons")]
+
+# Any value a feature could hold, including ones the pipeline should never produce (NaN, inf, negative).
+any_number = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-1.0, max_value=200.0),
+)
+any_count = st.one_of(st.none(), st.integers(min_value=0, max_value=10_000))
+
+
+@st.composite
+def features(draw: st.DrawFn, project_types: tuple[str | None, ...] = ("solar", "wind", None, "hydro")) -> IndexFeatures:
+    values: dict[str, object] = {}
+    for name in NUMERIC:
+        values[name] = draw(any_count if name == "natura2000_sites_in_buffer" else any_number)
+    values["project_type"] = draw(st.sampled_from(project_types))
+    values["fallback_features"] = tuple(draw(st.lists(st.sampled_from(NUMERIC), max_size=3, unique=True)))
+    return IndexFeatures(**values)  # type: ignore[arg-type]
+
+
+def _check_result(r: IndexResult) -> None:
+    assert 0.0 <= r.confidence <= 1.0
+    if r.score is None:
+        assert r.category is None and r.confidence == 0.0
+    else:
+        assert 0.0 <= r.score <= 100.0 and not math.isnan(r.score)
+        assert r.category in ("very_low", "low", "moderate", "high", "very_high")
+    for value in r.components.values():
+        assert value is None or 0.0 <= value <= 100.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(features())
+def test_every_score_is_within_0_100_for_any_input(f: IndexFeatures) -> None:
+    result = compute_all(f)
+    for r in (result.biodiversity_sensitivity, result.resm, result.ahsm, result.cim):
+        _check_result(r)
+
+
+def test_all_features_missing_gives_no_score_not_an_invented_one() -> None:
+    result = compute_all(IndexFeatures(project_type="solar"))
+    for r in (result.biodiversity_sensitivity, result.resm, result.ahsm, result.cim):
+        assert r.score is None and r.category is None and r.confidence == 0.0
+        assert all(d.contribution is None and d.note for d in r.drivers)
+
+
+def _score(r: IndexResult) -> float:
+    assert r.score is not None  # the varied feature itself is present, so a score exists
+    return r.score
+
+
+@settings(max_examples=300, deadline=None)
+@given(features(), st.floats(0, 100), st.floats(0, 100))
+def test_sensitivity_never_falls_when_protected_overlap_rises(f: IndexFeatures, a: float, b: float) -> None:
+    lo, hi = sorted((a, b))
+    s_lo = indices.biodiversity_sensitivity(msgspec.structs.replace(f, protected_overlap_pct=lo))
+    s_hi = indices.biodiversity_sensitivity(msgspec.structs.replace(f, protected_overlap_pct=hi))
+    assert _score(s_lo) <= _score(s_hi)
+
+
+@settings(max_examples=300, deadline=None)
+@given(features(project_types=("solar", "wind")), st.floats(0, 1e4), st.floats(0, 1e4))
+def test_suitability_never_falls_when_distance_to_protected_rises(f: IndexFeatures, a: float, b: float) -> None:
+    lo, hi = sorted((a, b))
+    r_lo = indices.resm(msgspec.structs.replace(f, distance_to_protected_km=lo))
+    r_hi = indices.resm(msgspec.structs.replace(f, distance_to_protected_km=hi))
+    assert _score(r_lo) <= _score(r_hi)
+
+
+@settings(max_examples=300, deadline=None)
+@given(features(), st.floats(0, 1), st.floats(0, 1))
+def test_hazard_never_falls_when_water_share_rises(f: IndexFeatures, a: float, b: float) -> None:
+    lo, hi = sorted((a, b))
+    h_lo = indices.ahsm(msgspec.structs.replace(f, water_ratio=lo))
+    h_hi = indices.ahsm(msgspec.structs.replace(f, water_ratio=hi))
+    assert _score(h_lo) <= _score(h_hi)
+    assert (h_lo.components["flood"] or 0) <= (h_hi.components["flood"] or 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(features(project_types=("solar", "wind")), st.floats(0, 100), st.floats(0, 100))
+def test_cumulative_impact_never_falls_when_protected_overlap_rises(f: IndexFeatures, a: float, b: float) -> None:
+    lo, hi = sorted((a, b))
+    c_lo = compute_all(msgspec.structs.replace(f, protected_overlap_pct=lo)).cim
+    c_hi = compute_all(msgspec.structs.replace(f, protected_overlap_pct=hi)).cim
+    assert _score(c_lo) <= _score(c_hi)
+
+
+def _complete(**changes: object) -> IndexFeatures:
+    base = IndexFeatures(
+        project_type="solar", protected_overlap_pct=0.0, distance_to_protected_km=8.0,
+        natura2000_sites_in_buffer=0, distance_to_settlement_km=1.5, distance_to_water_km=1.0,
+        water_ratio=0.0, wetland_ratio=0.0, forest_ratio=0.1, shrub_ratio=0.05, agricultural_ratio=0.7,
+        artificial_ratio=0.15, natural_habitat_ratio=0.15, mean_slope_deg=3.0, land_use_change_tco2e_per_ha=5.0,
+    )
+    return msgspec.structs.replace(base, **changes)
+
+
+def test_confidence_is_one_with_every_input_and_drops_without_elevation() -> None:
+    full = compute_all(_complete())
+    assert full.ahsm.confidence == 1.0 and full.biodiversity_sensitivity.confidence == 1.0
+    no_dem = compute_all(_complete(mean_slope_deg=None))
+    # slope carries 0.25 of AHSM's weight in the data file
+    assert no_dem.ahsm.confidence == pytest.approx(0.75)
+    assert no_dem.ahsm.components["landslide"] is None
+    slope = next(d for d in no_dem.ahsm.drivers if d.feature == "mean_slope_deg")
+    assert slope.value is None and slope.contribution is None and "elevation" in (slope.note or "")
+    # sensitivity does not use slope: its confidence must not move
+    assert no_dem.biodiversity_sensitivity.confidence == 1.0
+    # RESM uses slope, so it drops too, and CIM inherits the lower confidence of its sub-indices
+    assert no_dem.resm.confidence < 1.0
+    assert no_dem.cim.confidence < full.cim.confidence
+
+
+def test_missing_reason_from_the_run_is_shown() -> None:
+    f = _complete(distance_to_water_km=None, missing_reasons={"distance_to_water_km": "no water layer and no CORINE water in reach"})
+    d = next(d for d in indices.ahsm(f).drivers if d.feature == "distance_to_water_km")
+    assert d.note is not None and d.note.startswith("no water layer and no CORINE water in reach")
+
+
+def test_fallback_source_lowers_confidence_but_not_score() -> None:
+    direct = indices.ahsm(_complete())
+    fallback = indices.ahsm(_complete(fallback_features=("distance_to_water_km",)))
+    assert fallback.score == direct.score
+    # distance to water has weight 0.15 of 1.0 and counts half
+    assert fallback.confidence == pytest.approx(1.0 - 0.15 * 0.5)
+
+
+def test_confidence_varies_with_inputs() -> None:
+    seen = set()
+    for missing in ([], ["mean_slope_deg"], ["mean_slope_deg", "distance_to_water_km"], ["forest_ratio", "shrub_ratio"]):
+        seen.add(indices.ahsm(_complete(**{m: None for m in missing})).confidence)
+    assert len(seen) == 4
+
+
+def test_contributions_add_up_to_the_score() -> None:
+    for r in msgspec.structs.astuple(compute_all(_complete(protected_overlap_pct=30.0, mean_slope_deg=None))):
+        total = sum(d.contribution for d in r.drivers if d.contribution is not None)
+        assert total == pytest.approx(r.score, abs=0.1)
+        assert r.drivers[0].contribution == max(d.contribution or 0 for d in r.drivers)
+
+
+def test_categories_follow_the_cut_points() -> None:
+    cases = {0.0: "very_low", 19.99: "very_low", 20.0: "low", 39.9: "low", 40.0: "moderate",
+             59.9: "moderate", 60.0: "high", 79.9: "high", 80.0: "very_high", 100.0: "very_high"}
+    for score, label in cases.items():
+        assert indices.categorize(score) == label
+
+
+def test_expected_orderings_on_plain_sites() -> None:
+    inside = _complete(protected_overlap_pct=100.0, distance_to_protected_km=0.0, natura2000_sites_in_buffer=2,
+                       natural_habitat_ratio=0.9, forest_ratio=0.7, agricultural_ratio=0.1, artificial_ratio=0.0,
+                       wetland_ratio=0.1, land_use_change_tco2e_per_ha=150.0)
+    brownfield = _complete(distance_to_protected_km=20.0, artificial_ratio=0.6, agricultural_ratio=0.3,
+                           natural_habitat_ratio=0.1)
+    a, b = compute_all(inside), compute_all(brownfield)
+    assert a.biodiversity_sensitivity.category in ("high", "very_high") and a.biodiversity_sensitivity.score >= 70
+    assert b.biodiversity_sensitivity.category == "very_low"
+    assert a.resm.score < b.resm.score and b.resm.category in ("high", "very_high")
+    assert a.cim.score > b.cim.score
+    assert a.ahsm.components["wildfire"] > b.ahsm.components["wildfire"]
+
+
+def test_resm_for_unknown_technology_is_null_with_reason() -> None:
+    r = indices.resm(_complete(project_type="hydro"))
+    assert r.score is None and r.confidence == 0.0 and "hydro" in (r.drivers[0].note or "")
+    # and wind uses its own model
+    assert indices.resm(_complete(project_type="wind")).model.name == "resm_wind_wlc"
+
+
+def test_shipped_weights_file_is_valid() -> None:
+    w = indices.load_weights()
+    assert set(indices.REQUIRED_MODELS) <= set(w.models)
+
+
+def _weights_text(old: str, new: str) -> str:
+    from importlib import resources
+
+    text = resources.files("aethera.analysis").joinpath(indices.WEIGHTS_FILE).read_text(encoding="utf-8")
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('feature = "protected_overlap_pct"', 'feature = "protected_overlap_pcnt"', "unknown feature"),
+        ("weight = 0.30", "weight = -0.30", "positive"),
+        ("high = 50.0  #", "high = -1.0  #", "low must be below high"),
+        ("cut_points = [20.0, 40.0, 60.0, 80.0]", "cut_points = [20.0, 60.0, 40.0, 80.0]", "ascending"),
+        ('direction = "increasing"', 'direction = "upwards"', "invalid"),
+    ],
+)
+def test_broken_weights_file_is_refused(old: str, new: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        indices.parse_weights(_weights_text(old, new))

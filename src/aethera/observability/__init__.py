@@ -1,0 +1,1 @@
+"""Observability: structured JSON logs with request/run context, Prometheus metrics, worker heartbeats."""

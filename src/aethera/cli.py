@@ -10,11 +10,17 @@ from aethera.errors import AetheraError
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    raise NotImplementedError("serve")
+    from aethera.api.app import serve
+    from aethera.settings import load_settings
+
+    return serve(load_settings())
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    raise NotImplementedError("worker")
+    from aethera.jobs.worker import run_worker
+    from aethera.settings import load_settings
+
+    return run_worker(load_settings())
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -34,6 +40,25 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
 
 def _cmd_datasets_check(args: argparse.Namespace) -> int:
     raise NotImplementedError("datasets check")
+
+
+def _cmd_keys_create(args: argparse.Namespace) -> int:
+    from aethera.errors import ConfigError
+    from aethera.security.apikeys import create_key
+    from aethera.settings import load_settings
+
+    path = args.file or load_settings().api_keys_file
+    if not path:
+        raise ConfigError("no keys file: pass --file FILE or set AETHERA_API_KEYS_FILE")
+    key, entry = create_key(path, args.tenant, args.scope or None)
+    # the key goes to stdout alone (so `KEY=$(aethera keys create ...)` works); everything else to stderr
+    print(key)
+    print(
+        f"aethera: key {entry.key_id} for tenant {entry.tenant!r} (scopes: {', '.join(entry.scopes)}) "
+        f"added to {path}; only its hash is stored, so copy the key now: it is not shown again",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
     c = ds.add_parser("check", help="check every layer of a catalog", description="Print each layer: found, format, CRS, extent, count.")
     c.add_argument("file", nargs="?", default=None, help="catalog file (default AETHERA_DATASETS)")
     c.set_defaults(handler=_cmd_datasets_check)
+
+    p = sub.add_parser("keys", help="manage API keys")
+    ks = p.add_subparsers(dest="keys_command", required=True)
+    c = ks.add_parser(
+        "create",
+        help="create an API key for a tenant",
+        description="Create a new API key bound to TENANT, print it once on stdout and store only its salted "
+        "hash in the keys file (AETHERA_API_KEYS_FILE, or --file). Remove the key's entry from the file to "
+        "revoke it; running servers notice within seconds.",
+    )
+    c.add_argument("--tenant", required=True, help="tenant the key acts for (a-z, 0-9, '-', '_')")
+    c.add_argument(
+        "--scope",
+        action="append",
+        choices=("read", "write"),
+        help="repeatable; 'read' alone makes a read-only key (default: read and write)",
+    )
+    c.add_argument("--file", default=None, help="keys file (default AETHERA_API_KEYS_FILE); created when missing")
+    c.set_defaults(handler=_cmd_keys_create)
 
     return parser
 

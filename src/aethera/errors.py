@@ -54,6 +54,12 @@ class InvalidAOI(InvalidInput):
     code = "invalid_aoi"
 
 
+class UnsafeArchive(InvalidInput):
+    """An uploaded archive was refused before extraction (traversal, links, bomb, too many members)."""
+
+    code = "unsafe_archive"
+
+
 class PayloadTooLarge(AetheraError):
     """The request body exceeds the configured limit."""
 

@@ -19,6 +19,7 @@ from aethera.errors import ConfigError
 
 StorageBackend = Literal["local", "s3"]
 Environment = Literal["development", "production"]
+AuthMode = Literal["auto", "on", "off"]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +57,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     run_lease_s: float = 60.0
     retry_backoff_base_s: float = 2.0
     retry_backoff_max_s: float = 60.0
+
+    auth: AuthMode = "auto"
+    api_keys_file: str | None = None
+    rate_limit_per_s: float = 10.0
+    rate_limit_burst: int = 60
+    archive_max_members: int = 64
+    archive_max_unpacked_bytes: int = 100 * 1024 * 1024
+    archive_max_ratio: float = 200.0
 
     def __repr__(self) -> str:  # secrets never reach a log line through repr()
         shown = []
@@ -110,6 +119,13 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("run_lease_s", "AETHERA_RUN_LEASE_S", doc="a run with no heartbeat for this long is lost"),
     _Spec("retry_backoff_base_s", "AETHERA_RETRY_BACKOFF_BASE_S", doc="first retry delay"),
     _Spec("retry_backoff_max_s", "AETHERA_RETRY_BACKOFF_MAX_S", doc="cap on retry delay"),
+    _Spec("auth", "AETHERA_AUTH", doc="auto, on or off (auto: on in production or with a keys file)"),
+    _Spec("api_keys_file", "AETHERA_API_KEYS_FILE", doc="API keys file (salted hashes)"),
+    _Spec("rate_limit_per_s", "AETHERA_RATE_LIMIT_PER_S", doc="requests per second per key (0: off)"),
+    _Spec("rate_limit_burst", "AETHERA_RATE_LIMIT_BURST", doc="requests a key may send at once"),
+    _Spec("archive_max_members", "AETHERA_ARCHIVE_MAX_MEMBERS", doc="most files in an uploaded zip"),
+    _Spec("archive_max_unpacked_bytes", "AETHERA_ARCHIVE_MAX_UNPACKED_BYTES", doc="largest unpacked zip"),
+    _Spec("archive_max_ratio", "AETHERA_ARCHIVE_MAX_RATIO", doc="largest compression ratio of a member"),
 )
 
 ENV_VARIABLES: dict[str, str] = {spec.env: spec.field for spec in _SPECS}
@@ -159,6 +175,10 @@ def _check(s: Settings) -> None:
         "AETHERA_RUN_HARD_TIME_LIMIT_S": s.run_hard_time_limit_s,
         "AETHERA_RUN_MAX_ATTEMPTS": s.run_max_attempts,
         "AETHERA_RUN_LEASE_S": s.run_lease_s,
+        "AETHERA_RATE_LIMIT_BURST": s.rate_limit_burst,
+        "AETHERA_ARCHIVE_MAX_MEMBERS": s.archive_max_members,
+        "AETHERA_ARCHIVE_MAX_UNPACKED_BYTES": s.archive_max_unpacked_bytes,
+        "AETHERA_ARCHIVE_MAX_RATIO": s.archive_max_ratio,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -171,5 +191,15 @@ def _check(s: Settings) -> None:
         raise ConfigError("AETHERA_RUN_HARD_TIME_LIMIT_S must not be below AETHERA_RUN_SOFT_TIME_LIMIT_S")
     if s.storage_backend == "s3" and not s.s3_bucket:
         raise ConfigError("S3_BUCKET is required when STORAGE_BACKEND=s3")
+    if s.rate_limit_per_s < 0:
+        raise ConfigError("AETHERA_RATE_LIMIT_PER_S is invalid: must be 0 (off) or greater")
+    # production never runs open by accident: auth is on unless the operator says off in so many words
+    if s.environment == "production" and s.auth != "off" and not s.api_keys_file:
+        raise ConfigError(
+            "AETHERA_API_KEYS_FILE is required when AETHERA_ENV=production "
+            "(create keys with `aethera keys create --tenant NAME --file FILE`)"
+        )
+    if s.auth == "on" and not s.api_keys_file:
+        raise ConfigError("AETHERA_API_KEYS_FILE is required when AETHERA_AUTH=on")
     if s.redis_url is not None and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL is invalid: it must start with redis://, rediss:// or unix://")

@@ -1,0 +1,280 @@
+"""API keys: the operator's keys file, creating keys, and checking a presented key.
+
+A key looks like `ak_<key id>_<secret>`. The key id (12 hex characters) is a public label: it picks
+the one file entry to check, appears in logs and names the key's rate-limit bucket. The file stores
+only a salted scrypt hash of the whole key, never the key, so a leaked keys file lets nobody in.
+The secret has 256 random bits; scrypt on top makes even a stolen hash useless to brute force.
+
+The file (JSON, mode 0600, written atomically):
+
+    {"version": 1, "keys": [{"key_id": "3f2a9c0b1d4e", "tenant": "acme", "scopes": ["read", "write"],
+      "hash": "scrypt$16384$8$1$<salt b64>$<hash b64>", "created_at": "2025-01-01T00:00:00+00:00"}]}
+
+Removing an entry revokes the key; running servers notice within `RELOAD_INTERVAL_S`.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from aethera.errors import ConfigError, InvalidInput
+from aethera.security.validation import check_tenant
+
+KEY_PREFIX = "ak"
+SCOPES: frozenset[str] = frozenset({"read", "write"})
+DEFAULT_SCOPES: tuple[str, ...] = ("read", "write")
+RELOAD_INTERVAL_S = 5.0
+_KEY_ID_HEX = 12
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
+_SALT_BYTES = 16
+_CACHE_ENTRIES = 1024
+_FILE_VERSION = 1
+
+
+class ApiKeyEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One key as the file stores it: no key, only its hash."""
+
+    key_id: str
+    tenant: str
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    hash: str
+    created_at: str = ""
+
+
+class KeysFile(msgspec.Struct, kw_only=True):
+    version: int = _FILE_VERSION
+    keys: list[ApiKeyEntry] = msgspec.field(default_factory=list)
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who a request acts for: a tenant and what it may do."""
+
+    tenant: str
+    scopes: tuple[str, ...]
+    key_id: str | None = None  # None when auth is off
+
+    @property
+    def can_write(self) -> bool:
+        return "write" in self.scopes
+
+
+def hash_key(key: str, *, salt: bytes | None = None) -> str:
+    """The stored form of `key`: `scrypt$n$r$p$salt$hash` (salt and hash in base64)."""
+    salt = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
+    digest = _scrypt(key.encode(), salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN)
+    return "$".join(
+        ("scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest))
+    )
+
+
+def verify_hash(key: str, stored: str) -> bool:
+    """True when `key` hashes to `stored`; the comparison takes the same time wherever they differ."""
+    try:
+        scheme, n, r, p, salt_b64, hash_b64 = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        salt, expected = _unb64(salt_b64), _unb64(hash_b64)
+        digest = _scrypt(key.encode(), salt, int(n), int(r), int(p), len(expected))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+def parse_key(key: str) -> str | None:
+    """The key id of a well-formed key, else None (nothing is hashed for a malformed key)."""
+    if not isinstance(key, str) or len(key) > 256 or not key.isascii():
+        return None
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    key_id, secret = parts[1], parts[2]
+    if len(key_id) != _KEY_ID_HEX or any(c not in "0123456789abcdef" for c in key_id):
+        return None
+    if len(secret) < 32:
+        return None
+    return key_id
+
+
+def normalise_scopes(scopes: Iterable[str] | None) -> tuple[str, ...]:
+    """Scopes in a fixed order; none given means read and write; `write` alone implies `read`."""
+    wanted = set(scopes or DEFAULT_SCOPES)
+    unknown = wanted - SCOPES
+    if unknown:
+        raise InvalidInput(f"unknown scope {sorted(unknown)[0]!r}; use read or write")
+    if "write" in wanted:
+        wanted.add("read")
+    return tuple(sorted(wanted))
+
+
+def read_keys_file(path: str | Path) -> KeysFile:
+    """Parse the keys file; a missing or malformed file is a ConfigError naming it."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"API keys file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"API keys file cannot be read: {path} ({exc.strerror})") from None
+    try:
+        parsed = msgspec.json.decode(raw, type=KeysFile)
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"API keys file {path} is invalid: {exc}") from None
+    if parsed.version != _FILE_VERSION:
+        raise ConfigError(f"API keys file {path} has version {parsed.version}; this service reads {_FILE_VERSION}")
+    seen: set[str] = set()
+    for entry in parsed.keys:
+        if entry.key_id in seen:
+            raise ConfigError(f"API keys file {path} lists key id {entry.key_id} twice")
+        seen.add(entry.key_id)
+        try:
+            check_tenant(entry.tenant)
+            normalise_scopes(entry.scopes)
+        except InvalidInput as exc:
+            raise ConfigError(f"API keys file {path}, key {entry.key_id}: {exc.detail}") from None
+    return parsed
+
+
+def create_key(path: str | Path, tenant: str, scopes: Iterable[str] | None = None) -> tuple[str, ApiKeyEntry]:
+    """Add a new key for `tenant` to the file (created when missing); returns the key, shown only now."""
+    tenant = check_tenant(tenant)
+    scope_tuple = normalise_scopes(scopes)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a lock file serialises two `keys create` runs: each would otherwise drop the other's new entry
+    lock_fd = os.open(f"{path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        current = read_keys_file(path) if path.exists() else KeysFile()
+        taken = {e.key_id for e in current.keys}
+        key_id = secrets.token_hex(_KEY_ID_HEX // 2)
+        while key_id in taken:
+            key_id = secrets.token_hex(_KEY_ID_HEX // 2)
+        key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+        entry = ApiKeyEntry(
+            key_id=key_id,
+            tenant=tenant,
+            scopes=scope_tuple,
+            hash=hash_key(key),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        current.keys.append(entry)
+        _write_private(path, msgspec.json.format(msgspec.json.encode(current), indent=2) + b"\n")
+    finally:
+        os.close(lock_fd)
+    return key, entry
+
+
+class KeyStore:
+    """The keys file in memory, reloaded when it changes, with verified keys cached.
+
+    `authenticate` is CPU-bound (scrypt, about 50 ms) the first time a key is seen: call it in a
+    thread. Later calls hit the cache, keyed by a SHA-256 of the presented key so the cache never
+    holds a key itself. Reloading the file empties the cache, which is how revocation takes effect.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._entries: dict[str, ApiKeyEntry] = {}
+        self._cache: OrderedDict[bytes, Principal] = OrderedDict()
+        self._signature: tuple[int, int, int] | None = None
+        self._checked_at = 0.0
+        self.reload()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def reload(self) -> None:
+        """Read the file now (raises ConfigError when it is missing or malformed)."""
+        signature = _signature(self.path)
+        parsed = read_keys_file(self.path)
+        with self._lock:
+            self._entries = {e.key_id: e for e in parsed.keys}
+            self._cache.clear()
+            self._signature = signature
+            self._checked_at = time.monotonic()
+
+    def reload_if_changed(self) -> None:
+        """Reload when the file changed; a file that turned bad keeps the last good keys in force."""
+        self._checked_at = time.monotonic()
+        try:
+            if _signature(self.path) != self._signature:
+                self.reload()
+        except ConfigError:
+            # refusing every request because an operator is mid-edit would be worse; the next check retries
+            pass
+
+    def due_for_reload(self) -> bool:
+        return time.monotonic() - self._checked_at >= RELOAD_INTERVAL_S
+
+    def authenticate(self, key: str) -> Principal | None:
+        """The principal of a valid key, else None."""
+        key_id = parse_key(key)
+        if key_id is None:
+            return None
+        fingerprint = hashlib.sha256(key.encode()).digest()
+        with self._lock:
+            cached = self._cache.get(fingerprint)
+            if cached is not None:
+                self._cache.move_to_end(fingerprint)
+                return cached
+            entry = self._entries.get(key_id)
+        if entry is None or not verify_hash(key, entry.hash):
+            return None
+        principal = Principal(tenant=entry.tenant, scopes=normalise_scopes(entry.scopes), key_id=entry.key_id)
+        with self._lock:
+            if self._entries.get(key_id) is entry:  # not revoked by a reload meanwhile
+                self._cache[fingerprint] = principal
+                while len(self._cache) > _CACHE_ENTRIES:
+                    self._cache.popitem(last=False)
+        return principal
+
+
+def _scrypt(key: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    # maxmem above the 32 MiB default leaves room for n=2**14, r=8 (16 MiB) plus OpenSSL's overhead
+    return hashlib.scrypt(key, salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=64 * 1024 * 1024)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """What tells a changed file apart: the atomic rewrite gives a new inode even within one mtime tick."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino, st.st_size
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write atomically (temp file, fsync, rename) with mode 0600 from the first byte on."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,235 @@
+"""Who is calling: `Authorization: Bearer <key>` -> the request's tenant and scopes.
+
+Every route except the public ones (`/health`, `/ready`, `/openapi.json`, `/docs`, and CORS preflights,
+which browsers send without credentials) needs a valid key; a read-only key may only GET and HEAD.
+With auth off (development without a keys file, or `AETHERA_AUTH=off`) every request acts for the
+tenant `default` with full scopes, so the same tenant checks run either way.
+
+Checking a key costs one scrypt (about 50 ms of CPU) the first time a process sees it, in a thread;
+after that it is a cache hit. Failed attempts are counted per client address in a Redis token bucket,
+so nobody can burn the CPU by sending wrong keys: past `_FAIL_BURST` failures the address gets 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import redis.exceptions
+from aiohttp import web
+
+from aethera.errors import AetheraError, ConfigError, Forbidden, RateLimited, Unauthorized
+from aethera.security.apikeys import KeyStore, Principal, parse_key
+from aethera.security.ratelimit import RateLimiter
+from aethera.settings import Settings
+
+log = logging.getLogger("aethera.security")
+
+DEFAULT_TENANT = "default"
+PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+READ_METHODS: frozenset[str] = frozenset({"GET", "HEAD"})
+_FAIL_BURST = 20  # wrong keys an address may send at once ...
+_FAIL_RATE_PER_S = 0.5  # ... and then one every 2 s
+_VERIFY_THREADS = 2  # scrypt runs in at most this many threads at once
+_OUTAGE_LOG_EVERY_S = 30.0
+
+PRINCIPAL = web.RequestKey("aethera_principal", Principal)
+KEY_STORE = web.AppKey("aethera_key_store", KeyStore)
+RATE_LIMITER = web.AppKey("aethera_rate_limiter", RateLimiter)
+FAILURE_LIMITER = web.AppKey("aethera_auth_failure_limiter", RateLimiter)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_DEV_PRINCIPAL = Principal(tenant=DEFAULT_TENANT, scopes=("read", "write"), key_id=None)
+
+
+def auth_enabled(settings: Settings) -> bool:
+    """`AETHERA_AUTH=on|off` decide; `auto` means on in production or whenever a keys file is set."""
+    if settings.auth == "on":
+        return True
+    if settings.auth == "off":
+        return False
+    return settings.environment == "production" or bool(settings.api_keys_file)
+
+
+def is_public(request: web.Request) -> bool:
+    if request.method == "OPTIONS":  # CORS preflight: browsers never send credentials with it
+        return True
+    return request.path in PUBLIC_PATHS or request.path.startswith("/docs/")
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The caller of a non-public route (set by the auth middleware)."""
+    principal = request.get(PRINCIPAL)
+    if principal is None:  # a route reached without the middleware: fail closed
+        raise Unauthorized("authentication required")
+    return principal
+
+
+def tenant_of(request: web.Request) -> str:
+    return principal_of(request).tenant
+
+
+def startup_warning(settings: Settings) -> str | None:
+    """The loud line to log at start when the API runs without authentication, else None."""
+    if auth_enabled(settings):
+        return None
+    why = "AETHERA_AUTH=off" if settings.auth == "off" else "development mode without AETHERA_API_KEYS_FILE"
+    return (
+        f"AUTHENTICATION IS OFF ({why}): every request acts for tenant {DEFAULT_TENANT!r}. "
+        "Never expose this server; create keys with `aethera keys create --tenant NAME --file FILE` "
+        "and set AETHERA_API_KEYS_FILE."
+    )
+
+
+def error_response(exc: AetheraError, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    """The service's JSON error shape, for the few errors that must carry a header."""
+    return web.json_response(exc.to_dict(), status=status, headers=headers)
+
+
+class _Outages:
+    """Logs a Redis outage of the limiter at most every `_OUTAGE_LOG_EVERY_S`, not once per request."""
+
+    def __init__(self) -> None:
+        self._last = -_OUTAGE_LOG_EVERY_S
+
+    def report(self, what: str, exc: Exception) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._last >= _OUTAGE_LOG_EVERY_S:
+            self._last = now
+            log.warning("%s: Redis unreachable (%s); requests pass unlimited until it returns", what, type(exc).__name__)
+
+
+def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """The middleware that sets `request[PRINCIPAL]`; put it inside the error middleware."""
+    enabled = auth_enabled(settings)
+    verify_slots = asyncio.Semaphore(_VERIFY_THREADS)
+    outages = _Outages()
+
+    async def failures_exhausted(limiter: RateLimiter | None, address: str) -> int:
+        """Seconds to wait when `address` has used up its failed attempts, else 0."""
+        if limiter is None:
+            return 0
+        try:
+            peek = await limiter.hit(f"authfail:{address}", cost=0)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            outages.report("auth failure limiter", exc)
+            return 0
+        return 0 if peek.remaining >= 1 else max(1, round(1 / _FAIL_RATE_PER_S))
+
+    async def count_failure(limiter: RateLimiter | None, address: str) -> None:
+        if limiter is None:
+            return
+        try:
+            await limiter.hit(f"authfail:{address}")
+        except (redis.exceptions.RedisError, OSError) as exc:
+            outages.report("auth failure limiter", exc)
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_public(request):
+            return await handler(request)
+        if not enabled:
+            request[PRINCIPAL] = _DEV_PRINCIPAL
+            return await handler(request)
+        store = request.app[KEY_STORE]
+        challenge = {"WWW-Authenticate": 'Bearer realm="aethera"'}
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return error_response(Unauthorized("an API key is required: send Authorization: Bearer <key>"), 401, challenge)
+        if store.due_for_reload():
+            await asyncio.to_thread(store.reload_if_changed)
+        failure_limiter = request.app.get(FAILURE_LIMITER)
+        address = _address_bucket(request)
+        principal = None
+        if parse_key(token) is not None:
+            wait_s = await failures_exhausted(failure_limiter, address)
+            if wait_s:
+                exc = RateLimited("too many failed authentication attempts; retry later", retry_after_s=wait_s)
+                return error_response(exc, 429, {"Retry-After": str(wait_s)})
+            async with verify_slots:
+                principal = await asyncio.to_thread(store.authenticate, token)
+        if principal is None:
+            await count_failure(failure_limiter, address)
+            return error_response(Unauthorized("invalid API key"), 401, challenge)
+        if request.method not in READ_METHODS and not principal.can_write:
+            return error_response(Forbidden("this API key is read-only"), 403)
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    return auth_middleware
+
+
+def make_ratelimit_middleware() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Per-key token bucket (per address when auth is off); put it inside the auth middleware.
+
+    A Redis outage lets requests through unlimited (and logged): limiting protects capacity, it does not
+    guard data, and refusing every request while Redis restarts would turn a blip into an outage.
+    """
+    outages = _Outages()
+
+    @web.middleware
+    async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        limiter = request.app.get(RATE_LIMITER)
+        if limiter is None or is_public(request):
+            return await handler(request)
+        principal = request.get(PRINCIPAL)
+        bucket = f"key:{principal.key_id}" if principal and principal.key_id else f"addr:{_address_bucket(request)}"
+        try:
+            decision = await limiter.hit(bucket)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            outages.report("rate limiter", exc)
+            return await handler(request)
+        if not decision.allowed:
+            exc = RateLimited(
+                f"rate limit of {limiter.rate_per_s:g} requests/s (burst {limiter.burst}) exceeded; "
+                f"retry in {decision.retry_after_s} s",
+                retry_after_s=decision.retry_after_s,
+            )
+            return error_response(exc, 429, {"Retry-After": str(decision.retry_after_s)})
+        return await handler(request)
+
+    return ratelimit_middleware
+
+
+def _address_bucket(request: web.Request) -> str:
+    remote = request.remote or "unknown"
+    # IPv6 addresses hold ':' which the bucket pattern allows; anything else odd is folded away
+    return "".join(c if c.isalnum() or c in ":._-" else "_" for c in remote)[:64]
+
+
+def setup_security(app: web.Application, settings: Settings) -> None:
+    """Register what the middlewares need: the key store (auth on) and the limiters (Redis configured).
+
+    The key store is read at start-up, so a missing or malformed keys file stops the server with a
+    ConfigError naming it. The limiters get a Redis client of their own with short timeouts, so a hung
+    Redis delays a request by at most about a second before it passes unlimited.
+    """
+    if auth_enabled(settings):
+        if not settings.api_keys_file:
+            raise ConfigError("authentication is on but AETHERA_API_KEYS_FILE is not set")
+        store = KeyStore(settings.api_keys_file)
+        app[KEY_STORE] = store
+        log.info("authentication on: %d API keys loaded", len(store))
+    else:
+        log.warning(startup_warning(settings))
+
+    if settings.redis_url is None:
+        return
+
+    async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(
+            settings.redis_url or "", socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False
+        )
+        if settings.rate_limit_per_s > 0:
+            app[RATE_LIMITER] = RateLimiter(client, settings.rate_limit_per_s, settings.rate_limit_burst)
+        if auth_enabled(settings):
+            app[FAILURE_LIMITER] = RateLimiter(client, _FAIL_RATE_PER_S, _FAIL_BURST)
+        yield
+        await client.aclose()
+
+    app.cleanup_ctx.append(limiter_ctx)

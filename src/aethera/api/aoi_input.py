@@ -1,0 +1,32 @@
+"""Checking a run's AOI before it is queued, off the event loop (parsing and reprojection use GDAL/PROJ).
+
+A bad AOI is the request's fault: `InvalidAOI` (422) with the reason, never a FAILED run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aethera.settings import Settings
+
+
+def _load_and_check(source: bytes, filename: str | None, catalog: Any, settings: Settings) -> Any:
+    from aethera.analysis.aoi import check_within_catalog, load_aoi
+
+    kwargs: dict[str, Any] = {"max_area_km2": settings.max_aoi_km2}
+    if filename is not None:
+        kwargs["filename"] = filename.rsplit("/", 1)[-1]
+    aoi = load_aoi(source, **kwargs)
+    check_within_catalog(aoi, catalog)
+    return aoi
+
+
+async def validate_aoi(source: bytes, *, filename: str | None, catalog: Any, settings: Settings) -> Any:
+    """The parsed AOI (`aethera.analysis.aoi.AOI`), or InvalidAOI saying what is wrong with it."""
+    return await asyncio.to_thread(_load_and_check, source, filename, catalog, settings)
+
+
+def aoi_geojson_bytes(aoi: Any) -> bytes:
+    """The AOI as a GeoJSON Feature in EPSG:4326: what `runs/{id}/aoi.geojson` stores for the worker."""
+    return aoi.to_geojson_bytes()

@@ -1,0 +1,116 @@
+"""The aiohttp application: `create_app(settings)` and `serve(settings)`.
+
+Resources (storage, the Redis client of the task records, the job queue) are opened in `cleanup_ctx`
+generators, so each is closed on shutdown only if it was opened. The Redis connections are lazy: the
+API starts while Redis is down and `/health` says so.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp_cors
+from aiohttp import web
+from redis.asyncio import Redis
+
+from aethera.api import keys as K
+from aethera.api.catalog_cache import CatalogCache
+from aethera.api.errors import error_middleware
+from aethera.api.middlewares import REQUEST_ID_HEADER, body_limit_middleware, request_id_middleware
+from aethera.api.routes import health, projects, runs, tasks
+from aethera.errors import ConfigError
+from aethera.jobs.queue import JobQueue, connection_pool
+from aethera.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+EXPORT_MODULE = "aethera.api.routes.export"
+# headers a browser may send cross-origin, and response headers its scripts may read
+ALLOWED_HEADERS = ("Content-Type", "Idempotency-Key", "X-Request-ID", "Authorization", "X-API-Key")
+EXPOSED_HEADERS = ("Content-Disposition", "Content-Length", "X-Request-ID", "X-Next-Cursor", "Link",
+                   "Location", "Idempotent-Replayed")
+
+
+def _redis_url(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise ConfigError("REDIS_URL is not set: the API needs a Redis (`aethera dev` starts one)")
+    return settings.redis_url
+
+
+async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    from aethera.storage.factory import open_storage
+
+    storage = await open_storage(app[K.SETTINGS])
+    app[K.STORAGE] = storage
+    yield
+    await storage.close()
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    redis = Redis(connection_pool=connection_pool(_redis_url(app[K.SETTINGS])))
+    app[K.REDIS] = redis
+    yield
+    await redis.aclose(close_connection_pool=True)
+
+
+async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
+    queue = JobQueue(_redis_url(app[K.SETTINGS]))
+    app[K.QUEUE] = queue
+    yield
+    await queue.close()
+
+
+def _add_export_routes(app: web.Application) -> bool:
+    """The streaming ZIP export lives in its own module; wire it in when this deployment has it."""
+    if importlib.util.find_spec(EXPORT_MODULE) is None:
+        return False
+    module = importlib.import_module(EXPORT_MODULE)
+    module.add_routes(app)
+    return True
+
+
+def _setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
+    options = aiohttp_cors.ResourceOptions(
+        allow_credentials=False,
+        expose_headers=EXPOSED_HEADERS,
+        allow_headers=ALLOWED_HEADERS,
+        allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+        max_age=600,
+    )
+    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
+    for route in list(app.router.routes()):
+        if route.method != "OPTIONS":
+            cors.add(route)
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    settings = settings or load_settings()
+    _redis_url(settings)
+    app = web.Application(
+        middlewares=[request_id_middleware, error_middleware, body_limit_middleware],
+        # a backstop: handlers read bodies through api.bodies.read_body, bounded per route
+        client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + 1,
+    )
+    app[K.SETTINGS] = settings
+    app[K.CATALOG] = CatalogCache(settings.datasets)
+    app.cleanup_ctx.extend([_storage_ctx, _redis_ctx, _queue_ctx])
+    for module in (health, projects, runs, tasks):
+        module.add_routes(app)
+    app[K.EXPORT_ENABLED] = _add_export_routes(app)
+    _setup_cors(app, settings.cors_origins)
+    return app
+
+
+def serve(settings: Settings | None = None) -> int:
+    """Run the API on `AETHERA_HOST:AETHERA_PORT` until SIGINT/SIGTERM (blocking)."""
+    settings = settings or load_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
+    return 0
+
+
+__all__ = ["create_app", "serve", "REQUEST_ID_HEADER"]

@@ -1,0 +1,59 @@
+"""Reading request bodies: bounded while reading, then decoded straight into a msgspec Struct."""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+
+from aethera.api.middlewares import body_limit
+from aethera.errors import InvalidInput, MalformedRequest, PayloadTooLarge
+
+T = TypeVar("T")
+_READ_CHUNK = 64 * 1024
+_PATH_RE = re.compile(r" - at `\$\.?(.*)`$")
+_MISSING_RE = re.compile(r"missing required field `([^`]+)`")
+
+
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+    """The whole body, refusing it as soon as it grows past `limit` (chunked bodies declare no length)."""
+    limit = body_limit(request) if limit is None else limit
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(_READ_CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body larger than {limit} bytes", limit_bytes=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def validation_error(exc: msgspec.ValidationError) -> InvalidInput:
+    """A 422 naming the offending field, e.g. `config.capacity_mw`."""
+    message = str(exc)
+    match = _PATH_RE.search(message)
+    field = match.group(1) if match else None
+    reason = _PATH_RE.sub("", message)
+    if field is None:
+        missing = _MISSING_RE.search(message)
+        field = missing.group(1) if missing else None
+    if field:
+        return InvalidInput(f"invalid field '{field}': {reason}", field=field)
+    return InvalidInput(f"invalid request body: {reason}", field=None)
+
+
+async def decode_json(request: web.Request, type_: type[T]) -> T:
+    body = await read_body(request)
+    if not body.strip():
+        raise MalformedRequest("request body is empty; send a JSON object")
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedRequest(f"request body is not valid JSON ({exc})") from None

@@ -1,0 +1,65 @@
+"""Projects: `POST /projects`, `GET /projects`, `GET /projects/{id}`, and AOI uploads of a project."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+from aiohttp import web
+
+from aethera.api.bodies import decode_json, read_body
+from aethera.api.ids import path_id
+from aethera.api.keys import STORAGE
+from aethera.api.middlewares import UPLOAD_ROUTE
+from aethera.api.responses import json_response
+from aethera.errors import InvalidInput
+from aethera.jobs import keys, records
+from aethera.models import Project, ProjectCreate, utc_now_iso
+
+
+async def create_project(request: web.Request) -> web.Response:
+    body = await decode_json(request, ProjectCreate)
+    project = Project(id=uuid.uuid4().hex, name=body.name, country=body.country, sector=body.sector,
+                      created_at=utc_now_iso())
+    await records.save_project(request.app[STORAGE], project)
+    return json_response(project, status=201)
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    return json_response(await records.list_projects(request.app[STORAGE]))
+
+
+async def get_project(request: web.Request) -> web.Response:
+    project_id = path_id(request, "project_id", "project")
+    return json_response(await records.load_project(request.app[STORAGE], project_id))
+
+
+class Upload(msgspec.Struct):
+    aoi_path: str  # what `RunCreate.aoi_path` takes
+    size: int
+
+
+async def upload_aoi(request: web.Request) -> web.Response:
+    """Store an AOI file (GeoJSON, zipped Shapefile, GeoPackage, KML, WKT) for `aoi_path` in a run."""
+    project_id = path_id(request, "project_id", "project")
+    name = request.match_info["name"]
+    if not keys.UPLOAD_NAME_RE.match(name):
+        raise InvalidInput(
+            "upload name must be letters, digits, '-' or '_' (at most 100) with one of the extensions "
+            ".geojson .json .zip .gpkg .kml .wkt",
+            field="name",
+        )
+    storage = request.app[STORAGE]
+    await records.load_project(storage, project_id)
+    data = await read_body(request)
+    if not data:
+        raise InvalidInput("the uploaded file is empty", field="body")
+    await storage.save(keys.upload_key(project_id, name), data)
+    return json_response(Upload(aoi_path=f"uploads/{name}", size=len(data)), status=201)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/projects", create_project, name="create_project")
+    app.router.add_get("/projects", list_projects, name="list_projects")
+    app.router.add_get("/projects/{project_id}", get_project, name="get_project")
+    app.router.add_put("/projects/{project_id}/uploads/{name}", upload_aoi, name=UPLOAD_ROUTE)

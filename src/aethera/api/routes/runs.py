@@ -1,0 +1,310 @@
+"""Runs: creating one (validated before it is queued), listing, detail, and its stored outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import uuid
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from aethera.api.aoi_input import aoi_geojson_bytes, validate_aoi
+from aethera.api.bodies import decode_json
+from aethera.api.ids import path_id
+from aethera.api.keys import CATALOG, EXPORT_ENABLED, QUEUE, REDIS, SETTINGS, STORAGE
+from aethera.api.responses import json_response, raw_json_response
+from aethera.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, ObjectNotFound
+from aethera.jobs import keys, records
+from aethera.jobs.queue import job_id_for
+from aethera.models import (
+    IdempotencyRecord,
+    RunCreate,
+    RunCreateResponse,
+    RunDetail,
+    RunParamsRecord,
+    RunRecord,
+    RunStatus,
+    RunSummary,
+    utc_now_iso,
+)
+from aethera.storage.artifacts import artifact_key, load_index
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,200}\Z")  # printable ASCII, no spaces
+_IDEMPOTENCY_LOCK_S = 60
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+
+# --- POST /projects/{id}/runs --------------------------------------------------------------------
+
+
+def _idempotency_digest(request: web.Request, project_id: str) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_RE.match(key):
+        raise InvalidInput("Idempotency-Key must be 1 to 200 printable ASCII characters", field=IDEMPOTENCY_HEADER)
+    return hashlib.sha256(f"{project_id}\n{key}".encode()).hexdigest()
+
+
+def _params_record(body: RunCreate, country: str | None, settings: Any) -> RunParamsRecord:
+    from aethera.analysis.params import RunParams
+
+    params = RunParams.from_request(body.project_type, country, dict(body.config or {}), settings)
+    return RunParamsRecord(
+        project_type=params.project_type,
+        country=params.country,
+        capacity_mw=params.capacity_mw,
+        buffer_km=params.buffer_km,
+    )
+
+
+async def create_run(request: web.Request) -> web.Response:
+    app = request.app
+    storage, redis, settings = app[STORAGE], app[REDIS], app[SETTINGS]
+    project_id = path_id(request, "project_id", "project")
+    project = await records.load_project(storage, project_id)
+    digest = _idempotency_digest(request, project_id)
+    body = await decode_json(request, RunCreate)
+    request_sha = hashlib.sha256(msgspec.json.encode(body)).hexdigest()
+
+    lock_key = None
+    if digest is not None:
+        replay = await _replay(request, project_id, digest, request_sha)
+        if replay is not None:
+            return replay
+        lock_key = keys.idempotency_lock_key(digest)
+        try:
+            locked = await redis.set(lock_key, b"1", ex=_IDEMPOTENCY_LOCK_S, nx=True)
+        except (RedisError, OSError):
+            raise BackendUnavailable("the queue is unreachable; try again shortly") from None
+        if not locked:
+            raise Conflict("a request with this Idempotency-Key is still being processed; retry shortly")
+    try:
+        if digest is not None:  # a concurrent twin may have finished between the check and the lock
+            replay = await _replay(request, project_id, digest, request_sha)
+            if replay is not None:
+                return replay
+        return await _create(request, body, project.country, project_id, digest, request_sha)
+    finally:
+        if lock_key is not None:
+            try:
+                await redis.delete(lock_key)
+            except (RedisError, OSError):
+                pass  # it expires
+
+
+async def _replay(request: web.Request, project_id: str, digest: str, request_sha: str) -> web.Response | None:
+    storage = request.app[STORAGE]
+    mapping = await records.load_idempotency(storage, project_id, digest)
+    if mapping is None:
+        return None
+    if mapping.request_sha256 and mapping.request_sha256 != request_sha:
+        raise Conflict("this Idempotency-Key was already used with a different request body",
+                       run_id=mapping.run_id)
+    run = await records.load_run(storage, mapping.run_id)
+    answer = RunCreateResponse(task_id=run.task_id, run_id=run.run_id, status=run.status,
+                               message="run already created for this Idempotency-Key")
+    resp = json_response(answer, status=202)
+    resp.headers["Idempotent-Replayed"] = "true"
+    return resp
+
+
+async def _create(
+    request: web.Request, body: RunCreate, project_country: str | None, project_id: str,
+    digest: str | None, request_sha: str,
+) -> web.Response:
+    app = request.app
+    storage, redis, settings, queue = app[STORAGE], app[REDIS], app[SETTINGS], app[QUEUE]
+
+    if (body.aoi_geojson is None) == (body.aoi_path is None):
+        raise InvalidInput("give exactly one AOI source: aoi_geojson or aoi_path", field="aoi_geojson")
+    country = body.country if body.country is not None else project_country
+    params = _params_record(body, country, settings)
+    source: Any
+    aoi_source: str
+    if body.aoi_geojson is not None:
+        source, aoi_source = msgspec.json.encode(body.aoi_geojson), "geojson"
+    else:
+        source, aoi_source = await _uploaded_aoi(storage, project_id, body.aoi_path or ""), "upload"
+    catalog = await app[CATALOG].get()
+    aoi = await validate_aoi(source, filename=body.aoi_path, catalog=catalog, settings=settings)
+    aoi_bytes = await asyncio.to_thread(aoi_geojson_bytes, aoi)
+
+    run_id = uuid.uuid4().hex
+    now = utc_now_iso()
+    run = RunRecord(
+        run_id=run_id,
+        task_id=run_id,  # one task per run: the ids are the same, so either finds both after Redis loss
+        project_id=project_id,
+        project_type=body.project_type,
+        params=params,
+        config=dict(body.config or {}),
+        aoi_source=aoi_source,
+        aoi_path=body.aoi_path,
+        created_at=now,
+        updated_at=now,
+        status=RunStatus.PENDING,
+        attempts=0,
+        job_id=job_id_for(run_id, 1),
+        idempotency_key_sha256=digest,
+    )
+    await records.create_run(storage, run, aoi_bytes, records.now_ms())
+    if digest is not None:
+        await records.save_idempotency(
+            storage, IdempotencyRecord(project_id=project_id, run_id=run_id, created_at=now,
+                                       request_sha256=request_sha), digest)
+    try:
+        await records.save_task(redis, records.task_record(run, None, max_attempts=settings.run_max_attempts))
+        await queue.enqueue_run(run_id, 1)
+    except (RedisError, OSError):
+        # the run must not linger as PENDING with no job: it ends FAILED, and the key may be reused
+        run.status = RunStatus.FAILED
+        run.error = "the run could not be queued: the queue is unreachable"
+        run.error_code = "backend_unavailable"
+        run.finished_at = utc_now_iso()
+        await records.save_run(storage, run)
+        await storage.delete(keys.active_run_key(run_id))
+        if digest is not None:
+            await records.delete_idempotency(storage, project_id, digest)
+        raise BackendUnavailable("the queue is unreachable; the run was not queued, try again shortly") from None
+    answer = RunCreateResponse(task_id=run.task_id, run_id=run_id, status=RunStatus.PENDING,
+                               message="run queued; poll GET /tasks/{task_id} for its progress")
+    resp = json_response(answer, status=202)
+    resp.headers["Location"] = f"/runs/{run_id}"
+    return resp
+
+
+async def _uploaded_aoi(storage: Any, project_id: str, aoi_path: str) -> bytes:
+    match = keys.AOI_PATH_RE.match(aoi_path)
+    if match is None:
+        raise InvalidInput(
+            "aoi_path must name a file uploaded to this project, such as uploads/site.geojson "
+            "(PUT /projects/{id}/uploads/{name})",
+            field="aoi_path",
+        )
+    try:
+        return await storage.read(keys.upload_key(project_id, match.group(1)))
+    except ObjectNotFound:
+        raise InvalidInput(f"aoi_path {aoi_path!r}: no such upload in this project", field="aoi_path") from None
+
+
+# --- listings and detail -------------------------------------------------------------------------
+
+
+def summary(run: RunRecord) -> RunSummary:
+    return RunSummary(run_id=run.run_id, project_id=run.project_id, project_type=run.project_type,
+                      created_at=run.created_at, status=run.status)
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    q = request.query
+    project_id = q.get("project_id")
+    if project_id is not None and not keys.ID_RE.match(project_id):
+        raise InvalidInput("project_id must be a project id (32 hex characters)", field="project_id")
+    raw_limit = q.get("limit", str(DEFAULT_PAGE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
+    cursor = q.get("cursor")
+    if cursor is not None and not keys.RUN_INDEX_NAME_RE.match(cursor):
+        raise InvalidInput("cursor is not one this service issued (take X-Next-Cursor)", field="cursor")
+    runs, next_cursor = await records.list_runs(request.app[STORAGE], project_id=project_id,
+                                                limit=int(raw_limit), cursor=cursor)
+    resp = json_response([summary(r) for r in runs])
+    if next_cursor is not None:
+        resp.headers["X-Next-Cursor"] = next_cursor
+        params = {"limit": raw_limit, "cursor": next_cursor}
+        if project_id:
+            params["project_id"] = project_id
+        resp.headers["Link"] = f'<{request.rel_url.with_query(params)}>; rel="next"'
+    return resp
+
+
+async def get_run(request: web.Request) -> web.Response:
+    run_id = path_id(request, "run_id", "run")
+    storage = request.app[STORAGE]
+    run = await records.load_run(storage, run_id)
+    outputs: dict[str, dict[str, str]] = {}
+    if run.status is RunStatus.COMPLETED:
+        present = {a.name for a in (await load_index(storage, run_id)).artifacts}
+        base = f"/runs/{run_id}"
+        results = {name: f"{base}/{name}" for name, artifact in
+                   (("results", keys.RESULTS_NAME), ("legal", keys.LEGAL_NAME)) if artifact in present}
+        if results:
+            outputs["results"] = results
+        layers = {layer: f"{base}/biodiversity/{layer}" for layer in keys.LAYER_NAMES
+                  if keys.layer_name(layer) in present}
+        if layers:
+            outputs["biodiversity_layers"] = layers
+        if request.app[EXPORT_ENABLED]:
+            outputs["export"] = {"zip": f"{base}/export"}
+    detail = RunDetail(
+        **msgspec.structs.asdict(summary(run)),
+        outputs=outputs,
+        task_id=run.task_id,
+        country=run.params.country,
+        params=msgspec.to_builtins(run.params),
+        updated_at=run.updated_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        attempts=run.attempts,
+        error=run.error,
+        error_code=run.error_code,
+    )
+    return json_response(detail)
+
+
+# --- stored outputs ------------------------------------------------------------------------------
+
+
+async def _completed_run(request: web.Request) -> RunRecord:
+    run_id = path_id(request, "run_id", "run")
+    run = await records.load_run(request.app[STORAGE], run_id)
+    if run.status is RunStatus.REVOKED:
+        raise Conflict("the run was cancelled; its outputs are not served", status=run.status.value)
+    if run.status is not RunStatus.COMPLETED:
+        detail = f"the run is {run.status.value}, not COMPLETED"
+        if run.status is RunStatus.FAILED and run.error:
+            detail += f": {run.error}"
+        raise Conflict(detail, status=run.status.value)
+    return run
+
+
+async def _artifact(request: web.Request, run: RunRecord, name: str, what: str) -> bytes:
+    try:
+        return await request.app[STORAGE].read(artifact_key(run.run_id, name))
+    except ObjectNotFound:
+        raise NotFound(f"this run has no {what}") from None
+
+
+async def get_results(request: web.Request) -> web.Response:
+    run = await _completed_run(request)
+    return raw_json_response(await _artifact(request, run, keys.RESULTS_NAME, "results"))
+
+
+async def get_legal(request: web.Request) -> web.Response:
+    run = await _completed_run(request)
+    return raw_json_response(await _artifact(request, run, keys.LEGAL_NAME, "legal screening"))
+
+
+async def get_layer(request: web.Request) -> web.Response:
+    layer = request.match_info["layer"]
+    if layer not in keys.LAYER_NAMES:
+        raise NotFound(f"no layer {layer[:40]!r}; layers are {', '.join(keys.LAYER_NAMES)}")
+    run = await _completed_run(request)
+    data = await _artifact(request, run, keys.layer_name(layer), f"{layer} layer")
+    return raw_json_response(data, content_type="application/geo+json")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/projects/{project_id}/runs", create_run, name="create_run")
+    app.router.add_get("/runs", list_runs, name="list_runs")
+    app.router.add_get("/runs/{run_id}", get_run, name="get_run")
+    app.router.add_get("/runs/{run_id}/results", get_results, name="get_results")
+    app.router.add_get("/runs/{run_id}/legal", get_legal, name="get_legal")
+    app.router.add_get("/runs/{run_id}/biodiversity/{layer}", get_layer, name="get_layer")

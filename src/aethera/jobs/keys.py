@@ -1,0 +1,101 @@
+"""Every key name the service uses: Redis keys and the storage keys of records and indexes.
+
+One module, so a reader sees the whole key space at a glance and two modules never disagree on a name.
+The queue's own keys (arq's) stay inside `jobs/queue.py`.
+"""
+
+from __future__ import annotations
+
+import re
+
+# --- Redis -----------------------------------------------------------------------------------------
+
+PREFIX = "aethera:"
+QUEUE_NAME = PREFIX + "queue"  # the job queue (a sorted set of the queue implementation)
+RECOVERY_LOCK = PREFIX + "recovery:lock"  # one recovery sweep at a time across all workers
+
+TASK_RECORD_TTL_S = 7 * 24 * 3600  # a finished task's Redis copy; storage keeps the truth forever
+CANCEL_FLAG_TTL_S = 7 * 24 * 3600
+
+
+def task_key(task_id: str) -> str:
+    """The task record (JSON): status, progress, attempts, timestamps."""
+    return f"{PREFIX}task:{task_id}"
+
+
+def cancel_key(run_id: str) -> str:
+    """Present while a cancellation of the run has been asked for."""
+    return f"{PREFIX}cancel:{run_id}"
+
+
+def lease_key(run_id: str) -> str:
+    """Held (with a TTL of `run_lease_s`) by the worker that runs the run; renewed by its heartbeat."""
+    return f"{PREFIX}lease:{run_id}"
+
+
+def idempotency_lock_key(digest: str) -> str:
+    """Short lock so two concurrent requests with one Idempotency-Key create one run."""
+    return f"{PREFIX}idem:{digest}"
+
+
+# --- storage ---------------------------------------------------------------------------------------
+
+ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_INV_BASE_MS = 10**13 - 1  # run index names sort newest first: (this - created ms) zero-padded to 13
+
+
+def project_key(project_id: str) -> str:
+    return f"projects/{project_id}.json"
+
+
+PROJECTS_PREFIX = "projects/"
+
+
+def upload_key(project_id: str, name: str) -> str:
+    """An AOI file uploaded to a project; `name` is already checked against `UPLOAD_NAME_RE`."""
+    return f"projects/{project_id}/uploads/{name}"
+
+
+UPLOAD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(geojson|json|zip|gpkg|kml|wkt)$")
+AOI_PATH_RE = re.compile(r"^uploads/([A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(?:geojson|json|zip|gpkg|kml|wkt))$")
+
+
+def run_record_key(run_id: str) -> str:
+    return f"runs/{run_id}/run.json"
+
+
+def run_aoi_key(run_id: str) -> str:
+    return f"runs/{run_id}/aoi.geojson"
+
+
+# Outputs of a run, relative to `runs/{run_id}/` (written through storage.artifacts.save_artifact).
+RESULTS_NAME = "results.json"
+LEGAL_NAME = "legal.json"
+RUN_LOG_NAME = "run.log"
+LAYER_NAMES = ("natura", "overlap", "sensitivity")
+
+
+def layer_name(layer: str) -> str:
+    return f"layers/{layer}.geojson"
+
+
+def run_index_name(created_ms: int, run_id: str) -> str:
+    """Name of a run in a listing index; key order is newest first, ties broken by run id."""
+    return f"{_INV_BASE_MS - created_ms:013d}-{run_id}"
+
+
+RUN_INDEX_NAME_RE = re.compile(r"^[0-9]{13}-[0-9a-f]{32}$")
+ALL_RUNS_INDEX = "index/runs/"
+ACTIVE_RUNS_INDEX = "index/active-runs/"  # one marker per run not yet final: what recovery sweeps
+
+
+def project_runs_index(project_id: str) -> str:
+    return f"index/project-runs/{project_id}/"
+
+
+def active_run_key(run_id: str) -> str:
+    return ACTIVE_RUNS_INDEX + run_id
+
+
+def idempotency_key(project_id: str, digest: str) -> str:
+    return f"index/idempotency/{project_id}/{digest}.json"

@@ -1,0 +1,176 @@
+"""The job transport: the only module that imports arq.
+
+arq moves a run's id from the API to a worker and back-pressures the workers; it is not the source of
+truth (that is the run record in storage, see `records.py`). Everything else of the service talks to
+`JobQueue` and `run_worker`, so another queue could replace arq by rewriting this module alone.
+
+Jobs carry `(run_id, attempt)` only; their id is `{run_id}.{attempt}`, which makes a second enqueue of
+the same attempt (say by recovery racing the API) a no-op.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+from arq import func as arq_func
+from arq.connections import ArqRedis, RedisSettings
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.jobs import Job, JobStatus
+from arq.utils import timestamp_ms
+from arq.worker import Worker
+from redis.asyncio import ConnectionPool
+
+from aethera.jobs.keys import QUEUE_NAME
+from aethera.settings import Settings
+
+RUN_FUNCTION = "run_analysis"
+# how long a queued job may wait for a worker before the queue forgets it (recovery re-queues it then)
+JOB_EXPIRES_S = 7 * 24 * 3600
+
+
+class JobState(str, enum.Enum):
+    """What the queue knows about one job."""
+
+    QUEUED = "queued"  # waiting (possibly deferred) for a worker
+    RUNNING = "running"  # a worker has taken it
+    UNKNOWN = "unknown"  # not in the queue: finished, expired, or lost with Redis
+
+
+def job_id_for(run_id: str, attempt: int) -> str:
+    return f"{run_id}.{attempt}"
+
+
+def _encode(obj: Any) -> bytes:
+    return msgspec.json.encode(obj)
+
+
+def _decode(data: bytes) -> Any:
+    return msgspec.json.decode(data)
+
+
+def connection_pool(redis_url: str, max_connections: int = 64) -> ConnectionPool:
+    """A lazily connecting pool: creating it never fails, so the API starts while Redis is down."""
+    return ConnectionPool.from_url(
+        redis_url, max_connections=max_connections, socket_connect_timeout=2.0, socket_timeout=10.0
+    )
+
+
+class JobQueue:
+    """Enqueue, abort and inspect run jobs."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._redis = ArqRedis(
+            connection_pool(redis_url),
+            job_serializer=_encode,
+            job_deserializer=_decode,
+            default_queue_name=QUEUE_NAME,
+        )
+
+    @classmethod
+    def wrapping(cls, redis: Any) -> JobQueue:
+        """A queue over the connection a worker already holds (arq's `ctx["redis"]`)."""
+        self = cls.__new__(cls)
+        self._redis = redis
+        return self
+
+    async def enqueue_run(self, run_id: str, attempt: int, *, defer_s: float = 0.0) -> str | None:
+        """Queue one attempt of a run; None when that attempt is already queued."""
+        job_id = job_id_for(run_id, attempt)
+        job = await self._redis.enqueue_job(
+            RUN_FUNCTION,
+            run_id,
+            attempt,
+            _job_id=job_id,
+            _queue_name=QUEUE_NAME,
+            _defer_by=defer_s if defer_s > 0 else None,
+            _expires=JOB_EXPIRES_S + defer_s,
+        )
+        return None if job is None else job_id
+
+    async def abort(self, job_id: str) -> None:
+        """Ask the queue to drop a job: a queued one never starts, a running one is cancelled."""
+        await self._redis.zadd(abort_jobs_ss, {job_id: timestamp_ms()})
+
+    async def state(self, job_id: str) -> JobState:
+        status = await Job(job_id, self._redis, _queue_name=QUEUE_NAME).status()
+        if status in (JobStatus.queued, JobStatus.deferred):
+            return JobState.QUEUED
+        if status is JobStatus.in_progress:
+            return JobState.RUNNING
+        return JobState.UNKNOWN
+
+    async def discard(self, job_id: str) -> None:
+        """Forget a job whose worker died, so the queue does not run it again on its own."""
+        async with self._redis.pipeline(transaction=True) as tr:
+            tr.delete(job_key_prefix + job_id, in_progress_key_prefix + job_id, retry_key_prefix + job_id)
+            tr.zrem(QUEUE_NAME, job_id)
+            tr.zrem(abort_jobs_ss, job_id)
+            await tr.execute()
+
+    async def queued_count(self) -> int:
+        return int(await self._redis.zcard(QUEUE_NAME))
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose(close_connection_pool=True)
+
+
+JobCoroutine = Callable[..., Awaitable[Any]]
+Hook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def build_worker(
+    settings: Settings,
+    run_function: JobCoroutine,
+    *,
+    on_startup: Hook,
+    on_shutdown: Hook,
+    redis_url: str,
+    handle_signals: bool = True,
+    burst: bool = False,
+    extra_functions: Sequence[JobCoroutine] = (),
+) -> Worker:
+    """An arq worker for the run task, configured from the service's settings."""
+    return Worker(**worker_options(settings, run_function, on_startup=on_startup, on_shutdown=on_shutdown,
+                                   redis_url=redis_url, extra_functions=extra_functions),
+                  handle_signals=handle_signals, burst=burst)
+
+
+def worker_options(
+    settings: Settings,
+    run_function: JobCoroutine,
+    *,
+    on_startup: Hook,
+    on_shutdown: Hook,
+    redis_url: str,
+    extra_functions: Sequence[JobCoroutine] = (),
+) -> dict[str, Any]:
+    """The keyword arguments of arq's Worker (also the attributes of an arq `WorkerSettings` class)."""
+    redis_settings = RedisSettings.from_dsn(redis_url)
+    redis_settings.conn_timeout = 2
+    redis_settings.conn_retries = 30  # a worker started just before Redis waits ~30 s for it
+    return {
+        "functions": [
+            # retries are the service's own (records + backoff), so arq never re-runs a failed job;
+            # a job cancelled by a stopping worker is run again by arq (max_tries leaves room for that)
+            arq_func(run_function, name=RUN_FUNCTION, max_tries=settings.run_max_attempts + 2),
+            *extra_functions,
+        ],
+        "redis_settings": redis_settings,
+        "queue_name": QUEUE_NAME,
+        "max_jobs": settings.worker_concurrency,
+        "job_timeout": settings.run_hard_time_limit_s,
+        "keep_result": 0,
+        "allow_abort_jobs": True,
+        "poll_delay": 0.2,
+        "health_check_interval": 30,
+        "job_serializer": _encode,
+        "job_deserializer": _decode,
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+    }

@@ -1,0 +1,87 @@
+"""The worker process: arq worker settings built from the service's settings, and how to run them.
+
+`python worker.py` or `aethera worker` call `run_worker()`. `WorkerSettings` (for arq's own CLI,
+`arq aethera.jobs.worker.WorkerSettings`) is built from the environment the first time it is looked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from aethera.errors import ConfigError
+from aethera.jobs import queue, recovery
+from aethera.jobs.tasks import WorkerDeps, run_analysis
+from aethera.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def require_redis_url(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise ConfigError("REDIS_URL is not set: a worker needs the Redis the API uses (`aethera dev` starts one)")
+    return settings.redis_url
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _hooks(settings: Settings) -> tuple[Any, Any]:
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        from aethera.storage.factory import open_storage
+
+        storage = await open_storage(settings)
+        redis = ctx["redis"]
+        deps = WorkerDeps(settings=settings, storage=storage, redis=redis,
+                          queue=queue.JobQueue.wrapping(redis), name=worker_name())
+        ctx["aethera"] = deps
+        ctx["aethera_recovery"] = asyncio.create_task(
+            recovery.sweep_forever(storage, redis, deps.queue, settings), name="aethera-recovery"
+        )
+        log.info("worker %s ready (concurrency %d)", deps.name, settings.worker_concurrency)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        task = ctx.pop("aethera_recovery", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        deps: WorkerDeps | None = ctx.pop("aethera", None)
+        if deps is not None:
+            await deps.storage.close()
+
+    return on_startup, on_shutdown
+
+
+def worker_settings(settings: Settings) -> type:
+    """An arq `WorkerSettings` class for these settings."""
+    on_startup, on_shutdown = _hooks(settings)
+    options = queue.worker_options(settings, run_analysis, on_startup=on_startup, on_shutdown=on_shutdown,
+                                   redis_url=require_redis_url(settings))
+    return type("WorkerSettings", (), options)
+
+
+def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool = False) -> Any:
+    """An arq Worker object (tests run it in-process with `await worker.async_run()`)."""
+    on_startup, on_shutdown = _hooks(settings)
+    return queue.build_worker(settings, run_analysis, on_startup=on_startup, on_shutdown=on_shutdown,
+                              redis_url=require_redis_url(settings), handle_signals=handle_signals, burst=burst)
+
+
+def run_worker(settings: Settings | None = None) -> int:
+    """Run one worker until SIGINT/SIGTERM (blocking)."""
+    settings = settings or load_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = build_worker(settings)
+    worker.run()
+    return 0
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WorkerSettings":
+        return worker_settings(load_settings())
+    raise AttributeError(name)

@@ -1,0 +1,211 @@
+"""Wire types of the REST API (docs api.md) and the records the service stores.
+
+Request bodies are decoded straight into these Structs (`msgspec.json.decode(body, type=RunCreate)`),
+so a wrong type is refused at the edge with the offending field named. Field names of the API types
+are a contract with the frontend: add fields, never rename or drop one.
+
+Timestamps are ISO 8601 strings with an explicit `+00:00` offset (`utc_now_iso()`), written as text so
+every consumer sees exactly the form api.md promises.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import msgspec
+
+# 32 lowercase hex characters (uuid4().hex): the only form an id of a project, run or task takes.
+ID_PATTERN = r"^[0-9a-f]{32}$"
+COUNTRY_PATTERN = r"^[A-Z]{3}$"
+
+Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+CountryCode = Annotated[str, msgspec.Meta(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-3")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+ProjectType = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+AoiPath = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+
+
+def utc_now_iso() -> str:
+    """Now, as ISO 8601 with a `+00:00` offset and millisecond precision."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class RunStatus(str, enum.Enum):
+    """Where a run (and its task) stands. The last three are final."""
+
+    PENDING = "PENDING"  # stored and queued (or waiting for a retry); no worker is on it
+    PROCESSING = "PROCESSING"  # a worker holds its lease and runs the pipeline
+    COMPLETED = "COMPLETED"  # every output is stored; results are served
+    FAILED = "FAILED"  # stopped with an error a user can act on (`error`)
+    REVOKED = "REVOKED"  # cancelled by the user; its outputs are never served
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.REVOKED})
+
+
+# --- projects ------------------------------------------------------------------------------------
+
+
+class ProjectCreate(msgspec.Struct, kw_only=True):
+    """Body of `POST /projects`."""
+
+    name: Name
+    country: CountryCode | None = None
+    sector: ShortText | None = None
+
+
+class Project(msgspec.Struct, kw_only=True):
+    """A project as stored (`projects/{id}.json`) and as answered."""
+
+    id: str
+    name: str
+    country: str | None = None
+    sector: str | None = None
+    created_at: str
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+class RunCreate(msgspec.Struct, kw_only=True):
+    """Body of `POST /projects/{id}/runs`: exactly one of `aoi_geojson` and `aoi_path`."""
+
+    project_type: ProjectType
+    aoi_geojson: dict[str, Any] | None = None
+    aoi_path: AoiPath | None = None
+    country: str | None = None
+    config: dict[str, Any] | None = None
+
+
+class RunCreateResponse(msgspec.Struct, kw_only=True):
+    """Answer (202) of `POST /projects/{id}/runs`."""
+
+    task_id: str
+    run_id: str
+    status: RunStatus
+    message: str
+
+
+class RunSummary(msgspec.Struct, kw_only=True):
+    """One line of `GET /runs`."""
+
+    run_id: str
+    project_id: str | None
+    project_type: str
+    created_at: str
+    status: RunStatus
+
+
+class RunDetail(RunSummary, kw_only=True):
+    """`GET /runs/{id}`: the summary, where its outputs are, and how the run went."""
+
+    outputs: dict[str, dict[str, str]]
+    task_id: str
+    country: str | None = None
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    updated_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    error_code: str | None = None
+
+
+class Progress(msgspec.Struct, kw_only=True):
+    """The last progress report of a running pipeline."""
+
+    step: str
+    percent: float
+    message: str
+    updated_at: str | None = None
+
+
+class TaskStatus(msgspec.Struct, kw_only=True):
+    """`GET /tasks/{id}` and the answer of `DELETE /tasks/{id}`."""
+
+    task_id: str
+    status: RunStatus
+    project_id: str | None = None
+    run_id: str | None = None
+    progress: Progress | None = None
+    error: str | None = None
+    error_code: str | None = None
+    attempts: int = 0
+    max_attempts: int | None = None
+    cancel_requested: bool = False
+    created_at: str | None = None
+    updated_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+# --- stored records ------------------------------------------------------------------------------
+
+
+class RunParamsRecord(msgspec.Struct, kw_only=True):
+    """The run parameters after validation, stored so the worker runs exactly what was accepted."""
+
+    project_type: str
+    country: str | None
+    capacity_mw: float | None
+    buffer_km: float | None
+
+
+class RunRecord(msgspec.Struct, kw_only=True):
+    """`runs/{run_id}/run.json`: the durable truth about a run (Redis holds only copies and progress)."""
+
+    run_id: str
+    task_id: str
+    project_id: str
+    project_type: str  # as the client sent it (the frontend shows it back)
+    params: RunParamsRecord
+    config: dict[str, Any] = msgspec.field(default_factory=dict)
+    aoi_source: str  # "geojson" or "upload"
+    aoi_path: str | None = None
+    created_at: str
+    updated_at: str
+    status: RunStatus = RunStatus.PENDING
+    attempts: int = 0  # attempts started so far
+    job_id: str | None = None  # the queue's id of the job that carries the current attempt
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    cancel_requested: bool = False
+    idempotency_key_sha256: str | None = None
+
+
+class TaskRecord(msgspec.Struct, kw_only=True):
+    """The service's own task record in Redis: status plus live progress, rewritten whole each time."""
+
+    task_id: str
+    run_id: str
+    project_id: str
+    status: RunStatus
+    progress: Progress | None = None
+    error: str | None = None
+    error_code: str | None = None
+    attempts: int = 0
+    max_attempts: int | None = None
+    cancel_requested: bool = False
+    created_at: str
+    updated_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    worker: str | None = None
+
+
+class IdempotencyRecord(msgspec.Struct, kw_only=True):
+    """Which run an `Idempotency-Key` of a project created (stored, so it survives Redis loss)."""
+
+    project_id: str
+    run_id: str
+    created_at: str
+    request_sha256: str | None = None  # the same key with another body is refused, not replayed

@@ -57,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     run_lease_s: float = 60.0
     retry_backoff_base_s: float = 2.0
     retry_backoff_max_s: float = 60.0
+    shutdown_grace_s: float = 30.0
 
     auth: AuthMode = "auto"
     api_keys_file: str | None = None
@@ -119,6 +120,7 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("run_lease_s", "AETHERA_RUN_LEASE_S", doc="a run with no heartbeat for this long is lost"),
     _Spec("retry_backoff_base_s", "AETHERA_RETRY_BACKOFF_BASE_S", doc="first retry delay"),
     _Spec("retry_backoff_max_s", "AETHERA_RETRY_BACKOFF_MAX_S", doc="cap on retry delay"),
+    _Spec("shutdown_grace_s", "AETHERA_SHUTDOWN_GRACE_S", doc="SIGTERM: time left to in-flight work"),
     _Spec("auth", "AETHERA_AUTH", doc="auto, on or off (auto: on in production or with a keys file)"),
     _Spec("api_keys_file", "AETHERA_API_KEYS_FILE", doc="API keys file (salted hashes)"),
     _Spec("rate_limit_per_s", "AETHERA_RATE_LIMIT_PER_S", doc="requests per second per key (0: off)"),
@@ -175,6 +177,7 @@ def _check(s: Settings) -> None:
         "AETHERA_RUN_HARD_TIME_LIMIT_S": s.run_hard_time_limit_s,
         "AETHERA_RUN_MAX_ATTEMPTS": s.run_max_attempts,
         "AETHERA_RUN_LEASE_S": s.run_lease_s,
+        "AETHERA_SHUTDOWN_GRACE_S": s.shutdown_grace_s,
         "AETHERA_RATE_LIMIT_BURST": s.rate_limit_burst,
         "AETHERA_ARCHIVE_MAX_MEMBERS": s.archive_max_members,
         "AETHERA_ARCHIVE_MAX_UNPACKED_BYTES": s.archive_max_unpacked_bytes,

@@ -21,8 +21,11 @@ from aethera.api.catalog_cache import CatalogCache
 from aethera.api.errors import error_middleware
 from aethera.api.middlewares import REQUEST_ID_HEADER, body_limit_middleware, request_id_middleware
 from aethera.api.routes import health, projects, runs, tasks
+from aethera.api.instrumentation import observability_middleware, setup_instrumentation
+from aethera.api.routes import docs, metrics, ready
 from aethera.errors import ConfigError
 from aethera.jobs.queue import JobQueue, connection_pool
+from aethera.observability.logs import configure_logging
 from aethera.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -90,14 +93,15 @@ def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or load_settings()
     _redis_url(settings)
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, body_limit_middleware],
+        middlewares=[request_id_middleware, observability_middleware, error_middleware, body_limit_middleware],
         # a backstop: handlers read bodies through api.bodies.read_body, bounded per route
         client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + 1,
     )
     app[K.SETTINGS] = settings
     app[K.CATALOG] = CatalogCache(settings.datasets)
+    setup_instrumentation(app)
     app.cleanup_ctx.extend([_storage_ctx, _redis_ctx, _queue_ctx])
-    for module in (health, projects, runs, tasks):
+    for module in (health, ready, metrics, docs, projects, runs, tasks):
         module.add_routes(app)
     app[K.EXPORT_ENABLED] = _add_export_routes(app)
     _setup_cors(app, settings.cors_origins)
@@ -107,9 +111,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
 def serve(settings: Settings | None = None) -> int:
     """Run the API on `AETHERA_HOST:AETHERA_PORT` until SIGINT/SIGTERM (blocking)."""
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings, "api")
     app = create_app(settings)
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
+    # SIGTERM: stop listening, give in-flight requests and exports the grace period, then run cleanup
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None,
+                shutdown_timeout=settings.shutdown_grace_s)
     return 0
 
 

@@ -1,0 +1,98 @@
+"""Per-request observability: the request id bound to every log line, request metrics, an access line.
+
+`observability_middleware` sits right inside the request-id middleware (which picks the id and echoes
+it in `X-Request-ID`), so everything below it, the error middleware included, logs with the id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+
+from aethera.api.errors import Handler
+from aethera.api.keys import REQUEST_ID
+from aethera.observability.logs import make_request_id, request_id_var
+from aethera.observability.metrics import ApiMetrics
+
+METRICS = web.AppKey("api_metrics", ApiMetrics)
+# the response once its headers went out (set by the on_response_prepare signal)
+_PREPARED = web.RequestKey("prepared_response", web.StreamResponse)
+UNMATCHED_ROUTE = "<unmatched>"  # one label for every path no route matches (bounded cardinality)
+CLIENT_CLOSED = 499  # the client went away before the answer was complete (nginx's convention)
+ZIP = "application/zip"
+
+access_log = logging.getLogger("aethera.access")
+
+
+def route_label(request: web.Request) -> str:
+    """The route template (`/runs/{run_id}`), never the raw path, so ids do not explode label sets."""
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    if resource is None or request.match_info.http_exception is not None:
+        return UNMATCHED_ROUTE
+    return resource.canonical
+
+
+async def _remember_prepared(request: web.Request, response: web.StreamResponse) -> None:
+    request[_PREPARED] = response
+
+
+def setup_instrumentation(app: web.Application) -> ApiMetrics:
+    """Give `app` its metrics registry; call once from the app factory."""
+    metrics = ApiMetrics()
+    app[METRICS] = metrics
+    app.on_response_prepare.append(_remember_prepared)
+    return metrics
+
+
+@web.middleware
+async def observability_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.get(REQUEST_ID) or make_request_id(request.headers.get("X-Request-ID"))
+    request[REQUEST_ID] = request_id
+    token = request_id_var.set(request_id)
+    metrics = request.app.get(METRICS)
+    started = time.perf_counter()
+    status = 500
+    if metrics is not None:
+        metrics.in_flight.inc()
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        prepared: web.StreamResponse | None = request.get(_PREPARED)
+        sent = prepared.body_length if prepared is not None else None
+        route = route_label(request)
+        if metrics is not None:
+            metrics.in_flight.dec()
+            metrics.observe_request(route, request.method, status, elapsed)
+            # a streamed export counts what really left, also when the client stopped half way
+            if prepared is not None and prepared.content_type == ZIP and sent:
+                metrics.export_bytes.inc(sent)
+        access_log.info(
+            "%s %s %d %.1f ms",
+            request.method,
+            request.path,
+            status,
+            elapsed * 1000,
+            extra={
+                "method": request.method,
+                "path": request.path,  # without the query string, which may carry anything
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "bytes_sent": sent,
+                "remote": request.remote,
+            },
+        )
+        request_id_var.reset(token)

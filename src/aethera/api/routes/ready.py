@@ -1,0 +1,97 @@
+"""`GET /ready`: can this deployment take work? Redis and storage answer, and a worker was seen lately.
+
+`/health` says the API process is up; `/ready` says whether a run submitted now would be executed. A
+load balancer or an operator reads the JSON body to see which check failed and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+import msgspec
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from aethera.api.keys import REDIS, SETTINGS, STORAGE
+from aethera.errors import AetheraError
+from aethera.observability.heartbeat import worker_ages
+
+CHECK_TIMEOUT_S = 3.0
+
+
+class ReadyCheck(msgspec.Struct, kw_only=True):
+    """One dependency: `ok`, and when not, `detail` says what is wrong."""
+
+    ok: bool
+    detail: str | None = None
+
+
+class WorkersCheck(ReadyCheck, kw_only=True):
+    """Workers whose heartbeat reached Redis within `window_s` (the run lease)."""
+
+    alive: int = 0
+    window_s: float
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    """Answer of `GET /ready`: 200 with status "ready", or 503 with "not_ready" and the failing checks."""
+
+    status: str  # "ready" or "not_ready"
+    redis: ReadyCheck
+    storage: ReadyCheck
+    workers: WorkersCheck
+
+
+async def _probe(what: str, probe: Awaitable[object]) -> ReadyCheck:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await probe
+    except TimeoutError:
+        return ReadyCheck(ok=False, detail=f"{what} did not answer within {CHECK_TIMEOUT_S:g} s")
+    except (RedisError, OSError, AetheraError) as exc:
+        # the class name only: client libraries' messages can carry host names, URLs, credentials
+        return ReadyCheck(ok=False, detail=f"{what} unreachable ({type(exc).__name__})")
+    return ReadyCheck(ok=True)
+
+
+async def _workers(request: web.Request, window_s: float) -> WorkersCheck:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            ages = await worker_ages(request.app[REDIS], max_age_s=window_s)
+    except (TimeoutError, RedisError, OSError):
+        return WorkersCheck(ok=False, detail="worker heartbeats cannot be read: Redis is unreachable", window_s=window_s)
+    if not ages:
+        return WorkersCheck(
+            ok=False,
+            detail=f"no worker heartbeat in the last {window_s:g} s: start `aethera worker` "
+            "(systemd: aethera-worker@1) pointing at this Redis",
+            window_s=window_s,
+        )
+    return WorkersCheck(ok=True, alive=len(ages), window_s=window_s)
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: Redis and storage reachable, and a worker heartbeat seen recently.
+
+    200 when a run submitted now would be executed; 503 otherwise, with each check's `detail` saying what
+    is wrong. Public: needs no key.
+    """
+    window_s = request.app[SETTINGS].run_lease_s
+    redis, storage, workers = await asyncio.gather(
+        _probe("redis", request.app[REDIS].ping()),
+        _probe("storage", request.app[STORAGE].ping()),
+        _workers(request, window_s),
+    )
+    ok = redis.ok and storage.ok and workers.ok
+    body = Readiness(status="ready" if ok else "not_ready", redis=redis, storage=storage, workers=workers)
+    return web.Response(
+        status=200 if ok else 503,
+        body=msgspec.json.encode(body),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/ready", ready, name="ready")

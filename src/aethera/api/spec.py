@@ -1,0 +1,248 @@
+"""What each route of the service takes and answers, for the OpenAPI document (`api/openapi.py`).
+
+Schemas are not written here: each entry names the msgspec type a route decodes or encodes (the routes'
+own types included), and the generator derives the JSON Schema from it. A test fails when a registered route has no entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aiohttp import web
+
+from aethera import __version__
+from aethera.api.openapi import Body, Operation, Param, build_openapi
+from aethera.api.routes.health import Health
+from aethera.api.routes.projects import Upload
+from aethera.api.routes.ready import Readiness
+from aethera.models import (
+    Id,
+    Project,
+    ProjectCreate,
+    RunCreate,
+    RunCreateResponse,
+    RunDetail,
+    RunSummary,
+    TaskStatus,
+)
+
+Layer = Literal["natura", "overlap", "sensitivity"]
+JsonObject = dict[str, Any]
+
+TITLE = "AETHERA"
+DESCRIPTION = (
+    "Environmental screening of planned solar and wind projects. Create a project, submit a run with an "
+    "area of interest (AOI), poll its task until it is `COMPLETED`, then read the results, the legal "
+    "screening and the map layers, or download the whole run as a ZIP.\n\n"
+    "Every error answer is JSON `{detail, code}`: `detail` is written for the user, `code` is stable. "
+    "Every answer carries `X-Request-ID` (the client's own when it sent a short, plain one); quote it "
+    "when reporting a problem."
+)
+
+COMMON_ERRORS = {
+    429: "Too many requests for this key; wait for `Retry-After` seconds.",
+    500: "An unexpected error; `request_id` names it in the service's logs.",
+    503: "Redis or storage is unreachable right now (`code` = `backend_unavailable`); retry shortly.",
+}
+AUTH_ERRORS = {
+    401: "No valid API key in `Authorization: Bearer <key>`.",
+    403: "The key may not do this (for example a read-only key on a write).",
+}
+_NOT_FOUND_PROJECT = {404: "No such project (or not visible to this key)."}
+_NOT_FOUND_RUN = {404: "No such run (or not visible to this key)."}
+_NOT_DONE = {409: "The run is not COMPLETED (`status` says where it stands) or was cancelled."}
+
+_ID = {"project_id": Id, "run_id": Id, "task_id": Id}
+
+
+def _ids(*names: str) -> dict[str, Any]:
+    return {n: _ID[n] for n in names}
+
+
+def _json_any(description: str) -> Body:
+    return Body(JsonObject, description=description)
+
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    # --- projects --------------------------------------------------------------------------------
+    ("POST", "/projects"): Operation(
+        tag="projects",
+        summary="Create a project",
+        request=Body(ProjectCreate),
+        responses={201: Body(Project, description="The new project.")},
+    ),
+    ("GET", "/projects"): Operation(
+        tag="projects",
+        summary="List projects",
+        responses={200: Body(list[Project], description="Every project of this key's tenant.")},
+    ),
+    ("GET", "/projects/{project_id}"): Operation(
+        tag="projects",
+        summary="Read a project",
+        responses={200: Body(Project)},
+        errors=_NOT_FOUND_PROJECT,
+        path_params=_ids("project_id"),
+    ),
+    ("PUT", "/projects/{project_id}/uploads/{name}"): Operation(
+        tag="projects",
+        summary="Upload an AOI file",
+        request=Body(
+            schema={"type": "string", "contentMediaType": "application/octet-stream"},
+            media_type="application/octet-stream",
+            description="The file's bytes: GeoJSON, zipped Shapefile, GeoPackage, KML or WKT, as the "
+            "extension of `name` says. Its `aoi_path` in the answer goes into `RunCreate.aoi_path`.",
+        ),
+        responses={201: Body(Upload, description="Where the file is stored.")},
+        errors={
+            **_NOT_FOUND_PROJECT,
+            413: "The file is larger than `AETHERA_MAX_UPLOAD_BYTES`.",
+            422: "The name or the file is not acceptable; `detail` says why.",
+        },
+        path_params={"project_id": Id, "name": str},
+    ),
+    # --- runs ------------------------------------------------------------------------------------
+    ("POST", "/projects/{project_id}/runs"): Operation(
+        tag="runs",
+        summary="Submit a run",
+        request=Body(RunCreate, description="Exactly one of `aoi_geojson` and `aoi_path`."),
+        responses={202: Body(RunCreateResponse, description="Stored and queued; poll `/tasks/{task_id}`.")},
+        errors={
+            **_NOT_FOUND_PROJECT,
+            409: "The `Idempotency-Key` was used before with another body.",
+            422: "The AOI or a parameter cannot be screened; `detail` says which and why.",
+        },
+        params=[
+            Param("Idempotency-Key", "header", str,
+                  "Repeating a request with the same key answers the run it first created."),
+        ],
+        path_params=_ids("project_id"),
+    ),
+    ("GET", "/runs"): Operation(
+        tag="runs",
+        summary="List runs, newest first",
+        responses={200: Body(list[RunSummary], description="A page; `X-Next-Cursor` and `Link` lead to the next.")},
+        params=[
+            Param("project_id", "query", Id, "Only the runs of this project."),
+            Param("limit", "query", int, "Page size, 1 to 500 (default 50)."),
+            Param("cursor", "query", str, "The `X-Next-Cursor` of the previous page."),
+        ],
+    ),
+    ("GET", "/runs/{run_id}"): Operation(
+        tag="runs",
+        summary="Read a run",
+        responses={200: Body(RunDetail, description="Status, parameters and, once COMPLETED, where outputs are.")},
+        errors=_NOT_FOUND_RUN,
+        path_params=_ids("run_id"),
+    ),
+    ("GET", "/runs/{run_id}/results"): Operation(
+        tag="runs",
+        summary="Read a run's results",
+        responses={200: _json_any(
+            "`{run_id, project_id, project_type, created_at, land_cover, biodiversity, emissions, kpis, resm, "
+            "ahsm, cim, receptor_distances, ...}`; an indicator that could not be computed is null with a "
+            "reason in `warnings`."
+        )},
+        errors={**_NOT_FOUND_RUN, **_NOT_DONE},
+        path_params=_ids("run_id"),
+    ),
+    ("GET", "/runs/{run_id}/legal"): Operation(
+        tag="runs",
+        summary="Read a run's legal screening",
+        responses={200: _json_any(
+            "`{country_code, overall_compliant, summary, statuses: [{rule_id, rule_name, passed, message, "
+            "severity, category, details}], critical_violations, warnings, informational}`."
+        )},
+        errors={**_NOT_FOUND_RUN, **_NOT_DONE},
+        path_params=_ids("run_id"),
+    ),
+    ("GET", "/runs/{run_id}/biodiversity/{layer}"): Operation(
+        tag="runs",
+        summary="Read a map layer of a run",
+        responses={200: Body(JsonObject, media_type="application/geo+json",
+                             description="A GeoJSON FeatureCollection in EPSG:4326.")},
+        errors={404: "No such run or layer.", **_NOT_DONE},
+        path_params={"run_id": Id, "layer": Layer},
+    ),
+    ("GET", "/runs/{run_id}/export"): Operation(
+        tag="runs",
+        summary="Download a run as a ZIP",
+        responses={
+            200: Body(schema={"type": "string", "contentMediaType": "application/zip"}, media_type="application/zip",
+                      description="The whole run; exact `Content-Length`, `ETag`, `Accept-Ranges: bytes`."),
+            206: Body(schema={"type": "string", "contentMediaType": "application/zip"}, media_type="application/zip",
+                      description="The byte range asked for with `Range` (resuming a download)."),
+            304: Body(description="`If-None-Match` matched: the archive has not changed."),
+        },
+        errors={**_NOT_FOUND_RUN, **_NOT_DONE, 416: "The `Range` lies outside the archive."},
+        params=[
+            Param("Range", "header", str, "One byte range, `bytes=start-end`, to resume a download."),
+            Param("If-Range", "header", str, "Serve the range only if the archive still has this ETag or date."),
+            Param("If-None-Match", "header", str, "Answer 304 when the archive still has this ETag."),
+        ],
+        path_params=_ids("run_id"),
+    ),
+    # --- tasks -----------------------------------------------------------------------------------
+    ("GET", "/tasks/{task_id}"): Operation(
+        tag="tasks",
+        summary="Poll a task",
+        responses={200: Body(TaskStatus, description="Status, progress `{step, percent, message}` and error.")},
+        errors={404: "No such task."},
+        path_params=_ids("task_id"),
+    ),
+    ("DELETE", "/tasks/{task_id}"): Operation(
+        tag="tasks",
+        summary="Cancel a task",
+        responses={
+            200: Body(TaskStatus, description="It was queued: it is REVOKED and never starts."),
+            202: Body(TaskStatus, description="It is running: it stops at its next step boundary, then REVOKED."),
+        },
+        errors={404: "No such task.", 409: "The task has already finished."},
+        path_params=_ids("task_id"),
+    ),
+    # --- operations ------------------------------------------------------------------------------
+    ("GET", "/health"): Operation(
+        tag="operations",
+        summary="Liveness",
+        responses={200: Body(Health, description="The API process is up."), 503: Body(Health)},
+        public=True,
+    ),
+    ("GET", "/ready"): Operation(
+        tag="operations",
+        summary="Readiness",
+        responses={
+            200: Body(Readiness, description="Ready: a run submitted now would be executed."),
+            503: Body(Readiness, description="Not ready: the failing checks say what is wrong."),
+        },
+        public=True,
+    ),
+    ("GET", "/metrics"): Operation(
+        tag="operations",
+        summary="Prometheus metrics",
+        responses={200: Body(schema={"type": "string"}, media_type="text/plain")},
+    ),
+    ("GET", "/openapi.json"): Operation(
+        tag="operations",
+        summary="This OpenAPI document",
+        responses={200: Body(JsonObject)},
+        public=True,
+    ),
+    ("GET", "/docs"): Operation(
+        tag="operations",
+        summary="API reference page",
+        responses={200: Body(schema={"type": "string"}, media_type="text/html")},
+        public=True,
+    ),
+}
+
+
+def openapi_document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `app` (an app built by `create_app`)."""
+    return build_openapi(
+        app,
+        OPERATIONS,
+        title=TITLE,
+        version=__version__,
+        description=DESCRIPTION,
+        common_errors=COMMON_ERRORS,
+        auth_errors=AUTH_ERRORS,
+    )

@@ -1,0 +1,662 @@
+"""report.html: the screening of one run as a single self-contained, printable page.
+
+The worker renders it from the run's results and legal verdict and stores it as the `report.html`
+artifact, so the export (and anyone opening the file offline, years later) gets a readable summary
+without the frontend. It references nothing outside itself: styles are inline, the AOI outline is an
+inline SVG, there are no scripts, fonts or images to fetch.
+
+Every value comes from the results as computed; a value the run could not compute is shown as "not
+computed" with the reason the results give, never as a number. Every piece of text from the results is
+HTML-escaped. The key figures carry `data-figure` (name) and `data-value` (the exact value) attributes
+so a program can read them back from the page.
+
+The renderer knows the sections of the results (analysis.md) and shows their main figures in fixed
+tables; anything else a section holds is rendered generically (nested tables), so the report stays
+complete when the results gain fields.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+REPORT_MEDIA_TYPE = "text/html; charset=utf-8"
+NOT_COMPUTED = "not computed"
+
+# Index sections of the results and where each may live (the first path that holds an index wins).
+_INDEX_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "biodiversity_sensitivity": (
+        ("biodiversity", "sensitivity"),
+        ("biodiversity", "sensitivity_index"),
+        ("biodiversity", "biodiversity_sensitivity"),
+        ("biodiversity_sensitivity",),
+        ("indices", "biodiversity_sensitivity"),
+    ),
+    "resm": (("resm",), ("indices", "resm")),
+    "ahsm": (("ahsm",), ("indices", "ahsm")),
+    "cim": (("cim",), ("indices", "cim")),
+}
+_INDEX_TITLES = {
+    "biodiversity_sensitivity": "Biodiversity sensitivity",
+    "resm": "RESM: renewable-energy site suitability",
+    "ahsm": "AHSM: asset hazard susceptibility",
+    "cim": "CIM: cumulative impact",
+}
+_RECEPTORS = (
+    ("nearest_protected_area", "Nearest protected area", "distance_to_protected_km"),
+    ("nearest_settlement", "Nearest settlement", "distance_to_settlement_km"),
+    ("nearest_water_body", "Nearest water body", "distance_to_water_km"),
+)
+
+_CSS = """
+:root { --ink:#1d2733; --muted:#5b6875; --line:#d5dbe1; --bg:#f6f8fa; --ok:#1f7a3a; --bad:#b3261e;
+  --warn:#8a5a00; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
+  margin: 0 auto; max-width: 980px; padding: 24px; }
+h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 20px; margin: 32px 0 8px;
+  border-bottom: 2px solid var(--line); padding-bottom: 4px; } h3 { font-size: 16px; margin: 18px 0 6px; }
+.sub { color: var(--muted); margin: 0 0 16px; }
+table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; font-size: 14px; }
+th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: var(--bg); font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.na { color: var(--muted); font-style: italic; }
+.pass { color: var(--ok); font-weight: 600; } .fail { color: var(--bad); font-weight: 600; }
+.neutral { color: var(--warn); font-weight: 600; }
+.verdict { padding: 10px 14px; border-left: 4px solid var(--line); background: var(--bg); margin: 8px 0; }
+.verdict.pass { border-color: var(--ok); } .verdict.fail { border-color: var(--bad); }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 8px; }
+.figure { border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; }
+.figure .label { color: var(--muted); font-size: 13px; } .figure .value { font-size: 18px; font-weight: 600; }
+svg.aoi { width: 100%; max-width: 420px; height: auto; border: 1px solid var(--line); background: #fff; }
+ul.refs { margin: 2px 0; padding-left: 18px; font-size: 13px; color: var(--muted); }
+footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
+@media print { body { padding: 0; } h2 { break-after: avoid; } tr { break-inside: avoid; } }
+"""
+
+
+# --- value formatting ----------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def format_number(value: float, key: str = "") -> str:
+    """A number for reading: thousands separators, 2 decimals (3 significant digits when tiny)."""
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value != 0 and abs(value) < 0.01:
+        return f"{value:.3g}"
+    return f"{value:,.2f}"
+
+
+def _unit_of(key: str) -> str:
+    for suffix, unit in (
+        ("_ha", "ha"), ("_km", "km"), ("_m", "m"), ("_pct", "%"), ("_tco2e", "t CO₂e"), ("_mw", "MW"),
+        ("_years", "years"), ("_deg", "°"), ("_s", "s"), ("_km2", "km²"),
+    ):
+        if key.endswith(suffix):
+            return unit
+    return ""
+
+
+def _fmt(value: Any, key: str = "") -> str:
+    """Escaped HTML for one value; ratios and shares (0-1) read as percentages."""
+    if value is None:
+        return f'<span class="na">{NOT_COMPUTED}</span>'
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if _is_number(value):
+        if key == "share" or key.endswith("_ratio") or key.endswith("_share"):
+            return f"{value * 100:,.2f} %"
+        unit = _unit_of(key)
+        return escape(format_number(value, key) + (f" {unit}" if unit else ""))
+    if isinstance(value, float):  # NaN or infinity never reach a reader as a number
+        return f'<span class="na">{NOT_COMPUTED}</span>'
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, Mapping):
+        return _generic(value)
+    if isinstance(value, Sequence):
+        return _generic(value)
+    return escape(str(value))
+
+
+def _label(key: str) -> str:
+    text = key.replace("_", " ").strip()
+    return escape(text[:1].upper() + text[1:])
+
+
+def _get(data: Any, *path: str) -> Any:
+    for step in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(step)
+    return data
+
+
+def _first(data: Any, *paths: tuple[str, ...]) -> Any:
+    for path in paths:
+        value = _get(data, *path)
+        if value is not None:
+            return value
+    return None
+
+
+def _reason(container: Any, key: str) -> str | None:
+    """The reason a results section gives for a missing value (several spellings are in use)."""
+    if not isinstance(container, Mapping):
+        return None
+    for name in (f"{key}_reason", "reason", "unavailable_reason", "missing_reason"):
+        if isinstance(container.get(name), str) and (name != "reason" or container.get(key) is None):
+            return container[name]
+    for name in ("reasons", "missing_reasons", "null_reasons"):
+        reasons = container.get(name)
+        if isinstance(reasons, Mapping) and isinstance(reasons.get(key), str):
+            return reasons[key]
+    value = container.get(key)
+    if isinstance(value, Mapping) and isinstance(value.get("reason"), str):
+        return value["reason"]
+    return None
+
+
+# --- generic rendering ---------------------------------------------------------------------------
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    if columns is None:
+        seen: dict[str, None] = {}
+        for row in rows:
+            for key in row:
+                seen.setdefault(key, None)
+        columns = list(seen)
+    head = "".join(f"<th>{_label(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for c in columns:
+            v = row.get(c)
+            cls = ' class="num"' if _is_number(v) else ""
+            cells.append(f"<td{cls}>{_fmt(v, c)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _generic(value: Any) -> str:
+    """Any JSON value as HTML: objects as two-column tables, lists of objects as tables."""
+    if isinstance(value, Mapping):
+        if not value:
+            return '<span class="na">none</span>'
+        rows = []
+        for k, v in value.items():
+            cls = ' class="num"' if _is_number(v) else ""
+            rows.append(f"<tr><th>{_label(str(k))}</th><td{cls}>{_fmt(v, str(k))}</td></tr>")
+        return f"<table><tbody>{''.join(rows)}</tbody></table>"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return '<span class="na">none</span>'
+        if all(isinstance(v, Mapping) for v in value):
+            return _table(value)
+        if all(_scalar(v) for v in value):
+            return escape(", ".join("n/a" if v is None else str(v) for v in value))
+        return "<ul>" + "".join(f"<li>{_fmt(v)}</li>" for v in value) + "</ul>"
+    return _fmt(value)
+
+
+def _rest(section: Mapping[str, Any], shown: Iterable[str], title: str = "Further details") -> str:
+    """What a section holds beyond the fields rendered explicitly."""
+    extra = {k: v for k, v in section.items() if k not in set(shown)}
+    if not extra:
+        return ""
+    return f"<h3>{escape(title)}</h3>" + _generic(extra)
+
+
+# --- key figures ---------------------------------------------------------------------------------
+
+
+def _index(results: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    for path in _INDEX_PATHS[name]:
+        value = _get(results, *path)
+        if isinstance(value, Mapping) and ("score" in value or "drivers" in value):
+            return value
+    return None
+
+
+def _emission(emissions: Any, *names: str, contains: str | None = None, suffix: str = "") -> Any:
+    if not isinstance(emissions, Mapping):
+        return None
+    for name in names:
+        if _is_number(emissions.get(name)):
+            return emissions[name]
+    if contains:
+        for key, value in emissions.items():
+            if contains in key and key.endswith(suffix) and _is_number(value):
+                return value
+    return None
+
+
+def key_figures(results: Mapping[str, Any], legal: Mapping[str, Any] | None, run: Mapping[str, Any]) -> list[
+    tuple[str, str, Any]
+]:
+    """(name, label, value) of the figures the report opens with; value None when not computed."""
+    aoi = results.get("aoi")
+    bio = results.get("biodiversity")
+    rec = results.get("receptor_distances")
+    em = results.get("emissions")
+    figures: list[tuple[str, str, Any]] = [
+        ("aoi_area_ha", "AOI area", _first(aoi, ("aoi_area_ha",), ("area_ha",))),
+        ("capacity_mw", "Installed capacity",
+         _first({"r": results, "run": run}, ("run", "params", "capacity_mw"), ("r", "capacity_mw"),
+                ("r", "params", "capacity_mw"))),
+        ("protected_overlap_ha", "Protected-area overlap", _get(bio, "protected_overlap_ha")),
+        ("protected_overlap_pct", "Share of AOI protected", _get(bio, "protected_overlap_pct")),
+    ]
+    for key, label, figure in _RECEPTORS:
+        figures.append((figure, label, _get(rec, key, "distance_km")))
+    figures += [
+        ("net_balance_tco2e", "Net carbon balance (lifetime)",
+         _emission(em, "net_balance_tco2e", "net_lifetime_tco2e", "net_tco2e", contains="net", suffix="_tco2e")),
+        ("carbon_payback_years", "Carbon payback",
+         _emission(em, "carbon_payback_years", "payback_years", contains="payback", suffix="_years")),
+    ]
+    for name in _INDEX_PATHS:
+        index = _index(results, name)
+        figures.append((f"{name}_score", f"{_INDEX_TITLES[name].split(':')[0]} score", _get(index, "score")))
+    if legal is not None:
+        figures.append(("overall_compliant", "Overall compliant", legal.get("overall_compliant")))
+        critical = legal.get("critical_violations")
+        figures.append(("critical_violations", "Critical violations",
+                        len(critical) if isinstance(critical, list) else None))
+    return figures
+
+
+def _figure_html(name: str, label: str, value: Any) -> str:
+    raw = "" if value is None else ("true" if value is True else "false" if value is False else repr(value))
+    if name == "overall_compliant" and isinstance(value, bool):
+        shown = f'<span class="{"pass" if value else "fail"}">{"yes" if value else "no"}</span>'
+    elif name.endswith("_score") and _is_number(value):
+        shown = escape(f"{value:.1f} / 100")
+    else:
+        shown = _fmt(value, name)
+    return (
+        f'<div class="figure"><div class="label">{escape(label)}</div>'
+        f'<div class="value" data-figure="{escape(name)}" data-value="{escape(raw)}">{shown}</div></div>'
+    )
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def _aoi_svg(geojson: Mapping[str, Any] | None) -> str:
+    """The AOI outline as inline SVG (lon/lat, x scaled by cos(latitude) so shapes keep proportions)."""
+    rings: list[list[tuple[float, float]]] = []
+
+    def collect(geometry: Any) -> None:
+        if not isinstance(geometry, Mapping):
+            return
+        kind, coords = geometry.get("type"), geometry.get("coordinates")
+        if kind == "Feature":
+            collect(geometry.get("geometry"))
+        elif kind == "FeatureCollection":
+            for feature in geometry.get("features") or []:
+                collect(feature)
+        elif kind == "GeometryCollection":
+            for part in geometry.get("geometries") or []:
+                collect(part)
+        elif kind == "Polygon" and isinstance(coords, list):
+            rings.extend(coords)
+        elif kind == "MultiPolygon" and isinstance(coords, list):
+            for polygon in coords:
+                rings.extend(polygon)
+
+    collect(geojson)
+    points = [(float(p[0]), float(p[1])) for ring in rings for p in ring if len(p) >= 2]
+    if not points:
+        return ""
+    lons, lats = [p[0] for p in points], [p[1] for p in points]
+    k = math.cos(math.radians((min(lats) + max(lats)) / 2))
+    w = max((max(lons) - min(lons)) * k, 1e-9)
+    h = max(max(lats) - min(lats), 1e-9)
+    size, pad = 400.0, 10.0
+    scale = (size - 2 * pad) / max(w, h)
+    vw, vh = w * scale + 2 * pad, h * scale + 2 * pad
+
+    def xy(lon: float, lat: float) -> str:
+        return f"{pad + (lon - min(lons)) * k * scale:.1f},{pad + (max(lats) - lat) * scale:.1f}"
+
+    paths = []
+    for ring in rings:
+        d = " ".join(("M" if i == 0 else "L") + xy(float(p[0]), float(p[1])) for i, p in enumerate(ring)) + " Z"
+        paths.append(d)
+    return (
+        f'<svg class="aoi" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {vw:.1f} {vh:.1f}" role="img" '
+        f'aria-label="AOI outline"><path d="{" ".join(paths)}" fill="#4a7fb5" fill-opacity="0.25" '
+        f'stroke="#1f4e79" stroke-width="1.5" fill-rule="evenodd"/></svg>'
+        '<p class="sub">Outline of the AOI, north up, longitude scaled by the cosine of the latitude.</p>'
+    )
+
+
+def _section_aoi(results: Mapping[str, Any], aoi_geojson: Mapping[str, Any] | None) -> str:
+    aoi = results.get("aoi")
+    out = ["<h2>Area of interest</h2>", _aoi_svg(aoi_geojson)]
+    if not isinstance(aoi, Mapping):
+        return "".join(out) + f'<p class="na">{NOT_COMPUTED}</p>'
+    out.append(_generic(aoi))
+    return "".join(out)
+
+
+_LC_COLUMNS = ("code", "label", "group", "area_ha", "share")
+
+
+def _land_cover_tables(value: Any, title: str) -> list[str]:
+    """Every list of land-cover classes in the section, each under the heading of where it lies."""
+    out: list[str] = []
+    if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+        columns = [c for c in _LC_COLUMNS if any(c in row for row in value)]
+        columns += [c for c in dict.fromkeys(k for row in value for k in row) if c not in columns]
+        out.append(f"<h3>{escape(title)}</h3>" + _table(value, columns))
+        area = [row.get("area_ha") for row in value]
+        if area and all(_is_number(a) for a in area):
+            out.append(f'<p class="sub">Sum of class areas: {escape(format_number(sum(area)))} ha.</p>')
+    elif isinstance(value, Mapping):
+        scalars = {k: v for k, v in value.items() if _scalar(v)}
+        if scalars:
+            out.append(f"<h3>{escape(title)}</h3>" + _generic(scalars))
+        for key, sub in value.items():
+            if not _scalar(sub):
+                out += _land_cover_tables(sub, f"{title}: {key.replace('_', ' ')}" if title else key)
+    return out
+
+
+def _section_land_cover(results: Mapping[str, Any]) -> str:
+    lc = results.get("land_cover")
+    out = ["<h2>Land cover</h2>"]
+    if lc is None:
+        reason = _reason(results, "land_cover")
+        return out[0] + f'<p class="na">{NOT_COMPUTED}{": " + escape(reason) if reason else ""}</p>'
+    tables = _land_cover_tables(lc, "Land cover")
+    return "".join(out + tables)
+
+
+def _section_protected(results: Mapping[str, Any]) -> str:
+    bio = results.get("biodiversity")
+    out = ["<h2>Protected areas</h2>"]
+    if not isinstance(bio, Mapping):
+        return out[0] + f'<p class="na">{NOT_COMPUTED}</p>'
+    overlap = {k: bio.get(k) for k in ("protected_overlap_ha", "protected_overlap_pct")}
+    out.append(_generic(overlap))
+    shown = set(overlap)
+    for key, title in (
+        ("intersecting_sites", "Sites the AOI overlaps"),
+        ("overlapping_sites", "Sites the AOI overlaps"),
+        ("sites_in_buffer", "Sites within the zone of influence"),
+        ("sites_within_buffer", "Sites within the zone of influence"),
+        ("natura2000_sites_in_buffer", "Natura 2000 sites within the zone of influence"),
+    ):
+        if key in bio:
+            shown.add(key)
+            sites = bio[key]
+            out.append(f"<h3>{title}</h3>")
+            out.append(_generic(sites) if sites else '<p class="na">none</p>')
+    for name in _INDEX_PATHS["biodiversity_sensitivity"]:
+        if len(name) == 2 and name[0] == "biodiversity":
+            shown.add(name[1])  # rendered with the indices
+    out.append(_rest(bio, shown))
+    return "".join(out)
+
+
+def _section_receptors(results: Mapping[str, Any]) -> str:
+    rec = results.get("receptor_distances")
+    out = ["<h2>Receptor distances</h2>"]
+    if not isinstance(rec, Mapping):
+        return out[0] + f'<p class="na">{NOT_COMPUTED}</p>'
+    rows = []
+    for key, label, _figure in _RECEPTORS:
+        item = rec.get(key)
+        name = _get(item, "receptor_name") or _get(item, "name")
+        ident = _get(item, "receptor_id")
+        distance = _get(item, "distance_km")
+        if distance is None:
+            reason = _reason(rec, key) or _get(item, "reason")
+            shown = f'<span class="na">{NOT_COMPUTED}{": " + escape(reason) if reason else ""}</span>'
+        else:
+            shown = _fmt(distance, "distance_km")
+        source = _get(item, "source") or _get(item, "note")
+        rows.append(
+            f"<tr><th>{escape(label)}</th><td>{_fmt(name) if name is not None else ''}"
+            f"{' (' + escape(str(ident)) + ')' if ident is not None else ''}</td>"
+            f'<td class="num">{shown}</td><td>{_fmt(source) if source else ""}</td></tr>'
+        )
+    out.append(
+        "<table><thead><tr><th>Receptor</th><th>Name (id)</th><th>Distance from the AOI boundary</th>"
+        f"<th>Note</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    out.append(_rest(rec, [k for k, _l, _f in _RECEPTORS], "Counts and further details"))
+    return "".join(out)
+
+
+def _section_emissions(results: Mapping[str, Any]) -> str:
+    em = results.get("emissions")
+    out = ["<h2>Emissions</h2>"]
+    if not isinstance(em, Mapping):
+        return out[0] + f'<p class="na">{NOT_COMPUTED}</p>'
+    scalars = {k: v for k, v in em.items() if _scalar(v)}
+    out.append(_generic(scalars))
+    out.append(_rest(em, scalars, "Factors and sources"))
+    return "".join(out)
+
+
+def _section_kpis(results: Mapping[str, Any]) -> str:
+    kpis = results.get("kpis")
+    if kpis is None:
+        return ""
+    out = ["<h2>Indicators</h2>"]
+    items: list[Mapping[str, Any]] = []
+    if isinstance(kpis, Mapping) and all(isinstance(v, Mapping) for v in kpis.values()):
+        items = [{"indicator": k, **v} for k, v in kpis.items()]
+    elif isinstance(kpis, list) and all(isinstance(v, Mapping) for v in kpis):
+        items = kpis
+    if items:
+        preferred = ["indicator", "name", "value", "unit", "definition"]
+        columns = [c for c in preferred if any(c in row for row in items)]
+        columns += [c for c in dict.fromkeys(k for row in items for k in row) if c not in columns]
+        out.append(_table(items, columns))
+    else:
+        out.append(_generic(kpis))
+    return "".join(out)
+
+
+def _section_indices(results: Mapping[str, Any]) -> str:
+    out = ["<h2>Indices and their drivers</h2>"]
+    for name, title in _INDEX_TITLES.items():
+        index = _index(results, name)
+        out.append(f"<h3>{escape(title)}</h3>")
+        if index is None:
+            out.append(f'<p class="na">{NOT_COMPUTED}</p>')
+            continue
+        score = index.get("score")
+        category = index.get("category")
+        confidence = index.get("confidence")
+        model = index.get("model") if isinstance(index.get("model"), Mapping) else {}
+        out.append(
+            "<p>Score: <strong>"
+            + (escape(f"{score:.1f} / 100") if _is_number(score) else f'<span class="na">{NOT_COMPUTED}</span>')
+            + "</strong>"
+            + (f"; category: <strong>{escape(str(category).replace('_', ' '))}</strong>" if category else "")
+            + (f"; confidence: {escape(f'{confidence:.2f}')}" if _is_number(confidence) else "")
+            + (f"; model {escape(str(model.get('name', '')))} {escape(str(model.get('version', '')))}"
+               if model else "")
+            + "</p>"
+        )
+        drivers = index.get("drivers")
+        if isinstance(drivers, list) and drivers:
+            columns = ["feature", "value", "contribution", "weight", "direction", "note"]
+            columns = [c for c in columns if any(isinstance(d, Mapping) and c in d for d in drivers)]
+            ranked = sorted(
+                (d for d in drivers if isinstance(d, Mapping)),
+                key=lambda d: -abs(d["contribution"]) if _is_number(d.get("contribution")) else 0.0,
+            )
+            out.append(_table(ranked, columns))
+        components = index.get("components")
+        if isinstance(components, Mapping) and components:
+            out.append("<p>Components:</p>" + _generic(components))
+    return "".join(out)
+
+
+def _status_word(status: Mapping[str, Any]) -> tuple[str, str]:
+    state = status.get("status")
+    if state == "not_evaluable" or (status.get("passed") is None and state is None):
+        return "not evaluable", "neutral"
+    if status.get("passed") is True:
+        return "passed", "pass"
+    if status.get("passed") is False:
+        return "triggered", "fail"
+    return escape(str(state)), "neutral"
+
+
+def _references(status: Mapping[str, Any]) -> str:
+    refs = status.get("references") or _get(status, "details", "references")
+    if not refs:
+        return ""
+    if isinstance(refs, str):
+        refs = [refs]
+    return '<ul class="refs">' + "".join(f"<li>{_fmt(r)}</li>" for r in refs) + "</ul>"
+
+
+def _section_legal(legal: Mapping[str, Any] | None) -> str:
+    out = ["<h2>Legal screening</h2>"]
+    if legal is None:
+        return out[0] + f'<p class="na">{NOT_COMPUTED}: the run stored no legal verdict</p>'
+    compliant = legal.get("overall_compliant")
+    cls = "pass" if compliant is True else "fail" if compliant is False else ""
+    verdict = {True: "Compliant", False: "Not compliant"}.get(compliant, NOT_COMPUTED)
+    out.append(
+        f'<div class="verdict {cls}"><strong>{verdict}</strong>'
+        f" (country {escape(str(legal.get('country_code') or 'n/a'))})"
+        + (f"<br>{escape(str(legal['summary']))}" if legal.get("summary") else "")
+        + "</div>"
+    )
+    screening = legal.get("screening")
+    if isinstance(screening, Mapping):
+        out.append("<h3>Habitats Directive Art. 6(3) and EIA Directive Annex III</h3>")
+        out.append(_generic(screening))
+    statuses = legal.get("statuses")
+    if isinstance(statuses, list) and statuses:
+        rows = []
+        for st in statuses:
+            if not isinstance(st, Mapping):
+                continue
+            word, css = _status_word(st)
+            rows.append(
+                f"<tr><td>{escape(str(st.get('rule_id', '')))}</td>"
+                f"<td>{escape(str(st.get('rule_name', '')))}{_references(st)}</td>"
+                f'<td class="{css}">{word}</td><td>{escape(str(st.get("severity", "")))}</td>'
+                f"<td>{escape(str(st.get('category', '')))}</td><td>{escape(str(st.get('message', '')))}</td></tr>"
+            )
+        out.append(
+            "<h3>Rules</h3><table><thead><tr><th>Rule</th><th>Name and references</th><th>Result</th>"
+            "<th>Severity</th><th>Category</th><th>Finding</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>"
+        )
+    shown = {"overall_compliant", "country_code", "summary", "screening", "statuses", "critical_violations",
+             "warnings", "informational"}
+    out.append(_rest(legal, shown))
+    return "".join(out)
+
+
+def _section_provenance(results: Mapping[str, Any], run: Mapping[str, Any]) -> str:
+    out = ["<h2>Data and method</h2>"]
+    warnings = results.get("warnings")
+    if warnings:
+        out.append("<h3>Warnings</h3>" + _generic(warnings))
+    if results.get("datasets") is not None:
+        out.append("<h3>Datasets</h3>" + _generic(results["datasets"]))
+    if results.get("step_durations_s") is not None:
+        out.append("<h3>Step durations</h3>" + _generic(results["step_durations_s"]))
+    params = run.get("params") if isinstance(run.get("params"), Mapping) else None
+    if params or run.get("config"):
+        shown = dict(params or {})
+        if run.get("config"):
+            shown["config"] = run["config"]
+        out.append("<h3>Run parameters</h3>" + _generic(shown))
+    return "".join(out) if len(out) > 1 else ""
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+
+def render_report(
+    results: Mapping[str, Any],
+    legal: Mapping[str, Any] | None,
+    run: Mapping[str, Any],
+    *,
+    aoi_geojson: Mapping[str, Any] | None = None,
+    generated_at: datetime | None = None,
+) -> bytes:
+    """The report as UTF-8 HTML bytes.
+
+    `results` and `legal` are the JSON objects the run stored (results.json, legal.json), `run` the run
+    record; `aoi_geojson` (optional) adds an outline of the AOI. `generated_at` defaults to the run's
+    finish time so re-rendering the same run gives the same bytes.
+    """
+    run_id = str(run.get("run_id") or results.get("run_id") or "")
+    project_type = run.get("project_type") or results.get("project_type")
+    country = _get(run, "params", "country") or (legal or {}).get("country_code")
+    when = generated_at or _parse(run.get("finished_at")) or _parse(run.get("updated_at"))
+    subtitle = " · ".join(
+        escape(str(x))
+        for x in (
+            f"run {run_id}" if run_id else None,
+            f"project {run.get('project_id') or results.get('project_id')}"
+            if run.get("project_id") or results.get("project_id") else None,
+            f"{project_type}" if project_type else None,
+            f"country {country}" if country else None,
+            f"completed {when.isoformat(timespec='seconds')}" if when else None,
+        )
+        if x
+    )
+    figures = "".join(_figure_html(*f) for f in key_figures(results, legal, run))
+    body = [
+        f"<h1>Environmental screening report</h1><p class=\"sub\">{subtitle}</p>",
+        f'<h2>Key figures</h2><div class="figures">{figures}</div>',
+        _section_aoi(results, aoi_geojson),
+        _section_land_cover(results),
+        _section_protected(results),
+        _section_receptors(results),
+        _section_emissions(results),
+        _section_kpis(results),
+        _section_indices(results),
+        _section_legal(legal),
+        _section_provenance(results, run),
+        "<footer>A screening of the listed datasets, not a substitute for an environmental impact "
+        "assessment. Areas are computed in an equal-area projection and distances in a metric one; "
+        "values the run could not compute are marked “not computed”.</footer>",
+    ]
+    title = escape(f"Screening report {run_id}".strip())
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{title}</title><style>{_CSS}</style></head><body>\n"
+        + "\n".join(part for part in body if part)
+        + "\n</body></html>\n"
+    )
+    return page.encode("utf-8")
+
+
+def _parse(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

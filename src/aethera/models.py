@@ -182,24 +182,12 @@ class RunRecord(msgspec.Struct, kw_only=True):
     idempotency_key_sha256: str | None = None
 
 
-class TaskRecord(msgspec.Struct, kw_only=True):
-    """The service's own task record in Redis: status plus live progress, rewritten whole each time."""
+class TaskRecord(TaskStatus, kw_only=True):
+    """The service's own task record in Redis, rewritten whole on each change.
 
-    task_id: str
-    run_id: str
-    project_id: str
-    status: RunStatus
-    progress: Progress | None = None
-    error: str | None = None
-    error_code: str | None = None
-    attempts: int = 0
-    max_attempts: int | None = None
-    cancel_requested: bool = False
-    created_at: str
-    updated_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
-    worker: str | None = None
+    It has exactly the fields of the `TaskStatus` answer, so `GET /tasks/{id}` serves the stored bytes
+    as they are (the frontend polls it every few seconds per open run).
+    """
 
 
 class IdempotencyRecord(msgspec.Struct, kw_only=True):

@@ -29,4 +29,4 @@ async def validate_aoi(source: bytes, *, filename: str | None, catalog: Any, set
 
 def aoi_geojson_bytes(aoi: Any) -> bytes:
     """The AOI as a GeoJSON Feature in EPSG:4326: what `runs/{id}/aoi.geojson` stores for the worker."""
-    return aoi.to_geojson_bytes()
+    return bytes(aoi.to_geojson())

@@ -150,8 +150,7 @@ async def delete_idempotency(storage: Storage, project_id: str, digest: str) -> 
 # --- task records in Redis -----------------------------------------------------------------------
 
 
-def task_record(run: RunRecord, progress: Progress | None, *, max_attempts: int | None,
-                worker: str | None = None) -> TaskRecord:
+def task_record(run: RunRecord, progress: Progress | None, *, max_attempts: int | None) -> TaskRecord:
     return TaskRecord(
         task_id=run.task_id,
         run_id=run.run_id,
@@ -167,7 +166,6 @@ def task_record(run: RunRecord, progress: Progress | None, *, max_attempts: int 
         updated_at=run.updated_at,
         started_at=run.started_at,
         finished_at=run.finished_at,
-        worker=worker,
     )
 
 
@@ -181,6 +179,12 @@ async def load_task(redis: Redis, task_id: str) -> TaskRecord | None:
     return None if raw is None else _task_decoder.decode(raw)
 
 
+async def load_task_json(redis: Redis, task_id: str) -> bytes | None:
+    """The stored task record as JSON bytes: already the `TaskStatus` answer."""
+    raw = await redis.get(keys.task_key(task_id))
+    return None if raw is None else bytes(raw)
+
+
 async def publish(
     storage: Storage,
     redis: Redis,
@@ -188,7 +192,6 @@ async def publish(
     *,
     progress: Progress | None = None,
     max_attempts: int | None = None,
-    worker: str | None = None,
 ) -> None:
     """Write a run's new state: storage (the truth) first, then its task record in Redis.
 
@@ -199,7 +202,7 @@ async def publish(
     if run.status.is_final:
         await storage.delete(keys.active_run_key(run.run_id))
     try:
-        await save_task(redis, task_record(run, progress, max_attempts=max_attempts, worker=worker))
+        await save_task(redis, task_record(run, progress, max_attempts=max_attempts))
     except (RedisError, OSError) as exc:
         log.warning("run %s: task record not written to Redis (%s); storage has it", run.run_id,
                     type(exc).__name__)
@@ -217,39 +220,10 @@ async def _forget_task(redis: Redis, task_id: str) -> None:
 def task_status(task: TaskRecord | None, run: RunRecord | None) -> TaskStatus:
     """The `TaskStatus` answer from the Redis copy, or rebuilt from the run record when Redis lost it."""
     if task is not None:
-        return TaskStatus(
-            task_id=task.task_id,
-            status=task.status,
-            project_id=task.project_id,
-            run_id=task.run_id,
-            progress=task.progress,
-            error=task.error,
-            error_code=task.error_code,
-            attempts=task.attempts,
-            max_attempts=task.max_attempts,
-            cancel_requested=task.cancel_requested,
-            created_at=task.created_at,
-            updated_at=task.updated_at,
-            started_at=task.started_at,
-            finished_at=task.finished_at,
-        )
+        return task
     if run is None:
         raise NotFound("task not found")
-    return TaskStatus(
-        task_id=run.task_id,
-        status=run.status,
-        project_id=run.project_id,
-        run_id=run.run_id,
-        progress=None,
-        error=run.error,
-        error_code=run.error_code,
-        attempts=run.attempts,
-        cancel_requested=run.cancel_requested,
-        created_at=run.created_at,
-        updated_at=run.updated_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-    )
+    return task_record(run, None, max_attempts=None)
 
 
 # --- cancellation flag and lease -----------------------------------------------------------------

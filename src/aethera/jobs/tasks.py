@@ -183,7 +183,7 @@ class _Attempt:
         assert self.run is not None
         s = self.deps.settings
         catalog = load_catalog(s.datasets)
-        aoi = load_aoi(aoi_bytes, max_area_km2=s.max_aoi_km2)
+        aoi = load_aoi(aoi_bytes, filename="aoi.geojson", max_area_km2=s.max_aoi_km2)
         p = self.run.params
         params = RunParams(
             project_type=p.project_type, country=p.country, capacity_mw=p.capacity_mw, buffer_km=p.buffer_km
@@ -356,7 +356,7 @@ class _Attempt:
     async def _publish(self) -> None:
         assert self.run is not None
         await records.publish(self.deps.storage, self.deps.redis, self.run, progress=self.progress,
-                              max_attempts=self.deps.settings.run_max_attempts, worker=self.deps.name)
+                              max_attempts=self.deps.settings.run_max_attempts)
 
     async def _release(self) -> None:
         try:
@@ -366,8 +366,7 @@ class _Attempt:
 
     def _task(self) -> Any:
         assert self.run is not None
-        return records.task_record(self.run, self.progress, max_attempts=self.deps.settings.run_max_attempts,
-                                   worker=self.deps.name)
+        return records.task_record(self.run, self.progress, max_attempts=self.deps.settings.run_max_attempts)
 
     def _log(self, line: str) -> None:
         self.log_lines.append(f"{utc_now_iso()} {line}")

@@ -13,23 +13,22 @@ from redis.exceptions import RedisError
 
 from aethera.api.ids import path_id
 from aethera.api.keys import QUEUE, REDIS, SETTINGS, STORAGE
-from aethera.api.responses import json_response
+from aethera.api.responses import json_response, raw_json_response
 from aethera.errors import BackendUnavailable, Conflict
 from aethera.jobs import records
-from aethera.models import RunStatus, TaskRecord, TaskStatus, utc_now_iso
+from aethera.models import RunStatus, TaskStatus, utc_now_iso
 
 log = logging.getLogger(__name__)
 
 
 async def get_task(request: web.Request) -> web.Response:
     task_id = path_id(request, "task_id", "task")
-    task: TaskRecord | None
     try:
-        task = await records.load_task(request.app[REDIS], task_id)
+        stored = await records.load_task_json(request.app[REDIS], task_id)
     except (RedisError, OSError):
-        task = None  # answer from storage while Redis is away
-    if task is not None:
-        return json_response(records.task_status(task, None))
+        stored = None  # answer from storage while Redis is away
+    if stored is not None:
+        return raw_json_response(stored)
     run = await records.load_run(request.app[STORAGE], task_id)
     return json_response(records.task_status(None, run))
 

@@ -164,6 +164,9 @@ def worker_options(
         "redis_settings": redis_settings,
         "queue_name": QUEUE_NAME,
         "max_jobs": settings.worker_concurrency,
+        # SIGTERM: take no new job and let running ones finish for the grace period; a job still running
+        # then is cancelled, its run goes back to PENDING and arq runs the job again (another worker)
+        "job_completion_wait": max(1, round(settings.shutdown_grace_s)),
         "job_timeout": settings.run_hard_time_limit_s,
         "keep_result": 0,
         "allow_abort_jobs": True,

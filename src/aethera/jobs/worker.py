@@ -16,6 +16,8 @@ from typing import Any
 from aethera.errors import ConfigError
 from aethera.jobs import queue, recovery
 from aethera.jobs.tasks import WorkerDeps, run_analysis
+from aethera.observability.heartbeat import HeartbeatLoop, heartbeat_interval_s
+from aethera.observability.logs import configure_logging
 from aethera.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -43,9 +45,16 @@ def _hooks(settings: Settings) -> tuple[Any, Any]:
         ctx["aethera_recovery"] = asyncio.create_task(
             recovery.sweep_forever(storage, redis, deps.queue, settings), name="aethera-recovery"
         )
+        # "this worker is alive" for /ready and /metrics, independent of any run
+        beats = HeartbeatLoop(redis, deps.name, heartbeat_interval_s(settings.run_lease_s))
+        beats.start()
+        ctx["aethera_heartbeat"] = beats
         log.info("worker %s ready (concurrency %d)", deps.name, settings.worker_concurrency)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        beats: HeartbeatLoop | None = ctx.pop("aethera_heartbeat", None)
+        if beats is not None:
+            await beats.stop()
         task = ctx.pop("aethera_recovery", None)
         if task is not None:
             task.cancel()
@@ -75,7 +84,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
 def run_worker(settings: Settings | None = None) -> int:
     """Run one worker until SIGINT/SIGTERM (blocking)."""
     settings = settings or load_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings, "worker")
     worker = build_worker(settings)
     worker.run()
     return 0

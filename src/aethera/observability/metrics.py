@@ -19,6 +19,7 @@ The metric definitions below are the single place both sides read names, labels 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from aethera.observability import keys
+
+log = logging.getLogger(__name__)
 
 # Prometheus 2 and 3 both read the 0.0.4 text format; the newer 1.0.0 type is not understood by older
 # servers, so the oldest common one is announced.
@@ -54,8 +57,8 @@ class SharedMetric:
 
 RUNS_TOTAL = SharedMetric(
     "aethera_runs_total",
-    "Runs that reached each status: PENDING when queued, PROCESSING when a worker starts an attempt, "
-    "then COMPLETED, FAILED or REVOKED.",
+    "Runs that reached each status: PENDING when created, PROCESSING each time a worker starts an "
+    "attempt, then COMPLETED, FAILED or REVOKED.",
     "counter",
     ("status",),
 )
@@ -115,6 +118,31 @@ class SharedMetrics:
             pipe.hincrbyfloat(key, f"{field}|sum", value)
             pipe.hincrby(key, f"{field}|count", 1)
             await pipe.execute()
+
+
+async def record_run_status(redis: Redis, status: str, *, duration_s: float | None = None) -> None:
+    """Count a run reaching `status` (and, when it ran, how long the attempt took).
+
+    Never raises for a Redis outage: a lost observation must not fail the run it describes."""
+    metrics = SharedMetrics(redis)
+    try:
+        await metrics.inc(RUNS_TOTAL, status=status)
+        if duration_s is not None:
+            await metrics.observe(RUN_DURATION, duration_s, status=status)
+    except (RedisError, OSError) as exc:
+        log.warning("run metrics not recorded (%s)", type(exc).__name__)
+
+
+async def record_step_durations(redis: Redis, durations_s: Mapping[str, float | None]) -> None:
+    """Observe each pipeline step's duration (steps that did not run, None, are skipped). Never raises
+    for a Redis outage."""
+    metrics = SharedMetrics(redis)
+    try:
+        for step, seconds in durations_s.items():
+            if seconds is not None:
+                await metrics.observe(STEP_DURATION, float(seconds), step=str(step))
+    except (RedisError, OSError) as exc:
+        log.warning("step metrics not recorded (%s)", type(exc).__name__)
 
 
 def _text(value: bytes | str) -> str:

@@ -31,6 +31,7 @@ from aethera.models import (
     RunSummary,
     utc_now_iso,
 )
+from aethera.observability.metrics import record_run_status
 from aethera.storage.artifacts import artifact_key, load_index
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -173,6 +174,7 @@ async def _create(
         if digest is not None:
             await records.delete_idempotency(storage, project_id, digest)
         raise BackendUnavailable("the queue is unreachable; the run was not queued, try again shortly") from None
+    await record_run_status(redis, RunStatus.PENDING.value)
     answer = RunCreateResponse(task_id=run.task_id, run_id=run_id, status=RunStatus.PENDING,
                                message="run queued; poll GET /tasks/{task_id} for its progress")
     resp = json_response(answer, status=202)

@@ -65,13 +65,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aethera",
         description="Environmental screening of planned solar and wind projects.",
+        epilog="Every setting comes from the environment (AETHERA_*, REDIS_URL, STORAGE_*, S3_*; the README "
+        "lists them all). Production runs one `aethera serve` and any number of `aethera worker` processes "
+        "(systemd units in deploy/systemd/); `aethera COMMAND --help` explains each command.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run the HTTP API", description="Run the aiohttp API on AETHERA_HOST:AETHERA_PORT.")
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP API",
+        description="Run the REST API on AETHERA_HOST:AETHERA_PORT until SIGTERM or Ctrl-C. It needs REDIS_URL "
+        "and the storage settings (STORAGE_BACKEND, STORAGE_BASE_PATH or S3_*), the same as every worker. "
+        "Besides the API it serves /health (liveness), /ready (Redis, storage and a live worker), /metrics "
+        "(Prometheus), /openapi.json and /docs (the API reference). Logs are JSON lines on stderr at "
+        "AETHERA_LOG_LEVEL, each with its request id. On SIGTERM it stops accepting connections, lets "
+        "requests and downloads in flight finish for AETHERA_SHUTDOWN_GRACE_S seconds, then closes its "
+        "connections and exits. systemd: aethera-api.service.",
+    )
     p.set_defaults(handler=_cmd_serve)
 
-    p = sub.add_parser("worker", help="run one arq worker process", description="Run one worker that executes queued analysis runs.")
+    p = sub.add_parser(
+        "worker",
+        help="run one worker process",
+        description="Run one worker process that takes analysis runs from the queue in REDIS_URL and stores "
+        "their results in the configured storage; it runs AETHERA_WORKER_CONCURRENCY runs at once. Start "
+        "as many as the machines allow, on as many machines as needed, all pointing at one Redis and one "
+        "bucket. Each sends a heartbeat that /ready and /metrics show. Logs are JSON lines on stderr, "
+        "each with the run and task id. On SIGTERM it takes no new run, lets running ones finish for "
+        "AETHERA_SHUTDOWN_GRACE_S seconds, hands any still running back to the queue (another worker "
+        "runs it again), and exits. systemd: aethera-worker@N.service.",
+    )
     p.set_defaults(handler=_cmd_worker)
 
     p = sub.add_parser(
@@ -105,13 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="random seed (same seed, same files)")
     p.set_defaults(handler=_cmd_sample_data)
 
-    p = sub.add_parser("datasets", help="inspect the dataset catalog")
+    p = sub.add_parser(
+        "datasets",
+        help="inspect the dataset catalog",
+        description="Inspect the dataset catalog (AETHERA_DATASETS): the layer files a deployment screens "
+        "against. Run `aethera datasets check` on each worker machine after installing data.",
+    )
     ds = p.add_subparsers(dest="datasets_command", required=True)
     c = ds.add_parser("check", help="check every layer of a catalog", description="Print each layer: found, format, CRS, extent, count.")
     c.add_argument("file", nargs="?", default=None, help="catalog file (default AETHERA_DATASETS)")
     c.set_defaults(handler=_cmd_datasets_check)
 
-    p = sub.add_parser("keys", help="manage API keys")
+    p = sub.add_parser(
+        "keys",
+        help="manage API keys",
+        description="Manage the API keys clients send as `Authorization: Bearer <key>`. Only salted hashes "
+        "are stored, in AETHERA_API_KEYS_FILE.",
+    )
     ks = p.add_subparsers(dest="keys_command", required=True)
     c = ks.add_parser(
         "create",

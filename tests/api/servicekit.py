@@ -124,11 +124,11 @@ def settings_from(env: dict[str, str]) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def in_process_worker(settings: Settings) -> AsyncIterator[Any]:
+async def in_process_worker(settings: Settings, open_storage: Any = None) -> AsyncIterator[Any]:
     """A real arq worker of the service on this test's event loop."""
     from aethera.jobs.worker import build_worker
 
-    worker = build_worker(settings, handle_signals=False)
+    worker = build_worker(settings, handle_signals=False, open_storage=open_storage)
     task = asyncio.create_task(worker.async_run())
     try:
         yield worker

@@ -43,6 +43,14 @@ def job_id_for(run_id: str, attempt: int) -> str:
     return f"{run_id}.{attempt}"
 
 
+def attempt_of(job_id: str | None) -> int:
+    """The attempt number a job id carries (0 for none)."""
+    if not job_id or "." not in job_id:
+        return 0
+    tail = job_id.rsplit(".", 1)[1]
+    return int(tail) if tail.isdigit() else 0
+
+
 def _encode(obj: Any) -> bytes:
     return msgspec.json.encode(obj)
 

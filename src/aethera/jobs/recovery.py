@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from aethera.errors import AetheraError, NotFound
 from aethera.jobs import keys, records
-from aethera.jobs.queue import JobQueue, JobState, job_id_for
+from aethera.jobs.queue import JobQueue, JobState, attempt_of, job_id_for
 from aethera.models import RunRecord, RunStatus, utc_now_iso
 from aethera.settings import Settings
 from aethera.storage.base import Storage
@@ -40,12 +40,7 @@ def _age_s(timestamp: str | None) -> float:
 
 
 def _attempt_of(run: RunRecord) -> int:
-    if run.job_id and "." in run.job_id:
-        try:
-            return int(run.job_id.rsplit(".", 1)[1])
-        except ValueError:
-            pass
-    return max(1, run.attempts)
+    return attempt_of(run.job_id) or max(1, run.attempts)
 
 
 async def sweep(storage: Storage, redis: Redis, queue: JobQueue, settings: Settings) -> dict[str, str]:

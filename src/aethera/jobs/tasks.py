@@ -38,7 +38,7 @@ from aethera.errors import (
     TimeLimitExceeded,
 )
 from aethera.jobs import keys, records
-from aethera.jobs.queue import JobQueue, job_id_for
+from aethera.jobs.queue import JobQueue, attempt_of, job_id_for
 from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
 from aethera.settings import Settings
 from aethera.storage.artifacts import save_artifact
@@ -103,7 +103,7 @@ class _Attempt:
         self.run = run
         if run.status.is_final:
             return "already-final"
-        if run.job_id is not None and run.job_id != job_id_for(self.run_id, self.attempt):
+        if attempt_of(run.job_id) > self.attempt:
             return "superseded"  # recovery or a retry issued a newer attempt
         if await records.cancel_requested(self.deps.redis, self.run_id):
             await self._finish(RunStatus.REVOKED, None, None, "cancelled before it started")
@@ -286,7 +286,6 @@ class _Attempt:
             "project_type": run.project_type,
             "created_at": run.created_at,
             "country": run.params.country,
-            "params": msgspec.to_builtins(run.params),
             **results,
         }
         await self._save(keys.RESULTS_NAME, msgspec.json.encode(document), _JSON)
@@ -311,7 +310,11 @@ class _Attempt:
         run.error_code = "retrying"
         run.job_id = job_id_for(self.run_id, self.attempt + 1)
         self._log(run.error)
-        await self._publish()
+        try:
+            await self._publish()
+        except TRANSIENT_ERRORS as again:
+            # storage is still away: the next attempt is queued all the same and will write the record
+            log.warning("run %s: retry not recorded (%s)", self.run_id, type(again).__name__)
         await self.deps.queue.enqueue_run(self.run_id, self.attempt + 1, defer_s=delay)
         await self._release()
         return "retrying"

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aethera.errors import ConfigError
@@ -19,6 +20,7 @@ from aethera.jobs.tasks import WorkerDeps, run_analysis
 from aethera.observability.heartbeat import HeartbeatLoop, heartbeat_interval_s
 from aethera.observability.logs import configure_logging
 from aethera.settings import Settings, load_settings
+from aethera.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,14 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _hooks(settings: Settings) -> tuple[Any, Any]:
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        from aethera.storage.factory import open_storage
+StorageOpener = Callable[[Settings], Awaitable[Storage]]
 
-        storage = await open_storage(settings)
+
+def _hooks(settings: Settings, open_storage: StorageOpener | None = None) -> tuple[Any, Any]:
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        from aethera.storage.factory import open_storage as default_opener
+
+        storage = await (open_storage or default_opener)(settings)
         redis = ctx["redis"]
         deps = WorkerDeps(settings=settings, storage=storage, redis=redis,
                           queue=queue.JobQueue.wrapping(redis), name=worker_name())
@@ -74,9 +79,12 @@ def worker_settings(settings: Settings) -> type:
     return type("WorkerSettings", (), options)
 
 
-def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool = False) -> Any:
-    """An arq Worker object (tests run it in-process with `await worker.async_run()`)."""
-    on_startup, on_shutdown = _hooks(settings)
+def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool = False,
+                 open_storage: StorageOpener | None = None) -> Any:
+    """An arq Worker object (tests run it in-process with `await worker.async_run()`).
+
+    `open_storage` replaces the storage factory (fault-injection tests wrap the real backend)."""
+    on_startup, on_shutdown = _hooks(settings, open_storage)
     return queue.build_worker(settings, run_analysis, on_startup=on_startup, on_shutdown=on_shutdown,
                               redis_url=require_redis_url(settings), handle_signals=handle_signals, burst=burst)
 

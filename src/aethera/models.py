@@ -19,6 +19,8 @@ import msgspec
 # 32 lowercase hex characters (uuid4().hex): the only form an id of a project, run or task takes.
 ID_PATTERN = r"^[0-9a-f]{32}$"
 COUNTRY_PATTERN = r"^[A-Z]{3}$"
+# who owns records written while auth is off, and records written before tenants existed
+DEFAULT_TENANT = "default"
 
 Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 CountryCode = Annotated[str, msgspec.Meta(pattern=COUNTRY_PATTERN, description="ISO 3166-1 alpha-3")]
@@ -69,6 +71,7 @@ class Project(msgspec.Struct, kw_only=True):
     country: str | None = None
     sector: str | None = None
     created_at: str
+    tenant: str = DEFAULT_TENANT  # the owner; another tenant's request sees 404
 
 
 # --- runs ----------------------------------------------------------------------------------------
@@ -144,18 +147,10 @@ class TaskStatus(msgspec.Struct, kw_only=True):
     updated_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    tenant: str = DEFAULT_TENANT  # the owner (the run's); another tenant's request sees 404
 
 
 # --- stored records ------------------------------------------------------------------------------
-
-
-class RunParamsRecord(msgspec.Struct, kw_only=True):
-    """The run parameters after validation, stored so the worker runs exactly what was accepted."""
-
-    project_type: str
-    country: str | None
-    capacity_mw: float | None
-    buffer_km: float | None
 
 
 class RunRecord(msgspec.Struct, kw_only=True):
@@ -165,7 +160,9 @@ class RunRecord(msgspec.Struct, kw_only=True):
     task_id: str
     project_id: str
     project_type: str  # as the client sent it (the frontend shows it back)
-    params: RunParamsRecord
+    # the validated run parameters (analysis.params.RunParams as plain data), so the worker runs
+    # exactly what the API accepted, whatever settings it has itself
+    params: dict[str, Any]
     config: dict[str, Any] = msgspec.field(default_factory=dict)
     aoi_source: str  # "geojson" or "upload"
     aoi_path: str | None = None
@@ -180,6 +177,7 @@ class RunRecord(msgspec.Struct, kw_only=True):
     error_code: str | None = None
     cancel_requested: bool = False
     idempotency_key_sha256: str | None = None
+    tenant: str = DEFAULT_TENANT  # the project's owner; another tenant's request sees 404
 
 
 class TaskRecord(TaskStatus, kw_only=True):

@@ -90,6 +90,7 @@ class _Attempt:
     soft_deadline: float = 0.0
     _progress_dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _loop: asyncio.AbstractEventLoop = field(init=False)
+    _writer: asyncio.Task[None] | None = None
 
     # --- the attempt --------------------------------------------------------------------------
 
@@ -123,7 +124,7 @@ class _Attempt:
         await self._publish()
 
         heartbeat = asyncio.create_task(self._heartbeat())
-        writer = asyncio.create_task(self._progress_writer())
+        self._writer = asyncio.create_task(self._progress_writer())
         try:
             outcome = await self._run_pipeline_and_store()
         except asyncio.CancelledError:
@@ -131,7 +132,7 @@ class _Attempt:
             raise
         finally:
             heartbeat.cancel()
-            writer.cancel()
+            self._writer.cancel()
         return outcome
 
     async def _run_pipeline_and_store(self) -> str:
@@ -184,10 +185,7 @@ class _Attempt:
         s = self.deps.settings
         catalog = load_catalog(s.datasets)
         aoi = load_aoi(aoi_bytes, filename="aoi.geojson", max_area_km2=s.max_aoi_km2)
-        p = self.run.params
-        params = RunParams(
-            project_type=p.project_type, country=p.country, capacity_mw=p.capacity_mw, buffer_km=p.buffer_km
-        )
+        params = msgspec.convert(self.run.params, RunParams)
         return pipeline.run(aoi, params, catalog, self._progress_from_thread, self._is_cancelled,
                             on_output=self._output_from_thread)
 
@@ -285,7 +283,7 @@ class _Attempt:
             "project_id": run.project_id,
             "project_type": run.project_type,
             "created_at": run.created_at,
-            "country": run.params.country,
+            "country": run.params.get("country"),
             **results,
         }
         await self._save(keys.RESULTS_NAME, msgspec.json.encode(document), _JSON)
@@ -358,6 +356,11 @@ class _Attempt:
 
     async def _publish(self) -> None:
         assert self.run is not None
+        if self.run.status is not RunStatus.PROCESSING and self._writer is not None:
+            # no progress write may land after (and so overwrite) the new state
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
         await records.publish(self.deps.storage, self.deps.redis, self.run, progress=self.progress,
                               max_attempts=self.deps.settings.run_max_attempts)
 

@@ -25,13 +25,16 @@ from aethera.models import (
     RunCreate,
     RunCreateResponse,
     RunDetail,
-    RunParamsRecord,
     RunRecord,
     RunStatus,
     RunSummary,
     utc_now_iso,
 )
 from aethera.observability.metrics import record_run_status
+from aethera.api.routes.uploads import load_upload
+from aethera.security.auth import tenant_of
+from aethera.security.tenancy import request_project, request_run
+from aethera.security.validation import is_id
 from aethera.storage.artifacts import artifact_key, load_index
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -53,23 +56,19 @@ def _idempotency_digest(request: web.Request, project_id: str) -> str | None:
     return hashlib.sha256(f"{project_id}\n{key}".encode()).hexdigest()
 
 
-def _params_record(body: RunCreate, country: str | None, settings: Any) -> RunParamsRecord:
+def _params(body: RunCreate, country: str | None, settings: Any) -> dict[str, Any]:
+    """The validated parameters as plain data; `InvalidInput` naming the field when one is wrong."""
     from aethera.analysis.params import RunParams
 
-    params = RunParams.from_request(body.project_type, country, dict(body.config or {}), settings)
-    return RunParamsRecord(
-        project_type=params.project_type,
-        country=params.country,
-        capacity_mw=params.capacity_mw,
-        buffer_km=params.buffer_km,
-    )
+    params = RunParams.from_request(body.project_type, country, body.config, settings)
+    return msgspec.to_builtins(params)
 
 
 async def create_run(request: web.Request) -> web.Response:
     app = request.app
     storage, redis, settings = app[STORAGE], app[REDIS], app[SETTINGS]
     project_id = path_id(request, "project_id", "project")
-    project = await records.load_project(storage, project_id)
+    project = await request_project(request, storage, project_id)
     digest = _idempotency_digest(request, project_id)
     body = await decode_json(request, RunCreate)
     request_sha = hashlib.sha256(msgspec.json.encode(body)).hexdigest()
@@ -126,15 +125,16 @@ async def _create(
     if (body.aoi_geojson is None) == (body.aoi_path is None):
         raise InvalidInput("give exactly one AOI source: aoi_geojson or aoi_path", field="aoi_geojson")
     country = body.country if body.country is not None else project_country
-    params = _params_record(body, country, settings)
+    params = _params(body, country, settings)
     source: Any
     aoi_source: str
+    filename = body.aoi_path
     if body.aoi_geojson is not None:
         source, aoi_source = msgspec.json.encode(body.aoi_geojson), "geojson"
     else:
-        source, aoi_source = await _uploaded_aoi(storage, project_id, body.aoi_path or ""), "upload"
+        (source, filename), aoi_source = await _uploaded_aoi(request, project_id, body.aoi_path or ""), "upload"
     catalog = await app[CATALOG].get()
-    aoi = await validate_aoi(source, filename=body.aoi_path, catalog=catalog, settings=settings)
+    aoi = await validate_aoi(source, filename=filename, catalog=catalog, settings=settings)
     aoi_bytes = await asyncio.to_thread(aoi_geojson_bytes, aoi)
 
     run_id = uuid.uuid4().hex
@@ -154,6 +154,7 @@ async def _create(
         attempts=0,
         job_id=job_id_for(run_id, 1),
         idempotency_key_sha256=digest,
+        tenant=tenant_of(request),
     )
     await records.create_run(storage, run, aoi_bytes, records.now_ms())
     if digest is not None:
@@ -182,16 +183,25 @@ async def _create(
     return resp
 
 
-async def _uploaded_aoi(storage: Any, project_id: str, aoi_path: str) -> bytes:
+async def _uploaded_aoi(request: web.Request, project_id: str, aoi_path: str) -> tuple[bytes, str]:
+    """The bytes of an AOI the caller uploaded and the file name to read them by; never a server path:
+    an upload id of the caller's (POST /uploads) or a file uploaded to this project (checked as the
+    caller's before this runs)."""
+    storage = request.app[STORAGE]
+    if is_id(aoi_path):
+        try:
+            return await load_upload(storage, tenant_of(request), aoi_path)
+        except NotFound:  # another tenant's upload reads exactly like an unknown one
+            raise InvalidInput(f"aoi_path {aoi_path!r}: no such upload", field="aoi_path") from None
     match = keys.AOI_PATH_RE.match(aoi_path)
     if match is None:
         raise InvalidInput(
-            "aoi_path must name a file uploaded to this project, such as uploads/site.geojson "
-            "(PUT /projects/{id}/uploads/{name})",
+            "aoi_path must be an upload id (POST /uploads) or name a file uploaded to this project, "
+            "such as uploads/site.geojson (PUT /projects/{id}/uploads/{name})",
             field="aoi_path",
         )
     try:
-        return await storage.read(keys.upload_key(project_id, match.group(1)))
+        return await storage.read(keys.upload_key(project_id, match.group(1))), match.group(1)
     except ObjectNotFound:
         raise InvalidInput(f"aoi_path {aoi_path!r}: no such upload in this project", field="aoi_path") from None
 
@@ -215,8 +225,13 @@ async def list_runs(request: web.Request) -> web.Response:
     cursor = q.get("cursor")
     if cursor is not None and not keys.RUN_INDEX_NAME_RE.match(cursor):
         raise InvalidInput("cursor is not one this service issued (take X-Next-Cursor)", field="cursor")
+    if project_id is not None:
+        try:
+            await request_project(request, request.app[STORAGE], project_id)
+        except NotFound:
+            return json_response([])  # another tenant's project lists like an unknown one: nothing
     runs, next_cursor = await records.list_runs(request.app[STORAGE], project_id=project_id,
-                                                limit=int(raw_limit), cursor=cursor)
+                                                limit=int(raw_limit), cursor=cursor, tenant=tenant_of(request))
     resp = json_response([summary(r) for r in runs])
     if next_cursor is not None:
         resp.headers["X-Next-Cursor"] = next_cursor
@@ -230,7 +245,7 @@ async def list_runs(request: web.Request) -> web.Response:
 async def get_run(request: web.Request) -> web.Response:
     run_id = path_id(request, "run_id", "run")
     storage = request.app[STORAGE]
-    run = await records.load_run(storage, run_id)
+    run = await request_run(request, storage, run_id)
     outputs: dict[str, dict[str, str]] = {}
     if run.status is RunStatus.COMPLETED:
         present = {a.name for a in (await load_index(storage, run_id)).artifacts}
@@ -249,8 +264,8 @@ async def get_run(request: web.Request) -> web.Response:
         **msgspec.structs.asdict(summary(run)),
         outputs=outputs,
         task_id=run.task_id,
-        country=run.params.country,
-        params=msgspec.to_builtins(run.params),
+        country=run.params.get("country"),
+        params=run.params,
         updated_at=run.updated_at,
         started_at=run.started_at,
         finished_at=run.finished_at,
@@ -266,7 +281,7 @@ async def get_run(request: web.Request) -> web.Response:
 
 async def _completed_run(request: web.Request) -> RunRecord:
     run_id = path_id(request, "run_id", "run")
-    run = await records.load_run(request.app[STORAGE], run_id)
+    run = await request_run(request, request.app[STORAGE], run_id)
     if run.status is RunStatus.REVOKED:
         raise Conflict("the run was cancelled; its outputs are not served", status=run.status.value)
     if run.status is not RunStatus.COMPLETED:

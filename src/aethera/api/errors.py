@@ -70,9 +70,10 @@ def status_for(exc: e.AetheraError) -> int:
     return 500
 
 
-def error_response(status: int, detail: str, code: str, **extra: Any) -> web.Response:
+def error_response(http_status: int, detail: str, code: str, /, **extra: Any) -> web.Response:
+    # positional-only: an error's extra fields may include "status" (a run's status on a 409)
     body = msgspec.json.encode({"detail": detail, "code": code, **extra})
-    return web.Response(status=status, body=body, content_type="application/json")
+    return web.Response(status=http_status, body=body, content_type="application/json")
 
 
 _HTTP_DETAIL = {

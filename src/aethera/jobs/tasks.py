@@ -132,7 +132,8 @@ class _Attempt:
             raise
         finally:
             heartbeat.cancel()
-            self._writer.cancel()
+            if self._writer is not None:
+                self._writer.cancel()
         return outcome
 
     async def _run_pipeline_and_store(self) -> str:

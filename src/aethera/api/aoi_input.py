@@ -14,6 +14,11 @@ from aethera.settings import Settings
 def _load_and_check(source: bytes, filename: str | None, catalog: Any, settings: Settings) -> Any:
     from aethera.analysis.aoi import check_within_catalog, load_aoi
 
+    if source[:4] == b"PK\x03\x04":
+        # a zip (a zipped Shapefile): every member is checked before any reader opens the archive
+        from aethera.security.archives import ArchiveLimits, check_zip
+
+        check_zip(source, ArchiveLimits.from_settings(settings))
     kwargs: dict[str, Any] = {"max_area_km2": settings.max_aoi_km2}
     if filename is not None:
         kwargs["filename"] = filename.rsplit("/", 1)[-1]

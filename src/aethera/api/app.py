@@ -26,6 +26,8 @@ from aethera.api.routes import docs, metrics, ready
 from aethera.errors import ConfigError
 from aethera.jobs.queue import JobQueue, connection_pool
 from aethera.observability.logs import configure_logging
+from aethera.api.routes import uploads
+from aethera.security.auth import make_auth_middleware, make_ratelimit_middleware, setup_security
 from aethera.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ EXPORT_MODULE = "aethera.api.routes.export"
 # headers a browser may send cross-origin, and response headers its scripts may read
 ALLOWED_HEADERS = ("Content-Type", "Idempotency-Key", "X-Request-ID", "Authorization", "X-API-Key")
 EXPOSED_HEADERS = ("Content-Disposition", "Content-Length", "X-Request-ID", "X-Next-Cursor", "Link",
-                   "Location", "Idempotent-Replayed")
+                   "Location", "Idempotent-Replayed", "Retry-After")
 
 
 def _redis_url(settings: Settings) -> str:
@@ -93,15 +95,18 @@ def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or load_settings()
     _redis_url(settings)
     app = web.Application(
-        middlewares=[request_id_middleware, observability_middleware, error_middleware, body_limit_middleware],
+        # auth before the body limit: a caller without a key learns nothing, not even the limit
+        middlewares=[request_id_middleware, observability_middleware, error_middleware,
+                     make_auth_middleware(settings), make_ratelimit_middleware(), body_limit_middleware],
         # a backstop: handlers read bodies through api.bodies.read_body, bounded per route
         client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + 1,
     )
     app[K.SETTINGS] = settings
     app[K.CATALOG] = CatalogCache(settings.datasets)
+    setup_security(app, settings)  # reads the keys file: a missing or malformed one stops start-up here
     setup_instrumentation(app)
     app.cleanup_ctx.extend([_storage_ctx, _redis_ctx, _queue_ctx])
-    for module in (health, ready, metrics, docs, projects, runs, tasks):
+    for module in (health, ready, metrics, docs, projects, runs, tasks, uploads):
         module.add_routes(app)
     app[K.EXPORT_ENABLED] = _add_export_routes(app)
     _setup_cors(app, settings.cors_origins)

@@ -14,13 +14,15 @@ from aethera.errors import MalformedRequest, PayloadTooLarge
 REQUEST_ID_HEADER = "X-Request-ID"
 # a client's id is reused only when short and harmless (it ends up in logs)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
-UPLOAD_ROUTE = "upload_aoi"  # the one route whose body limit is `max_upload_bytes`
+UPLOAD_ROUTE = "upload_aoi"
+# the routes whose body limit is `max_upload_bytes` (PUT /projects/{id}/uploads/{name}, POST /uploads)
+UPLOAD_ROUTES = frozenset({UPLOAD_ROUTE, "create_upload"})
 
 
 def body_limit(request: web.Request) -> int:
     settings = request.app[SETTINGS]
     route = request.match_info.route
-    if route is not None and route.name == UPLOAD_ROUTE:
+    if route is not None and route.name in UPLOAD_ROUTES:
         return settings.max_upload_bytes
     return settings.max_body_bytes
 

@@ -89,6 +89,11 @@ ALL_RUNS_INDEX = "index/runs/"
 ACTIVE_RUNS_INDEX = "index/active-runs/"  # one marker per run not yet final: what recovery sweeps
 
 
+def tenant_runs_index(tenant: str) -> str:
+    """A tenant's runs (`GET /runs` lists only the caller's); `tenant` matches security.validation.TENANT_RE."""
+    return f"index/tenant-runs/{tenant}/"
+
+
 def project_runs_index(project_id: str) -> str:
     return f"index/project-runs/{project_id}/"
 

@@ -57,8 +57,8 @@ async def load_project(storage: Storage, project_id: str) -> Project:
     return _project_decoder.decode(raw)
 
 
-async def list_projects(storage: Storage) -> list[Project]:
-    """Every project, newest first."""
+async def list_projects(storage: Storage, tenant: str | None = None) -> list[Project]:
+    """Every project (of `tenant`, when given), newest first."""
     project_keys = [
         stat.key
         async for stat in storage.list(keys.PROJECTS_PREFIX)
@@ -66,6 +66,8 @@ async def list_projects(storage: Storage) -> list[Project]:
     ]
     raws = await _bounded_gather(_read_or_none(storage, k) for k in project_keys)
     projects = [_project_decoder.decode(raw) for raw in raws if raw is not None]
+    if tenant is not None:
+        projects = [p for p in projects if p.tenant == tenant]
     projects.sort(key=lambda p: (p.created_at, p.id), reverse=True)
     return projects
 
@@ -94,18 +96,23 @@ async def create_run(storage: Storage, run: RunRecord, aoi_geojson: bytes, creat
     await asyncio.gather(
         storage.save(keys.active_run_key(run.run_id), b""),
         storage.save(keys.ALL_RUNS_INDEX + name, b""),
+        storage.save(keys.tenant_runs_index(run.tenant) + name, b""),
         storage.save(keys.project_runs_index(run.project_id) + name, b""),
     )
 
 
 async def list_runs(
-    storage: Storage, *, project_id: str | None, limit: int, cursor: str | None
+    storage: Storage, *, project_id: str | None, limit: int, cursor: str | None, tenant: str | None = None
 ) -> tuple[list[RunRecord], str | None]:
     """One page of runs, newest first, and the cursor of the next page (None on the last page).
 
     The index names sort newest first, so a page is the next `limit` names after `cursor`.
     """
-    prefix = keys.project_runs_index(project_id) if project_id else keys.ALL_RUNS_INDEX
+    # a project's runs share its tenant (the caller checks the project); else the tenant's own index
+    if project_id:
+        prefix = keys.project_runs_index(project_id)
+    else:
+        prefix = keys.tenant_runs_index(tenant) if tenant is not None else keys.ALL_RUNS_INDEX
     names: list[str] = []
     async for stat in storage.list(prefix):
         name = stat.key[len(prefix):]
@@ -166,6 +173,7 @@ def task_record(run: RunRecord, progress: Progress | None, *, max_attempts: int 
         updated_at=run.updated_at,
         started_at=run.started_at,
         finished_at=run.finished_at,
+        tenant=run.tenant,
     )
 
 

@@ -20,13 +20,13 @@ import redis.exceptions
 from aiohttp import web
 
 from aethera.errors import AetheraError, ConfigError, Forbidden, RateLimited, Unauthorized
+from aethera.models import DEFAULT_TENANT
 from aethera.security.apikeys import KeyStore, Principal, parse_key
 from aethera.security.ratelimit import RateLimiter
 from aethera.settings import Settings
 
 log = logging.getLogger("aethera.security")
 
-DEFAULT_TENANT = "default"
 PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
 READ_METHODS: frozenset[str] = frozenset({"GET", "HEAD"})
 _FAIL_BURST = 20  # wrong keys an address may send at once ...

@@ -15,23 +15,25 @@ from aethera.api.responses import json_response
 from aethera.errors import InvalidInput
 from aethera.jobs import keys, records
 from aethera.models import Project, ProjectCreate, utc_now_iso
+from aethera.security.auth import tenant_of
+from aethera.security.tenancy import request_project
 
 
 async def create_project(request: web.Request) -> web.Response:
     body = await decode_json(request, ProjectCreate)
     project = Project(id=uuid.uuid4().hex, name=body.name, country=body.country, sector=body.sector,
-                      created_at=utc_now_iso())
+                      created_at=utc_now_iso(), tenant=tenant_of(request))
     await records.save_project(request.app[STORAGE], project)
     return json_response(project, status=201)
 
 
 async def list_projects(request: web.Request) -> web.Response:
-    return json_response(await records.list_projects(request.app[STORAGE]))
+    return json_response(await records.list_projects(request.app[STORAGE], tenant=tenant_of(request)))
 
 
 async def get_project(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id", "project")
-    return json_response(await records.load_project(request.app[STORAGE], project_id))
+    return json_response(await request_project(request, request.app[STORAGE], project_id))
 
 
 class Upload(msgspec.Struct):
@@ -50,7 +52,7 @@ async def upload_aoi(request: web.Request) -> web.Response:
             field="name",
         )
     storage = request.app[STORAGE]
-    await records.load_project(storage, project_id)
+    await request_project(request, storage, project_id)
     data = await read_body(request)
     if not data:
         raise InvalidInput("the uploaded file is empty", field="body")

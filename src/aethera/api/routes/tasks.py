@@ -14,9 +14,11 @@ from redis.exceptions import RedisError
 from aethera.api.ids import path_id
 from aethera.api.keys import QUEUE, REDIS, SETTINGS, STORAGE
 from aethera.api.responses import json_response, raw_json_response
-from aethera.errors import BackendUnavailable, Conflict
+from aethera.errors import BackendUnavailable, Conflict, NotFound
 from aethera.jobs import records
 from aethera.models import RunStatus, TaskStatus, utc_now_iso
+from aethera.security.auth import tenant_of
+from aethera.security.tenancy import owner_of, request_run
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,10 @@ async def get_task(request: web.Request) -> web.Response:
     except (RedisError, OSError):
         stored = None  # answer from storage while Redis is away
     if stored is not None:
+        if owner_of(stored) != tenant_of(request):
+            raise NotFound(f"run {task_id} not found")  # exactly what an unknown id gets below
         return raw_json_response(stored)
-    run = await records.load_run(request.app[STORAGE], task_id)
+    run = await request_run(request, request.app[STORAGE], task_id)
     return json_response(records.task_status(None, run))
 
 
@@ -38,7 +42,7 @@ async def cancel_task(request: web.Request) -> web.Response:
     task_id = path_id(request, "task_id", "task")
     app = request.app
     storage, redis, queue, settings = app[STORAGE], app[REDIS], app[QUEUE], app[SETTINGS]
-    run = await records.load_run(storage, task_id)
+    run = await request_run(request, storage, task_id)
     if run.status.is_final:
         raise Conflict(f"the task has already finished ({run.status.value})", status=run.status.value)
     try:

@@ -1,0 +1,255 @@
+"""`POST /uploads`: a tenant's AOI file (GeoJSON, zipped Shapefile, GeoPackage, KML) -> `upload_id`.
+
+The body is multipart with one part named `file`. The file is read in bounded chunks (at most
+`AETHERA_MAX_UPLOAD_BYTES`), its type is decided by its extension and confirmed by its content, a zip
+is checked member by member before anything opens it, and the whole file must load as an AOI
+(`analysis.aoi.load_aoi`, in a thread) before it is stored. The client's file name never becomes part
+of a storage key: the file is stored as `uploads/{upload_id}/aoi.{ext}` beside its record
+`uploads/{upload_id}/upload.json`, which names the tenant that owns it. A run takes the id as
+`aoi_path`; another tenant's id is answered exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from aethera.api.keys import SETTINGS, STORAGE
+from aethera.api.responses import json_response
+from aethera.errors import AetheraError, InvalidAOI, InvalidInput, MalformedRequest, NotFound, ObjectNotFound, PayloadTooLarge
+from aethera.models import utc_now_iso
+from aethera.security.archives import ArchiveLimits, check_zip
+from aethera.security.auth import tenant_of
+from aethera.security.validation import check_id
+from aethera.settings import Settings
+from aethera.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+ROUTE_NAME = "create_upload"
+FILE_FIELD = "file"
+_READ_CHUNK = 64 * 1024
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SHAPEFILE_PARTS = (".shp", ".shx", ".dbf")
+_XML_DECLARATIONS = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_DISPLAY_NAME_CHARS = 100
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # what the answer calls it
+    extension: str  # of the stored file; also the filename hint for load_aoi
+    media_type: str
+
+
+FORMATS: dict[str, Format] = {
+    ".geojson": Format("geojson", "geojson", "application/geo+json"),
+    ".json": Format("geojson", "geojson", "application/geo+json"),
+    ".zip": Format("shapefile_zip", "zip", "application/zip"),
+    ".gpkg": Format("geopackage", "gpkg", "application/geopackage+sqlite3"),
+    ".kml": Format("kml", "kml", "application/vnd.google-earth.kml+xml"),
+}
+
+
+class UploadRecord(msgspec.Struct, kw_only=True):
+    """`uploads/{upload_id}/upload.json`: who owns the file and what it is."""
+
+    upload_id: str
+    tenant: str
+    filename: str  # as the client named it, cleaned for display; never used as a path
+    format: str
+    media_type: str
+    size: int
+    sha256: str
+    created_at: str
+    stored_name: str  # `aoi.{ext}` beside this record
+
+
+class UploadCreated(msgspec.Struct, kw_only=True):
+    """Answer (201) of `POST /uploads` and of `GET /uploads/{upload_id}`."""
+
+    upload_id: str
+    aoi_path: str  # what `RunCreate.aoi_path` takes: the upload id itself
+    filename: str
+    format: str
+    size: int
+    sha256: str
+    created_at: str
+
+
+def upload_record_key(upload_id: str) -> str:
+    return f"uploads/{upload_id}/upload.json"
+
+
+def upload_file_key(upload_id: str, stored_name: str) -> str:
+    return f"uploads/{upload_id}/{stored_name}"
+
+
+def _display_name(raw: str | None) -> str:
+    """The client's file name without any directory part or control character, for display only."""
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C")
+    return name.strip()[:_DISPLAY_NAME_CHARS] or "upload"
+
+
+def _format_of(filename: str) -> Format:
+    lower = filename.lower()
+    for suffix, fmt in FORMATS.items():
+        if lower.endswith(suffix):
+            return fmt
+    raise InvalidInput(
+        "unsupported file type; upload a .geojson/.json, a zipped Shapefile (.zip), a GeoPackage (.gpkg) or a .kml",
+        field=FILE_FIELD,
+    )
+
+
+def _check_content(data: bytes, fmt: Format, limits: ArchiveLimits) -> None:
+    """Confirm the content matches the extension and is safe to hand to a reader (runs in a thread)."""
+    if fmt.extension == "zip":
+        members = check_zip(data, limits)
+        suffixes = [m.name.lower().rsplit(".", 1)[-1] for m in members if "." in m.name]
+        shp = suffixes.count("shp")
+        if shp != 1:
+            raise InvalidAOI(
+                "the zip must hold exactly one Shapefile (.shp with its .shx and .dbf)"
+                if shp else "the zip holds no Shapefile (.shp)"
+            )
+        missing = [p for p in _SHAPEFILE_PARTS if p[1:] not in suffixes]
+        if missing:
+            raise InvalidAOI(f"the zipped Shapefile lacks its {', '.join(missing)} file")
+    elif fmt.extension == "gpkg":
+        if not data.startswith(_SQLITE_MAGIC):
+            raise InvalidAOI("the file is not a GeoPackage (no SQLite header)")
+    elif fmt.extension == "kml":
+        # entity declarations are how XML bombs and external-entity reads work; a KML never needs them
+        if _XML_DECLARATIONS.search(data):
+            raise InvalidAOI("KML with a DOCTYPE or ENTITY declaration is refused")
+
+
+def _parse_aoi(data: bytes, fmt: Format, settings: Settings, limits: ArchiveLimits) -> Any:
+    _check_content(data, fmt, limits)
+    from aethera.analysis.aoi import load_aoi
+
+    try:
+        return load_aoi(data, filename=f"aoi.{fmt.extension}", max_area_km2=settings.max_aoi_km2)
+    except AetheraError:
+        raise
+    except Exception:  # a reader's own exception types (GDAL, JSON, XML): the file is what is wrong
+        log.info("upload did not load as an AOI", exc_info=True)
+        raise InvalidAOI(f"the file could not be read as a {fmt.name} area of interest") from None
+
+
+async def _read_file_part(request: web.Request, limit: int) -> tuple[str, bytes]:
+    if request.content_type != "multipart/form-data":
+        raise MalformedRequest(f"send multipart/form-data with one part named '{FILE_FIELD}'")
+    try:
+        reader = await request.multipart()
+        filename: str | None = None
+        data: bytes | None = None
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            if not isinstance(part, web.BodyPartReader) or part.name != FILE_FIELD or data is not None:
+                raise MalformedRequest(f"the body must hold exactly one part, named '{FILE_FIELD}'")
+            filename = part.filename
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := await part.read_chunk(_READ_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the file is larger than {limit} bytes", limit_bytes=limit)
+                chunks.append(chunk)
+            data = b"".join(chunks)
+    except (ValueError, AssertionError, RuntimeError) as exc:  # aiohttp's complaints about broken multipart
+        raise MalformedRequest(f"the multipart body is malformed ({type(exc).__name__})") from None
+    if data is None:
+        raise MalformedRequest(f"the body holds no part named '{FILE_FIELD}'")
+    if not data:
+        raise InvalidInput("the uploaded file is empty", field=FILE_FIELD)
+    return _display_name(filename), data
+
+
+async def create_upload(request: web.Request) -> web.Response:
+    tenant = tenant_of(request)
+    settings = request.app[SETTINGS]
+    storage = request.app[STORAGE]
+    filename, data = await _read_file_part(request, settings.max_upload_bytes)
+    fmt = _format_of(filename)
+    limits = ArchiveLimits.from_settings(settings)
+    await asyncio.to_thread(_parse_aoi, data, fmt, settings, limits)
+    sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+
+    upload_id = uuid.uuid4().hex
+    record = UploadRecord(
+        upload_id=upload_id,
+        tenant=tenant,
+        filename=filename,
+        format=fmt.name,
+        media_type=fmt.media_type,
+        size=len(data),
+        sha256=sha256,
+        created_at=utc_now_iso(),
+        stored_name=f"aoi.{fmt.extension}",
+    )
+    # the file first, its record last: a record always names a file that exists
+    await storage.save(upload_file_key(upload_id, record.stored_name), data)
+    await storage.save(upload_record_key(upload_id), msgspec.json.encode(record))
+    resp = json_response(_answer(record), status=201)
+    resp.headers["Location"] = f"/uploads/{upload_id}"
+    return resp
+
+
+async def get_upload(request: web.Request) -> web.Response:
+    upload_id = check_id(request.match_info.get("upload_id", ""), "upload")
+    record = await load_upload_record(request.app[STORAGE], tenant_of(request), upload_id)
+    return json_response(_answer(record))
+
+
+def _answer(record: UploadRecord) -> UploadCreated:
+    return UploadCreated(
+        upload_id=record.upload_id,
+        aoi_path=record.upload_id,
+        filename=record.filename,
+        format=record.format,
+        size=record.size,
+        sha256=record.sha256,
+        created_at=record.created_at,
+    )
+
+
+async def load_upload_record(storage: Storage, tenant: str, upload_id: str) -> UploadRecord:
+    """The tenant's upload; NotFound for an unknown id and, identically, for another tenant's."""
+    check_id(upload_id, "upload")
+    try:
+        raw = await storage.read(upload_record_key(upload_id))
+    except ObjectNotFound:
+        raise NotFound("upload not found") from None
+    record = msgspec.json.decode(raw, type=UploadRecord)
+    if record.tenant != tenant:
+        raise NotFound("upload not found")
+    return record
+
+
+async def load_upload(storage: Storage, tenant: str, upload_id: str) -> tuple[bytes, str]:
+    """The bytes of the tenant's uploaded AOI and the file name to hand `load_aoi` as its hint."""
+    record = await load_upload_record(storage, tenant, upload_id)
+    try:
+        data = await storage.read(upload_file_key(upload_id, record.stored_name))
+    except ObjectNotFound:
+        raise NotFound("upload not found") from None
+    return data, record.stored_name
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/uploads", create_upload, name=ROUTE_NAME)
+    app.router.add_get("/uploads/{upload_id}", get_upload, name="get_upload")

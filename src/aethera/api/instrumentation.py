@@ -17,7 +17,27 @@ from aethera.api.keys import REQUEST_ID
 from aethera.observability.logs import make_request_id, request_id_var
 from aethera.observability.metrics import ApiMetrics
 
+class Drain:
+    """Requests in flight, so a stopping server can wait for exactly those (api/lifecycle.py)."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.draining = False  # set on SIGTERM: answers from now on close their connection
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def enter(self) -> None:
+        self.active += 1
+        self.idle.clear()
+
+    def leave(self) -> None:
+        self.active -= 1
+        if self.active == 0:
+            self.idle.set()
+
+
 METRICS = web.AppKey("api_metrics", ApiMetrics)
+DRAIN = web.AppKey("drain", Drain)
 # the response once its headers went out (set by the on_response_prepare signal)
 _PREPARED = web.RequestKey("prepared_response", web.StreamResponse)
 UNMATCHED_ROUTE = "<unmatched>"  # one label for every path no route matches (bounded cardinality)
@@ -44,6 +64,7 @@ def setup_instrumentation(app: web.Application) -> ApiMetrics:
     """Give `app` its metrics registry; call once from the app factory."""
     metrics = ApiMetrics()
     app[METRICS] = metrics
+    app[DRAIN] = Drain()
     app.on_response_prepare.append(_remember_prepared)
     return metrics
 
@@ -54,13 +75,18 @@ async def observability_middleware(request: web.Request, handler: Handler) -> we
     request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     metrics = request.app.get(METRICS)
+    drain = request.app.get(DRAIN)
     started = time.perf_counter()
     status = 500
     if metrics is not None:
         metrics.in_flight.inc()
+    if drain is not None:
+        drain.enter()
     try:
         response = await handler(request)
         status = response.status
+        if drain is not None and drain.draining:
+            response.force_close()  # the server is stopping: no further request on this connection
         return response
     except web.HTTPException as exc:
         status = exc.status
@@ -73,6 +99,8 @@ async def observability_middleware(request: web.Request, handler: Handler) -> we
         prepared: web.StreamResponse | None = request.get(_PREPARED)
         sent = prepared.body_length if prepared is not None else None
         route = route_label(request)
+        if drain is not None:
+            drain.leave()
         if metrics is not None:
             metrics.in_flight.dec()
             metrics.observe_request(route, request.method, status, elapsed)

@@ -4,7 +4,7 @@ session's moto S3 server), and a raw S3 client to look behind the adapter's back
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,12 @@ def make_s3(endpoint: str, bucket: str, **options: Any) -> S3Storage:
         region="us-east-1",
         **options,
     )
+
+
+@pytest.fixture
+def s3_factory(s3_endpoint: str) -> Callable[..., S3Storage]:
+    """`make_s3` bound to the session's endpoint, for tests that need their own options."""
+    return lambda bucket, **options: make_s3(s3_endpoint, bucket, **options)
 
 
 @pytest.fixture

@@ -14,12 +14,14 @@ the last rename wins whole.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import errno
 import hashlib
 import os
 import stat as stat_mod
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -38,6 +40,7 @@ from aethera.storage.base import DEFAULT_CHUNK_BYTES, ObjectStat
 from aethera.storage.keys import TEMP_PREFIX, split_prefix, validate_key, validate_prefix
 
 T = TypeVar("T")
+_Entry = tuple[str, str, os.stat_result | None]  # (sort key, name, stat; None for a directory)
 
 DEFAULT_THREADS = 8
 
@@ -112,7 +115,9 @@ class LocalStorage:
         if self._closed:
             raise StorageUnavailable("local storage is closed")
         if self._root is None:
-            self._root = await self._run(os.path.realpath, self._base)
+            resolved: str = await self._run(os.path.realpath, self._base)
+            self._root = resolved
+            return resolved
         return self._root
 
     def _inside(self, root: str, real: str) -> bool:
@@ -164,14 +169,10 @@ class LocalStorage:
 
     async def _discard(self, f: Any, tmp: str) -> None:
         """Close and remove a temp file after a failed or cancelled write."""
-        try:
+        with contextlib.suppress(OSError):
             await f.close()
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(OSError):
             await aiofiles.os.remove(tmp, executor=self._executor)
-        except OSError:
-            pass
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -259,7 +260,8 @@ class LocalStorage:
         except OSError as exc:
             raise self._read_error(exc, key) from None
         try:
-            return await f.read()
+            data: bytes = await f.read()
+            return data
         except OSError as exc:
             raise self._read_error(exc, key) from None
         finally:
@@ -340,7 +342,7 @@ class LocalStorage:
         first = [e for e in await self._run(self._scan, root, start) if e[1].startswith(partial)]
         # depth-first over directories sorted by `name/` (files by `name`) yields keys in exactly
         # the order a sort of the full keys would give, without holding the whole tree
-        stack: list[tuple[str, str, Any]] = [(rel, start, iter(first))]
+        stack: builtins.list[tuple[str, str, Iterator[_Entry]]] = [(rel, start, iter(first))]
         while stack:
             rel, dirpath, entries = stack[-1]
             entry = next(entries, None)
@@ -367,9 +369,9 @@ class LocalStorage:
             raise InvalidKey("prefix resolves outside the storage root (through a symbolic link)")
         return real if os.path.isdir(real) else None
 
-    def _scan(self, root: str, dirpath: str) -> list[tuple[str, str, os.stat_result | None]]:
+    def _scan(self, root: str, dirpath: str) -> builtins.list[_Entry]:
         """One directory's entries as (sort key, name, stat or None for a directory), sorted."""
-        out: list[tuple[str, str, os.stat_result | None]] = []
+        out: builtins.list[_Entry] = []
         try:
             with os.scandir(dirpath) as it:
                 for e in it:

@@ -174,7 +174,9 @@ class S3Storage:
 
     # --- errors ---------------------------------------------------------------------------------
 
-    def _map(self, exc: BaseException, op: str, key: str | None = None, *, writing: bool = False) -> AetheraError:
+    def _map(
+        self, exc: BaseException, op: str, key: str | None = None, *, writing: bool = False
+    ) -> AetheraError:
         if isinstance(exc, ClientError):
             code, status = _error_code(exc)
             if code == "NoSuchBucket" or (key is None and (code in _NOT_FOUND or status == 404)):
@@ -267,8 +269,12 @@ class S3Storage:
             await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except _FAILURES as exc:
             code = _error_code(exc)[0] if isinstance(exc, ClientError) else type(exc).__name__
-            log.warning("could not abort the multipart upload of %r (%s); a bucket lifecycle rule "
-                        "for incomplete uploads will remove it", key, code)
+            log.warning(
+                "could not abort the multipart upload of %r (%s); a bucket lifecycle rule "
+                "for incomplete uploads will remove it",
+                key,
+                code,
+            )
 
     async def read(self, key: str) -> bytes:
         key = validate_key(key)

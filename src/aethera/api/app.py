@@ -22,6 +22,7 @@ from aethera.api.errors import error_middleware
 from aethera.api.middlewares import REQUEST_ID_HEADER, body_limit_middleware, request_id_middleware
 from aethera.api.routes import health, projects, runs, tasks
 from aethera.api.instrumentation import observability_middleware, setup_instrumentation
+from aethera.api.lifecycle import run_api
 from aethera.api.routes import docs, metrics, ready
 from aethera.errors import ConfigError
 from aethera.jobs.queue import JobQueue, connection_pool
@@ -119,8 +120,7 @@ def serve(settings: Settings | None = None) -> int:
     configure_logging(settings, "api")
     app = create_app(settings)
     # SIGTERM: stop listening, give in-flight requests and exports the grace period, then run cleanup
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None,
-                shutdown_timeout=settings.shutdown_grace_s)
+    run_api(app, host=settings.host, port=settings.port, grace_s=settings.shutdown_grace_s)
     return 0
 
 

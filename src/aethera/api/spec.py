@@ -15,6 +15,7 @@ from aethera.api.openapi import Body, Operation, Param, build_openapi
 from aethera.api.routes.health import Health
 from aethera.api.routes.projects import Upload
 from aethera.api.routes.ready import Readiness
+from aethera.api.routes.uploads import FILE_FIELD, UploadCreated
 from aethera.models import (
     Id,
     Project,
@@ -99,6 +100,34 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             422: "The name or the file is not acceptable; `detail` says why.",
         },
         path_params={"project_id": Id, "name": str},
+    ),
+    # --- uploads ---------------------------------------------------------------------------------
+    ("POST", "/uploads"): Operation(
+        tag="uploads",
+        summary="Upload an AOI file",
+        request=Body(
+            schema={
+                "type": "object",
+                "required": [FILE_FIELD],
+                "properties": {FILE_FIELD: {"type": "string", "contentMediaType": "application/octet-stream"}},
+            },
+            media_type="multipart/form-data",
+            description=f"One part named `{FILE_FIELD}`: a GeoJSON, zipped Shapefile, GeoPackage or KML file "
+            "(the file name's extension says which). Its `upload_id` goes into `RunCreate.aoi_path`.",
+        ),
+        responses={201: Body(UploadCreated, description="Checked and stored.")},
+        errors={
+            400: "The body is not multipart/form-data with one `file` part.",
+            413: "The file is larger than `AETHERA_MAX_UPLOAD_BYTES`.",
+            422: "The file is not a readable AOI of its format, or an archive was refused; `detail` says why.",
+        },
+    ),
+    ("GET", "/uploads/{upload_id}"): Operation(
+        tag="uploads",
+        summary="Read what was uploaded",
+        responses={200: Body(UploadCreated)},
+        errors={404: "No such upload (or not visible to this key)."},
+        path_params={"upload_id": Id},
     ),
     # --- runs ------------------------------------------------------------------------------------
     ("POST", "/projects/{project_id}/runs"): Operation(

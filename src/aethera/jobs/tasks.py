@@ -40,6 +40,8 @@ from aethera.errors import (
 from aethera.jobs import keys, records
 from aethera.jobs.queue import JobQueue, attempt_of, job_id_for
 from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
+from aethera.observability.logs import log_context, task_id_var
+from aethera.observability.metrics import record_run_status, record_step_durations
 from aethera.settings import Settings
 from aethera.storage.artifacts import save_artifact
 from aethera.storage.base import Storage
@@ -72,7 +74,9 @@ def backoff_s(settings: Settings, attempt: int) -> float:
 async def run_analysis(ctx: dict[str, Any], run_id: str, attempt: int) -> str:
     """The queue's entry point: run one attempt of a run; returns a word on how it ended (for logs)."""
     deps: WorkerDeps = ctx["aethera"]
-    return await _Attempt(deps, run_id, attempt).execute()
+    # every log line of the attempt, in this task and in the pipeline's thread, carries the run id
+    with log_context(run_id=run_id):
+        return await _Attempt(deps, run_id, attempt).execute()
 
 
 @dataclass
@@ -102,6 +106,7 @@ class _Attempt:
             log.warning("run %s: no run record; job dropped", self.run_id)
             return "missing"
         self.run = run
+        task_id_var.set(run.task_id)  # this job's own task context: nothing else sees it
         if run.status.is_final:
             return "already-final"
         if attempt_of(run.job_id) > self.attempt:
@@ -122,6 +127,7 @@ class _Attempt:
         run.error = run.error_code = None
         self._log(f"attempt {self.attempt} of {s.run_max_attempts} started on worker {self.deps.name}")
         await self._publish()
+        await record_run_status(self.deps.redis, RunStatus.PROCESSING.value)
 
         heartbeat = asyncio.create_task(self._heartbeat())
         self._writer = asyncio.create_task(self._progress_writer())
@@ -273,6 +279,7 @@ class _Attempt:
     async def _store_outputs(self, output: Any) -> None:
         assert self.run is not None
         run = self.run
+        await record_step_durations(self.deps.redis, getattr(output.results, "step_durations_s", None) or {})
         layers: dict[str, bytes] = dict(getattr(output, "layers", None) or {})
         for name, data in layers.items():
             artifact = name if "/" in name else keys.layer_name(name)
@@ -354,6 +361,8 @@ class _Attempt:
                 log.warning("run %s: run.log not stored (%s)", self.run_id, type(exc).__name__)
         await self._publish()
         await self._release()
+        ran_s = time.monotonic() - self.started_mono if self.started_mono else None
+        await record_run_status(self.deps.redis, status.value, duration_s=ran_s)
 
     async def _publish(self) -> None:
         assert self.run is not None

@@ -72,7 +72,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 8px; }
 .figure { border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; }
 .figure .label { color: var(--muted); font-size: 13px; } .figure .value { font-size: 18px; font-weight: 600; }
-svg.aoi { width: 100%; max-width: 420px; height: auto; border: 1px solid var(--line); background: #fff; }
+svg.aoi { width: 100%; max-width: 320px; height: auto; border: 1px solid var(--line); background: #fff; }
 ul.refs { margin: 2px 0; padding-left: 18px; font-size: 13px; color: var(--muted); }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 @media print { body { padding: 0; } h2 { break-after: avoid; } tr { break-inside: avoid; } }
@@ -112,6 +112,8 @@ def _fmt(value: Any, key: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if _is_number(value):
+        if key in ("lon", "lat", "longitude", "latitude"):
+            return escape(f"{value:.6f}")
         if key == "share" or key.endswith("_ratio") or key.endswith("_share"):
             return f"{value * 100:,.2f} %"
         unit = _unit_of(key)
@@ -127,9 +129,23 @@ def _fmt(value: Any, key: str = "") -> str:
     return escape(str(value))
 
 
+_ACRONYMS = {"aoi": "AOI", "co2": "CO₂", "co2e": "CO₂e", "tco2e": "t CO₂e", "mw": "MW", "mwh": "MWh",
+             "kwh": "kWh", "ghg": "GHG", "id": "id", "eia": "EIA", "pct": "%", "resm": "RESM", "ahsm": "AHSM",
+             "cim": "CIM", "km2": "km²", "deg": "°", "s": "s"}
+_UNIT_WORDS = ("ha", "km", "m", "pct", "tco2e", "mw", "years", "deg", "s", "km2")
+
+
 def _label(key: str) -> str:
-    text = key.replace("_", " ").strip()
-    return escape(text[:1].upper() + text[1:])
+    """`aoi_area_ha` -> "AOI area (ha)": words from the key, its unit suffix in brackets."""
+    words = [w for w in key.split("_") if w]
+    unit = ""
+    if len(words) > 1 and words[-1] in _UNIT_WORDS:
+        unit = _ACRONYMS.get(words[-1], words[-1])
+        words = words[:-1]
+    words = [_ACRONYMS.get(w, w) if w in _ACRONYMS and w != "s" else w for w in words]
+    text = " ".join(words)
+    text = text[:1].upper() + text[1:]
+    return escape(f"{text} ({unit})" if unit else text)
 
 
 def _get(data: Any, *path: str) -> Any:
@@ -440,7 +456,8 @@ def _section_receptors(results: Mapping[str, Any]) -> str:
         "<table><thead><tr><th>Receptor</th><th>Name (id)</th><th>Distance from the AOI boundary</th>"
         f"<th>Note</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
-    out.append(_rest(rec, [k for k, _l, _f in _RECEPTORS], "Counts and further details"))
+    shown = [k for k, _l, _f in _RECEPTORS] + ["reasons", "missing_reasons", "null_reasons"]
+    out.append(_rest(rec, shown, "Counts and further details"))
     return "".join(out)
 
 
@@ -462,7 +479,7 @@ def _section_kpis(results: Mapping[str, Any]) -> str:
     out = ["<h2>Indicators</h2>"]
     items: list[Mapping[str, Any]] = []
     if isinstance(kpis, Mapping) and all(isinstance(v, Mapping) for v in kpis.values()):
-        items = [{"indicator": k, **v} for k, v in kpis.items()]
+        items = [{"indicator": k.replace("_", " "), **v} for k, v in kpis.items()]
     elif isinstance(kpis, list) and all(isinstance(v, Mapping) for v in kpis):
         items = kpis
     if items:

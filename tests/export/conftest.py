@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -21,38 +22,54 @@ from aethera.storage.base import Storage
 
 @dataclass
 class ExportService:
-    client: TestClient
+    client: TestClient | aiohttp.ClientSession  # both: .get/.head/.request(path relative to the server)
+    app: web.Application
+    port: int
     storage: Storage
     backend: str
     s3_port: int | None
 
-    @property
-    def app(self) -> web.Application:
-        return self.client.app  # type: ignore[return-value]
 
-
-MakeService = Callable[[str], Awaitable[ExportService]]
+MakeService = Callable[..., Awaitable[ExportService]]
 
 
 @pytest.fixture
 async def make_service(
     aiohttp_client: Any, tmp_path: Path, redis_url: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[MakeService]:
-    """Start the real API (create_app) on the given backend; the storage is the app's own."""
+    """Start the real API (create_app) on the given backend; the storage is the app's own.
 
-    async def make(backend: str) -> ExportService:
+    pytest-aiohttp's servers always cancel the handler of a lost connection; `serve()` (web.run_app)
+    does not, so `handler_cancellation=False` runs the app on an AppRunner configured like production.
+    """
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+
+    async def make(backend: str, *, handler_cancellation: bool = True) -> ExportService:
         endpoint = bucket = None
-        port = None
+        s3_port = None
         if backend == "s3":
             endpoint = request.getfixturevalue("s3_endpoint")
             bucket = await new_bucket(endpoint)
-            port = int(endpoint.rsplit(":", 1)[1])
+            s3_port = int(endpoint.rsplit(":", 1)[1])
         (tmp_path / "storage").mkdir(exist_ok=True)
         settings = load_settings(service_env(tmp_path, redis_url, backend, endpoint, bucket))
-        client = await aiohttp_client(create_app(settings))
-        return ExportService(client=client, storage=client.app[STORAGE], backend=backend, s3_port=port)
+        app = create_app(settings)
+        if handler_cancellation:
+            client = await aiohttp_client(app)
+            assert client.port is not None
+            return ExportService(client, app, client.port, app[STORAGE], backend, s3_port)
+        runner = web.AppRunner(app, handler_cancellation=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        session = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}")
+        cleanups.extend([runner.cleanup, session.close])
+        return ExportService(session, app, port, app[STORAGE], backend, s3_port)
 
     yield make
+    for cleanup in reversed(cleanups):
+        await cleanup()
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -232,6 +232,9 @@ def service_env(
         "STORAGE_BASE_PATH": str(tmp_path / "storage"),
         "AETHERA_DATASETS": str(tmp_path / "no-catalog.toml"),  # the export reads storage only
         "AETHERA_LOG_LEVEL": "WARNING",
+        # these tests are about the export: 64 simultaneous downloads from one client are the point
+        "AETHERA_RATE_LIMIT_PER_S": "0",
+        "AETHERA_AUTH": "off",
     }
     if backend == "s3":
         assert endpoint and bucket

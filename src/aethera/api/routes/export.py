@@ -9,6 +9,7 @@ handles; `If-Range` with an entity tag or date that no longer matches also gets 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -148,6 +149,10 @@ async def export_run(request: web.Request) -> web.StreamResponse:
         # the client went away; leaving the `async with` closed the storage stream it was reading
         log.debug("export of run %s: client disconnected", plan.run_id)
         return response
+    except asyncio.CancelledError:
+        # the same, on a server that cancels the handlers of lost connections (handler_cancellation)
+        log.debug("export of run %s: client disconnected (handler cancelled)", plan.run_id)
+        raise
     except Exception as exc:
         # Headers (and an exact Content-Length) are already sent, so an error answer is impossible:
         # cut the connection, and the client sees an incomplete download rather than a wrong archive.

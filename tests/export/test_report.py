@@ -1,0 +1,188 @@
+"""report.html: self-contained, escaped, and carrying the run's key figures, read back out of the page
+(from the renderer directly and from the report inside a downloaded export)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+import zipfile
+from html.parser import HTMLParser
+from typing import Any
+
+from exportkit import AOI, export_url, fixture_legal, fixture_results, run_record, write_run
+
+from aethera.report import render_report
+
+RUN_ID, PROJECT_ID = "c" * 32, "d" * 32
+
+
+class Page(HTMLParser):
+    """Tags, attributes, figures (data-figure -> (data-value, visible text)) and the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.figures: dict[str, tuple[str, str]] = {}
+        self.text: list[str] = []
+        self.styles: list[str] = []
+        self._figure: tuple[str, str] | None = None
+        self._figure_text: list[str] = []
+        self._depth = 0
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        self._in_style = tag == "style"
+        if self._figure is not None:
+            self._depth += 1
+        elif "data-figure" in a:
+            self._figure = (a["data-figure"] or "", a.get("data-value") or "")
+            self._figure_text, self._depth = [], 0
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+        if self._figure is None:
+            return
+        if self._depth:
+            self._depth -= 1
+            return
+        name, value = self._figure
+        self.figures[name] = (value, "".join(self._figure_text).strip())
+        self._figure = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.styles.append(data)
+            return
+        self.text.append(data)
+        if self._figure is not None:
+            self._figure_text.append(data)
+
+
+def parse(html: bytes) -> Page:
+    page = Page()
+    page.feed(html.decode("utf-8"))
+    page.close()
+    return page
+
+
+def number(text: str) -> float:
+    """The first number of a figure's visible text ("1,234.57 ha" -> 1234.57)."""
+    match = re.search(r"-?[\d,]+(?:\.\d+)?", text)
+    assert match, text
+    return float(match.group(0).replace(",", ""))
+
+
+EXPECTED_FIGURES = {
+    # figure name -> where the value lies in the fixture results/legal/run
+    "aoi_area_ha": lambda r, lg, run: r["aoi"]["aoi_area_ha"],
+    "capacity_mw": lambda r, lg, run: run["params"]["capacity_mw"],
+    "protected_overlap_ha": lambda r, lg, run: r["biodiversity"]["protected_overlap_ha"],
+    "protected_overlap_pct": lambda r, lg, run: r["biodiversity"]["protected_overlap_pct"],
+    "distance_to_protected_km": lambda r, lg, run: r["receptor_distances"]["nearest_protected_area"]["distance_km"],
+    "distance_to_settlement_km": lambda r, lg, run: r["receptor_distances"]["nearest_settlement"]["distance_km"],
+    "net_balance_tco2e": lambda r, lg, run: r["emissions"]["net_balance_tco2e"],
+    "carbon_payback_years": lambda r, lg, run: r["emissions"]["carbon_payback_years"],
+    "biodiversity_sensitivity_score": lambda r, lg, run: r["biodiversity"]["sensitivity"]["score"],
+    "resm_score": lambda r, lg, run: r["resm"]["score"],
+    "ahsm_score": lambda r, lg, run: r["ahsm"]["score"],
+    "cim_score": lambda r, lg, run: r["cim"]["score"],
+}
+
+
+def check_figures(page: Page, results: dict[str, Any], legal: dict[str, Any], run: dict[str, Any]) -> None:
+    for name, where in EXPECTED_FIGURES.items():
+        expected = where(results, legal, run)
+        value, shown = page.figures[name]
+        assert float(value) == expected, name  # the exact value, machine-readable
+        decimals = 1 if name.endswith("_score") else 2
+        assert number(shown) == round(expected, decimals), (name, shown)  # what a reader sees
+    # a receptor the run could not measure reads "not computed", never a number
+    value, shown = page.figures["distance_to_water_km"]
+    assert value == "" and "not computed" in shown
+    assert page.figures["overall_compliant"] == ("false", "no")
+    assert page.figures["critical_violations"][0] == str(len(legal["critical_violations"]))
+
+
+def render(results: dict[str, Any] | None = None, legal: dict[str, Any] | None = None) -> tuple[bytes, tuple]:
+    results = results or fixture_results(RUN_ID, PROJECT_ID)
+    legal = legal or fixture_legal()
+    run = run_record(RUN_ID, PROJECT_ID)
+    return render_report(results, legal, run, aoi_geojson=AOI), (results, legal, run)
+
+
+def test_report_carries_the_key_figures() -> None:
+    html, (results, legal, run) = render()
+    check_figures(parse(html), results, legal, run)
+
+
+def test_report_shows_every_section() -> None:
+    html, (results, legal, _run) = render()
+    page = parse(html)
+    text = " ".join(page.text)
+    for heading in ("Area of interest", "Land cover", "Protected areas", "Receptor distances", "Emissions",
+                    "Indicators", "Indices and their drivers", "Legal screening"):
+        assert heading in text, heading
+    for row in results["land_cover"]["aoi"]:  # the land-cover table, with areas as computed
+        assert row["label"] in text
+        assert f"{row['area_ha']:,.2f} ha" in text
+    assert "Sierra Nevada" in text and "ES6140004" in text
+    assert "no water layer in the catalog" in text  # the reason a value is missing
+    assert "protected_overlap_pct" in text  # a driver of the sensitivity index
+    for status in legal["statuses"]:
+        assert status["rule_id"] in text
+    assert "Directive 92/43/EEC Art. 6(3)" in text and "Ley 42/2007 art. 46" in text  # references
+    assert "not evaluable" in text and "triggered" in text
+    assert "appropriate assessment required" in text
+    assert any(tag == "svg" for tag, _ in page.tags)  # the AOI outline
+
+
+def test_report_is_self_contained() -> None:
+    html, _ = render()
+    page = parse(html)
+    for tag, attrs in page.tags:
+        assert tag not in ("script", "link", "img", "iframe", "object", "embed"), tag
+        for attr in ("src", "href", "srcset", "action"):
+            assert attr not in attrs, (tag, attr)
+    css = " ".join(page.styles)
+    assert "url(" not in css and "@import" not in css
+
+
+def test_report_escapes_what_the_results_say() -> None:
+    results = fixture_results(RUN_ID, PROJECT_ID)
+    legal = fixture_legal()
+    legal["statuses"][0]["message"] = '<script>alert("x")</script>'
+    results["biodiversity"]["intersecting_sites"][0]["name"] = '<img src=x onerror="alert(1)">'
+    html, _ = render(results, legal)
+    page = parse(html)
+    assert not any(tag in ("script", "img") for tag, _ in page.tags)
+    text = " ".join(page.text)
+    assert '<script>alert("x")</script>' in text  # shown as text, not run
+    assert "Sierras de Tejeda <&> Almijara" in text
+
+
+def test_missing_sections_read_not_computed() -> None:
+    results = fixture_results(RUN_ID, PROJECT_ID)
+    for key in ("emissions", "resm", "land_cover"):
+        del results[key]
+    html = render_report(results, None, run_record(RUN_ID, PROJECT_ID))
+    page = parse(html)
+    assert page.figures["resm_score"][0] == "" and "not computed" in page.figures["resm_score"][1]
+    assert page.figures["net_balance_tco2e"][0] == ""
+    assert "overall_compliant" not in page.figures
+    assert "the run stored no legal verdict" in " ".join(page.text)
+
+
+def test_same_run_renders_the_same_bytes() -> None:
+    first, _ = render()
+    second, _ = render(copy.deepcopy(fixture_results(RUN_ID, PROJECT_ID)))
+    assert first == second
+
+
+async def test_report_in_the_export_carries_the_key_figures(service) -> None:
+    run = await write_run(service.storage, layer_bytes=20_000)
+    body = await (await service.client.get(export_url(run.run_id))).read()
+    html = zipfile.ZipFile(io.BytesIO(body)).read("report.html")
+    check_figures(parse(html), run.results, run.legal, run.record)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from aethera.api.keys import SETTINGS, STORAGE
 from aethera.api.responses import json_response
@@ -159,7 +159,7 @@ async def _read_file_part(request: web.Request, limit: int) -> tuple[str, bytes]
             part = await reader.next()
             if part is None:
                 break
-            if not isinstance(part, web.BodyPartReader) or part.name != FILE_FIELD or data is not None:
+            if not isinstance(part, BodyPartReader) or part.name != FILE_FIELD or data is not None:
                 raise MalformedRequest(f"the body must hold exactly one part, named '{FILE_FIELD}'")
             filename = part.filename
             chunks: list[bytes] = []

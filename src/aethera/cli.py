@@ -31,15 +31,93 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    raise NotImplementedError("analyze")
+    from pathlib import Path
+
+    import msgspec
+
+    from aethera.analysis.aoi import load_aoi
+    from aethera.analysis.params import RunParams
+    from aethera.analysis.pipeline import run
+    from aethera.data.catalog import load_catalog
+    from aethera.errors import InvalidInput
+    from aethera.settings import load_settings
+
+    settings = load_settings()
+    path = Path(args.aoi_file)
+    if not path.is_file():
+        raise InvalidInput(f"AOI file {args.aoi_file!r} not found")
+    aoi = load_aoi(path.read_bytes(), filename=path.name, max_area_km2=settings.max_aoi_km2)
+    config: dict[str, float] = {}
+    if args.capacity_mw is not None:
+        config["capacity_mw"] = args.capacity_mw
+    if args.buffer_km is not None:
+        config["buffer_km"] = args.buffer_km
+    params = RunParams.from_request(args.project_type, args.country, config, settings)
+    catalog = load_catalog(args.datasets or settings.datasets)
+    tty = sys.stderr.isatty()
+
+    def progress(step: str, percent: float, message: str) -> None:
+        # A bar redrawn in place on a terminal; one line per step when stderr is a file or pipe.
+        filled = int(percent / 100 * 30)
+        line = f"[{'#' * filled}{'.' * (30 - filled)}] {percent:5.1f}%  {step}: {message}"
+        print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    output = run(aoi, params, catalog, progress, lambda: False)
+    if tty:
+        print(file=sys.stderr)
+    document = msgspec.to_builtins(output.results)
+    document["legal"] = msgspec.to_builtins(output.legal) if output.legal is not None else None
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n")
+    return 0
 
 
 def _cmd_sample_data(args: argparse.Namespace) -> int:
-    raise NotImplementedError("sample-data")
+    import time
+
+    from aethera.data.sample import generate_sample_data
+
+    started = time.perf_counter()
+    catalog = generate_sample_data(args.directory, seed=args.seed)
+    took = time.perf_counter() - started
+    for f in sorted(catalog.parent.iterdir()):
+        if f.is_file():
+            print(f"  {f.name:24} {f.stat().st_size:>9,} bytes")
+    print(f"synthetic sample region (seed {args.seed}) written in {took:.1f} s; catalog: {catalog}")
+    return 0
 
 
 def _cmd_datasets_check(args: argparse.Namespace) -> int:
-    raise NotImplementedError("datasets check")
+    from aethera.data.catalog import check_catalog, load_catalog
+    from aethera.settings import load_settings
+
+    path = args.file or load_settings().datasets
+    catalog = load_catalog(path)
+    print(f"catalog: {path}  ({catalog.title}{', SYNTHETIC' if catalog.synthetic else ''})")
+    failed = False
+    for r in check_catalog(catalog):
+        need = "required" if r.required else "optional"
+        if r.display == "(not configured)":
+            print(f"- {r.layer:16} {need:8}  not configured")
+            failed |= r.required
+            continue
+        state = "OK" if r.ok else ("FOUND, PROBLEMS" if r.found else "MISSING")
+        sublayer = f" (layer {r.display.split(':', 1)[1]})" if ":" in r.display else ""
+        print(f"- {r.layer:16} {need:8}  {state}: {r.path}{sublayer}")
+        if r.found:
+            count = f"{r.count:,} features" if r.format == "vector" else f"{r.size[0]} x {r.size[1]} pixels"
+            if r.format == "raster" and r.resolution:
+                count += f" at {r.resolution[0]:g} x {r.resolution[1]:g}"
+            print(f"    format {r.format} ({r.driver}), CRS {r.crs}, {count}")
+            if r.geometry_type:
+                print(f"    geometry {r.geometry_type}")
+            if r.bounds:
+                print(f"    extent {', '.join(f'{v:.3f}' for v in r.bounds)} (layer CRS)")
+            if r.bounds_wgs84:
+                print(f"    extent lon {r.bounds_wgs84[0]}..{r.bounds_wgs84[2]}, lat {r.bounds_wgs84[1]}..{r.bounds_wgs84[3]}")
+        for problem in r.problems:
+            print(f"    problem: {problem}")
+        failed |= r.required and not r.ok
+    return 1 if failed else 0
 
 
 def _cmd_keys_create(args: argparse.Namespace) -> int:

@@ -1,0 +1,292 @@
+"""The screening pipeline: the analysis steps chained, with progress, cancellation and step timings.
+
+`run(aoi, params, catalog, progress, is_cancelled, on_output=None) -> PipelineOutput` is synchronous
+(the worker calls it in a thread). Steps are a list (`STEPS`); each reads and fills a `RunContext`.
+Between steps the pipeline reports progress and checks for cancellation (`RunCancelled`). Each step's
+duration lands in `results.step_durations_s`.
+
+Adding a step (the indices, the legal check) is one entry in `STEPS`: a function taking the context,
+placed where its inputs exist (indices after "kpis", legal after the indices; both before "layers",
+which writes the sensitivity layer from `ctx.biodiversity.sensitivity`).
+
+Failures: a bad AOI is `InvalidAOI` (from `load_aoi`, before a run); a missing or unreadable
+land-cover layer is `DatasetError` naming it; a missing optional layer is not a failure: it is named in
+`results.datasets` and `results.warnings`, and what depends on it is null with a reason or falls back.
+An unexpected error inside a step becomes `AnalysisError` naming the step (the original is chained for
+the logs; its text never reaches the user).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aethera.analysis import emissions as emissions_step
+from aethera.analysis import kpis as kpis_step
+from aethera.analysis import land_cover as land_cover_step
+from aethera.analysis import landscape as landscape_step
+from aethera.analysis import protected_areas as protected_step
+from aethera.analysis import receptors as receptors_step
+from aethera.analysis import terrain as terrain_step
+from aethera.analysis.aoi import AOI
+from aethera.analysis.geojson import MEDIA_TYPE
+from aethera.analysis.params import RunParams
+from aethera.analysis.projection import ETRS89_LAEA
+from aethera.analysis.results import (
+    Biodiversity,
+    DatasetStatus,
+    Emissions,
+    KPI,
+    LandCover,
+    Parameters,
+    ReceptorDistances,
+    Results,
+    Terrain,
+)
+from aethera.data.catalog import LAYER_NAMES, REQUIRED_LAYERS, Catalog, inspect_source
+from aethera.errors import AetheraError, AnalysisError, DatasetError, RunCancelled
+
+ProgressFn = Callable[[str, float, str], None]
+CancelFn = Callable[[], bool]
+OutputFn = Callable[[str, bytes, str], None]
+
+LAYER_NAMES_OUT: tuple[str, ...] = ("natura", "overlap", "sensitivity")
+
+# What each optional layer feeds, for the message when it is missing.
+_DEPENDS = {
+    "protected_areas": "protected-area overlap, nearest protected area and biodiversity figures are null",
+    "settlements": "nearest settlement falls back to CORINE urban fabric; population unknown",
+    "water": "nearest water body falls back to CORINE water and wetland classes",
+    "elevation": "slope, elevation and the slope-based hazard are null (lower confidence)",
+}
+
+
+@dataclass
+class PipelineOutput:
+    results: Results
+    legal: Any  # the legal object (filled by the legal step; None until it exists)
+    layers: dict[str, bytes]  # natura, overlap, sensitivity: GeoJSON FeatureCollections in EPSG:4326
+
+
+@dataclass
+class RunContext:
+    """Everything a run has so far; each step reads what it needs and sets its own fields."""
+
+    aoi: AOI
+    params: RunParams
+    catalog: Catalog  # the catalog as configured
+    on_output: OutputFn | None = None
+    usable: Catalog | None = None  # the catalog without the optional layers that could not be opened
+    capacity_mw: float = 0.0
+    capacity_source: str = ""
+    land_cover: LandCover | None = None
+    biodiversity: Biodiversity | None = None
+    receptor_distances: ReceptorDistances | None = None
+    terrain: Terrain | None = None
+    emissions: Emissions | None = None
+    kpis: dict[str, KPI] | None = None
+    landscape: landscape_step.LandscapeMetrics | None = None
+    resm: Any = None
+    ahsm: Any = None
+    cim: Any = None
+    legal: Any = None
+    layers: dict[str, bytes] = field(default_factory=dict)
+    datasets: list[DatasetStatus] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    step_durations_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def data(self) -> Catalog:
+        return self.usable or self.catalog
+
+    def emit_layer(self, name: str, data: bytes) -> None:
+        self.layers[name] = data
+        if self.on_output is not None:
+            self.on_output(f"layers/{name}.geojson", data, MEDIA_TYPE)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    weight: float  # share of the progress bar
+    message: str
+    fn: Callable[[RunContext], None]
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+def _step_datasets(ctx: RunContext) -> None:
+    usable: dict[str, tuple[Any, ...]] = {}
+    for name in LAYER_NAMES:
+        sources = ctx.catalog.sources(name)
+        required = name in REQUIRED_LAYERS
+        if not sources:
+            reason = "not configured in the dataset catalog"
+            if name in _DEPENDS:
+                reason += f": {_DEPENDS[name]}"
+                ctx.warnings.append(f"no {name} layer: {_DEPENDS[name]}")
+            ctx.datasets.append(DatasetStatus(layer=name, required=required, configured=False, available=False,
+                                              reason=reason))
+            continue
+        reports = [inspect_source(s, bounds=False) for s in sources]
+        bad = [r for r in reports if not r.ok]
+        if bad and required:
+            raise DatasetError(f"layer {name!r} ({bad[0].display}): {'; '.join(bad[0].problems)}", layer=name)
+        good = [s for s, r in zip(sources, reports) if r.ok]
+        reason = None
+        if bad:
+            problems = "; ".join(f"{r.display}: {', '.join(r.problems)}" for r in bad)
+            reason = problems + (f" ({_DEPENDS[name]})" if not good and name in _DEPENDS else "")
+            ctx.warnings.append(f"layer {name} unusable in part or whole: {reason}")
+        if good:
+            usable[name] = tuple(good)
+        first = sources[0]
+        ctx.datasets.append(
+            DatasetStatus(
+                layer=name, required=required, configured=True, available=bool(good),
+                title=first.title, files=sorted({s.display for s in sources}), format=first.format,
+                crs=next((r.crs for r in reports if r.crs), None), synthetic=any(s.synthetic for s in sources),
+                attribution=first.attribution or ctx.catalog.attribution, reason=reason,
+            )
+        )
+    ctx.usable = replace(ctx.catalog, layers=usable)
+
+
+def _step_aoi(ctx: RunContext) -> None:
+    from aethera.analysis.aoi import check_within_catalog
+
+    check_within_catalog(ctx.aoi, ctx.data)
+    ctx.capacity_mw, ctx.capacity_source = ctx.params.resolved_capacity(ctx.aoi.area_ha)
+    for repair in ctx.aoi.repairs:
+        ctx.warnings.append(f"AOI repaired: {repair}")
+    if ctx.params.ignored_config_keys:
+        ctx.warnings.append(f"config keys ignored (not understood): {', '.join(ctx.params.ignored_config_keys)}")
+
+
+def _step_land_cover(ctx: RunContext) -> None:
+    lc = land_cover_step.summarize(ctx.aoi, ctx.data, ctx.params.buffer_km)
+    ctx.land_cover = lc
+    if lc.aoi.outside_layer_ha > 0:
+        share = lc.aoi.outside_layer_ha / lc.aoi.area_ha * 100 if lc.aoi.area_ha else 0
+        ctx.warnings.append(f"{share:.1f} % of the AOI lies outside the land-cover layer; its figures cover the rest")
+    if lc.aoi.nodata_ha > 0:
+        ctx.warnings.append(f"{lc.aoi.nodata_ha:.2f} ha of the AOI have no land-cover data")
+
+
+def _step_protected_areas(ctx: RunContext) -> None:
+    bio, layers = protected_step.analyse(ctx.aoi, ctx.data, ctx.params.buffer_km)
+    ctx.biodiversity = bio
+    for name in ("natura", "overlap"):
+        ctx.emit_layer(name, layers[name])
+
+
+def _step_receptors(ctx: RunContext) -> None:
+    ctx.receptor_distances = receptors_step.analyse(ctx.aoi, ctx.data)
+
+
+def _step_terrain(ctx: RunContext) -> None:
+    ctx.terrain = terrain_step.analyse(ctx.aoi, ctx.data)
+
+
+def _step_emissions(ctx: RunContext) -> None:
+    assert ctx.land_cover is not None
+    ctx.emissions = emissions_step.compute(
+        ctx.land_cover, ctx.params, capacity_mw=ctx.capacity_mw, aoi_area_ha=ctx.aoi.area_ha,
+        in_europe=ctx.aoi.area_crs == ETRS89_LAEA,
+    )
+
+
+def _step_kpis(ctx: RunContext) -> None:
+    assert ctx.land_cover and ctx.emissions and ctx.receptor_distances and ctx.terrain
+    grid = landscape_step.class_grid(ctx.aoi, ctx.data)
+    ctx.landscape = landscape_step.metrics(grid, ctx.aoi.area_m2) if grid is not None else None
+    months = float(emissions_step.load_factors()["technology"][ctx.params.project_type]["construction_months"])
+    ctx.kpis = kpis_step.compute(
+        land_cover=ctx.land_cover, emissions=ctx.emissions, receptors=ctx.receptor_distances,
+        terrain=ctx.terrain, landscape=ctx.landscape, aoi_area_ha=ctx.aoi.area_ha, construction_months=months,
+    )
+
+
+def _step_layers(ctx: RunContext) -> None:
+    assert ctx.biodiversity is not None
+    ctx.emit_layer("sensitivity", protected_step.sensitivity_layer(ctx.aoi, ctx.biodiversity))
+
+
+STEPS: list[Step] = [
+    Step("datasets", 2, "checking the dataset layers", _step_datasets),
+    Step("aoi", 3, "measuring the area of interest", _step_aoi),
+    Step("land_cover", 25, "summarising land cover in the AOI and its buffer", _step_land_cover),
+    Step("protected_areas", 15, "intersecting protected areas", _step_protected_areas),
+    Step("receptors", 15, "measuring distances to receptors", _step_receptors),
+    Step("terrain", 8, "reading elevation and slope", _step_terrain),
+    Step("emissions", 4, "computing the emission balance", _step_emissions),
+    Step("kpis", 20, "computing indicators", _step_kpis),
+    # The indices step (biodiversity sensitivity, RESM, AHSM, CIM) and the legal step go here.
+    Step("layers", 3, "writing map layers", _step_layers),
+]
+
+
+def run(
+    aoi: AOI,
+    params: RunParams,
+    catalog: Catalog,
+    progress: ProgressFn,
+    is_cancelled: CancelFn,
+    on_output: OutputFn | None = None,
+    *,
+    steps: list[Step] | None = None,
+) -> PipelineOutput:
+    """Run every step on `aoi`; see the module docstring for the contract."""
+    steps = STEPS if steps is None else steps
+    ctx = RunContext(aoi=aoi, params=params, catalog=catalog, on_output=on_output)
+    total = sum(s.weight for s in steps) or 1.0
+    done = 0.0
+    for step in steps:
+        if is_cancelled():
+            raise RunCancelled(f"the run was cancelled before the {step.name} step")
+        progress(step.name, round(100.0 * done / total, 1), step.message)
+        started = time.perf_counter()
+        try:
+            step.fn(ctx)
+        except AetheraError:
+            raise
+        except Exception as exc:  # a bug or a library failure: name the step, keep details for the logs
+            raise AnalysisError(f"the {step.name} step failed unexpectedly") from exc
+        ctx.step_durations_s[step.name] = round(time.perf_counter() - started, 4)
+        done += step.weight
+    if is_cancelled():
+        raise RunCancelled("the run was cancelled")
+    progress("done", 100.0, "screening complete")
+    return PipelineOutput(results=build_results(ctx), legal=ctx.legal, layers=dict(ctx.layers))
+
+
+def build_results(ctx: RunContext) -> Results:
+    """The results Struct from a context whose analysis steps have all run."""
+    assert ctx.land_cover and ctx.biodiversity and ctx.receptor_distances and ctx.terrain and ctx.emissions
+    assert ctx.kpis is not None
+    return Results(
+        aoi=ctx.aoi.summary(),
+        parameters=Parameters(
+            project_type=ctx.params.project_type,
+            country=ctx.params.country,
+            capacity_mw=ctx.capacity_mw,
+            capacity_source=ctx.capacity_source,
+            buffer_km=ctx.params.buffer_km,
+            lifetime_years=ctx.emissions.lifetime_years,
+        ),
+        land_cover=ctx.land_cover,
+        biodiversity=ctx.biodiversity,
+        receptor_distances=ctx.receptor_distances,
+        terrain=ctx.terrain,
+        emissions=ctx.emissions,
+        kpis=ctx.kpis,
+        resm=ctx.resm,
+        ahsm=ctx.ahsm,
+        cim=ctx.cim,
+        datasets=ctx.datasets,
+        warnings=ctx.warnings,
+        step_durations_s=ctx.step_durations_s,
+    )

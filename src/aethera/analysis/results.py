@@ -1,0 +1,264 @@
+"""The shape of a screening's results: one msgspec Struct per step, and `Results` that holds them all.
+
+Conventions (analysis.md): a name ending in `_ha`, `_km`, `_m`, `_pct`, `_tco2e` carries that unit;
+`share` and `*_ratio` are fractions 0..1 of the zone's area; a value that could not be computed is
+null and a `reason` (or an entry of `reasons`) says why. Structs are mutable on purpose: a later
+pipeline step (the indices) fills fields of an earlier one (`biodiversity.sensitivity`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+# --- step 1: AOI ---------------------------------------------------------------------------------
+
+
+class AOISummary(msgspec.Struct, kw_only=True):
+    """What the AOI is."""
+
+    aoi_area_ha: float  # in the equal-area CRS (`area_crs`)
+    perimeter_km: float  # in the AOI-centred equidistant CRS (`metric_crs`)
+    centroid_lon: float
+    centroid_lat: float
+    bbox: list[float]  # [min_lon, min_lat, max_lon, max_lat], EPSG:4326
+    part_count: int
+    hole_count: int
+    vertex_count: int
+    repairs: list[str]
+    source_format: str
+    source_crs: str
+    area_crs: str
+    metric_crs: str
+
+
+class Parameters(msgspec.Struct, kw_only=True):
+    """The run parameters as used (capacity resolved from the density when not given)."""
+
+    project_type: str
+    country: str | None
+    capacity_mw: float
+    capacity_source: str  # "config" or "density (0.5 MW/ha x AOI area)"
+    buffer_km: float
+    lifetime_years: float
+
+
+# --- step 2: land cover --------------------------------------------------------------------------
+
+
+class LandCoverClass(msgspec.Struct, kw_only=True):
+    """One line of a land-cover table. `code` is null for the no-data and outside-the-layer lines."""
+
+    code: int | None
+    label: str
+    group: str  # artificial | agricultural | forest_semi_natural | wetlands | water | unclassified | nodata | outside
+    group_label: str
+    area_ha: float
+    share: float  # of the zone's area, 0..1
+
+
+class LandCoverGroup(msgspec.Struct, kw_only=True):
+    group: str
+    label: str
+    area_ha: float
+    share: float
+
+
+class LandCoverZone(msgspec.Struct, kw_only=True):
+    """Land cover of one zone: the AOI, or the buffer ring around it (the AOI excluded)."""
+
+    zone: Literal["aoi", "buffer"]
+    area_ha: float  # the zone's own area (equal-area CRS)
+    classified_ha: float  # sum of the CORINE class lines
+    nodata_ha: float  # inside the layer but no data
+    outside_layer_ha: float  # not covered by the layer at all
+    classes: list[LandCoverClass]  # CORINE classes by area (largest first), then no data / outside lines
+    groups: list[LandCoverGroup]  # the five level-1 groups, always all five
+
+
+class LandCover(msgspec.Struct, kw_only=True):
+    source: Literal["raster", "vector"]
+    layer: str  # the file's name
+    method: str
+    resolution_m: float | None  # raster pixel size in its CRS units (metres for a projected CRS)
+    aoi: LandCoverZone
+    buffer: LandCoverZone | None
+    buffer_km: float
+    buffer_reason: str | None = None
+    # Fractions of the AOI's area (0..1), keyed: artificial (1xx), agricultural (2xx), forest (31x),
+    # semi_natural (32x, 33x), wetland (4xx), water (5xx), natural_habitat (3xx + 4xx + 5xx),
+    # nodata (no data or outside the layer).
+    ratios: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+# --- step 3: protected areas ---------------------------------------------------------------------
+
+
+class SiteOverlap(msgspec.Struct, kw_only=True):
+    site_code: str
+    name: str | None
+    type: str | None
+    natura2000: bool
+    overlap_ha: float
+    overlap_pct: float  # of the AOI's area
+
+
+class SiteNearby(msgspec.Struct, kw_only=True):
+    site_code: str
+    name: str | None
+    type: str | None
+    natura2000: bool
+    distance_km: float  # from the AOI boundary; 0 when the site touches or overlaps the AOI
+    overlap_ha: float
+
+
+class Biodiversity(msgspec.Struct, kw_only=True):
+    available: bool  # False when the deployment has no protected_areas layer (then `reason` says so)
+    reason: str | None
+    buffer_km: float
+    protected_overlap_ha: float | None  # dissolved: overlapping sites are counted once
+    protected_overlap_pct: float | None  # of the AOI's area; never above 100
+    natura2000_overlap_ha: float | None
+    natura2000_overlap_pct: float | None
+    sites_overlapping: list[SiteOverlap]
+    sites_in_buffer: list[SiteNearby]  # every site within buffer_km of the AOI, nearest first
+    natura2000_sites_in_buffer: int | None
+    sensitivity: Any = None  # the biodiversity sensitivity index (filled by the indices step)
+    sensitivity_reason: str | None = None
+
+
+# --- step 4: receptors ---------------------------------------------------------------------------
+
+
+class Receptor(msgspec.Struct, kw_only=True):
+    receptor_type: Literal["protected_area", "settlement", "water_body"]
+    receptor_id: str
+    receptor_name: str | None
+    distance_km: float  # from the AOI boundary; 0 when it touches or lies inside
+    source: Literal["layer", "land_cover_fallback"]
+    kind: str | None = None  # the layer's type attribute (SAC, town, river ...) or the CORINE class
+    population: int | None = None
+
+
+class ReceptorCounts(msgspec.Struct, kw_only=True):
+    within_km: float
+    protected_areas: int | None
+    settlements: int | None
+    water_bodies: int | None
+
+
+class ReceptorDistances(msgspec.Struct, kw_only=True):
+    nearest_protected_area: Receptor | None
+    nearest_settlement: Receptor | None
+    nearest_water_body: Receptor | None
+    counts: list[ReceptorCounts]  # features within 0.5, 1, 2 and 5 km of the AOI boundary
+    # Why a nearest_* or a count is null, or how it was derived (a CORINE fallback), by receptor type.
+    reasons: dict[str, str] = msgspec.field(default_factory=dict)
+    population_within_1km: int | None = None
+
+
+# --- terrain (elevation layer) -------------------------------------------------------------------
+
+
+class Terrain(msgspec.Struct, kw_only=True):
+    available: bool
+    reason: str | None
+    mean_elevation_m: float | None = None
+    min_elevation_m: float | None = None
+    max_elevation_m: float | None = None
+    mean_slope_deg: float | None = None
+    max_slope_deg: float | None = None
+    steep_area_pct: float | None = None  # share of the AOI with slope above `steep_threshold_deg`
+    steep_threshold_deg: float = 15.0
+    resolution_m: float | None = None
+
+
+# --- step 5: emissions ---------------------------------------------------------------------------
+
+
+class FactorUsed(msgspec.Struct, kw_only=True):
+    value: float
+    unit: str
+    source: str
+    overridden: bool = False
+
+
+class LandUseChangeLine(msgspec.Struct, kw_only=True):
+    code: int
+    label: str
+    footprint_ha: float
+    carbon_loss_tco2e_per_ha: float
+    land_use_change_tco2e: float
+
+
+class Emissions(msgspec.Struct, kw_only=True):
+    technology: str
+    capacity_mw: float
+    lifetime_years: float
+    construction_tco2e: float
+    land_use_change_tco2e: float
+    footprint_ha: float
+    land_use_change_by_class: list[LandUseChangeLine]
+    operation_tco2e_per_year: float
+    capacity_factor: float
+    annual_generation_mwh: float
+    grid_factor_tco2e_per_mwh: float
+    avoided_tco2e_per_year: float
+    lifetime_emissions_tco2e: float  # construction + land-use change + operation x lifetime
+    lifetime_avoided_tco2e: float
+    net_balance_tco2e: float  # lifetime emissions - lifetime avoided: negative is a net saving
+    payback_years: float | None
+    payback_reason: str | None
+    factors: dict[str, FactorUsed]
+    notes: list[str] = msgspec.field(default_factory=list)
+
+
+# --- step 6: KPIs --------------------------------------------------------------------------------
+
+
+class KPI(msgspec.Struct, kw_only=True):
+    value: float | None
+    unit: str
+    definition: str
+    source: str | None = None  # where the coefficients or factors behind it come from
+    reason: str | None = None  # why value is null, or a caveat on how it was computed
+
+
+# --- the whole run -------------------------------------------------------------------------------
+
+
+class DatasetStatus(msgspec.Struct, kw_only=True):
+    layer: str
+    required: bool
+    configured: bool
+    available: bool
+    title: str | None = None
+    files: list[str] = msgspec.field(default_factory=list)  # file names only, never directories
+    format: str | None = None
+    crs: str | None = None
+    synthetic: bool = False
+    attribution: str | None = None
+    reason: str | None = None  # why it is not available, and what that lowers
+
+
+class Results(msgspec.Struct, kw_only=True):
+    aoi: AOISummary
+    parameters: Parameters
+    land_cover: LandCover
+    biodiversity: Biodiversity
+    receptor_distances: ReceptorDistances
+    terrain: Terrain
+    emissions: Emissions
+    kpis: dict[str, KPI]
+    resm: Any = None  # filled by the indices step
+    ahsm: Any = None
+    cim: Any = None
+    datasets: list[DatasetStatus] = msgspec.field(default_factory=list)
+    warnings: list[str] = msgspec.field(default_factory=list)
+    step_durations_s: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+def to_builtins(obj: Any) -> Any:
+    """Plain dicts and lists (what json.dumps would take) of a results Struct."""
+    return msgspec.to_builtins(obj)

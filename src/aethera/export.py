@@ -444,13 +444,18 @@ def _member_order(name: str) -> tuple[int, str]:
 EXPECTED_MEMBERS = ("results.json", "legal.json", "run.log", "report.html")
 
 
-async def plan_export(storage: Storage, run_id: str, cache: PlanCache | None = None) -> ExportPlan:
+async def plan_export(
+    storage: Storage, run_id: str, cache: PlanCache | None = None, *, tenant: str | None = None
+) -> ExportPlan:
     """The archive layout of a COMPLETED run.
 
-    Raises `NotFound` for an unknown run and `Conflict` (with `run_status`) while it is not
-    COMPLETED.
+    Raises `NotFound` for an unknown run (and, identically, for a run of another tenant than `tenant`
+    when given) and `Conflict` (with `run_status`) while it is not COMPLETED.
     """
     record_raw, record = await _read_run_record(storage, run_id)
+    # records written before tenants existed belong to models.DEFAULT_TENANT ("default")
+    if tenant is not None and record.get("tenant", "default") != tenant:
+        raise NotFound("no run with this id")
     status = record.get("status")
     if status != COMPLETED:
         raise Conflict(f"the run is {status or 'not finished'}; its export exists once it is COMPLETED",

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from aethera.api.keys import REQUEST_ID, STORAGE
 from aethera.export import ExportPlan, PlanCache, iter_archive, plan_export
+from aethera.security.auth import tenant_of
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ def _headers(plan: ExportPlan) -> dict[str, str]:
 async def export_run(request: web.Request) -> web.StreamResponse:
     """GET and HEAD /runs/{run_id}/export."""
     storage = request.app[STORAGE]
-    plan = await plan_export(storage, request.match_info["run_id"], request.app.get(PLAN_CACHE))
+    plan = await plan_export(storage, request.match_info["run_id"], request.app.get(PLAN_CACHE),
+                             tenant=tenant_of(request))
     headers = _headers(plan)
 
     inm = request.headers.get("If-None-Match")

@@ -174,7 +174,7 @@ def worker_options(
         "max_jobs": settings.worker_concurrency,
         # SIGTERM: take no new job and let running ones finish for the grace period; a job still running
         # then is cancelled, its run goes back to PENDING and arq runs the job again (another worker)
-        "job_completion_wait": max(1, round(settings.shutdown_grace_s)),
+        "job_completion_wait": settings.shutdown_grace_s,  # arq waits with asyncio.wait_for: a float works
         "job_timeout": settings.run_hard_time_limit_s,
         "keep_result": 0,
         "allow_abort_jobs": True,

@@ -76,7 +76,9 @@ async def run_analysis(ctx: dict[str, Any], run_id: str, attempt: int) -> str:
     deps: WorkerDeps = ctx["aethera"]
     # every log line of the attempt, in this task and in the pipeline's thread, carries the run id
     with log_context(run_id=run_id):
-        return await _Attempt(deps, run_id, attempt).execute()
+        outcome = await _Attempt(deps, run_id, attempt).execute()
+        log.info("run %s attempt %d: %s", run_id, attempt, outcome)  # the run's own line, with both ids
+        return outcome
 
 
 @dataclass

@@ -410,3 +410,24 @@ async def test_open_creates_the_root(tmp_path: Path) -> None:
     await storage.save("k", b"1")
     assert (tmp_path / "a" / "b" / "root" / "k").read_bytes() == b"1"
     await storage.close()
+
+
+async def test_many_more_open_streams_than_threads(tmp_path: Path) -> None:
+    """An open stream holds a file, not a thread: 40 interleaved downloads on a 2-thread pool."""
+    storage = await LocalStorage(tmp_path / "root", max_threads=2).open()
+    try:
+        data = os.urandom(256 * 1024)
+        await storage.save("shared.bin", data)
+
+        async def download() -> bytes:
+            parts = []
+            async for chunk in storage.stream("shared.bin", chunk_size=8192):
+                parts.append(chunk)
+                await asyncio.sleep(0)  # a slow client: every stream stays open across the others
+            return b"".join(parts)
+
+        async with asyncio.timeout(60):  # a hang guard, not a speed assertion
+            results = await asyncio.gather(*(download() for _ in range(40)))
+        assert all(r == data for r in results)
+    finally:
+        await storage.close()

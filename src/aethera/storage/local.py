@@ -81,6 +81,11 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _no_follow(path: str, flags: int) -> int:
+    # the path was resolved and checked; a symlink swapped in since then is refused (ELOOP), not followed
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
 def _check_range(chunk_size: int, start: int, end: int | None) -> None:
     if chunk_size <= 0:
         raise InvalidInput("chunk_size must be greater than 0")
@@ -124,7 +129,11 @@ class LocalStorage:
         return real.startswith(root + os.sep) if root != os.sep else real != os.sep
 
     def _resolve(self, root: str, key: str) -> str:
-        """The real path of a validated key; refuses keys that escape the root through a symlink."""
+        """The real path of a validated key; refuses keys that escape the root through a symlink.
+
+        Files are then opened by this real path (the last component with O_NOFOLLOW). Swapping a
+        directory inside the root for a symlink between this check and the open would need write
+        access to the root itself, which only the service has."""
         real = os.path.realpath(os.path.join(root, *key.split("/")))
         if not self._inside(root, real):
             raise InvalidKey("key resolves outside the storage root (through a symbolic link)")
@@ -256,7 +265,7 @@ class LocalStorage:
         key = validate_key(key)
         path = await self._path(key)
         try:
-            f = await aiofiles.open(path, "rb", executor=self._executor)
+            f = await aiofiles.open(path, "rb", opener=_no_follow, executor=self._executor)
         except OSError as exc:
             raise self._read_error(exc, key) from None
         try:
@@ -278,7 +287,7 @@ class LocalStorage:
     async def _stream(self, key: str, chunk_size: int, start: int, end: int | None) -> AsyncIterator[bytes]:
         path = await self._path(key)
         try:
-            f = await aiofiles.open(path, "rb", buffering=0, executor=self._executor)
+            f = await aiofiles.open(path, "rb", buffering=0, opener=_no_follow, executor=self._executor)
         except OSError as exc:
             raise self._read_error(exc, key) from None
         try:

@@ -38,6 +38,7 @@ MIB = 1024 * 1024
 MIN_PART_BYTES = 5 * MIB  # S3 refuses smaller parts (except the last)
 DEFAULT_PART_BYTES = 8 * MIB
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 limit
+MAX_PUT_BYTES = 5 * 1024 * MIB  # S3's limit on a single PUT
 
 # what can go wrong talking to S3; CancelledError is deliberately not among them
 _FAILURES = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
@@ -54,6 +55,11 @@ def _error_code(exc: ClientError) -> tuple[str, int | None]:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return code, status
+
+
+async def _slices(view: memoryview, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(view), size):
+        yield bytes(view[start : start + size])
 
 
 class S3Storage:
@@ -202,7 +208,9 @@ class S3Storage:
         key = validate_key(key)
         client = self._need()
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return await self._put(client, key, bytes(data) if isinstance(data, memoryview) else data)
+            if len(data) <= MAX_PUT_BYTES:
+                return await self._put(client, key, bytes(data) if isinstance(data, memoryview) else data)
+            data = _slices(memoryview(data), self.part_size)  # too big for one PUT
         if not hasattr(data, "__aiter__"):
             raise TypeError("data must be bytes or an async iterable of bytes")
         iterator = data.__aiter__()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 import servicekit as kit
 from aethera.jobs import keys
@@ -66,6 +67,19 @@ async def test_sigterm_within_grace_completes_the_run(make_service: Any, tmp_pat
         record = await _stored_status(svc, answer["run_id"])
         assert record["status"] == "COMPLETED", (record, log_path.read_text()[-3000:])
         assert (await svc.client.get(f"/runs/{answer['run_id']}/results")).status == 200
+        # what the worker process recorded reaches the API's /metrics (through Redis)
+        resp = await svc.client.get("/metrics")
+        assert resp.status == 200
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(await resp.text()) for s in family.samples
+        }
+        for status in ("PENDING", "PROCESSING", "COMPLETED"):
+            assert samples[("aethera_runs_total", (("status", status),))] == 1
+        assert samples[("aethera_run_duration_seconds_count", (("status", "COMPLETED"),))] == 1
+        steps = [k for k in samples if k[0] == "aethera_run_step_duration_seconds_count"]
+        assert steps, "no step duration recorded"
+        assert samples[("aethera_worker_heartbeats_total", ())] >= 1
     finally:
         worker.stop()
     lines = _json_lines(log_path)

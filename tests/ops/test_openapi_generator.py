@@ -73,7 +73,7 @@ OPS = {
         responses={200: Body(list[Thing])},
         params=[Param("limit", type=int, description="At most this many.")],
     ),
-    ("GET", "/health"): Operation(tag="operations", responses={200: Body(dict)}, public=True),
+    ("GET", "/health"): Operation(tag="operations", responses={200: Body(dict), 503: Body(Thing)}, public=True),
 }
 
 
@@ -139,6 +139,9 @@ def test_operation_contents_come_from_types_and_docstrings() -> None:
     assert doc["security"] == [{"bearerAuth": []}]
     assert doc["paths"]["/health"]["get"]["security"] == []
     assert "401" not in doc["paths"]["/health"]["get"]["responses"]
+    # a status the route declares itself keeps its own body, not the generic error shape
+    assert doc["paths"]["/health"]["get"]["responses"]["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/Thing")
+    assert list(post["responses"]) == sorted(post["responses"])
 
 
 def test_routes_without_an_operation_are_found_and_still_listed() -> None:

@@ -224,6 +224,8 @@ def render_docs_html(doc: Mapping[str, Any], *, openapi_url: str = "/openapi.jso
             tag = (op.get("tags") or ["other"])[0]
             by_tag.setdefault(tag, []).append((method, path, op))
     schemas: Mapping[str, Any] = doc.get("components", {}).get("schemas", {})
+    order = [t["name"] for t in doc.get("tags", []) if t.get("name") in by_tag]
+    by_tag = {tag: by_tag[tag] for tag in [*order, *(t for t in by_tag if t not in order)]}
 
     nav = []
     main = []

@@ -111,6 +111,11 @@ def undocumented_routes(app: web.Application, operations: Mapping[tuple[str, str
     return [f"{m} {p}" for m, p, _ in documented_routes(app) if (m, p) not in operations]
 
 
+def _ordered_tags(paths: Mapping[str, Mapping[str, Any]], order: Sequence[str]) -> list[str]:
+    used = list(dict.fromkeys(op["tags"][0] for ops in paths.values() for op in ops.values()))
+    return [t for t in order if t in used] + [t for t in used if t not in order]
+
+
 def _error_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -127,11 +132,13 @@ def build_openapi(
     description: str = "",
     common_errors: Mapping[int, str] | None = None,
     auth_errors: Mapping[int, str] | None = None,
+    tag_order: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `app`.
 
     `operations` maps (METHOD, path template) to the route's `Operation`. `common_errors` are statuses
     any route may answer (rate limit, dependency down); `auth_errors` those of routes that need a key.
+    Tags are listed in `tag_order` first, then in order of first use.
     """
     common_errors = dict(common_errors or {})
     auth_errors = dict(auth_errors or {})
@@ -215,8 +222,10 @@ def build_openapi(
                 errors.setdefault(422, "A field of the body has a wrong type or value; `detail` names it.")
             for status, why in common_errors.items():
                 errors.setdefault(status, why)
-            for status, why in sorted(errors.items()):
-                responses[str(status)] = _error_response(why)
+            for status, why in errors.items():
+                # a status the route answers with a body of its own (503 of /ready) keeps that body
+                responses.setdefault(str(status), _error_response(why))
+            responses = dict(sorted(responses.items()))
         # any other status is an error in the same shape: nothing answers a bare traceback
         responses["default"] = _error_response("Any other error, in the same shape.")
         entry["responses"] = responses
@@ -240,6 +249,6 @@ def build_openapi(
             },
         },
         "security": [{"bearerAuth": []}],
-        "tags": [{"name": t} for t in dict.fromkeys(e["tags"][0] for ops in paths.values() for e in ops.values())],
+        "tags": [{"name": t} for t in _ordered_tags(paths, tag_order)],
     }
     return doc

@@ -232,7 +232,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/health"): Operation(
         tag="operations",
         summary="Liveness",
-        responses={200: Body(Health, description="The API process is up."), 503: Body(Health)},
+        responses={
+            200: Body(Health, description="The API process is up."),
+            503: Body(Health, description="Redis or storage is unreachable; the body says which."),
+        },
         public=True,
     ),
     ("GET", "/ready"): Operation(
@@ -274,4 +277,5 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
         description=DESCRIPTION,
         common_errors=COMMON_ERRORS,
         auth_errors=AUTH_ERRORS,
+        tag_order=("projects", "uploads", "runs", "tasks", "operations"),
     )

@@ -75,7 +75,7 @@ async def ready(request: web.Request) -> web.Response:
     """Readiness: Redis and storage reachable, and a worker heartbeat seen recently.
 
     200 when a run submitted now would be executed; 503 otherwise, with each check's `detail` saying what
-    is wrong. Public: needs no key.
+    is wrong.
     """
     window_s = request.app[SETTINGS].run_lease_s
     redis, storage, workers = await asyncio.gather(

@@ -34,6 +34,7 @@ from aethera.errors import (
     AetheraError,
     BackendUnavailable,
     NotFound,
+    ObjectNotFound,
     RunCancelled,
     TimeLimitExceeded,
 )
@@ -43,7 +44,7 @@ from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
 from aethera.observability.logs import log_context, task_id_var
 from aethera.observability.metrics import record_run_status, record_step_durations
 from aethera.settings import Settings
-from aethera.storage.artifacts import save_artifact
+from aethera.storage.artifacts import artifact_key, save_artifact
 from aethera.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class _Attempt:
 
         self.started_mono = time.monotonic()
         self.soft_deadline = self.started_mono + s.run_soft_time_limit_s
+        await self._load_earlier_log()
         run.status = RunStatus.PROCESSING
         run.attempts = max(run.attempts, self.attempt)
         run.started_at = run.started_at or utc_now_iso()
@@ -319,6 +321,7 @@ class _Attempt:
         run.job_id = job_id_for(self.run_id, self.attempt + 1)
         self._log(run.error)
         try:
+            await self._save_log()
             await self._publish()
         except TRANSIENT_ERRORS as again:
             # storage is still away: the next attempt is queued all the same and will write the record
@@ -358,13 +361,24 @@ class _Attempt:
         self._log(f"{status.value}: {note}")
         if status is not RunStatus.REVOKED:
             try:
-                await self._save(keys.RUN_LOG_NAME, ("\n".join(self.log_lines) + "\n").encode(), "text/plain")
+                await self._save_log()
             except TRANSIENT_ERRORS as exc:
                 log.warning("run %s: run.log not stored (%s)", self.run_id, type(exc).__name__)
         await self._publish()
         await self._release()
         ran_s = time.monotonic() - self.started_mono if self.started_mono else None
         await record_run_status(self.deps.redis, status.value, duration_s=ran_s)
+
+    async def _save_log(self) -> None:
+        await self._save(keys.RUN_LOG_NAME, ("\n".join(self.log_lines) + "\n").encode(), "text/plain; charset=utf-8")
+
+    async def _load_earlier_log(self) -> None:
+        """run.log tells the whole story of a run: lines of earlier attempts come first."""
+        try:
+            earlier = await self.deps.storage.read(artifact_key(self.run_id, keys.RUN_LOG_NAME))
+        except (ObjectNotFound, *TRANSIENT_ERRORS):
+            return
+        self.log_lines[:0] = earlier.decode("utf-8", "replace").splitlines()
 
     async def _publish(self) -> None:
         assert self.run is not None

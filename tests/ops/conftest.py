@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
+
+from aethera.jobs import records
+from aethera.models import RunRecord, utc_now_iso
+from aethera.settings import Settings
+from aethera.storage.artifacts import save_artifact
+from aethera.storage.factory import open_storage
+
+async def write_completed_run(settings: Settings, payload_bytes: int) -> str:
+    """A COMPLETED run in the storage of `settings`, written the way a worker writes one, with one
+    incompressible output of `payload_bytes` (so its export really is that large on the wire)."""
+    storage = await open_storage(settings)
+    try:
+        run_id = uuid.uuid4().hex
+        now = utc_now_iso()
+        record = {
+            "run_id": run_id, "task_id": run_id, "project_id": uuid.uuid4().hex, "project_type": "solar",
+            "params": {"project_type": "solar", "country": None, "capacity_mw": 10.0, "buffer_km": 5.0},
+            "aoi_source": "geojson", "created_at": now, "updated_at": now, "status": "COMPLETED",
+            "attempts": 1, "started_at": now, "finished_at": now,
+        }
+        await save_artifact(storage, run_id, "run.log", os.urandom(payload_bytes), "text/plain")
+        await records.save_run(storage, msgspec.convert(record, RunRecord))
+        return run_id
+    finally:
+        await storage.close()
+
 
 # A database number no other test package uses, so flushing it touches nothing of theirs.
 OPS_DB = 13

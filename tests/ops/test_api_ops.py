@@ -17,12 +17,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from aethera.api.app import create_app
+from aethera.api.keys import SETTINGS
 from aethera.api.openapi import documented_routes, undocumented_routes
 from aethera.api.spec import OPERATIONS
 from aethera.observability.heartbeat import beat
 from aethera.observability.logs import configure_logging
 from aethera.observability.metrics import RUNS_TOTAL, SharedMetrics
 from aethera.settings import Settings, load_settings
+
+from .conftest import write_completed_run
 
 
 def _settings(tmp_path: Path, redis_url: str, **extra: str) -> Settings:
@@ -137,6 +140,18 @@ async def test_metrics_after_a_few_requests(client: Any, ops_redis: Redis) -> No
     assert value(dur, dur + "_count", route="/openapi.json", method="GET") == 3
     assert value("aethera_runs", "aethera_runs_total", status="COMPLETED") == 1
     assert value("aethera_workers_alive", "aethera_workers_alive") == 1
+
+
+async def test_export_bytes_are_counted(client: Any) -> None:
+    app: web.Application = client.server.app
+    run_id = await write_completed_run(app[SETTINGS], 300_000)
+    resp = await client.get(f"/runs/{run_id}/export")
+    assert resp.status == 200
+    body = await resp.read()
+    assert len(body) == int(resp.headers["Content-Length"]) > 300_000
+    families = {f.name: f for f in text_string_to_metric_families(await (await client.get("/metrics")).text())}
+    sent = next(s.value for s in families["aethera_export_bytes_sent"].samples if s.name.endswith("_total"))
+    assert sent == len(body)
 
 
 async def test_logs_are_json_with_request_id_echoed(client: Any, log_stream: io.StringIO) -> None:

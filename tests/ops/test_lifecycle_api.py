@@ -20,14 +20,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from aethera.embedded_redis import free_port
-from aethera.jobs import records
-import msgspec
+from .conftest import write_completed_run
 
-from aethera.models import RunRecord, utc_now_iso
+from aethera.embedded_redis import free_port
 from aethera.settings import load_settings
-from aethera.storage.artifacts import save_artifact
-from aethera.storage.factory import open_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT_PAYLOAD_BYTES = 16 * 1024 * 1024  # far more than socket buffers hold: the download takes a while
@@ -112,27 +108,6 @@ def start_server(tmp_path: Path, ops_redis_url: str) -> Iterator[object]:
         server.close()
 
 
-async def _completed_run(env: dict[str, str]) -> str:
-    """A COMPLETED run in the server's storage, written the way a worker writes one."""
-    storage = await open_storage(load_settings(env))
-    try:
-        run_id = uuid.uuid4().hex
-        now = utc_now_iso()
-        record = {
-            "run_id": run_id, "task_id": run_id, "project_id": uuid.uuid4().hex, "project_type": "solar",
-            "params": {"project_type": "solar", "country": None, "capacity_mw": 10.0, "buffer_km": 5.0},
-            "aoi_source": "geojson", "created_at": now, "updated_at": now, "status": "COMPLETED",
-            "attempts": 1, "started_at": now, "finished_at": now,
-        }
-        run = msgspec.convert(record, RunRecord)
-        # incompressible, so the archive really is this large on the wire
-        await save_artifact(storage, run_id, "run.log", os.urandom(EXPORT_PAYLOAD_BYTES), "text/plain")
-        await records.save_run(storage, run)
-        return run_id
-    finally:
-        await storage.close()
-
-
 async def test_sigterm_lets_an_inflight_upload_finish(start_server: object) -> None:
     server: ServerProcess = start_server(grace_s=20)  # type: ignore[operator]
     await server.wait_healthy()
@@ -180,7 +155,7 @@ async def test_sigterm_lets_an_inflight_upload_finish(start_server: object) -> N
 
 async def test_sigterm_lets_an_export_download_finish(start_server: object) -> None:
     server: ServerProcess = start_server(grace_s=30)  # type: ignore[operator]
-    run_id = await _completed_run(server.env)
+    run_id = await write_completed_run(load_settings(server.env), EXPORT_PAYLOAD_BYTES)
     await server.wait_healthy()
     received = io.BytesIO()
     async with aiohttp.ClientSession() as session:
@@ -209,7 +184,7 @@ async def test_sigterm_lets_an_export_download_finish(start_server: object) -> N
 async def test_grace_period_bounds_the_wait(start_server: object) -> None:
     # a client that stops reading mid-download must not hold the shutdown past the grace period
     server: ServerProcess = start_server(grace_s=1)  # type: ignore[operator]
-    run_id = await _completed_run(server.env)
+    run_id = await write_completed_run(load_settings(server.env), EXPORT_PAYLOAD_BYTES)
     await server.wait_healthy()
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{server.url}/runs/{run_id}/export") as resp:

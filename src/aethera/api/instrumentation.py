@@ -56,8 +56,29 @@ def route_label(request: web.Request) -> str:
     return resource.canonical
 
 
+class _Sent:
+    """Body bytes a ZIP response handed to the transport (headers excluded)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+_SENT = web.RequestKey("zip_bytes_sent", _Sent)
+
+
 async def _remember_prepared(request: web.Request, response: web.StreamResponse) -> None:
     request[_PREPARED] = response
+    if response.content_type == ZIP:
+        # count each chunk as it is written, so a download cut short counts what really left; aiohttp's
+        # own `body_length` is known only after the last byte and includes the headers
+        sent = request[_SENT] = _Sent()
+        write = response.write
+
+        async def counting_write(data: bytes | bytearray | memoryview) -> None:
+            await write(data)
+            sent.bytes += data.nbytes if isinstance(data, memoryview) else len(data)
+
+        response.write = counting_write  # type: ignore[method-assign]
 
 
 def setup_instrumentation(app: web.Application) -> ApiMetrics:
@@ -97,16 +118,16 @@ async def observability_middleware(request: web.Request, handler: Handler) -> we
     finally:
         elapsed = time.perf_counter() - started
         prepared: web.StreamResponse | None = request.get(_PREPARED)
-        sent = prepared.body_length if prepared is not None else None
+        zip_sent = request.get(_SENT)
+        sent = zip_sent.bytes if zip_sent is not None else (prepared.body_length if prepared is not None else None)
         route = route_label(request)
         if drain is not None:
             drain.leave()
         if metrics is not None:
             metrics.in_flight.dec()
             metrics.observe_request(route, request.method, status, elapsed)
-            # a streamed export counts what really left, also when the client stopped half way
-            if prepared is not None and prepared.content_type == ZIP and sent:
-                metrics.export_bytes.inc(sent)
+            if zip_sent is not None and zip_sent.bytes:
+                metrics.export_bytes.inc(zip_sent.bytes)
         access_log.info(
             "%s %s %d %.1f ms",
             request.method,

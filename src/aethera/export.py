@@ -51,7 +51,7 @@ COMPLETED = "COMPLETED"
 # document larger than this is not parsed (the manifest says so) rather than held in memory.
 MAX_RESULTS_PARSE_BYTES = 32 * 1024 * 1024
 
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")  # \Z: `$` would let "<id>\n" through
 _U32_LIMIT = 0xFFFFFFFF  # a 32-bit field holding this value means "see the ZIP64 extra field"
 _U16_LIMIT = 0xFFFF
 _DOS_EPOCH = datetime(1980, 1, 1, tzinfo=UTC)

@@ -143,8 +143,12 @@ async def test_rate_limit_answers_429_with_retry_after(
 
 
 async def test_repeated_wrong_keys_are_throttled_per_address(
-    aiohttp_client: ClientFactory, redis_url: str, keys_file: Path
+    aiohttp_client: ClientFactory, redis_url: str, keys_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from aethera.security import auth as auth_module
+
+    # no refill during the test, however slowly a loaded machine runs its 22 scrypt checks
+    monkeypatch.setattr(auth_module, "_FAIL_RATE_PER_S", 0.001)
     good, entry = create_key(keys_file, "acme")
     client = await aiohttp_client(build_app(settings_with(redis_url, keys_file)))
     # the throttle counts per client address; this test's address must start with a full bucket

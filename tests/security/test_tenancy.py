@@ -137,3 +137,18 @@ async def test_aoi_path_never_reads_a_server_file(tenants: dict[str, Caller], ao
                                      json={"project_type": "solar", "aoi_path": aoi_path})
     assert status == 422, answer
     assert answer["code"] == "invalid_input" and answer.get("field") == "aoi_path", answer
+
+
+async def test_ids_with_a_trailing_newline_are_unknown_ids(tenants: dict[str, Caller]) -> None:
+    # `$` in a Python pattern also matches before a final newline: every id check must refuse "<id>\n"
+    acme = tenants["acme"]
+    status, project = await acme.call("POST", "/projects", json={"name": "acme site"})
+    pid = project["id"]
+    for path in (f"/projects/{pid}%0A", f"/runs/{pid}%0A", f"/tasks/{pid}%0A", f"/runs/{pid}%0A/export",
+                 f"/uploads/{pid}%0A", f"/runs/{pid}%0A/biodiversity/natura"):
+        status, body = await acme.call("GET", path)
+        assert (status, body["code"]) == (404, "not_found"), (path, body)
+    status, body = await acme.call("GET", f"/runs?project_id={pid}%0A")
+    assert status == 422, body
+    status, body = await acme.call("POST", "/projects", json={"name": "x", "country": "DEU\n"})
+    assert status == 422 and body["field"] == "country", body

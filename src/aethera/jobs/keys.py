@@ -40,7 +40,8 @@ def idempotency_lock_key(digest: str) -> str:
 
 # --- storage ---------------------------------------------------------------------------------------
 
-ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# `\Z`, not `$`: `$` also matches before a final newline, and "<id>\n" must not pass for an id
+ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 _INV_BASE_MS = 10**13 - 1  # run index names sort newest first: (this - created ms) zero-padded to 13
 
 
@@ -56,8 +57,8 @@ def upload_key(project_id: str, name: str) -> str:
     return f"projects/{project_id}/uploads/{name}"
 
 
-UPLOAD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(geojson|json|zip|gpkg|kml|wkt)$")
-AOI_PATH_RE = re.compile(r"^uploads/([A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(?:geojson|json|zip|gpkg|kml|wkt))$")
+UPLOAD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(geojson|json|zip|gpkg|kml|wkt)\Z")
+AOI_PATH_RE = re.compile(r"^uploads/([A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(?:geojson|json|zip|gpkg|kml|wkt))\Z")
 
 
 def run_record_key(run_id: str) -> str:
@@ -84,7 +85,7 @@ def run_index_name(created_ms: int, run_id: str) -> str:
     return f"{_INV_BASE_MS - created_ms:013d}-{run_id}"
 
 
-RUN_INDEX_NAME_RE = re.compile(r"^[0-9]{13}-[0-9a-f]{32}$")
+RUN_INDEX_NAME_RE = re.compile(r"^[0-9]{13}-[0-9a-f]{32}\Z")
 ALL_RUNS_INDEX = "index/runs/"
 ACTIVE_RUNS_INDEX = "index/active-runs/"  # one marker per run not yet final: what recovery sweeps
 

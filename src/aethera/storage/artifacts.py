@@ -21,8 +21,9 @@ from aethera.errors import InvalidKey, ObjectNotFound
 from aethera.storage.base import Storage
 
 INDEX_NAME = "artifacts.json"
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+# \Z, not $: `$` also matches before a final newline
+_RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*\Z")
 
 
 class Artifact(msgspec.Struct, frozen=True):

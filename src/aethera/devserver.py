@@ -45,7 +45,12 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 def run_dev(settings: Settings) -> int:
+    from aethera.security.auth import startup_warning
+
     env = dict(os.environ)
+    warning = startup_warning(settings)
+    if warning:  # the API logs it too; here it is the first thing the developer sees
+        print(f"aethera dev: WARNING: {warning}", file=sys.stderr)
     _ensure_sample_data(settings, env)
 
     redis: EmbeddedRedis | None = None

@@ -294,11 +294,11 @@ def _geometry_polygons(geom: Mapping[str, Any], where: str, repairs: list[str]) 
         return out
     coords = geom.get("coordinates")
     if kind == "Polygon":
-        if not isinstance(coords, list) or not coords:
+        if not isinstance(coords, (list, tuple)) or not coords:
             raise InvalidAOI(f"{where} is a Polygon without coordinates: the AOI is empty")
         return [_polygon(coords, where, repairs)]
     if kind == "MultiPolygon":
-        if not isinstance(coords, list) or not coords:
+        if not isinstance(coords, (list, tuple)) or not coords:
             raise InvalidAOI(f"{where} is a MultiPolygon without coordinates: the AOI is empty")
         return [_polygon(p, f"{where} polygon {i + 1}", repairs) for i, p in enumerate(coords)]
     raise InvalidAOI(
@@ -307,18 +307,18 @@ def _geometry_polygons(geom: Mapping[str, Any], where: str, repairs: list[str]) 
 
 
 def _polygon(rings: Any, where: str, repairs: list[str]) -> Polygon:
-    if not isinstance(rings, list) or not rings:
+    if not isinstance(rings, (list, tuple)) or not rings:
         raise InvalidAOI(f"{where}: a polygon must be an array of linear rings")
     parsed = [_ring(r, f"{where} ring {j + 1}", repairs) for j, r in enumerate(rings)]
     return Polygon(parsed[0], parsed[1:])
 
 
 def _ring(ring: Any, where: str, repairs: list[str]) -> list[tuple[float, float]]:
-    if not isinstance(ring, list):
+    if not isinstance(ring, (list, tuple)):
         raise InvalidAOI(f"{where}: a linear ring must be an array of positions")
     points: list[tuple[float, float]] = []
     for k, pos in enumerate(ring):
-        if not isinstance(pos, list) or len(pos) < 2:
+        if not isinstance(pos, (list, tuple)) or len(pos) < 2:
             raise InvalidAOI(f"{where} position {k + 1}: a position must be [x, y] (longitude, latitude)")
         x, y = pos[0], pos[1]
         for v in (x, y):

@@ -164,8 +164,9 @@ def compute(
         value=round(1.0 - runoff, 4) if runoff is not None else None, unit="fraction (0-1)",
         definition="share of a design storm's rain the land surface retains: 1 - area-weighted runoff coefficient "
                    "(water surfaces excluded)",
-        reason=_join(nodata_note, _missing(missing)), source=src["runoff"]
-        if runoff is not None else "no land surface with a runoff coefficient in the AOI",
+        source=src["runoff"],
+        reason=_join(nodata_note, _missing(missing))
+        if runoff is not None else "no land surface with a runoff coefficient in the AOI (water only)",
     )
     c_mean, _, missing = _weighted(land_cover, "c")
     k["cover_management_factor"] = KPI(

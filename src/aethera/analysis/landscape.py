@@ -79,7 +79,7 @@ def class_grid(aoi: AOI, catalog: Catalog) -> ClassGrid | None:
             data = ds.read(source.band, window=win, out_shape=shape, masked=True)
             from affine import Affine
 
-            transform = ds.window_transform(win) * Affine.scale(win.width / shape[1], win.height / shape[0])
+            transform = ds.window_transform(win) @ Affine.scale(win.width / shape[1], win.height / shape[0])
             codes = np.where(np.ma.getmaskarray(data), 0, np.asarray(data.data, dtype=np.int64))
             if source.code_scheme == "grid_code":
                 lut = np.zeros(max(int(codes.max()), 50) + 1, dtype=np.int64)

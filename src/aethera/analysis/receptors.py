@@ -214,7 +214,7 @@ def _raster_patches(source, crs, region: BaseGeometry, codes: frozenset[int]) ->
         factor = max(1, int(np.ceil(np.sqrt(win.width * win.height / _FALLBACK_MAX_CELLS))))
         shape = (max(1, int(win.height // factor)), max(1, int(win.width // factor)))
         data = ds.read(source.band, window=win, out_shape=shape)
-        transform = ds.window_transform(win) * Affine.scale(win.width / shape[1], win.height / shape[0])
+        transform = ds.window_transform(win) @ Affine.scale(win.width / shape[1], win.height / shape[0])
     values = data.astype("int64")
     if source.code_scheme == "grid_code":
         lut = {g: corine.from_grid_code(g) or 0 for g in np.unique(values).tolist()}

@@ -6,7 +6,9 @@ own types included), and the generator derives the JSON Schema from it. A test f
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 from aiohttp import web
 
@@ -16,6 +18,7 @@ from aethera.api.routes.health import Health
 from aethera.api.routes.projects import Upload
 from aethera.api.routes.ready import Readiness
 from aethera.api.routes.uploads import FILE_FIELD, UploadCreated
+from aethera.jobs import keys
 from aethera.models import (
     Id,
     Project,
@@ -28,6 +31,8 @@ from aethera.models import (
 )
 
 Layer = Literal["natura", "overlap", "sensitivity"]
+# the route's own check, in JSON Schema's (ECMA) regex dialect: Python's end anchor \Z becomes $
+UploadName = Annotated[str, msgspec.Meta(pattern=keys.UPLOAD_NAME_RE.pattern.replace("\\Z", "$"))]
 JsonObject = dict[str, Any]
 
 TITLE = "AETHERA"
@@ -99,7 +104,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             413: "The file is larger than `AETHERA_MAX_UPLOAD_BYTES`.",
             422: "The name or the file is not acceptable; `detail` says why.",
         },
-        path_params={"project_id": Id, "name": str},
+        path_params={"project_id": Id, "name": UploadName},
     ),
     # --- uploads ---------------------------------------------------------------------------------
     ("POST", "/uploads"): Operation(

@@ -112,7 +112,7 @@ def _fmt(value: Any, key: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if _is_number(value):
-        if key in ("lon", "lat", "longitude", "latitude"):
+        if key in ("lon", "lat", "longitude", "latitude") or key.endswith(("_lon", "_lat")):
             return escape(f"{value:.6f}")
         if key == "share" or key.endswith("_ratio") or key.endswith("_share"):
             return f"{value * 100:,.2f} %"
@@ -271,8 +271,8 @@ def key_figures(results: Mapping[str, Any], legal: Mapping[str, Any] | None, run
     figures: list[tuple[str, str, Any]] = [
         ("aoi_area_ha", "AOI area", _first(aoi, ("aoi_area_ha",), ("area_ha",))),
         ("capacity_mw", "Installed capacity",
-         _first({"r": results, "run": run}, ("run", "params", "capacity_mw"), ("r", "capacity_mw"),
-                ("r", "params", "capacity_mw"))),
+         _first({"r": results, "run": run}, ("r", "parameters", "capacity_mw"), ("run", "params", "capacity_mw"),
+                ("r", "capacity_mw"))),
         ("protected_overlap_ha", "Protected-area overlap", _get(bio, "protected_overlap_ha")),
         ("protected_overlap_pct", "Share of AOI protected", _get(bio, "protected_overlap_pct")),
     ]
@@ -370,37 +370,85 @@ def _section_aoi(results: Mapping[str, Any], aoi_geojson: Mapping[str, Any] | No
     return "".join(out)
 
 
-_LC_COLUMNS = ("code", "label", "group", "area_ha", "share")
+_LC_COLUMNS = ("code", "label", "group_label", "group", "area_ha", "share")
+_ZONE_FIGURES = ("area_ha", "classified_ha", "nodata_ha", "outside_layer_ha")
+
+
+def _class_table(rows: list[Any], title: str) -> str:
+    if not rows or not all(isinstance(r, Mapping) for r in rows):
+        return f"<h3>{escape(title)}</h3>" + _generic(rows)
+    columns = [c for c in _LC_COLUMNS if any(c in row for row in rows)]
+    if "group_label" in columns and "group" in columns:
+        columns.remove("group")  # the readable label says the same
+    columns += [c for c in dict.fromkeys(k for row in rows for k in row) if c not in columns and c != "group"]
+    out = f"<h3>{escape(title)}</h3>" + _table(rows, columns)
+    area = [row.get("area_ha") for row in rows]
+    if area and all(_is_number(a) for a in area):
+        out += f'<p class="sub">Sum of the lines: {escape(format_number(sum(area)))} ha.</p>'
+    return out
 
 
 def _land_cover_tables(value: Any, title: str) -> list[str]:
-    """Every list of land-cover classes in the section, each under the heading of where it lies."""
+    """Fallback for a shape this renderer does not know: every list of classes, under where it lies."""
     out: list[str] = []
     if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-        columns = [c for c in _LC_COLUMNS if any(c in row for row in value)]
-        columns += [c for c in dict.fromkeys(k for row in value for k in row) if c not in columns]
-        out.append(f"<h3>{escape(title)}</h3>" + _table(value, columns))
-        area = [row.get("area_ha") for row in value]
-        if area and all(_is_number(a) for a in area):
-            out.append(f'<p class="sub">Sum of class areas: {escape(format_number(sum(area)))} ha.</p>')
+        out.append(_class_table(value, title))
     elif isinstance(value, Mapping):
         scalars = {k: v for k, v in value.items() if _scalar(v)}
         if scalars:
             out.append(f"<h3>{escape(title)}</h3>" + _generic(scalars))
         for key, sub in value.items():
             if not _scalar(sub):
-                out += _land_cover_tables(sub, f"{title}: {key.replace('_', ' ')}" if title else key)
+                out += _land_cover_tables(sub, f"{title}: {key.replace('_', ' ')}")
+    return out
+
+
+def _zone(zone: Any, title: str) -> list[str]:
+    if isinstance(zone, list):  # a bare list of classes
+        return [_class_table(zone, title)]
+    if not isinstance(zone, Mapping):
+        return _land_cover_tables(zone, title)
+    out = [f"<h3>{escape(title)}</h3>", _generic({k: zone[k] for k in _ZONE_FIGURES if k in zone})]
+    if "classes" in zone:
+        out.append(_class_table(zone["classes"] or [], "CORINE classes"))
+    if zone.get("groups"):
+        out.append(_class_table(zone["groups"], "Level-1 groups"))
+    rest = {k: v for k, v in zone.items() if k not in (*_ZONE_FIGURES, "classes", "groups", "zone")}
+    if rest:
+        out.append(_generic(rest))
     return out
 
 
 def _section_land_cover(results: Mapping[str, Any]) -> str:
     lc = results.get("land_cover")
     out = ["<h2>Land cover</h2>"]
-    if lc is None:
+    if not isinstance(lc, Mapping):
         reason = _reason(results, "land_cover")
         return out[0] + f'<p class="na">{NOT_COMPUTED}{": " + escape(reason) if reason else ""}</p>'
-    tables = _land_cover_tables(lc, "Land cover")
-    return "".join(out + tables)
+    if "aoi" not in lc:
+        return "".join(out + _land_cover_tables(lc, "Land cover"))
+    meta = {k: v for k, v in lc.items() if _scalar(v) and k != "buffer_reason"}
+    out.append(_generic(meta))
+    out += _zone(lc["aoi"], "Inside the AOI")
+    buffer_km = lc.get("buffer_km")
+    ring = f"Buffer ring ({format_number(buffer_km)} km around the AOI)" if _is_number(buffer_km) else "Buffer ring"
+    if lc.get("buffer") is not None:
+        out += _zone(lc["buffer"], ring)
+    else:
+        reason = lc.get("buffer_reason")
+        out.append(f'<h3>{escape(ring)}</h3><p class="na">{NOT_COMPUTED}{": " + escape(reason) if reason else ""}</p>')
+    if isinstance(lc.get("ratios"), Mapping) and lc["ratios"]:
+        ratios = {f"{k}_share": v for k, v in lc["ratios"].items()}  # fractions 0..1, shown as percentages
+        out.append("<h3>Shares of the AOI</h3>" + _generic(ratios))
+    out.append(_rest(lc, {*meta, "aoi", "buffer", "buffer_reason", "ratios"}))
+    return "".join(out)
+
+
+_SITE_LISTS = (
+    ("sites_overlapping", "Sites the AOI overlaps"),
+    ("intersecting_sites", "Sites the AOI overlaps"),
+    ("sites_in_buffer", "Sites within the zone of influence"),
+)
 
 
 def _section_protected(results: Mapping[str, Any]) -> str:
@@ -408,24 +456,16 @@ def _section_protected(results: Mapping[str, Any]) -> str:
     out = ["<h2>Protected areas</h2>"]
     if not isinstance(bio, Mapping):
         return out[0] + f'<p class="na">{NOT_COMPUTED}</p>'
-    overlap = {k: bio.get(k) for k in ("protected_overlap_ha", "protected_overlap_pct")}
-    out.append(_generic(overlap))
-    shown = set(overlap)
-    for key, title in (
-        ("intersecting_sites", "Sites the AOI overlaps"),
-        ("overlapping_sites", "Sites the AOI overlaps"),
-        ("sites_in_buffer", "Sites within the zone of influence"),
-        ("sites_within_buffer", "Sites within the zone of influence"),
-        ("natura2000_sites_in_buffer", "Natura 2000 sites within the zone of influence"),
-    ):
+    if bio.get("available") is False:
+        out.append(f'<p class="na">{NOT_COMPUTED}: {escape(str(bio.get("reason") or "no protected-area layer"))}</p>')
+    summary = {k: v for k, v in bio.items() if _scalar(v) and k not in ("available", "sensitivity_reason")}
+    out.append(_generic(summary))
+    shown = {*summary, "available", "sensitivity", "sensitivity_reason"}
+    for key, title in _SITE_LISTS:
         if key in bio:
             shown.add(key)
-            sites = bio[key]
             out.append(f"<h3>{title}</h3>")
-            out.append(_generic(sites) if sites else '<p class="na">none</p>')
-    for name in _INDEX_PATHS["biodiversity_sensitivity"]:
-        if len(name) == 2 and name[0] == "biodiversity":
-            shown.add(name[1])  # rendered with the indices
+            out.append(_generic(bio[key]) if bio[key] else '<p class="na">none</p>')
     out.append(_rest(bio, shown))
     return "".join(out)
 
@@ -441,24 +481,47 @@ def _section_receptors(results: Mapping[str, Any]) -> str:
         name = _get(item, "receptor_name") or _get(item, "name")
         ident = _get(item, "receptor_id")
         distance = _get(item, "distance_km")
+        kind = key.removeprefix("nearest_")
+        reason = _reason(rec, key) or _reason(rec, kind)
         if distance is None:
-            reason = _reason(rec, key) or _get(item, "reason")
             shown = f'<span class="na">{NOT_COMPUTED}{": " + escape(reason) if reason else ""}</span>'
+            reason = None
         else:
             shown = _fmt(distance, "distance_km")
-        source = _get(item, "source") or _get(item, "note")
+        notes = []
+        if _get(item, "kind"):
+            notes.append(escape(str(item["kind"])))
+        if _is_number(_get(item, "population")):
+            notes.append(f"population {escape(format_number(item['population']))}")
+        if _get(item, "source") == "land_cover_fallback":
+            notes.append("from CORINE land-cover classes (no dedicated layer)")
+        if reason:
+            notes.append(escape(reason))
         rows.append(
             f"<tr><th>{escape(label)}</th><td>{_fmt(name) if name is not None else ''}"
             f"{' (' + escape(str(ident)) + ')' if ident is not None else ''}</td>"
-            f'<td class="num">{shown}</td><td>{_fmt(source) if source else ""}</td></tr>'
+            f'<td class="num">{shown}</td><td>{"; ".join(notes)}</td></tr>'
         )
     out.append(
         "<table><thead><tr><th>Receptor</th><th>Name (id)</th><th>Distance from the AOI boundary</th>"
         f"<th>Note</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
-    shown = [k for k, _l, _f in _RECEPTORS] + ["reasons", "missing_reasons", "null_reasons"]
-    out.append(_rest(rec, shown, "Counts and further details"))
+    counts = rec.get("counts")
+    if isinstance(counts, list) and counts:
+        out.append("<h3>Receptors near the AOI boundary</h3>" + _generic(counts))
+    shown = [k for k, _l, _f in _RECEPTORS] + ["reasons", "missing_reasons", "null_reasons", "counts"]
+    out.append(_rest(rec, shown, "Further details"))
     return "".join(out)
+
+
+def _section_terrain(results: Mapping[str, Any]) -> str:
+    terrain = results.get("terrain")
+    if not isinstance(terrain, Mapping):
+        return ""
+    if terrain.get("available") is False:
+        reason = terrain.get("reason") or "no elevation layer"
+        return f'<h2>Terrain</h2><p class="na">{NOT_COMPUTED}: {escape(str(reason))}</p>'
+    return "<h2>Terrain</h2>" + _generic({k: v for k, v in terrain.items() if k not in ("available", "reason")})
 
 
 def _section_emissions(results: Mapping[str, Any]) -> str:
@@ -549,44 +612,110 @@ def _references(status: Mapping[str, Any]) -> str:
     return '<ul class="refs">' + "".join(f"<li>{_fmt(r)}</li>" for r in refs) + "</ul>"
 
 
+_SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+_STATUS_ORDER = {"triggered": 0, "not evaluable": 1, "passed": 2}
+
+
+def _summary_text(summary: Any) -> str:
+    if isinstance(summary, Mapping):
+        parts = [f"{summary[k]} {k.replace('_', ' ')}" for k in ("passed", "triggered", "not_evaluable")
+                 if _is_number(summary.get(k))]
+        total = summary.get("total")
+        return (f"{total} rules checked: " if _is_number(total) else "") + ", ".join(parts)
+    return str(summary) if summary else ""
+
+
+def _habitats(art63: Mapping[str, Any]) -> str:
+    verdict = str(art63.get("verdict") or NOT_COMPUTED)
+    css = {"not required": "pass", "appropriate assessment required": "fail"}.get(verdict, "")
+    out = [
+        "<h3>Habitats Directive Art. 6(3): appropriate assessment</h3>",
+        f'<div class="verdict {css}"><strong>{escape(verdict[:1].upper() + verdict[1:])}</strong>'
+        + (f"<br>{escape(str(art63['reason']))}" if art63.get("reason") else "")
+        + (f'<ul class="refs"><li>{escape(str(art63["reference"]))}</li></ul>' if art63.get("reference") else "")
+        + "</div>",
+    ]
+    sites = art63.get("natura2000_sites")
+    if sites is None:
+        out.append(f'<p class="na">Natura 2000 sites in the zone of influence: {NOT_COMPUTED}</p>')
+    elif sites:
+        out.append("<p>Natura 2000 sites in the zone of influence:</p>" + _generic(sites))
+    else:
+        out.append("<p>No Natura 2000 site in the zone of influence.</p>")
+    return "".join(out)
+
+
+def _annex_iii(findings: Any) -> str:
+    out = ["<h3>EIA Directive 2014/52/EU, Annex III criteria the findings touch</h3>"]
+    if not isinstance(findings, list) or not findings:
+        return out[0] + '<p class="na">none</p>'
+    for f in findings:
+        if not isinstance(f, Mapping):
+            out.append(_generic(f))
+            continue
+        head = " ".join(escape(str(f[k])) for k in ("criterion", "section") if f.get(k))
+        out.append(f"<p><strong>{head}</strong> {escape(str(f.get('text') or ''))}</p>")
+        evidence = f.get("evidence")
+        if isinstance(evidence, list) and evidence:
+            rows = [{k: e.get(k) for k in ("rule_id", "severity", "message")} for e in evidence
+                    if isinstance(e, Mapping)]
+            out.append(_table(rows))
+    return "".join(out)
+
+
 def _section_legal(legal: Mapping[str, Any] | None) -> str:
     out = ["<h2>Legal screening</h2>"]
     if legal is None:
         return out[0] + f'<p class="na">{NOT_COMPUTED}: the run stored no legal verdict</p>'
     compliant = legal.get("overall_compliant")
     cls = "pass" if compliant is True else "fail" if compliant is False else ""
-    verdict = {True: "Compliant", False: "Not compliant"}.get(compliant, NOT_COMPUTED)
+    verdict = {True: "Compliant", False: "Not compliant"}.get(compliant, "Compliance not determinable")
+    packs = legal.get("packs_applied")
     out.append(
         f'<div class="verdict {cls}"><strong>{verdict}</strong>'
         f" (country {escape(str(legal.get('country_code') or 'n/a'))})"
-        + (f"<br>{escape(str(legal['summary']))}" if legal.get("summary") else "")
+        + (f"<br>{escape(str(legal['overall_reason']))}" if legal.get("overall_reason") else "")
+        + (f"<br>{escape(_summary_text(legal.get('summary')))}" if legal.get("summary") else "")
+        + (f"<br>Rule packs: {escape(', '.join(map(str, packs)))}" if isinstance(packs, list) and packs else "")
         + "</div>"
     )
     screening = legal.get("screening")
     if isinstance(screening, Mapping):
-        out.append("<h3>Habitats Directive Art. 6(3) and EIA Directive Annex III</h3>")
-        out.append(_generic(screening))
+        art63 = screening.get("habitats_directive_art6_3")
+        if isinstance(art63, Mapping):
+            out.append(_habitats(art63))
+        if "eia_annex_iii" in screening:
+            out.append(_annex_iii(screening["eia_annex_iii"]))
+        rest = {k: v for k, v in screening.items() if k not in ("habitats_directive_art6_3", "eia_annex_iii")}
+        if rest:
+            out.append("<h3>Screening</h3>" + _generic(rest))
     statuses = legal.get("statuses")
     if isinstance(statuses, list) and statuses:
         rows = []
-        for st in statuses:
-            if not isinstance(st, Mapping):
-                continue
+        ordered = sorted(
+            (st for st in statuses if isinstance(st, Mapping)),
+            key=lambda st: (_STATUS_ORDER.get(_status_word(st)[0], 3),
+                            _SEVERITY_ORDER.get(str(st.get("severity")), 5)),
+        )
+        for st in ordered:
             word, css = _status_word(st)
+            heuristic = _get(st, "details", "heuristic")
             rows.append(
                 f"<tr><td>{escape(str(st.get('rule_id', '')))}</td>"
-                f"<td>{escape(str(st.get('rule_name', '')))}{_references(st)}</td>"
+                f"<td>{escape(str(st.get('rule_name', '')))}"
+                + (' <span class="na">(screening heuristic)</span>' if heuristic is True else "")
+                + f"{_references(st)}</td>"
                 f'<td class="{css}">{word}</td><td>{escape(str(st.get("severity", "")))}</td>'
                 f"<td>{escape(str(st.get('category', '')))}</td><td>{escape(str(st.get('message', '')))}</td></tr>"
             )
         out.append(
-            "<h3>Rules</h3><table><thead><tr><th>Rule</th><th>Name and references</th><th>Result</th>"
-            "<th>Severity</th><th>Category</th><th>Finding</th></tr></thead><tbody>"
+            "<h3>Rules (triggered first)</h3><table><thead><tr><th>Rule</th><th>Name and legal references</th>"
+            "<th>Result</th><th>Severity</th><th>Category</th><th>Finding</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>"
         )
-    shown = {"overall_compliant", "country_code", "summary", "screening", "statuses", "critical_violations",
-             "warnings", "informational"}
-    out.append(_rest(legal, shown))
+    notes = legal.get("notes")
+    if isinstance(notes, list) and notes:
+        out.append("<h3>Notes</h3>" + "<ul>" + "".join(f"<li>{_fmt(n)}</li>" for n in notes) + "</ul>")
     return "".join(out)
 
 
@@ -622,13 +751,14 @@ def render_report(
     """The report as UTF-8 HTML bytes.
 
     `results` and `legal` are the JSON objects the run stored (results.json, legal.json), `run` the run
-    record; `aoi_geojson` (optional) adds an outline of the AOI. `generated_at` defaults to the run's
-    finish time so re-rendering the same run gives the same bytes.
+    record; `aoi_geojson` (optional) adds an outline of the AOI. `generated_at` is the time shown in
+    the heading (default: the record's `finished_at`, when set); nothing else in the page depends on the
+    clock, so the same inputs always give the same bytes.
     """
     run_id = str(run.get("run_id") or results.get("run_id") or "")
     project_type = run.get("project_type") or results.get("project_type")
     country = _get(run, "params", "country") or (legal or {}).get("country_code")
-    when = generated_at or _parse(run.get("finished_at")) or _parse(run.get("updated_at"))
+    when = generated_at or _parse(run.get("finished_at"))
     subtitle = " · ".join(
         escape(str(x))
         for x in (
@@ -649,6 +779,7 @@ def render_report(
         _section_land_cover(results),
         _section_protected(results),
         _section_receptors(results),
+        _section_terrain(results),
         _section_emissions(results),
         _section_kpis(results),
         _section_indices(results),

@@ -37,107 +37,125 @@ AOI = {
 }
 
 
+def _fixture_results_struct() -> Any:
+    """The hand-written screening (FIXTURE DATA) as the pipeline's own Results type, so the shape is
+    exactly what the worker stores; the indices are computed from it by the real index models."""
+    from aethera.analysis import results as r
+    from aethera.analysis.indices import IndexFeatures, compute_all
+
+    lc_aoi = r.LandCoverZone(
+        zone="aoi", area_ha=172.4381, classified_ha=172.4381, nodata_ha=0.0, outside_layer_ha=0.0,
+        classes=[
+            r.LandCoverClass(code=211, label="Non-irrigated arable land", group="agricultural",
+                             group_label="Agricultural areas", area_ha=98.2113, share=0.569547),
+            r.LandCoverClass(code=243, label="Land principally occupied by agriculture, with significant "
+                             "areas of natural vegetation", group="agricultural",
+                             group_label="Agricultural areas", area_ha=41.0172, share=0.237867),
+            r.LandCoverClass(code=323, label="Sclerophyllous vegetation", group="forest_semi_natural",
+                             group_label="Forest and semi-natural areas", area_ha=33.2096, share=0.192586),
+        ],
+        groups=[
+            r.LandCoverGroup(group="agricultural", label="Agricultural areas", area_ha=139.2285, share=0.807414),
+            r.LandCoverGroup(group="forest_semi_natural", label="Forest and semi-natural areas",
+                             area_ha=33.2096, share=0.192586),
+        ],
+    )
+    lc_buffer = r.LandCoverZone(
+        zone="buffer", area_ha=9391.2, classified_ha=9391.2, nodata_ha=0.0, outside_layer_ha=0.0,
+        classes=[
+            r.LandCoverClass(code=311, label="Broad-leaved forest", group="forest_semi_natural",
+                             group_label="Forest and semi-natural areas", area_ha=3850.4, share=0.41),
+            r.LandCoverClass(code=112, label="Discontinuous urban fabric", group="artificial",
+                             group_label="Artificial surfaces", area_ha=209.4, share=0.0223),
+        ],
+        groups=[],
+    )
+    sierra = r.SiteNearby(site_code="ES6140004", name="Sierra Nevada", type="SCI", natura2000=True,
+                          distance_km=0.0, overlap_ha=12.3456)
+    results = r.Results(
+        aoi=r.AOISummary(
+            aoi_area_ha=172.4381, perimeter_km=5.2317, centroid_lon=-3.4826113, centroid_lat=36.9174052,
+            bbox=[-3.4915, 36.9102, -3.4738, 36.926], part_count=1, hole_count=0, vertex_count=6, repairs=[],
+            source_format="geojson", source_crs="EPSG:4326", area_crs="EPSG:3035",
+            metric_crs="+proj=aeqd +lat_0=36.917 +lon_0=-3.483 +units=m",
+        ),
+        parameters=r.Parameters(project_type="solar", country="ESP", capacity_mw=86.2, capacity_source="config",
+                                buffer_km=5.0, lifetime_years=30.0),
+        land_cover=r.LandCover(source="raster", layer="clc2018_lanjaron.tif", method="exact fractional pixel "
+                               "coverage", resolution_m=25.0, aoi=lc_aoi, buffer=lc_buffer, buffer_km=5.0,
+                               ratios={"agricultural": 0.807414, "semi_natural": 0.192586, "forest": 0.0,
+                                       "natural_habitat": 0.192586, "water": 0.0, "wetland": 0.0}),
+        biodiversity=r.Biodiversity(
+            available=True, reason=None, buffer_km=5.0, protected_overlap_ha=12.3456, protected_overlap_pct=7.1594,
+            natura2000_overlap_ha=12.3456, natura2000_overlap_pct=7.1594,
+            sites_overlapping=[r.SiteOverlap(site_code="ES6140004", name="Sierra Nevada", type="SCI",
+                                             natura2000=True, overlap_ha=12.3456, overlap_pct=7.1594)],
+            sites_in_buffer=[sierra, r.SiteNearby(site_code="ES6170007", name="Sierras de Tejeda <&> Almijara",
+                                                  type="SCI", natura2000=True, distance_km=3.8712, overlap_ha=0.0)],
+            natura2000_sites_in_buffer=2,
+        ),
+        receptor_distances=r.ReceptorDistances(
+            nearest_protected_area=r.Receptor(receptor_type="protected_area", receptor_id="ES6140004",
+                                              receptor_name="Sierra Nevada", distance_km=0.0, source="layer",
+                                              kind="SCI"),
+            nearest_settlement=r.Receptor(receptor_type="settlement", receptor_id="18114", receptor_name="Lanjarón",
+                                          distance_km=1.4273, source="layer", kind="town", population=3611),
+            nearest_water_body=None,
+            counts=[r.ReceptorCounts(within_km=k, protected_areas=n, settlements=m, water_bodies=None)
+                    for k, n, m in ((0.5, 1, 0), (1.0, 1, 0), (2.0, 1, 1), (5.0, 2, 3))],
+            reasons={"water_body": "no water layer in the catalog"},
+        ),
+        terrain=r.Terrain(available=True, reason=None, mean_elevation_m=742.5, min_elevation_m=650.2,
+                          max_elevation_m=861.0, mean_slope_deg=6.2, max_slope_deg=21.4, steep_area_pct=4.1,
+                          resolution_m=25.0),
+        emissions=r.Emissions(
+            technology="solar", capacity_mw=86.2, lifetime_years=30.0, construction_tco2e=41560.0,
+            land_use_change_tco2e=3112.75, footprint_ha=137.95,
+            land_use_change_by_class=[r.LandUseChangeLine(code=211, label="Non-irrigated arable land",
+                                                          footprint_ha=78.57, carbon_loss_tco2e_per_ha=12.0,
+                                                          land_use_change_tco2e=942.84)],
+            operation_tco2e_per_year=120.5, capacity_factor=0.2, annual_generation_mwh=151022.4,
+            grid_factor_tco2e_per_mwh=0.19, avoided_tco2e_per_year=28694.26, lifetime_emissions_tco2e=48287.75,
+            lifetime_avoided_tco2e=860827.8, net_balance_tco2e=-812540.05, payback_years=1.58, payback_reason=None,
+            factors={"grid_factor": r.FactorUsed(value=0.19, unit="tCO2e/MWh", source="fixture")},
+        ),
+        kpis={"ghg_intensity": r.KPI(value=28.4, unit="gCO2e/kWh", definition="lifecycle emissions per kWh"),
+              "land_use_efficiency": r.KPI(value=0.5, unit="MW/ha", definition="capacity per hectare")},
+        datasets=[r.DatasetStatus(layer="land_cover", required=True, configured=True, available=True,
+                                  title="CORINE Land Cover 2018", files=["clc2018_lanjaron.tif"]),
+                  r.DatasetStatus(layer="water", required=False, configured=False, available=False,
+                                  reason="no water layer in the catalog")],
+        warnings=["no water layer: nearest water body not computed"],
+        step_durations_s={"aoi": 0.012, "land_cover": 0.84, "protected_areas": 0.31, "emissions": 0.002},
+    )
+    indices = compute_all(IndexFeatures(
+        project_type="solar", protected_overlap_pct=7.1594, distance_to_protected_km=0.0,
+        natura2000_sites_in_buffer=2, distance_to_settlement_km=1.4273, agricultural_ratio=0.807414,
+        shrub_ratio=0.192586, forest_ratio=0.0, artificial_ratio=0.0, natural_habitat_ratio=0.192586,
+        water_ratio=0.0, wetland_ratio=0.0, mean_slope_deg=6.2, land_use_change_tco2e_per_ha=18.05,
+        missing_reasons={"distance_to_water_km": "no water layer in the catalog"},
+    ))
+    results.biodiversity.sensitivity = indices.biodiversity_sensitivity
+    results.resm, results.ahsm, results.cim = indices.resm, indices.ahsm, indices.cim
+    return results
+
+
 def fixture_results(run_id: str, project_id: str) -> dict[str, Any]:
-    """A results document shaped like the pipeline's (analysis.md), with hand-written values."""
+    """results.json as the worker writes it: run identity, then the (fixture) Results."""
     return {
-        "_fixture": "hand-written test data, not computed by the pipeline",
-        "run_id": run_id,
-        "project_id": project_id,
-        "project_type": "solar",
-        "created_at": "2025-03-14T09:20:00.000+00:00",
-        "aoi": {
-            "aoi_area_ha": 172.4381, "perimeter_km": 5.2317, "centroid": {"lon": -3.4826, "lat": 36.9174},
-            "bbox": [-3.4915, 36.9102, -3.4738, 36.926], "part_count": 1, "repairs": [],
-        },
-        "land_cover": {
-            "aoi": [
-                {"code": "211", "label": "Non-irrigated arable land", "group": "agricultural",
-                 "area_ha": 98.2113, "share": 0.569547},
-                {"code": "243", "label": "Land principally occupied by agriculture, with significant areas "
-                 "of natural vegetation", "group": "agricultural", "area_ha": 41.0172, "share": 0.237867},
-                {"code": "323", "label": "Sclerophyllous vegetation", "group": "forest and semi-natural",
-                 "area_ha": 33.2096, "share": 0.192586},
-            ],
-            "buffer": [
-                {"code": "311", "label": "Broad-leaved forest", "group": "forest and semi-natural",
-                 "area_ha": 2210.5, "share": 0.41},
-                {"code": "112", "label": "Discontinuous urban fabric", "group": "artificial",
-                 "area_ha": 120.25, "share": 0.0223},
-            ],
-        },
-        "biodiversity": {
-            "protected_overlap_ha": 12.3456, "protected_overlap_pct": 7.1594,
-            "intersecting_sites": [{"site_code": "ES6140004", "name": "Sierra Nevada", "type": "SCI",
-                                    "overlap_ha": 12.3456}],
-            "sites_in_buffer": [{"site_code": "ES6140004", "name": "Sierra Nevada", "distance_km": 0.0},
-                                {"site_code": "ES6140005", "name": "Sierras de Tejeda <&> Almijara",
-                                 "distance_km": 3.8712}],
-            "sensitivity": {
-                "score": 64.25, "category": "high", "confidence": 0.85,
-                "drivers": [
-                    {"feature": "protected_overlap_pct", "value": 7.1594, "contribution": 21.5,
-                     "normalised": 0.72, "weight": 0.3, "direction": "up"},
-                    {"feature": "natural_habitat_ratio", "value": 0.1926, "contribution": 9.6,
-                     "normalised": 0.19, "weight": 0.25, "direction": "up"},
-                ],
-                "model": {"name": "biodiversity_sensitivity", "version": "1.0"},
-            },
-        },
-        "receptor_distances": {
-            "nearest_protected_area": {"receptor_type": "protected_area", "receptor_id": "ES6140004",
-                                       "receptor_name": "Sierra Nevada", "distance_km": 0.0},
-            "nearest_settlement": {"receptor_type": "settlement", "receptor_id": "18114",
-                                   "receptor_name": "Lanjarón", "distance_km": 1.4273},
-            "nearest_water_body": None,
-            "reasons": {"nearest_water_body": "no water layer in the catalog"},
-            "counts_within_km": {"0.5": 0, "1": 0, "2": 1, "5": 3},
-        },
-        "emissions": {
-            "construction_tco2e": 41560.0, "land_use_change_tco2e": 3112.75,
-            "operation_tco2e_per_year": 120.5, "avoided_tco2e_per_year": 28433.1,
-            "net_balance_tco2e": -805893.25, "carbon_payback_years": 1.58, "lifetime_years": 30,
-            "factors": {"grid_emission_factor_t_per_mwh": 0.19, "source": "fixture"},
-        },
-        "kpis": {
-            "ghg_intensity": {"value": 28.4, "unit": "gCO2e/kWh", "definition": "lifecycle emissions per kWh"},
-            "land_use_efficiency": {"value": 0.5, "unit": "MW/ha", "definition": "capacity per hectare"},
-        },
-        "resm": {"score": 71.0, "category": "high", "confidence": 0.9,
-                 "drivers": [{"feature": "mean_slope_deg", "value": 6.2, "contribution": 18.0}],
-                 "model": {"name": "resm", "version": "1.0"}},
-        "ahsm": {"score": 22.5, "category": "low", "confidence": 0.6,
-                 "drivers": [{"feature": "flood", "value": None, "contribution": None,
-                              "note": "no flood layer"}],
-                 "model": {"name": "ahsm", "version": "1.0"}},
-        "cim": {"score": 48.0, "category": "moderate", "confidence": 0.7, "drivers": [],
-                "model": {"name": "cim", "version": "1.0"}},
-        "datasets": {"land_cover": {"name": "CORINE Land Cover", "version": "2018"},
-                     "protected_areas": {"name": "Natura 2000", "version": "2022"}},
-        "warnings": ["no water layer: nearest water body not computed"],
-        "step_durations_s": {"aoi": 0.012, "land_cover": 0.84, "protected_areas": 0.31, "emissions": 0.002},
+        "run_id": run_id, "project_id": project_id, "project_type": "solar",
+        "created_at": "2025-03-14T09:20:00.000+00:00", "country": "ESP",
+        **msgspec.to_builtins(_fixture_results_struct()),
     }
 
 
 def fixture_legal() -> dict[str, Any]:
-    return {
-        "country_code": "ESP",
-        "overall_compliant": False,
-        "summary": "1 critical rule triggered",
-        "statuses": [
-            {"rule_id": "ESP-N2K-01", "rule_name": "Overlap with Natura 2000", "passed": False,
-             "message": "The AOI overlaps Natura 2000 sites by 12.35 ha", "severity": "critical",
-             "category": "biodiversity", "details": {},
-             "references": ["Directive 92/43/EEC Art. 6(3)", "Ley 42/2007 art. 46"]},
-            {"rule_id": "EU-WATER-01", "rule_name": "Distance to water", "passed": None,
-             "status": "not_evaluable", "message": "distance to water: n/a", "severity": "medium",
-             "category": "water", "details": {}},
-        ],
-        "critical_violations": ["ESP-N2K-01"],
-        "warnings": [],
-        "informational": [],
-        "screening": {"art_6_3": "appropriate assessment required",
-                      "natura2000_sites": ["ES6140004", "ES6140005"]},
-    }
+    """legal.json: the real rule packs applied to the fixture results (ESP + EU)."""
+    from aethera.analysis.metrics import natura_sites, screening_metrics
+    from aethera.legal.engine import evaluate, to_builtins
+
+    results = _fixture_results_struct()
+    return to_builtins(evaluate(screening_metrics(results), "ESP", natura_sites(results)))
 
 
 def geojson_layer(seed: int, target_bytes: int) -> bytes:

@@ -10,6 +10,8 @@ import zipfile
 from html.parser import HTMLParser
 from typing import Any
 
+import msgspec
+import pytest
 from exportkit import AOI, export_url, fixture_legal, fixture_results, run_record, write_run
 
 from aethera.report import render_report
@@ -78,13 +80,13 @@ def number(text: str) -> float:
 EXPECTED_FIGURES = {
     # figure name -> where the value lies in the fixture results/legal/run
     "aoi_area_ha": lambda r, lg, run: r["aoi"]["aoi_area_ha"],
-    "capacity_mw": lambda r, lg, run: run["params"]["capacity_mw"],
+    "capacity_mw": lambda r, lg, run: r["parameters"]["capacity_mw"],
     "protected_overlap_ha": lambda r, lg, run: r["biodiversity"]["protected_overlap_ha"],
     "protected_overlap_pct": lambda r, lg, run: r["biodiversity"]["protected_overlap_pct"],
     "distance_to_protected_km": lambda r, lg, run: r["receptor_distances"]["nearest_protected_area"]["distance_km"],
     "distance_to_settlement_km": lambda r, lg, run: r["receptor_distances"]["nearest_settlement"]["distance_km"],
     "net_balance_tco2e": lambda r, lg, run: r["emissions"]["net_balance_tco2e"],
-    "carbon_payback_years": lambda r, lg, run: r["emissions"]["carbon_payback_years"],
+    "carbon_payback_years": lambda r, lg, run: r["emissions"]["payback_years"],
     "biodiversity_sensitivity_score": lambda r, lg, run: r["biodiversity"]["sensitivity"]["score"],
     "resm_score": lambda r, lg, run: r["resm"]["score"],
     "ahsm_score": lambda r, lg, run: r["ahsm"]["score"],
@@ -94,15 +96,27 @@ EXPECTED_FIGURES = {
 
 def check_figures(page: Page, results: dict[str, Any], legal: dict[str, Any], run: dict[str, Any]) -> None:
     for name, where in EXPECTED_FIGURES.items():
-        expected = where(results, legal, run)
+        try:
+            expected = where(results, legal, run)
+        except (KeyError, TypeError):
+            expected = None
         value, shown = page.figures[name]
+        if expected is None:  # not computed: said so, never a number
+            assert value == "" and "not computed" in shown, (name, shown)
+            continue
         assert float(value) == expected, name  # the exact value, machine-readable
         decimals = 1 if name.endswith("_score") else 2
         assert number(shown) == round(expected, decimals), (name, shown)  # what a reader sees
-    # a receptor the run could not measure reads "not computed", never a number
+    water = results["receptor_distances"]["nearest_water_body"]
     value, shown = page.figures["distance_to_water_km"]
-    assert value == "" and "not computed" in shown
-    assert page.figures["overall_compliant"] == ("false", "no")
+    if water is None:
+        assert value == "" and "not computed" in shown
+    else:
+        assert float(value) == water["distance_km"]
+    compliant = legal["overall_compliant"]
+    shown_compliant = {True: ("true", "yes"), False: ("false", "no")}.get(compliant)
+    if shown_compliant:
+        assert page.figures["overall_compliant"] == shown_compliant
     assert page.figures["critical_violations"][0] == str(len(legal["critical_violations"]))
 
 
@@ -125,17 +139,19 @@ def test_report_shows_every_section() -> None:
     for heading in ("Area of interest", "Land cover", "Protected areas", "Receptor distances", "Emissions",
                     "Indicators", "Indices and their drivers", "Legal screening"):
         assert heading in text, heading
-    for row in results["land_cover"]["aoi"]:  # the land-cover table, with areas as computed
+    for row in results["land_cover"]["aoi"]["classes"]:  # the land-cover table, with areas as computed
         assert row["label"] in text
         assert f"{row['area_ha']:,.2f} ha" in text
     assert "Sierra Nevada" in text and "ES6140004" in text
-    assert "no water layer in the catalog" in text  # the reason a value is missing
-    assert "protected_overlap_pct" in text  # a driver of the sensitivity index
-    for status in legal["statuses"]:
+    assert "not computed: no water layer in the catalog" in text  # the reason a value is missing
+    for driver in results["biodiversity"]["sensitivity"]["drivers"]:  # the drivers of an index
+        assert driver["feature"] in text
+    for status in legal["statuses"]:  # every verdict, with its legal references
         assert status["rule_id"] in text
-    assert "Directive 92/43/EEC Art. 6(3)" in text and "Ley 42/2007 art. 46" in text  # references
-    assert "not evaluable" in text and "triggered" in text
-    assert "appropriate assessment required" in text
+        for reference in status["details"]["references"]:
+            assert reference in text
+    assert "not evaluable" in text and "triggered" in text and "passed" in text
+    assert "Appropriate assessment required" in text
     assert any(tag == "svg" for tag, _ in page.tags)  # the AOI outline
 
 
@@ -154,12 +170,13 @@ def test_report_escapes_what_the_results_say() -> None:
     results = fixture_results(RUN_ID, PROJECT_ID)
     legal = fixture_legal()
     legal["statuses"][0]["message"] = '<script>alert("x")</script>'
-    results["biodiversity"]["intersecting_sites"][0]["name"] = '<img src=x onerror="alert(1)">'
+    results["biodiversity"]["sites_overlapping"][0]["name"] = '<img src=x onerror="alert(1)">'
     html, _ = render(results, legal)
     page = parse(html)
     assert not any(tag in ("script", "img") for tag, _ in page.tags)
     text = " ".join(page.text)
     assert '<script>alert("x")</script>' in text  # shown as text, not run
+    assert '<img src=x onerror="alert(1)">' in text
     assert "Sierras de Tejeda <&> Almijara" in text
 
 
@@ -186,3 +203,43 @@ async def test_report_in_the_export_carries_the_key_figures(service) -> None:
     body = await (await service.client.get(export_url(run.run_id))).read()
     html = zipfile.ZipFile(io.BytesIO(body)).read("report.html")
     check_figures(parse(html), run.results, run.legal, run.record)
+
+
+@pytest.fixture(scope="module")
+def sample_screening(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any], dict]:
+    """A real screening: the pipeline on the synthetic sample region, then the legal engine."""
+    from pyproj import Transformer
+
+    from aethera.analysis import pipeline
+    from aethera.analysis.aoi import load_aoi
+    from aethera.analysis.metrics import natura_sites, screening_metrics
+    from aethera.analysis.params import RunParams
+    from aethera.data.catalog import load_catalog
+    from aethera.data.sample import generate_sample_data, sample_region
+    from aethera.legal.engine import evaluate
+    from aethera.settings import load_settings
+
+    catalog = load_catalog(generate_sample_data(tmp_path_factory.mktemp("sample")))
+    region = sample_region()
+    to_wgs84 = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
+    ring = [list(to_wgs84.transform(*region.xy(e, n))) for e, n in ((6, -8), (7, -8), (7, -7), (6, -7), (6, -8))]
+    geometry = {"type": "Polygon", "coordinates": [ring]}
+    params = RunParams.from_request("solar", "DEU", {}, load_settings({}))
+    out = pipeline.run(load_aoi(geometry), params, catalog, lambda *a: None, lambda: False)
+    legal = out.legal if out.legal is not None else evaluate(
+        screening_metrics(out.results, params), "DEU", natura_sites(out.results))
+    run = run_record(RUN_ID, PROJECT_ID)
+    results = {"run_id": RUN_ID, "project_id": PROJECT_ID, "project_type": "solar", "country": "DEU",
+               **msgspec.to_builtins(out.results)}
+    return results, msgspec.to_builtins(legal), {**run, "aoi": geometry}
+
+
+def test_report_of_a_real_pipeline_run(sample_screening: tuple[dict, dict, dict]) -> None:
+    results, legal, run = sample_screening
+    html = render_report(results, legal, run, aoi_geojson=run["aoi"])
+    page = parse(html)
+    check_figures(page, results, legal, run)
+    text = " ".join(page.text)
+    for row in results["land_cover"]["aoi"]["classes"]:
+        assert row["label"] in text
+    assert "SYNTHETIC" in text  # the sample data says what it is, and the report passes it on

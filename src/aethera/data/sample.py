@@ -111,7 +111,7 @@ _PROTECTED = [
     ("DE4351301", "Grubensee shore habitats SAC (SYNTHETIC)", "SAC", ("ellipse", -5.5, -8.0, 2.0, 1.6)),
     ("DE-NP-0001", "Kiefernheide National Park (SYNTHETIC)", "National park", ("ellipse", -11.0, 11.0, 4.2, 3.6)),
     ("DE4050301", "Kiefernheide dunes SAC (SYNTHETIC)", "SAC", ("ellipse", -12.5, 12.0, 2.3, 2.0)),
-    ("DE-NSG-0007", "Wiesenau wet meadows nature reserve (SYNTHETIC)", "Nature reserve", ("ellipse", -2.8, 8.2, 0.9, 0.7)),
+    ("DE-NSG-0007", "Wiesenau wet meadows nature reserve (SYNTHETIC)", "Nature reserve", ("ellipse", -1.2, 8.2, 1.0, 0.7)),
     ("DE4152302", "Eichholz heath SAC (SYNTHETIC)", "SAC", ("ellipse", 12.0, 8.5, 2.0, 1.5)),
 ]
 
@@ -280,8 +280,8 @@ def _land_cover(region: SampleRegion, rng: np.random.Generator, n: int, rivers: 
     lc[(f_mix < 0.12) & (lc == 211)] = 243
     forest = f_forest > 0.55
     lc[forest] = 312
-    lc[forest & (f_kind > 0.62)] = 313
-    lc[forest & (f_kind > 0.8)] = 311
+    lc[forest & (f_kind > 0.6)] = 313
+    lc[forest & (f_kind > 0.72)] = 311
     lc[(f_forest > 0.5) & (f_forest <= 0.55)] = 324
     lc[(f_forest > 0.85) & (f_kind < 0.3)] = 322  # heath on the driest sandy rises
 

@@ -105,10 +105,16 @@ def _unit_of(key: str) -> str:
     return ""
 
 
+def _annotation(key: str) -> bool:
+    """A field that explains another (why a value is missing, a caveat): empty when null, not "not
+    computed", which would claim a value is missing."""
+    return key in ("reason", "note", "notes", "source", "caveat") or key.endswith("_reason")
+
+
 def _fmt(value: Any, key: str = "") -> str:
     """Escaped HTML for one value; ratios and shares (0-1) read as percentages."""
     if value is None:
-        return f'<span class="na">{NOT_COMPUTED}</span>'
+        return "" if _annotation(key) else f'<span class="na">{NOT_COMPUTED}</span>'
     if isinstance(value, bool):
         return "yes" if value else "no"
     if _is_number(value):
@@ -214,6 +220,8 @@ def _generic(value: Any) -> str:
             return '<span class="na">none</span>'
         rows = []
         for k, v in value.items():
+            if v is None and _annotation(str(k)):
+                continue
             cls = ' class="num"' if _is_number(v) else ""
             rows.append(f"<tr><th>{_label(str(k))}</th><td{cls}>{_fmt(v, str(k))}</td></tr>")
         return f"<table><tbody>{''.join(rows)}</tbody></table>"

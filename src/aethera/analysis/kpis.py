@@ -171,8 +171,10 @@ def compute(
     c_mean, _, missing = _weighted(land_cover, "c")
     k["cover_management_factor"] = KPI(
         value=round(c_mean, 5) if c_mean is not None else None, unit="RUSLE C (0-1)",
-        definition="area-weighted RUSLE cover-management factor of the AOI's land cover",
-        reason=_join(nodata_note, _missing(missing)), source=src["c"],
+        definition="area-weighted RUSLE cover-management factor of the AOI's land cover (water surfaces excluded)",
+        source=src["c"],
+        reason=_join(nodata_note, _missing(missing))
+        if c_mean is not None else "no land surface with a C factor in the AOI (water only)",
     )
     if c_mean is not None and terrain.mean_slope_deg is not None:
         k["soil_erosion_risk"] = KPI(
@@ -184,7 +186,8 @@ def compute(
         k["soil_erosion_risk"] = KPI(
             value=None, unit="relative (C x S)",
             definition="RUSLE cover factor C x slope factor S at the AOI's mean slope",
-            reason=terrain.reason if terrain.mean_slope_deg is None else "no land-cover class with a C factor",
+            reason=terrain.reason if terrain.mean_slope_deg is None
+            else "no land surface with a C factor in the AOI (water only)",
         )
     pop = receptors.population_within_1km
     k["air_quality_impact"] = KPI(

@@ -1,0 +1,108 @@
+"""Emissions with hand-computed answers; factor file completeness and sources; per-run overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aethera.analysis.emissions import compute, load_factors
+from aethera.analysis.params import RunParams
+from aethera.analysis.results import LandCover, LandCoverClass, LandCoverZone
+from aethera.data import corine
+from aethera.data.countries import EU27
+
+
+def _land_cover(classes: list[tuple[int | None, float]], area: float) -> LandCover:
+    lines = [LandCoverClass(code=c, label=corine.label(c) if c else "No data", group="g", group_label="g",
+                            area_ha=a, share=a / area) for c, a in classes]
+    nodata = sum(a for c, a in classes if c is None)
+    zone = LandCoverZone(zone="aoi", area_ha=area, classified_ha=area - nodata, nodata_ha=nodata, outside_layer_ha=0.0,
+                         classes=lines, groups=[])
+    return LandCover(source="raster", layer="x.tif", method="m", resolution_m=100.0, aoi=zone, buffer=None, buffer_km=0)
+
+
+def _params(ptype: str = "solar", country: str | None = "DEU", config: dict[str, Any] | None = None) -> RunParams:
+    return RunParams.from_request(ptype, country, config, None)
+
+
+def test_solar_known_answer() -> None:
+    # 100 ha: 60 arable (0 t/ha), 40 coniferous forest (260 t/ha); 10 MW at 1.6 ha/MW -> footprint share 0.16.
+    lc = _land_cover([(211, 60.0), (312, 40.0)], 100.0)
+    e = compute(lc, _params(), capacity_mw=10.0, aoi_area_ha=100.0, in_europe=True)
+    assert e.construction_tco2e == pytest.approx(10 * 1770)
+    assert e.footprint_ha == pytest.approx(16.0)
+    assert e.land_use_change_tco2e == pytest.approx(40 * 0.16 * 260)  # footprint only: 6.4 ha of forest
+    assert e.operation_tco2e_per_year == 0.0
+    assert e.capacity_factor == 0.11 and e.grid_factor_tco2e_per_mwh == 0.38  # DEU
+    assert e.annual_generation_mwh == pytest.approx(10 * 0.11 * 8760)
+    assert e.avoided_tco2e_per_year == pytest.approx(10 * 0.11 * 8760 * 0.38)
+    life = 30
+    emitted = 17700 + 1664
+    assert e.lifetime_emissions_tco2e == pytest.approx(emitted)
+    assert e.net_balance_tco2e == pytest.approx(emitted - life * 10 * 0.11 * 8760 * 0.38)
+    assert e.payback_years == pytest.approx(emitted / (10 * 0.11 * 8760 * 0.38), abs=1e-3)
+    assert e.payback_reason is None
+    assert not any(f.overridden for f in e.factors.values())
+    assert "IPCC" in e.factors["construction_tco2e_per_mw"].source
+
+
+def test_wind_footprint_is_small() -> None:
+    lc = _land_cover([(312, 1000.0)], 1000.0)
+    e = compute(lc, _params("wind", "ESP"), capacity_mw=30.0, aoi_area_ha=1000.0, in_europe=True)
+    assert e.footprint_ha == pytest.approx(9.0)  # 0.3 ha/MW
+    assert e.land_use_change_tco2e == pytest.approx(9.0 * 260)
+    assert e.capacity_factor == 0.24 and e.grid_factor_tco2e_per_mwh == 0.16 and e.lifetime_years == 25
+
+
+def test_footprint_never_exceeds_the_aoi() -> None:
+    lc = _land_cover([(211, 10.0)], 10.0)
+    e = compute(lc, _params(), capacity_mw=100.0, aoi_area_ha=10.0, in_europe=True)
+    assert e.footprint_ha == pytest.approx(10.0) and e.factors["footprint_share"].value == 1.0
+
+
+def test_country_fallbacks_are_named() -> None:
+    lc = _land_cover([(211, 10.0)], 10.0)
+    eu = compute(lc, _params(country=None), capacity_mw=1.0, aoi_area_ha=10.0, in_europe=True)
+    assert eu.grid_factor_tco2e_per_mwh == 0.25 and "EU-27 average" in eu.factors["grid_tco2e_per_mwh"].source
+    world = compute(lc, _params(country="BRA"), capacity_mw=1.0, aoi_area_ha=10.0, in_europe=False)
+    assert world.grid_factor_tco2e_per_mwh == 0.46 and "no value for BRA" in world.factors["grid_tco2e_per_mwh"].source
+    assert any("BRA" in n for n in world.notes)
+
+
+def test_overrides_are_used_and_marked() -> None:
+    lc = _land_cover([(312, 50.0), (211, 50.0)], 100.0)
+    p = _params(config={"lifetime_years": 20, "emission_factors": {
+        "grid_tco2e_per_mwh": 0.5, "capacity_factor": 0.2, "construction_tco2e_per_mw": 1000,
+        "operation_tco2e_per_mw_year": 2, "footprint_share": 0.5, "carbon_loss_tco2e_per_ha": {"312": 100}}})
+    e = compute(lc, p, capacity_mw=10.0, aoi_area_ha=100.0, in_europe=True)
+    assert e.construction_tco2e == 10_000 and e.operation_tco2e_per_year == 20 and e.lifetime_years == 20
+    assert e.land_use_change_tco2e == pytest.approx(25 * 100)
+    assert e.avoided_tco2e_per_year == pytest.approx(10 * 0.2 * 8760 * 0.5)
+    for name in ("grid_tco2e_per_mwh", "capacity_factor", "construction_tco2e_per_mw", "footprint_share",
+                 "operation_tco2e_per_mw_year", "lifetime_years", "carbon_loss_tco2e_per_ha"):
+        assert e.factors[name].overridden, name
+
+
+def test_never_pays_back() -> None:
+    lc = _land_cover([(211, 10.0)], 10.0)
+    p = _params(config={"emission_factors": {"grid_tco2e_per_mwh": 0.0}})
+    e = compute(lc, p, capacity_mw=1.0, aoi_area_ha=10.0, in_europe=True)
+    assert e.payback_years is None and "never pays back" in e.payback_reason
+    assert e.net_balance_tco2e == pytest.approx(e.lifetime_emissions_tco2e)
+
+
+def test_factor_file_is_complete_and_sourced() -> None:
+    data = load_factors()
+    assert set(data["carbon_loss_tco2e_per_ha"]) - {"source"} == {str(c) for c in corine.CLASSES}
+    for tech in ("solar", "wind"):
+        t = data["technology"][tech]
+        for key in ("construction_source", "operation_source", "footprint_source"):
+            assert t[key]
+        for country in EU27:
+            # Malta has no onshore wind fleet to derive a factor from: it falls back to EU27 (named in results)
+            assert country in data["capacity_factor"][tech] or (tech, country) == ("wind", "MLT"), (tech, country)
+    for country in EU27:
+        assert country in data["grid_tco2e_per_mwh"]
+    assert data["grid_tco2e_per_mwh"]["source"] and data["capacity_factor"]["source"]
+    assert data["carbon_loss_tco2e_per_ha"]["source"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import struct
 import zlib
@@ -33,13 +34,20 @@ from typing import Any
 
 import msgspec
 
-from aethera.errors import AetheraError, Conflict, NotFound, ObjectNotFound, StorageError
+from aethera.errors import AetheraError, Conflict, NotFound, ObjectNotFound, StorageError, StorageUnavailable
 from aethera.storage.artifacts import INDEX_NAME, ArtifactIndex, artifact_key
 from aethera.storage.base import DEFAULT_CHUNK_BYTES, Storage
 
 # Bump whenever the bytes produced for the same inputs change (member order, header fields, manifest
 # shape): the ETag includes it, so a client never resumes across two layouts.
 LAYOUT_VERSION = 1
+
+# A member read that fails transiently part-way is re-opened where it stopped, this many times in a row
+# without progress, waiting RESUME_BACKOFF_S x the attempt number in between.
+RESUME_ATTEMPTS = 3
+RESUME_BACKOFF_S = 0.5
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 AOI_NAME = "aoi.geojson"
@@ -257,22 +265,42 @@ async def iter_archive(
             yield seg.data[lo:hi]
             continue
         assert seg.key is not None
-        chunks = storage.stream(seg.key, chunk_size=chunk_size, start=seg.key_offset + lo, end=seg.key_offset + hi)
-        sent, wanted = 0, hi - lo
+        async for chunk in _member_slice(storage, seg.key, seg.key_offset + lo, hi - lo, chunk_size):
+            yield chunk
+
+
+async def _member_slice(storage: Storage, key: str, offset: int, wanted: int, chunk_size: int) -> AsyncIterator[bytes]:
+    """`wanted` bytes of one stored object from `offset`, exactly.
+
+    A transient storage failure part-way (an S3 connection reset while a slow client held the stream)
+    re-opens the object where it stopped, up to `RESUME_ATTEMPTS` times in a row without progress, so a
+    long download does not die of one dropped connection. The open stream is closed on every way out.
+    """
+    sent, failures = 0, 0
+    while True:
+        chunks = storage.stream(key, chunk_size=chunk_size, start=offset + sent, end=offset + wanted)
+        progress_at_open = sent
         try:
             async for chunk in chunks:
                 if sent + len(chunk) > wanted:
                     raise StorageError("a stored output of this run is longer than recorded")
                 sent += len(chunk)
                 yield chunk
+            break
         except ObjectNotFound:
             raise StorageError("a stored output of this run has disappeared") from None
+        except StorageUnavailable:
+            failures = 1 if sent > progress_at_open else failures + 1
+            if failures > RESUME_ATTEMPTS:
+                raise
+            log.warning("export: storage read of %s failed after %d bytes; resuming", key, sent)
+            await asyncio.sleep(RESUME_BACKOFF_S * failures)
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-        if sent != wanted:
-            raise StorageError("a stored output of this run is shorter than recorded")
+    if sent != wanted:
+        raise StorageError("a stored output of this run is shorter than recorded")
 
 
 # --- planning ------------------------------------------------------------------------------------

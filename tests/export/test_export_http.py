@@ -251,3 +251,14 @@ def test_run_record_fixture_is_a_valid_run_record() -> None:
 
     record = msgspec.convert(run_record("a" * 32, "b" * 32), RunRecord)
     assert record.status.value == "COMPLETED" and record.finished_at
+
+
+async def test_browser_on_another_origin_can_read_the_file_name(local_service) -> None:
+    """CORS: the frontend's origin is allowed and may read Content-Disposition (the file name)."""
+    run = await write_run(local_service.storage, layer_bytes=5_000)
+    origin = "http://localhost:5173"
+    resp = await local_service.client.get(export_url(run.run_id), headers={"Origin": origin})
+    await resp.read()
+    assert resp.headers.get("Access-Control-Allow-Origin") == origin
+    exposed = {h.strip().lower() for h in resp.headers.get("Access-Control-Expose-Headers", "").split(",")}
+    assert "content-disposition" in exposed

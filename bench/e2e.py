@@ -9,6 +9,9 @@ poll interval does not inflate it. Throughput is runs completed per minute betwe
 the last completion. The first run of each worker pays the import of the geospatial stack and the
 first open of each dataset; that cost is included, as a fresh deployment would pay it.
 
+The per-client rate limit is off (AETHERA_RATE_LIMIT_PER_S=0): the one benchmark client polls 50
+tasks at once.
+
 Usage: `python bench/e2e.py [--runs 50] [--workers 2] [--concurrency 1]`
 """
 
@@ -84,6 +87,8 @@ async def _drive(base: str, n_runs: int) -> tuple[list[float], float, list[str]]
             while True:
                 async with s.get(f"/tasks/{task_id}") as r:
                     body = await r.json()
+                    if r.status != 200:
+                        raise SystemExit(f"GET /tasks/{task_id}: {r.status} {body}")
                 if body["status"] in ("COMPLETED", "FAILED", "REVOKED"):
                     return body
                 await asyncio.sleep(0.5)
@@ -117,7 +122,7 @@ def main() -> None:
         port = free_port()
         env = {**os.environ, "REDIS_URL": redis.url, "STORAGE_BACKEND": "local",
                "STORAGE_BASE_PATH": str(Path(tmp) / "storage"), "AETHERA_HOST": "127.0.0.1",
-               "AETHERA_PORT": str(port), "AETHERA_LOG_LEVEL": "WARNING",
+               "AETHERA_PORT": str(port), "AETHERA_LOG_LEVEL": "WARNING", "AETHERA_RATE_LIMIT_PER_S": "0",
                "AETHERA_DATASETS": str(Path(tmp) / "sample" / "catalog.toml"),
                "AETHERA_WORKER_CONCURRENCY": str(args.concurrency)}
         log = open(Path(tmp) / "services.log", "ab")

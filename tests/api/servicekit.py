@@ -110,6 +110,8 @@ def service_env(
         "AETHERA_RETRY_BACKOFF_BASE_S": "0.2",
         "AETHERA_RETRY_BACKOFF_MAX_S": "1",
         "AETHERA_LOG_LEVEL": "WARNING",
+        # tests poll tasks every 20-100 ms; the per-client rate limit has its own tests (tests/security)
+        "AETHERA_RATE_LIMIT_PER_S": "0",
     }
     if backend == "s3":
         assert s3_endpoint and bucket

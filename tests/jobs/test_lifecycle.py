@@ -84,6 +84,15 @@ async def test_cancel_while_running_stops_at_a_step_boundary(make_service: Any) 
     task_id = answer["task_id"]
     async with kit.in_process_worker(svc.settings):
         await kit.poll_task(c, task_id, until={"PROCESSING", "COMPLETED", "FAILED"}, interval_s=0.02)
+
+        async def progress() -> Any:
+            body = await (await c.get(f"/tasks/{task_id}")).json()
+            return body if body["progress"] is not None or body["status"] != "PROCESSING" else None
+
+        running = await kit.wait_for(progress, interval_s=0.02)
+        assert running["status"] == "PROCESSING", running  # progress is visible while the run works
+        assert set(running["progress"]) >= {"step", "percent", "message"}
+        assert 0 <= running["progress"]["percent"] < 100 and running["progress"]["step"]
         resp = await c.delete(f"/tasks/{task_id}")
         assert resp.status == 202, await resp.text()
         body = await resp.json()
@@ -107,6 +116,26 @@ async def test_soft_time_limit_fails_the_run_cleanly(make_service: Any) -> None:
     assert final["status"] == "FAILED", final
     assert "time limit exceeded" in final["error"] and final["error_code"] == "time_limit_exceeded"
     assert final["attempts"] == 1  # a time limit is not retried
+
+
+async def test_hard_time_limit_fails_the_run_mid_step(make_service: Any) -> None:
+    # soft = hard: whichever comes first (a step boundary past the soft limit, or the queue's job
+    # timeout in the middle of a step), the run ends FAILED, once, with the reason
+    svc = await make_service(AETHERA_RUN_SOFT_TIME_LIMIT_S="0.3", AETHERA_RUN_HARD_TIME_LIMIT_S="0.3")
+    c = svc.client
+    answer = await _run(c, await _project(c), **SLOW)
+    async with kit.in_process_worker(svc.settings):
+        final = await kit.poll_task(c, answer["task_id"], timeout_s=60)
+    from aethera.jobs.queue import JobQueue
+
+    queue = JobQueue(svc.settings.redis_url or "")
+    try:
+        assert await queue.queued_count() == 0  # the job is finished, not left to be run again
+    finally:
+        await queue.close()
+    assert final["status"] == "FAILED", final
+    assert final["error"].startswith("time limit exceeded") and final["error_code"] == "time_limit_exceeded"
+    assert final["attempts"] == 1
 
 
 async def test_dataset_removed_after_queueing_fails_naming_the_layer(make_service: Any, tmp_path: Path,

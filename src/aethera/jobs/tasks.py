@@ -337,7 +337,7 @@ class _Attempt:
         if await self._cancel_flag():
             self._request_stop("cancel")
             await self._finish(RunStatus.REVOKED, None, None, "cancelled")
-        elif elapsed >= s.run_hard_time_limit_s - 0.5:
+        elif elapsed >= s.run_hard_time_limit_s - min(1.0, 0.1 * s.run_hard_time_limit_s):
             self._request_stop("hard_time")
             detail = f"time limit exceeded: the run was stopped after the hard limit of {s.run_hard_time_limit_s:g} s"
             await self._finish(RunStatus.FAILED, detail, TimeLimitExceeded.code, detail)

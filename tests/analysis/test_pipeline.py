@@ -76,9 +76,10 @@ def test_every_step_field_is_filled(spa_run) -> None:  # type: ignore[no-untyped
     for name, kpi in r.kpis.items():
         assert kpi.unit and kpi.definition, name
         assert kpi.value is not None or kpi.reason, name
-    # indices are the next step's (not computed here): null, and the sensitivity says why
-    assert r.resm is None and r.ahsm is None and r.cim is None and out.legal is None
-    assert r.biodiversity.sensitivity is None and r.biodiversity.sensitivity_reason
+    # the indices and the legal check ran: every input layer is there, so every confidence is full
+    for index in (r.biodiversity.sensitivity, r.resm, r.ahsm, r.cim):
+        assert 0 <= index.score <= 100 and index.confidence == 1.0 and index.drivers
+    assert r.biodiversity.sensitivity_reason is None and out.legal is not None
     assert [d.layer for d in r.datasets] == ["land_cover", "protected_areas", "settlements", "water", "elevation"]
     assert all(d.available and d.synthetic for d in r.datasets)
     assert all("/" not in f for d in r.datasets for f in d.files)  # file names only, no directories
@@ -122,7 +123,8 @@ def test_progress_and_outputs(spa_run) -> None:  # type: ignore[no-untyped-def]
         s.site_code for s in out.results.biodiversity.sites_in_buffer
     }
     sens = json.loads(out.layers["sensitivity"])["features"][0]["properties"]
-    assert sens["score"] is None and sens["score_reason"]
+    assert sens["score"] == out.results.biodiversity.sensitivity.score
+    assert sens["category"] == out.results.biodiversity.sensitivity.category
 
 
 def test_clean_site_far_from_everything(sample_catalog: Catalog) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aethera.analysis import emissions as emissions_step
+from aethera.analysis import indices as indices_step
 from aethera.analysis import kpis as kpis_step
 from aethera.analysis import land_cover as land_cover_step
 from aethera.analysis import landscape as landscape_step
@@ -32,6 +33,7 @@ from aethera.analysis import receptors as receptors_step
 from aethera.analysis import terrain as terrain_step
 from aethera.analysis.aoi import AOI
 from aethera.analysis.geojson import MEDIA_TYPE
+from aethera.analysis.metrics import index_features, metric_reasons, natura_sites, screening_metrics
 from aethera.analysis.params import RunParams
 from aethera.analysis.projection import ETRS89_LAEA
 from aethera.analysis.results import (
@@ -47,6 +49,7 @@ from aethera.analysis.results import (
 )
 from aethera.data.catalog import LAYER_NAMES, REQUIRED_LAYERS, Catalog, inspect_source
 from aethera.errors import AetheraError, AnalysisError, DatasetError, RunCancelled
+from aethera.legal import engine as legal_engine
 
 ProgressFn = Callable[[str, float, str], None]
 CancelFn = Callable[[], bool]
@@ -210,6 +213,25 @@ def _step_kpis(ctx: RunContext) -> None:
     )
 
 
+def _step_indices(ctx: RunContext) -> None:
+    assert ctx.biodiversity is not None
+    computed = indices_step.compute_all(index_features(build_results(ctx)))
+    ctx.biodiversity.sensitivity = computed.biodiversity_sensitivity
+    ctx.biodiversity.sensitivity_reason = (
+        None if computed.biodiversity_sensitivity.score is not None
+        else "no input of the biodiversity sensitivity model could be computed"
+    )
+    ctx.resm, ctx.ahsm, ctx.cim = computed.resm, computed.ahsm, computed.cim
+
+
+def _step_legal(ctx: RunContext) -> None:
+    results = build_results(ctx)  # with the index scores, which some rules read
+    ctx.legal = legal_engine.evaluate(
+        screening_metrics(results, ctx.params), ctx.params.country, natura_sites(results),
+        metric_reasons=metric_reasons(results),
+    )
+
+
 def _step_layers(ctx: RunContext) -> None:
     assert ctx.biodiversity is not None
     ctx.emit_layer("sensitivity", protected_step.sensitivity_layer(ctx.aoi, ctx.biodiversity))
@@ -224,7 +246,8 @@ STEPS: list[Step] = [
     Step("terrain", 8, "reading elevation and slope", _step_terrain),
     Step("emissions", 4, "computing the emission balance", _step_emissions),
     Step("kpis", 20, "computing indicators", _step_kpis),
-    # The indices step (biodiversity sensitivity, RESM, AHSM, CIM) and the legal step go here.
+    Step("indices", 2, "scoring sensitivity, suitability, hazard and cumulative impact", _step_indices),
+    Step("legal", 2, "checking the EU and national rule packs", _step_legal),
     Step("layers", 3, "writing map layers", _step_layers),
 ]
 

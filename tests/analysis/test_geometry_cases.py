@@ -235,3 +235,24 @@ def test_geographic_raster_layer(tmp_path: Path) -> None:
     geod = Geod(ellps="WGS84")
     west = abs(geod.geometry_area_perimeter(box(14.02, 51.94, 14.05, 51.96))[0]) / 1e4
     assert areas[231] == pytest.approx(west, rel=0.002)
+
+
+def test_uint32_raster_with_a_nonzero_nodata(tmp_path: Path) -> None:
+    # Like the real Lanjarón raster: CLC codes as uint32, nodata 4294967295.
+    codes = np.full((50, 50), 323, dtype="uint32")
+    codes[:, 15:] = 4294967295
+    geokit.write_raster(tmp_path / "lc.tif", codes, dtype="uint32", nodata=4294967295)
+    cat = geokit.catalog(tmp_path, land_cover={"path": "lc.tif"})
+    zone = land_cover.summarize(geokit.aoi_3035(AOI_BOX), cat, buffer_km=0.0).aoi
+    assert {c.code: c.area_ha for c in zone.classes} == {323: pytest.approx(50.0), None: pytest.approx(50.0)}
+    assert zone.nodata_ha == pytest.approx(50.0)
+
+
+def test_eea_grid_codes(tmp_path: Path) -> None:
+    codes = np.full((50, 50), 23, dtype="uint8")  # grid code 23 = 311 broad-leaved forest
+    codes[:, 15:] = 48  # the EEA raster's NODATA class
+    geokit.write_raster(tmp_path / "lc.tif", codes, dtype="uint8", nodata=None)
+    cat = geokit.catalog(tmp_path, land_cover={"path": "lc.tif", "code_scheme": "grid_code"})
+    zone = land_cover.summarize(geokit.aoi_3035(AOI_BOX), cat, buffer_km=0.0).aoi
+    assert [(c.code, c.label) for c in zone.classes] == [(311, "Broad-leaved forest"), (None, "No data")]
+    assert zone.nodata_ha == pytest.approx(50.0)

@@ -111,21 +111,18 @@ def _raster_zone(
         if inside.is_empty or inside.area == 0:
             return ZoneAreas(zone_m2, {}, 0.0, zone_m2)
         inside_m2 = float(reproject(densify(inside, crs), crs, area_crs).area)
+        # Nodata cells take the value `fill` instead of being skipped, so one pass gives every class,
+        # the nodata cells and the total coverage (as cheap as unique+frac alone: measured in bench/).
         nodata = ds.nodata
         fill = int(nodata) if nodata is not None and float(nodata).is_integer() else 0
-        weight = "coverage_weight=area_spherical_m2" if crs.is_geographic else ""
-
-        def op(name: str, *args: str) -> str:
-            joined = ",".join(a for a in (*args, weight) if a)
-            return f"{name}({joined})" if joined else name
-
-        ops = [op("unique"), op("frac"), op("count"), "all=" + op("count", f"default_value={fill}")]
+        weight = ",coverage_weight=area_spherical_m2" if crs.is_geographic else ""
+        ops = [f"unique(default_value={fill}{weight})", f"frac(default_value={fill}{weight})",
+               f"count(default_value={fill}{weight})"]
         cell_area = abs(ds.transform.a * ds.transform.e)
         feature = [{"type": "Feature", "properties": {}, "geometry": mapping(inside)}]
         raster = RasterioRasterSource(ds, source.band)
         result = exact_extract(raster, JSONFeatureSource(feature), ops)[0]["properties"]
-    valid_units = float(result["count"])
-    all_units = float(result["all"])
+    all_units = float(result["count"])
     if crs.is_geographic:
         # Spherical cell areas scaled to the ellipsoidal equal-area measure of the same surface.
         m2_per_unit = inside_m2 / all_units if all_units > 0 else 0.0
@@ -133,10 +130,10 @@ def _raster_zone(
         scale = inside_m2 / float(inside.area)  # projection's local area distortion
         m2_per_unit = cell_area * scale
     by_code: dict[int, float] = defaultdict(float)
-    nodata_m2 = max(all_units - valid_units, 0.0) * m2_per_unit
+    nodata_m2 = 0.0
     for value, frac in zip(np.asarray(result["unique"]).tolist(), np.asarray(result["frac"]).tolist()):
-        area = frac * valid_units * m2_per_unit
-        code = _raster_code(int(value), source)
+        area = frac * all_units * m2_per_unit
+        code = None if int(value) == fill else _raster_code(int(value), source)
         if code is None:
             nodata_m2 += area
         else:
@@ -148,7 +145,7 @@ def _raster_code(value: int, source: LayerSource) -> int | None:
     if source.code_scheme == "grid_code":
         if value == corine.GRID_CODE_NODATA:
             return None
-        return corine.from_grid_code(value) or value * 1000  # 49/50: kept as unclassified lines
+        return corine.from_grid_code(value) or value  # 49, 50 (unclassified): kept as unknown-class lines
     return value
 
 

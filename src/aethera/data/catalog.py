@@ -326,7 +326,8 @@ class SourceReport:
 def inspect_source(source: LayerSource, *, bounds: bool = True) -> SourceReport:
     """Open a source's file (metadata only) and check the configured columns or band exist.
 
-    `bounds=False` skips computing a vector layer's extent when its driver cannot read it from a header.
+    `bounds=False` skips what a run does not need and costs time: a vector layer's extent when its driver
+    cannot read it from a header, and every extent's conversion to longitude, latitude.
     """
     report = SourceReport(
         layer=source.layer,
@@ -344,6 +345,8 @@ def inspect_source(source: LayerSource, *, bounds: bool = True) -> SourceReport:
             _inspect_raster(source, report)
         else:
             _inspect_vector(source, report, bounds)
+        if bounds:
+            _wgs84_bounds(report)
     except DatasetError as exc:
         report.problems.append(exc.detail)
     return report
@@ -369,8 +372,6 @@ def _inspect_raster(source: LayerSource, report: SourceReport) -> None:
                 report.problems.append("the file has no CRS; set crs in the catalog")
     except RasterioIOError:
         report.problems.append("file cannot be opened as a raster")
-        return
-    _wgs84_bounds(report)
 
 
 def _inspect_vector(source: LayerSource, report: SourceReport, bounds: bool = True) -> None:
@@ -398,7 +399,6 @@ def _inspect_vector(source: LayerSource, report: SourceReport, bounds: bool = Tr
             report.problems.append(f"column {col!r} not found (columns: {', '.join(sorted(fields)) or 'none'})")
     if report.crs is None:
         report.problems.append("the file has no CRS; set crs in the catalog")
-    _wgs84_bounds(report)
 
 
 def _wgs84_bounds(report: SourceReport) -> None:

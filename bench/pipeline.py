@@ -1,0 +1,177 @@
+"""Land-cover summary against exactextract called directly, and the whole pipeline step by step.
+
+Part 1, method: two synthetic CORINE rasters of the same 60 km x 60 km square in EPSG:3035 are written
+to a temporary directory, one at 100 m (600 x 600) and one at 10 m (6,000 x 6,000, tiled, deflate). For
+AOIs of 1, 100 and 2,500 km² (regular 64-gons centred on the square, given in EPSG:4326 as the API
+receives them) we time
+  (a) `aethera.analysis.land_cover.summarize(aoi, catalog, buffer_km=0)`: reprojection of the AOI to the
+      layer CRS, its equal-area area, exactextract with unique/frac/count/count-with-nodata, labels and
+      groups, and
+  (b) `exactextract.exact_extract(path, aoi_in_layer_crs, ["unique", "frac"])`: the bare zonal
+      statistics on the same raster and AOI (already reprojected, outside the timing),
+and print the median of --repeat runs (after one untimed warm-up each; (a) and (b) alternate, so a
+change in the machine's load hits both) and the ratio (a) / (b).
+
+Part 2: the whole pipeline on the sample region (`aethera sample-data`, generated into the temporary
+directory) for a 10 km² AOI, median of --repeat runs after a warm-up, step by step.
+
+Bias, stated: rasters are read from the page cache after the warm-up on both sides; the synthetic
+pattern (patches of about 1 km with 10 % per-pixel noise) compresses less well than real CORINE at 10 m,
+so reads cost somewhat more than they would on real data, equally on both sides. Other processes share
+the CPUs; compare the ratio, not the absolute figures, across machines.
+
+Run: `.venv/bin/python bench/pipeline.py [--repeat 3] [--skip-10m]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+SIDE_M = 60_000
+CENTER = (4_620_000.0, 3_190_000.0)  # EPSG:3035, Lusatia
+CODES = np.array([111, 112, 121, 211, 231, 242, 311, 312, 313, 324, 411, 512], dtype=np.uint16)
+
+
+def make_raster(path: Path, resolution: float, seed: int = 1) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    n = int(SIDE_M / resolution)
+    rng = np.random.default_rng(seed)
+    patch = 1000.0 / resolution  # ~1 km patches
+    coarse = rng.integers(0, len(CODES), size=(math.ceil(n / patch) + 1,) * 2)
+    left, top = CENTER[0] - SIDE_M / 2, CENTER[1] + SIDE_M / 2
+    profile = dict(driver="GTiff", width=n, height=n, count=1, dtype="uint16", crs="EPSG:3035",
+                   transform=from_origin(left, top, resolution, resolution), nodata=0,
+                   tiled=True, blockxsize=512, blockysize=512, compress="deflate")
+    rows_per_chunk = 512
+    with rasterio.open(path, "w", **profile) as ds:
+        for r0 in range(0, n, rows_per_chunk):
+            rows = np.arange(r0, min(n, r0 + rows_per_chunk))
+            idx = coarse[(rows / patch).astype(int)][:, (np.arange(n) / patch).astype(int)]
+            noise = rng.random(idx.shape) < 0.10
+            idx = np.where(noise, rng.integers(0, len(CODES), size=idx.shape), idx)
+            ds.write(CODES[idx], 1, window=rasterio.windows.Window(0, r0, n, len(rows)))
+
+
+def polygon_lonlat(area_km2: float):  # type: ignore[no-untyped-def]
+    from pyproj import Transformer
+    from shapely.geometry import Polygon
+
+    # A regular 64-gon of the given area, built in EPSG:3035 (equal-area) and sent as lon/lat.
+    k = 64
+    r = math.sqrt(area_km2 * 1e6 / (0.5 * k * math.sin(2 * math.pi / k)))
+    t = np.linspace(0, 2 * math.pi, k, endpoint=False) + 0.1
+    xs, ys = CENTER[0] + r * np.cos(t), CENTER[1] + r * np.sin(t)
+    lon, lat = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True).transform(xs, ys)
+    return Polygon(zip(lon, lat))
+
+
+def timed_pair(a: Callable[[], object], b: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Median times of `a` and `b`, run alternately (so drifting load on a shared machine hits both)."""
+    a()  # warm-up: imports, GDAL caches, page cache
+    b()
+    ta, tb = [], []
+    for _ in range(repeat):
+        for fn, times in ((a, ta), (b, tb)):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def bench_land_cover(tmp: Path, repeat: int, skip_10m: bool) -> None:
+    import geopandas as gpd
+    from exactextract import exact_extract
+
+    from aethera.analysis import land_cover
+    from aethera.analysis.aoi import load_aoi
+    from aethera.data.catalog import parse_catalog
+
+    resolutions = [100.0] if skip_10m else [100.0, 10.0]
+    print("land-cover summary vs exactextract direct (median of", repeat, "runs)")
+    print(f"{'raster':>8} {'AOI km²':>8} {'summary s':>10} {'direct s':>10} {'ratio':>7} {'check':>10}")
+    for res in resolutions:
+        path = tmp / f"lc_{int(res)}m.tif"
+        started = time.perf_counter()
+        make_raster(path, res)
+        print(f"  (wrote {path.name}: {int(SIDE_M / res)} x {int(SIDE_M / res)} px in "
+              f"{time.perf_counter() - started:.1f} s, {path.stat().st_size / 1e6:.1f} MB)")
+        catalog = parse_catalog({"land_cover": {"path": str(path)}}, base_dir=tmp)
+        for area in (1.0, 100.0, 2500.0):
+            aoi = load_aoi(polygon_lonlat(area).wkt)
+            in_layer = gpd.GeoDataFrame(geometry=[aoi.in_crs(aoi.area_crs)], crs="EPSG:3035")
+            result = {}
+
+            def ours() -> None:
+                result["lc"] = land_cover.summarize(aoi, catalog, buffer_km=0.0)
+
+            def direct() -> None:
+                result["ee"] = exact_extract(str(path), in_layer, ["unique", "frac"])
+
+            t_ours, t_direct = timed_pair(ours, direct, repeat)
+            # Same answer: the share of the largest class agrees between the two.
+            ee = result["ee"][0]["properties"]
+            top = int(np.argmax(ee["frac"]))
+            share = {c.code: c.share for c in result["lc"].aoi.classes}[int(ee["unique"][top])]
+            agree = abs(share - float(ee["frac"][top])) < 1e-6
+            print(f"{int(res):>6} m {area:>8,.0f} {t_ours:>10.4f} {t_direct:>10.4f} {t_ours / t_direct:>7.2f} "
+                  f"{'same' if agree else 'DIFFERENT':>10}")
+
+
+def bench_pipeline(tmp: Path, repeat: int) -> None:
+    from shapely.geometry import box
+
+    from aethera.analysis import pipeline
+    from aethera.analysis.aoi import load_aoi
+    from aethera.analysis.params import RunParams
+    from aethera.data.catalog import load_catalog
+    from aethera.data.sample import generate_sample_data, sample_region
+
+    started = time.perf_counter()
+    catalog = load_catalog(generate_sample_data(tmp / "sample", seed=42))
+    print(f"\nwhole pipeline, 10 km² AOI on the sample region (sample data made in {time.perf_counter() - started:.2f} s)")
+    x, y = sample_region().xy(2.0, -6.0)
+    side = math.sqrt(10e6)
+    aoi = load_aoi(box(x, y, x + side, y + side).wkt, crs="EPSG:3035")
+    params = RunParams.from_request("solar", "DEU", None, None)
+    runs: list[dict[str, float]] = []
+    totals: list[float] = []
+    pipeline.run(aoi, params, catalog, lambda *a: None, lambda: False)  # warm-up
+    for _ in range(repeat):
+        started = time.perf_counter()
+        out = pipeline.run(aoi, params, catalog, lambda *a: None, lambda: False)
+        totals.append(time.perf_counter() - started)
+        runs.append(out.results.step_durations_s)
+    print(f"{'step':>16} {'median s':>10} {'share':>7}")
+    total = statistics.median(totals)
+    for step in runs[0]:
+        t = statistics.median(r[step] for r in runs)
+        print(f"{step:>16} {t:>10.4f} {t / total:>7.1%}")
+    print(f"{'total':>16} {total:>10.4f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-10m", action="store_true", help="only the 100 m raster (quick look)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="aethera-bench-") as tmp:
+        bench_land_cover(Path(tmp), args.repeat, args.skip_10m)
+        bench_pipeline(Path(tmp), args.repeat)
+    print(f"\nbench/pipeline.py took {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

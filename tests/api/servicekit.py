@@ -135,6 +135,11 @@ async def in_process_worker(settings: Settings, open_storage: Any = None) -> Asy
     try:
         yield worker
     finally:
+        # a job whose run is already final may still be doing the queue's bookkeeping: let it finish,
+        # as a worker stopping on SIGTERM would (cancelling it mid-way fails arq's close())
+        deadline = time.monotonic() + 10
+        while any(not t.done() for t in worker.tasks.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         await worker.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -25,7 +25,6 @@ from aethera.models import (
     Progress,
     Project,
     RunRecord,
-    RunStatus,
     TaskRecord,
     TaskStatus,
     utc_now_iso,

@@ -66,7 +66,7 @@ def _params(body: RunCreate, country: str | None, settings: Any) -> dict[str, An
 
 async def create_run(request: web.Request) -> web.Response:
     app = request.app
-    storage, redis, settings = app[STORAGE], app[REDIS], app[SETTINGS]
+    storage, redis = app[STORAGE], app[REDIS]
     project_id = path_id(request, "project_id", "project")
     project = await request_project(request, storage, project_id)
     digest = _idempotency_digest(request, project_id)

@@ -218,3 +218,18 @@ async def test_run_from_an_uploaded_aoi(make_service: Any) -> None:
     assert answer["status"] == "PENDING"
     resp = await c.get(f"/runs/{answer['run_id']}")
     assert (await resp.json())["status"] == "PENDING"
+
+
+async def test_concurrent_requests_with_one_idempotency_key_create_one_run(make_service: Any) -> None:
+    svc = await make_service()
+    c = svc.client
+    project_id = await create_project(c)
+    body = {"project_type": "solar", "aoi_geojson": kit.aoi_feature()}
+    answers = await asyncio.gather(*(
+        c.post(f"/projects/{project_id}/runs", json=body, headers={"Idempotency-Key": "same"}) for _ in range(6)))
+    statuses = sorted(r.status for r in answers)
+    assert set(statuses) <= {202, 409} and 202 in statuses, statuses
+    run_ids = {(await r.json())["run_id"] for r in answers if r.status == 202}
+    assert len(run_ids) == 1
+    listed = await (await c.get(f"/runs?project_id={project_id}")).json()
+    assert [r["run_id"] for r in listed] == list(run_ids)

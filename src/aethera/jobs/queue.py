@@ -10,7 +10,10 @@ the same attempt (say by recovery racing the API) a no-op.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -22,6 +25,7 @@ from arq.jobs import Job, JobStatus
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
 
 from aethera.jobs.keys import QUEUE_NAME
 from aethera.settings import Settings
@@ -132,6 +136,54 @@ JobCoroutine = Callable[..., Awaitable[Any]]
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+log = logging.getLogger(__name__)
+_OUTAGE_RETRY_S = 1.0  # how often a worker that lost Redis tries again (so it is back ~1 s after Redis)
+_OUTAGE_LOG_EVERY_S = 30.0
+
+
+class ResilientWorker(Worker):
+    """arq's worker, kept alive through a Redis outage.
+
+    arq lets a Redis error of its poll loop end the whole worker process, and leaks the job slot it had
+    taken when the error hits while starting a job (after three such errors a worker of concurrency 2
+    never takes a job again). Here a poll that cannot reach Redis is logged and tried again a second
+    later, a lost slot is given back, and runs already going carry on (the run task tolerates Redis
+    errors itself); when Redis returns the worker polls as before, with no supervisor needed.
+    """
+
+    _outage_since: float | None = None
+    _outage_logged_at: float = 0.0
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError) as exc:
+            now = time.monotonic()
+            if self._outage_since is None:
+                self._outage_since = now
+            if now - self._outage_logged_at >= _OUTAGE_LOG_EVERY_S:
+                self._outage_logged_at = now
+                log.warning("queue unreachable (%s); polling again every %.0f s", type(exc).__name__,
+                            _OUTAGE_RETRY_S)
+            await asyncio.sleep(_OUTAGE_RETRY_S)
+            return
+        if self._outage_since is not None:
+            log.info("queue reachable again after %.1f s", time.monotonic() - self._outage_since)
+            self._outage_since = None
+            self._outage_logged_at = 0.0
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        for job_id in job_ids:
+            try:
+                await super().start_jobs([job_id])
+            except (RedisError, OSError):
+                if job_id.decode() not in self.tasks:
+                    # arq counted the job and held a semaphore slot for it, then lost both to the error
+                    self.job_counter -= 1
+                    self.sem.release()
+                raise
+
+
 def build_worker(
     settings: Settings,
     run_function: JobCoroutine,
@@ -144,9 +196,9 @@ def build_worker(
     extra_functions: Sequence[JobCoroutine] = (),
 ) -> Worker:
     """An arq worker for the run task, configured from the service's settings."""
-    return Worker(**worker_options(settings, run_function, on_startup=on_startup, on_shutdown=on_shutdown,
-                                   redis_url=redis_url, extra_functions=extra_functions),
-                  handle_signals=handle_signals, burst=burst)
+    options = worker_options(settings, run_function, on_startup=on_startup, on_shutdown=on_shutdown,
+                             redis_url=redis_url, extra_functions=extra_functions)
+    return ResilientWorker(**options, handle_signals=handle_signals, burst=burst)
 
 
 def worker_options(

@@ -5,7 +5,10 @@ detail and the listings."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import re
+import zipfile
 from datetime import datetime
 from typing import Any
 
@@ -109,6 +112,17 @@ async def test_full_flow(make_service: Any, backend: str) -> None:
         assert resp.status == 200, (layer, await resp.text())
         fc = await resp.json(content_type=None)
         assert fc["type"] == "FeatureCollection" and isinstance(fc["features"], list)
+
+    # the worker stored the whole run: the export holds every member, the report among them
+    resp = await c.get(f"/runs/{run_id}/export")
+    assert resp.status == 200 and resp.content_type == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(await resp.read())) as archive:
+        names = set(archive.namelist())
+        assert {"manifest.json", "aoi.geojson", "results.json", "legal.json", "run.log", "report.html"} <= names
+        manifest = json.loads(archive.read("manifest.json"))
+        assert not manifest.get("not_included"), manifest.get("not_included")
+        report = archive.read("report.html").decode()
+    assert run_id in report and "DEU" in report
 
     resp = await c.get(f"/runs/{run_id}")
     assert resp.status == 200

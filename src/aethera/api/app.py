@@ -35,9 +35,12 @@ log = logging.getLogger(__name__)
 
 EXPORT_MODULE = "aethera.api.routes.export"
 # headers a browser may send cross-origin, and response headers its scripts may read
-ALLOWED_HEADERS = ("Content-Type", "Idempotency-Key", "X-Request-ID", "Authorization", "X-API-Key")
+# (Range, If-Range, ETag and Content-Range let browser code resume an interrupted export)
+ALLOWED_HEADERS = ("Content-Type", "Idempotency-Key", "X-Request-ID", "Authorization", "X-API-Key",
+                   "Range", "If-Range", "If-None-Match")
 EXPOSED_HEADERS = ("Content-Disposition", "Content-Length", "X-Request-ID", "X-Next-Cursor", "Link",
-                   "Location", "Idempotent-Replayed", "Retry-After")
+                   "Location", "Idempotent-Replayed", "Retry-After", "ETag", "Content-Range",
+                   "Accept-Ranges", "Last-Modified")
 
 
 def _redis_url(settings: Settings) -> str:

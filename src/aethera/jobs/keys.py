@@ -73,6 +73,7 @@ def run_aoi_key(run_id: str) -> str:
 RESULTS_NAME = "results.json"
 LEGAL_NAME = "legal.json"
 RUN_LOG_NAME = "run.log"
+REPORT_NAME = "report.html"
 LAYER_NAMES = ("natura", "overlap", "sensitivity")
 
 

@@ -155,7 +155,7 @@ class _Attempt:
             if self.stop.is_set() and self.stop_reason == "cancel" or await self._cancel_flag():
                 await self._finish(RunStatus.REVOKED, None, None, "cancelled")
                 return "revoked"
-            await self._store_outputs(output)
+            await self._store_outputs(output, aoi_bytes)
         except RunCancelled:
             reason = self.stop_reason or "cancel"
             if reason == "time":
@@ -280,7 +280,7 @@ class _Attempt:
         await save_artifact(self.deps.storage, self.run_id, name, data, media_type)
         self.saved.add(name)
 
-    async def _store_outputs(self, output: Any) -> None:
+    async def _store_outputs(self, output: Any, aoi_bytes: bytes) -> None:
         assert self.run is not None
         run = self.run
         await record_step_durations(self.deps.redis, getattr(output.results, "step_durations_s", None) or {})
@@ -304,6 +304,9 @@ class _Attempt:
             await self._save(keys.LEGAL_NAME, msgspec.json.encode(msgspec.to_builtins(legal)), _JSON)
         else:
             self._log("no legal screening was produced for this run")
+        legal_dict = msgspec.to_builtins(legal) if legal is not None else None
+        report = await asyncio.to_thread(_render_report, document, legal_dict, msgspec.to_builtins(run), aoi_bytes)
+        await self._save(keys.REPORT_NAME, report, "text/html; charset=utf-8")
 
     async def _transient_failure(self, exc: BaseException) -> str:
         assert self.run is not None
@@ -415,3 +418,15 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
         future.set_exception(exc)
     else:
         future.set_result(result)
+
+
+def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: dict[str, Any], aoi_bytes: bytes) -> bytes:
+    from datetime import datetime, timezone
+
+    from aethera.report import render_report
+
+    try:
+        aoi = msgspec.json.decode(aoi_bytes)
+    except msgspec.DecodeError:
+        aoi = None  # the outline is optional; the stored AOI was validated when the run was created
+    return render_report(results, legal, run, aoi_geojson=aoi, generated_at=datetime.now(timezone.utc))

@@ -1,0 +1,158 @@
+"""Storage refuses writes (local disk full or blocked) or goes away (S3 endpoint down)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from aethera.embedded_redis import free_port
+from faultstack import FINAL, RECOVERY_DEADLINE_S, Stack, assert_not_5xx_except_unavailable
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under `root`, by relative path."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_no_torn_files(root: Path) -> None:
+    """Every stored JSON document parses: a failed write left the old version or nothing, never half."""
+    for path in root.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".geojson"):
+            json.loads(path.read_bytes())
+
+
+def test_blocked_directory_fails_the_run_and_keeps_previous_files(make_stack: Callable[..., Stack]) -> None:
+    # a regular file where the run's `layers/` directory must go: every layer write is refused, the way a
+    # permission error refuses it (tests run as root, where permissions refuse nothing)
+    stack = make_stack()
+    stack.start_api()
+    project_id = stack.create_project()
+    run_id = stack.create_run(project_id)
+    run_dir = stack.storage_root / "runs" / run_id
+    (run_dir / "layers").write_bytes(b"in the way")
+    before = snapshot(stack.storage_root)
+
+    stack.start_worker()
+    final = stack.wait_for_status(run_id, FINAL, 180)
+    assert final["status"] == "FAILED", f"{final}\n{stack.logs()}"
+    assert final["error_code"] == "storage_write_failed", final
+    assert final["error"] and str(stack.storage_root) not in final["error"]
+    after = snapshot(stack.storage_root)
+    unchanged = {k for k in before if not k.startswith(f"runs/{run_id}/run.json") and "index/" not in k}
+    assert {k: after.get(k) for k in unchanged} == {k: before[k] for k in unchanged}
+    assert_no_torn_files(stack.storage_root)
+    assert stack.run_record(run_id)["status"] == "FAILED"
+
+
+def test_full_disk_fails_the_run_and_keeps_previous_files(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack()
+    stack.start_api()
+    project_id = stack.create_project()
+    done_id = stack.create_run(project_id, east_km=-3.0)
+    worker = stack.start_worker()
+    assert stack.wait_for_status(done_id, FINAL, 180)["status"] == "COMPLETED"
+    stack.kill(worker)
+    sizes = sorted(p.stat().st_size for p in (stack.storage_root / "runs" / done_id).rglob("*") if p.is_file())
+    run_json_size = (stack.storage_root / "runs" / done_id / "run.json").stat().st_size
+    # the largest output does not fit on the "disk", a run record does
+    limit = max(run_json_size * 2, 8192)
+    print("sizes", sizes, "limit", limit)
+    assert sizes[-1] > limit, f"outputs too small for this test: {sizes}"
+
+    run_id = stack.create_run(project_id)
+    before = snapshot(stack.storage_root)
+    stack.start_worker(max_file_bytes=limit)
+    final = stack.wait_for_status(run_id, FINAL, 180)
+    assert final["status"] == "FAILED", f"{final}\n{stack.logs()}"
+    assert final["error_code"] == "storage_write_failed", final
+    assert "too large" in final["error"] or "full" in final["error"], final
+    after = snapshot(stack.storage_root)
+    kept = {k for k in before if k.startswith(f"runs/{done_id}/") or k.startswith("projects/")}
+    assert {k: after.get(k) for k in kept} == {k: before[k] for k in kept}
+    assert_no_torn_files(stack.storage_root)
+    # the completed run is still served whole
+    assert stack.request("GET", f"/runs/{done_id}/results").status == 200
+
+
+@pytest.fixture
+def s3_server() -> Iterator[dict[str, object]]:
+    """A moto S3 server of this test's own, which the test stops and starts again on the same port."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    port = free_port()
+    state: dict[str, object] = {"port": port, "url": f"http://127.0.0.1:{port}"}
+
+    def start() -> None:
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        state["server"] = server
+
+    def stop() -> None:
+        server = state.pop("server", None)
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
+
+    state["start"], state["stop"] = start, stop
+    start()
+    yield state
+    stop()
+
+
+def test_s3_down_answers_503_and_the_run_recovers(make_stack: Callable[..., Stack], s3_server: dict[str, object]) -> None:
+    import boto3
+
+    bucket = "aethera-faults"
+    boto3.client("s3", endpoint_url=str(s3_server["url"]), region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    stack = make_stack(
+        STORAGE_BACKEND="s3", S3_ENDPOINT_URL=str(s3_server["url"]), S3_BUCKET=bucket,
+        S3_ACCESS_KEY_ID="testing", S3_SECRET_ACCESS_KEY="testing", S3_REGION="us-east-1",
+    )
+    stack.start_api()
+    worker = stack.start_worker(step_delay_s=1.0)
+    project_id = stack.create_project()
+    run_id = stack.create_run(project_id)
+    stack.wait_for_status(run_id, {"PROCESSING"}, 120)
+
+    s3_server["stop"]()  # type: ignore[operator]
+    deadline = time.monotonic() + 4.0
+    while time.monotonic() < deadline:
+        for method, path, body in (
+            ("GET", "/projects", None),
+            ("GET", f"/projects/{project_id}", None),
+            ("GET", f"/runs/{run_id}", None),
+            ("POST", "/projects", {"name": "while S3 is down"}),
+        ):
+            resp = stack.request(method, path, body)
+            assert resp.status == 503, f"{method} {path}: {resp}"
+            assert_not_5xx_except_unavailable(resp, f"{method} {path}")
+        assert stack.request("GET", "/health", auth=False).status == 503
+
+    s3_server["start"]()  # type: ignore[operator]
+    started = time.monotonic()
+    stack.wait_until(lambda: stack.request("GET", "/projects").status == 200, 30, "the API did not recover")
+    elapsed_s = time.monotonic() - started
+    print(f"S3 back: API answering again after {elapsed_s:.2f} s")
+    assert elapsed_s <= RECOVERY_DEADLINE_S, f"recovered after {elapsed_s:.1f} s"
+
+    final = stack.wait_for_status(run_id, FINAL, 180)
+    assert final["status"] in ("COMPLETED", "FAILED"), final
+    if final["status"] == "FAILED":
+        assert final["error"], final
+    assert final["attempts"] >= 2, f"the worker did not try again: {final}\n{stack.logs()}"
+    assert "retrying" in stack.log_of(worker), stack.logs()  # the transient failure was retried with backoff
+    assert project_id in {p["id"] for p in stack.request("GET", "/projects").json()}

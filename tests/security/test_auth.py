@@ -150,22 +150,27 @@ async def test_repeated_wrong_keys_are_throttled_per_address(
     # no refill during the test, however slowly a loaded machine runs its 22 scrypt checks
     monkeypatch.setattr(auth_module, "_FAIL_RATE_PER_S", 0.001)
     good, entry = create_key(keys_file, "acme")
+    fresh, _ = create_key(keys_file, "acme")
     client = await aiohttp_client(build_app(settings_with(redis_url, keys_file)))
     # the throttle counts per client address; this test's address must start with a full bucket
     from redis.asyncio import Redis
 
     r = Redis.from_url(redis_url)
     await r.delete("aethera:ratelimit:authfail:127.0.0.1")
+    assert (await client.get("/whoami", headers=auth(good))).status == 200  # verified once, now cached
     statuses = []
     for _ in range(22):
         wrong = f"ak_{entry.key_id}_{uuid.uuid4().hex}{uuid.uuid4().hex}"
         statuses.append((await client.get("/whoami", headers=auth(wrong))).status)
     assert statuses[:20] == [401] * 20
     assert statuses[20:] == [429, 429]
-    # a key this process already verified is a cache hit and is not throttled ... but a new one waits
+    # a key already verified is not locked out by its neighbours' failures; a key not yet verified waits
+    assert (await client.get("/whoami", headers=auth(good))).status == 200
+    resp = await client.get("/whoami", headers=auth(fresh))
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
     await r.delete("aethera:ratelimit:authfail:127.0.0.1")
     await r.aclose()
-    assert (await client.get("/whoami", headers=auth(good))).status == 200
+    assert (await client.get("/whoami", headers=auth(fresh))).status == 200
 
 
 async def test_auth_off_acts_for_the_default_tenant(aiohttp_client: ClientFactory, redis_url: str) -> None:

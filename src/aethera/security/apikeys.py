@@ -220,17 +220,25 @@ class KeyStore:
     def due_for_reload(self) -> bool:
         return time.monotonic() - self._checked_at >= RELOAD_INTERVAL_S
 
+    def cached(self, key: str) -> Principal | None:
+        """The principal of a key this store has already verified (no hashing, safe on the event loop)."""
+        fingerprint = hashlib.sha256(key.encode()).digest()
+        with self._lock:
+            principal = self._cache.get(fingerprint)
+            if principal is not None:
+                self._cache.move_to_end(fingerprint)
+            return principal
+
     def authenticate(self, key: str) -> Principal | None:
         """The principal of a valid key, else None."""
         key_id = parse_key(key)
         if key_id is None:
             return None
+        cached = self.cached(key)
+        if cached is not None:
+            return cached
         fingerprint = hashlib.sha256(key.encode()).digest()
         with self._lock:
-            cached = self._cache.get(fingerprint)
-            if cached is not None:
-                self._cache.move_to_end(fingerprint)
-                return cached
             entry = self._entries.get(key_id)
         if entry is None or not verify_hash(key, entry.hash):
             return None

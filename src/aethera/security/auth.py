@@ -143,8 +143,10 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
             await asyncio.to_thread(store.reload_if_changed)
         failure_limiter = request.app.get(FAILURE_LIMITER)
         address = _address_bucket(request)
-        principal = None
-        if parse_key(token) is not None:
+        # a key already verified passes at once: failed attempts from its address (a shared NAT, an
+        # attacker next door) must not lock out a client whose key is known good
+        principal = store.cached(token) if len(token) <= 256 else None
+        if principal is None and parse_key(token) is not None:
             wait_s = await failures_exhausted(failure_limiter, address)
             if wait_s:
                 exc = RateLimited("too many failed authentication attempts; retry later", retry_after_s=wait_s)

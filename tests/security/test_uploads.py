@@ -180,3 +180,12 @@ def test_display_names_lose_directories_and_control_characters() -> None:
     assert _display_name("a/b/\x00x\r\n.kml") == "x.kml"
     assert _display_name(None) == _display_name("") == _display_name("../") == "upload"
     assert len(_display_name("a" * 500 + ".zip")) == 100
+
+
+async def test_malformed_part_headers_are_a_400(service: Any) -> None:
+    # found by fuzzing: a part header aiohttp cannot parse (NUL, raw UTF-8) must not be a 500
+    raw = (b'--b0undary\r\nContent-Disposition: form-data; name="\x00\xc3\x9ca\\"\r\n\r\n{}\r\n--b0undary--\r\n')
+    resp = await service.client.post("/uploads", data=raw, headers={
+        **service.acme, "Content-Type": "multipart/form-data; boundary=b0undary"})
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["code"] == "malformed_request"

@@ -34,6 +34,9 @@ Layer = Literal["natura", "overlap", "sensitivity"]
 # the route's own check, in JSON Schema's (ECMA) regex dialect: Python's end anchor \Z becomes $
 UploadName = Annotated[str, msgspec.Meta(pattern=keys.UPLOAD_NAME_RE.pattern.replace("\\Z", "$"))]
 JsonObject = dict[str, Any]
+# what GET /runs accepts, stated as the route checks it (so a client, and a fuzzer, knows what is valid)
+RunsCursor = Annotated[str, msgspec.Meta(pattern=keys.RUN_INDEX_NAME_RE.pattern.replace("\\Z", "$"))]
+PageSize = Annotated[int, msgspec.Meta(ge=1, le=500)]
 
 TITLE = "AETHERA"
 DESCRIPTION = (
@@ -157,8 +160,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         responses={200: Body(list[RunSummary], description="A page; `X-Next-Cursor` and `Link` lead to the next.")},
         params=[
             Param("project_id", "query", Id, "Only the runs of this project."),
-            Param("limit", "query", int, "Page size, 1 to 500 (default 50)."),
-            Param("cursor", "query", str, "The `X-Next-Cursor` of the previous page."),
+            Param("limit", "query", PageSize, "Page size, 1 to 500 (default 50)."),
+            Param("cursor", "query", RunsCursor, "The `X-Next-Cursor` of the previous page."),
         ],
     ),
     ("GET", "/runs/{run_id}"): Operation(

@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from aethera.api.keys import SETTINGS, STORAGE
 from aethera.api.responses import json_response
@@ -170,7 +171,7 @@ async def _read_file_part(request: web.Request, limit: int) -> tuple[str, bytes]
                     raise PayloadTooLarge(f"the file is larger than {limit} bytes", limit_bytes=limit)
                 chunks.append(chunk)
             data = b"".join(chunks)
-    except (ValueError, AssertionError, RuntimeError) as exc:  # aiohttp's complaints about broken multipart
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:  # broken multipart
         raise MalformedRequest(f"the multipart body is malformed ({type(exc).__name__})") from None
     if data is None:
         raise MalformedRequest(f"the body holds no part named '{FILE_FIELD}'")

@@ -9,6 +9,7 @@ refused and a request without its key must be refused.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from hypothesis import seed as fixed_seed
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -36,8 +38,13 @@ SEED = 20240611  # fixed: a failure reproduces with the same requests
 EXAMPLES_PER_OPERATION = 100
 # Every check schemathesis has (no 5xx, documented status, content type, headers and body schema,
 # invalid data refused, required header and auth enforced, ...), except one where a schema cannot say
-# enough: a body that is "any file" is schema-valid yet may rightly be refused (422) for its content.
-FILE_BODIES = frozenset({("POST", "/uploads"), ("PUT", "/projects/{project_id}/uploads/{name}")})
+# enough: bodies whose meaning is checked beyond their shape ("any file" that must load as an AOI; a run
+# whose AOI must be one valid polygon over the datasets) are schema-valid yet rightly refused (422).
+SEMANTIC_BODIES = frozenset({
+    ("POST", "/uploads"),
+    ("PUT", "/projects/{project_id}/uploads/{name}"),
+    ("POST", "/projects/{project_id}/runs"),
+})
 
 
 class RunningApi:
@@ -45,6 +52,32 @@ class RunningApi:
         self.url = url
         self.key = key
         self.log = log
+        self.real_ids: dict[str, str] = {}  # path parameter -> an id that exists (a completed run's)
+
+    def call(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json") -> Any:
+        request = urllib.request.Request(f"{self.url}{path}", data=body, method=method, headers={
+            "Authorization": f"Bearer {self.key}", "Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return json.loads(resp.read())
+
+    def make_real_ids(self) -> None:
+        """A project, a COMPLETED run and an upload, so generated requests also reach existing records."""
+        from servicekit import aoi_feature
+
+        project = self.call("POST", "/projects", json.dumps({"name": "fuzz", "country": "DEU"}).encode())
+        run = self.call("POST", f"/projects/{project['id']}/runs",
+                        json.dumps({"project_type": "solar", "aoi_geojson": aoi_feature()}).encode())
+        deadline = time.monotonic() + 120
+        while self.call("GET", f"/tasks/{run['task_id']}")["status"] != "COMPLETED":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the fuzz fixture's run did not complete:\n{self.log.read_text()[-4000:]}")
+            time.sleep(0.3)
+        boundary = "f0zzb0undary"
+        form = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="site.geojson"\r\n\r\n'
+                + json.dumps(aoi_feature()) + f"\r\n--{boundary}--\r\n").encode()
+        upload = self.call("POST", "/uploads", form, f"multipart/form-data; boundary={boundary}")
+        self.real_ids = {"project_id": project["id"], "run_id": run["run_id"], "task_id": run["task_id"],
+                         "upload_id": upload["upload_id"]}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +126,9 @@ def running_api(tmp_path_factory: pytest.TempPathFactory, redis_url: str, sample
                 p.kill()
             pytest.fail(f"the service did not start:\n{log.read_text()[-4000:]}")
         time.sleep(0.3)
-    yield RunningApi(url, key, log)
+    api = RunningApi(url, key, log)
+    api.make_real_ids()
+    yield api
     for p in processes:
         p.terminate()
     for p in processes:
@@ -116,13 +151,18 @@ def fuzz_operation(operation: Any, mode: GenerationMode, api: RunningApi) -> Cou
     """Every generated request of one operation in one mode; raises on the first bad answer (shrunk).
     Returns how many answers of each status it saw."""
     statuses: Counter[int] = Counter()
-    excluded = [positive_data_acceptance] if (operation.method.upper(), operation.path) in FILE_BODIES else []
+    excluded = [positive_data_acceptance] if (operation.method.upper(), operation.path) in SEMANTIC_BODIES else []
 
     @fixed_seed(SEED)
     @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink])
-    @given(case=operation.as_strategy(generation_mode=mode))
-    def run(case: Any) -> None:
+    @given(case=operation.as_strategy(generation_mode=mode), existing=st.booleans())
+    def run(case: Any, existing: bool) -> None:
+        if existing and mode is GenerationMode.POSITIVE:
+            # half the valid requests name records that exist, so real answers are checked too
+            for name in list(case.path_parameters or {}):
+                if name in api.real_ids:
+                    case.path_parameters[name] = api.real_ids[name]
         response = case.call(base_url=api.url, headers={"Authorization": f"Bearer {api.key}"}, timeout=60)
         statuses[response.status_code] += 1
         case.validate_response(response, excluded_checks=excluded)

@@ -33,6 +33,9 @@ def lease_key(run_id: str) -> str:
     return f"{PREFIX}lease:{run_id}"
 
 
+RATE_LIMIT_PREFIX = PREFIX + "ratelimit:"  # + bucket: a token bucket (hash), expires once full again
+
+
 def idempotency_lock_key(digest: str) -> str:
     """Short lock so two concurrent requests with one Idempotency-Key create one run."""
     return f"{PREFIX}idem:{digest}"
@@ -55,6 +58,16 @@ PROJECTS_PREFIX = "projects/"
 def upload_key(project_id: str, name: str) -> str:
     """An AOI file uploaded to a project; `name` is already checked against `UPLOAD_NAME_RE`."""
     return f"projects/{project_id}/uploads/{name}"
+
+
+def upload_record_key(upload_id: str) -> str:
+    """The record of a tenant's upload (`POST /uploads`): its owner, format, size, digest."""
+    return f"uploads/{upload_id}/upload.json"
+
+
+def upload_file_key(upload_id: str, stored_name: str) -> str:
+    """The uploaded file itself, stored as `aoi.<ext>` (never under the client's file name)."""
+    return f"uploads/{upload_id}/{stored_name}"
 
 
 UPLOAD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(geojson|json|zip|gpkg|kml|wkt)\Z")

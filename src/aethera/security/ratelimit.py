@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from aethera.errors import InvalidInput
-
-KEY_PREFIX = "aethera:ratelimit:"
+from aethera.jobs.keys import RATE_LIMIT_PREFIX as KEY_PREFIX
 _BUCKET_RE = re.compile(r"[A-Za-z0-9:._-]{1,128}\Z")
 
 # KEYS[1] bucket; ARGV rate (tokens/s), burst, cost. Returns {allowed 0|1, tokens left (string),

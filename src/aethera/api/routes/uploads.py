@@ -27,6 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aethera.api.keys import SETTINGS, STORAGE
 from aethera.api.responses import json_response
 from aethera.errors import AetheraError, InvalidAOI, InvalidInput, MalformedRequest, NotFound, ObjectNotFound, PayloadTooLarge
+from aethera.jobs.keys import upload_file_key, upload_record_key
 from aethera.models import utc_now_iso
 from aethera.security.archives import ArchiveLimits, check_zip
 from aethera.security.auth import tenant_of
@@ -85,14 +86,6 @@ class UploadCreated(msgspec.Struct, kw_only=True):
     size: int
     sha256: str
     created_at: str
-
-
-def upload_record_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}/upload.json"
-
-
-def upload_file_key(upload_id: str, stored_name: str) -> str:
-    return f"uploads/{upload_id}/{stored_name}"
 
 
 def _display_name(raw: str | None) -> str:

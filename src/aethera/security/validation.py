@@ -1,32 +1,27 @@
-"""Strict patterns for every identifier a request may carry, checked before the value is used.
+"""Strict patterns for the identifiers the security layer takes from requests and from its keys file.
 
-A value that reaches storage, Redis or a file name has matched one of these patterns first, so no
-request can smuggle a path separator, `..`, a NUL byte or a Redis key fragment into the service.
-Patterns are anchored with `\\Z` (not `$`, which would accept a trailing newline).
+Each kind of request value is checked in exactly one place before it is used:
+- ids of projects, runs, tasks and uploads: `jobs.keys.ID_RE` (here `is_id`/`check_id`, and `api.ids`);
+- tenant names: `TENANT_RE` here (they end up in records, logs and index keys);
+- countries: the `CountryCode` pattern of `models` and the known-code list of `data.countries`;
+- layer names: `jobs.keys.LAYER_NAMES`;
+- storage keys: `storage.keys` (every backend refuses traversal, absolute paths, control characters);
+- upload names and `aoi_path`: `jobs.keys.UPLOAD_NAME_RE` / `AOI_PATH_RE`, or an upload id.
+Patterns end in `\\Z`, not `$`, which would also accept a trailing newline.
 """
 
 from __future__ import annotations
 
 import re
 
-from aethera.errors import InvalidInput, NotFound, UnknownCountry
+from aethera.errors import InvalidInput, NotFound
+from aethera.jobs.keys import ID_RE
 
-# ids the service makes itself: uuid4().hex
-ID_RE = re.compile(r"[0-9a-f]{32}\Z")
-# ISO 3166-1 alpha-3, upper case as api.md writes it (DEU, FRA, ESP)
-COUNTRY_RE = re.compile(r"[A-Z]{3}\Z")
-# layer names of GET /runs/{id}/biodiversity/{layer}
-LAYER_RE = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
-BIODIVERSITY_LAYERS: frozenset[str] = frozenset({"natura", "overlap", "sensitivity"})
-# tenant names: they appear in logs, records and Redis keys
 TENANT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")
-# one segment of a storage key: no dot-only segment, no separator, nothing a shell or URL treats specially
-_KEY_SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
-MAX_STORAGE_KEY_CHARS = 512
 
 
 def is_id(value: str) -> bool:
-    """True when `value` has the shape of an id the service issues."""
+    """True when `value` has the shape of an id the service issues (uuid4().hex)."""
     return isinstance(value, str) and ID_RE.match(value) is not None
 
 
@@ -41,41 +36,8 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
-def check_country(value: str) -> str:
-    """An ISO 3166-1 alpha-3 code in upper case (lower case is accepted and upper-cased)."""
-    if not isinstance(value, str):
-        raise UnknownCountry("country must be an ISO 3166-1 alpha-3 code such as DEU")
-    upper = value.upper()
-    if not COUNTRY_RE.match(upper):
-        raise UnknownCountry("country must be an ISO 3166-1 alpha-3 code such as DEU")
-    return upper
-
-
-def check_layer(value: str, allowed: frozenset[str] = BIODIVERSITY_LAYERS) -> str:
-    """A layer name from `allowed`; anything else is NotFound (the layer does not exist)."""
-    if not isinstance(value, str) or not LAYER_RE.match(value) or value not in allowed:
-        raise NotFound(f"unknown layer; use one of {', '.join(sorted(allowed))}")
-    return value
-
-
 def check_tenant(value: str) -> str:
     """A tenant name: 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit."""
     if not isinstance(value, str) or not TENANT_RE.match(value):
         raise InvalidInput("tenant must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit")
-    return value
-
-
-def check_storage_key(value: str) -> str:
-    """A relative storage key made of safe segments (`runs/<id>/aoi.geojson`).
-
-    Refuses absolute paths, `..` and `.` segments, backslashes, drive letters, NUL and control
-    characters, empty segments and over-long keys. This is a syntactic check; whether the caller may
-    read the key is decided by who owns it.
-    """
-    if not isinstance(value, str) or not value or len(value) > MAX_STORAGE_KEY_CHARS:
-        raise InvalidInput("invalid storage key")
-    segments = value.split("/")
-    for segment in segments:
-        if not _KEY_SEGMENT_RE.match(segment) or segment.strip(".") == "":
-            raise InvalidInput("invalid storage key")
     return value

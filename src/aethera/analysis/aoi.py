@@ -42,7 +42,7 @@ from aethera.analysis.projection import (
     transformer,
 )
 from aethera.analysis.results import AOISummary
-from aethera.errors import DatasetError, InvalidAOI
+from aethera.errors import InvalidAOI
 
 DEFAULT_MAX_AREA_KM2 = 10_000.0
 MAX_VERTICES = 500_000
@@ -501,8 +501,6 @@ def _finish(polygons: Sequence[Polygon], crs: CRS, repairs: list[str], fmt: str,
     aoi = AOI(geometry=geom, crs=crs, repairs=tuple(repairs), source_format=fmt)  # type: ignore[arg-type]
     try:
         area_m2 = aoi.area_m2
-    except DatasetError:
-        raise
     except Exception:  # a projection failure here means coordinates the CRS cannot express
         raise InvalidAOI("the AOI's coordinates cannot be projected; check the CRS") from None
     if not math.isfinite(area_m2):

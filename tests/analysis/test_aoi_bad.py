@@ -117,6 +117,7 @@ def test_the_table_is_big_enough() -> None:
     assert len(CASES) >= 15
 
 
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
 def test_shapefile_without_prj_needs_a_crs(tmp_path: Path) -> None:
     data = _shapefile_without_prj(tmp_path)
     with pytest.raises(InvalidAOI, match="no .prj"):

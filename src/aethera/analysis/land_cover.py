@@ -26,7 +26,7 @@ from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
 from aethera.analysis.aoi import AOI
-from aethera.analysis.layers import layer_crs, open_raster, read_features
+from aethera.analysis.layers import layer_crs, open_raster, read_source_features
 from aethera.analysis.projection import densify, reproject, reproject_many
 from aethera.analysis.results import LandCover, LandCoverClass, LandCoverGroup, LandCoverZone
 from aethera.data import corine
@@ -153,12 +153,11 @@ def _vector_zone(
     source: LayerSource, crs: CRS, zone_layer: BaseGeometry, zone_area_geom: BaseGeometry, area_crs: CRS
 ) -> ZoneAreas:
     zone_m2 = float(zone_area_geom.area)
-    catalog_like = _SingleSourceCatalog(source)
-    features = read_features(catalog_like, "land_cover", zone_layer, crs)  # type: ignore[arg-type]
+    features = read_source_features((source,), zone_layer, crs)
     by_code: dict[int, float] = defaultdict(float)
     nodata_m2 = 0.0
     covered_m2 = 0.0
-    if features is not None and len(features):
+    if len(features):
         pieces = shapely.intersection(features.geoms, zone_layer)
         keep = ~shapely.is_empty(pieces)
         pieces = np.asarray(pieces)[keep]
@@ -173,16 +172,6 @@ def _vector_zone(
                 by_code[code] += area
     outside = max(zone_m2 - covered_m2, 0.0)
     return ZoneAreas(zone_m2, dict(by_code), nodata_m2, outside)
-
-
-class _SingleSourceCatalog:
-    """Just enough of a Catalog for `read_features` to read one land-cover source."""
-
-    def __init__(self, source: LayerSource) -> None:
-        self._source = source
-
-    def sources(self, name: str) -> tuple[LayerSource, ...]:
-        return (self._source,)
 
 
 def _zone(kind: str, z: ZoneAreas) -> LandCoverZone:

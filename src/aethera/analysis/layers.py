@@ -130,6 +130,18 @@ def read_features(
     sources = catalog.sources(layer)
     if not sources:
         return None
+    return read_source_features(sources, region, region_crs, clip_to_region=clip_to_region)
+
+
+def read_source_features(
+    sources: tuple[LayerSource, ...],
+    region: BaseGeometry,
+    region_crs: CRS,
+    *,
+    clip_to_region: bool = False,
+) -> Features:
+    """`read_features` for an explicit list of sources (all of one layer)."""
+    layer = sources[0].layer
     out_crs: CRS | None = None
     parts: list[tuple[LayerSource, Any]] = []
     for source in sources:

@@ -21,7 +21,7 @@ from shapely.geometry.base import BaseGeometry
 
 from aethera.analysis.aoi import AOI
 from aethera.analysis.layers import layer_crs, open_raster, read_features
-from aethera.analysis.projection import densify, reproject, reproject_bounds, reproject_many
+from aethera.analysis.projection import densify, reproject, reproject_many
 from aethera.analysis.results import Receptor, ReceptorCounts, ReceptorDistances
 from aethera.data import corine
 from aethera.data.catalog import Catalog

@@ -257,8 +257,3 @@ class Results(msgspec.Struct, kw_only=True):
     datasets: list[DatasetStatus] = msgspec.field(default_factory=list)
     warnings: list[str] = msgspec.field(default_factory=list)
     step_durations_s: dict[str, float] = msgspec.field(default_factory=dict)
-
-
-def to_builtins(obj: Any) -> Any:
-    """Plain dicts and lists (what json.dumps would take) of a results Struct."""
-    return msgspec.to_builtins(obj)

@@ -46,7 +46,8 @@ from aethera.errors import InvalidAOI
 
 DEFAULT_MAX_AREA_KM2 = 10_000.0
 MAX_VERTICES = 500_000
-MIN_AREA_M2 = 1.0  # below one square metre an AOI is a sliver, not an area: "zero area"
+MIN_AREA_M2 = 1.0
+REPAIRS_MEMBER = "aethera:repairs"  # carries earlier repairs through storage (see AOI.to_geojson)  # below one square metre an AOI is a sliver, not an area: "zero area"
 _MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
 _MAX_ZIP_MEMBERS = 200
 
@@ -139,12 +140,18 @@ class AOI:
         )
 
     def to_geojson(self, properties: Mapping[str, Any] | None = None) -> bytes:
-        """A FeatureCollection with the AOI as its one feature, in EPSG:4326 (how runs store it)."""
+        """A FeatureCollection with the AOI as its one feature, in EPSG:4326 (how runs store it).
+
+        The repairs made when the AOI was first loaded travel with it (foreign member `aethera:repairs`),
+        so the worker that loads the stored, already repaired AOI still reports them.
+        """
         geom = msgspec.json.decode(shapely.to_geojson(round_coords(self.wgs84, 8)))
-        fc = {
+        fc: dict[str, Any] = {
             "type": "FeatureCollection",
             "features": [{"type": "Feature", "properties": dict(properties or {}), "geometry": geom}],
         }
+        if self.repairs:
+            fc[REPAIRS_MEMBER] = list(self.repairs)
         return msgspec.json.encode(fc)
 
 
@@ -231,6 +238,9 @@ _LINEY = {"LineString", "MultiLineString", "LinearRing"}
 
 def _from_geojson(obj: Mapping[str, Any]) -> tuple[list[Polygon], CRS | None, list[str]]:
     repairs: list[str] = []
+    earlier = obj.get(REPAIRS_MEMBER)
+    if isinstance(earlier, list):  # written by AOI.to_geojson; bounded, text only
+        repairs += [str(r)[:300] for r in earlier[:20] if isinstance(r, str)]
     declared = _geojson_crs(obj)
     kind = obj.get("type")
     polygons: list[Polygon] = []

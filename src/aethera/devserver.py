@@ -64,7 +64,9 @@ def run_dev(settings: Settings) -> int:
     def on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT explicitly too: a shell that starts us in the background leaves it ignored otherwise
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         children.append(subprocess.Popen([sys.executable, "-m", "aethera.cli", "worker"], env=env))
         children.append(subprocess.Popen([sys.executable, "-m", "aethera.cli", "serve"], env=env))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from pyproj import Transformer
-from shapely.geometry import box, mapping
+from shapely.geometry import box
 
 from aethera.analysis.metrics import METRICS
 from aethera.cli import main

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
 from redis.asyncio import Redis
+
+import servicekit as kit
 
 from aethera.jobs import records
 from aethera.models import RunRecord, utc_now_iso
@@ -58,20 +56,7 @@ async def ops_redis(ops_redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-# The service test kit of tests/api (settings on a test Redis database, the sample catalog, worker
-# processes, a poller), loaded once under one module name for every folder that uses it.
-def _load_kit() -> Any:
-    if "servicekit" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "api" / "servicekit.py"
-        spec = importlib.util.spec_from_file_location("servicekit", path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["servicekit"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["servicekit"]
-
-
-kit = _load_kit()
+# the service kit's fixtures (tests/servicekit.py, shared with the api, jobs and security tests)
 sample_catalog = kit.sample_catalog
 redis_db = kit.redis_db
 make_service = kit.make_service

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path

@@ -23,7 +23,7 @@ from botocore.config import Config
 
 from aethera.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TEST_DB = 7  # the service's keys go to their own database of the session's Redis, flushed per test
 FINAL = {"COMPLETED", "FAILED", "REVOKED"}
 S3_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}

@@ -8,7 +8,8 @@ import msgspec
 import pytest
 
 from aethera.analysis import indices
-from aethera.analysis.metrics import METRICS, index_features, metric_reasons, natura_sites, screening_metrics
+from aethera.analysis.metrics import index_features, metric_reasons, natura_sites, screening_metrics
+from aethera.legal.metrics import METRICS
 from aethera.analysis.results import Results
 
 

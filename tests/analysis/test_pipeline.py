@@ -88,7 +88,8 @@ def test_every_step_field_is_filled(spa_run) -> None:  # type: ignore[no-untyped
 
 
 def test_results_serialise_and_feed_the_metrics(spa_run) -> None:  # type: ignore[no-untyped-def]
-    from aethera.analysis.metrics import METRICS, screening_metrics
+    from aethera.analysis.metrics import screening_metrics
+    from aethera.legal.metrics import METRICS
 
     out, _ = spa_run
     data = msgspec.json.encode(out.results)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aethera.analysis.metrics import METRICS
+from aethera.legal.metrics import METRICS
 
 # A 8 ha solar park on farmland and a car park, far from every sensitive feature.
 FINE: dict[str, Any] = {

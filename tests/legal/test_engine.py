@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aethera.analysis.metrics import METRICS
+from aethera.legal.metrics import METRICS
 from aethera.errors import UnknownCountry
 from aethera.legal import packs
 from aethera.legal.engine import evaluate, to_builtins

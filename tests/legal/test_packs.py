@@ -6,7 +6,7 @@ from importlib import resources
 
 import pytest
 
-from aethera.analysis.metrics import METRICS
+from aethera.legal.metrics import METRICS
 from aethera.errors import RulePackError
 from aethera.legal import packs
 from aethera.legal.conditions import metrics_of

@@ -15,7 +15,7 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import box
 
-from aethera.analysis.metrics import METRICS
+from aethera.legal.metrics import METRICS
 from aethera.cli import main
 from aethera.data.sample import sample_region
 from aethera.legal.conditions import metrics_of

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aethera.analysis.metrics import METRICS
+from aethera.legal.metrics import METRICS
 from aethera.legal.conditions import All, AnyOf, Leaf, Node, Not, evaluate, metrics_of
 from aethera.legal.packs import Rule, load_all_packs
 

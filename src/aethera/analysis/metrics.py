@@ -1,61 +1,20 @@
-"""The screening metrics: the one list of names the legal rule packs may use, and how a run fills it.
+"""How a run fills the screening metrics: results -> the named figures the rule packs and indices read.
 
-`METRICS` is the single declaration of every metric name (type, unit, description). The rule-pack
-loader refuses a pack that names anything else, and `screening_metrics()` must produce exactly these
-keys (a test checks both), so a pack can never reference a value the pipeline does not compute. A value
-the run could not compute is None, and the rules that need it become `not_evaluable`.
-
-This module stays import-light (no GIS libraries at import time) because the legal package reads
-`METRICS` when it loads its packs.
+The names themselves are declared once, in `aethera.legal.metrics.METRICS` (the packs' vocabulary);
+`screening_metrics()` must produce exactly those keys (a test checks it). A value the run could not
+compute is None, and the rules that need it become `not_evaluable`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:  # only for types: importing results must not pull GIS libraries in with METRICS
+from aethera.legal.metrics import METRICS
+
+if TYPE_CHECKING:  # only for types: importing this module must not pull the GIS libraries in
     from aethera.analysis.indices import IndexFeatures
     from aethera.analysis.results import LandCoverClass, Results
-
-
-class MetricSpec(NamedTuple):
-    type: type  # float (int accepted), int or str
-    unit: str  # "" for counts, categories and dimensionless ratios
-    description: str
-
-
-METRICS: dict[str, MetricSpec] = {
-    "project_type": MetricSpec(str, "", "technology of the project: solar or wind"),
-    "capacity_mw": MetricSpec(float, "MW", "installed capacity (given, or from the configured density)"),
-    "buffer_km": MetricSpec(float, "km", "radius of the zone of influence around the AOI"),
-    "aoi_area_ha": MetricSpec(float, "ha", "AOI area in an equal-area CRS"),
-    "protected_overlap_ha": MetricSpec(float, "ha", "area of the AOI inside any protected area (dissolved)"),
-    "protected_overlap_pct": MetricSpec(float, "%", "share of the AOI inside any protected area, 0-100"),
-    "distance_to_protected_km": MetricSpec(float, "km", "AOI boundary to the nearest protected area (0 inside)"),
-    "protected_areas_in_buffer": MetricSpec(int, "", "protected areas within the zone of influence"),
-    "natura2000_overlap_ha": MetricSpec(float, "ha", "area of the AOI inside Natura 2000 sites (dissolved)"),
-    "distance_to_natura2000_km": MetricSpec(float, "km", "AOI boundary to the nearest Natura 2000 site in the zone of influence (0 inside; null when none is in the zone)"),
-    "natura2000_sites_in_buffer": MetricSpec(int, "", "Natura 2000 sites within the zone of influence"),
-    "distance_to_settlement_km": MetricSpec(float, "km", "AOI boundary to the nearest settlement"),
-    "settlements_within_1km": MetricSpec(int, "", "settlements within 1 km of the AOI"),
-    "distance_to_water_km": MetricSpec(float, "km", "AOI boundary to the nearest river, lake or water body"),
-    "water_ratio": MetricSpec(float, "", "share of the AOI in CORINE water bodies (5xx), 0-1"),
-    "wetland_ratio": MetricSpec(float, "", "share of the AOI in CORINE wetlands (4xx), 0-1"),
-    "agricultural_ratio": MetricSpec(float, "", "share of the AOI in CORINE agricultural areas (2xx), 0-1"),
-    "forest_ratio": MetricSpec(float, "", "share of the AOI in CORINE forests (31x), 0-1"),
-    "forest_area_ha": MetricSpec(float, "ha", "area of CORINE forest (31x) inside the AOI"),
-    "wetland_area_ha": MetricSpec(float, "ha", "area of CORINE wetlands (4xx) inside the AOI"),
-    "shrub_ratio": MetricSpec(float, "", "share of the AOI in CORINE shrub and herbaceous vegetation (32x), 0-1"),
-    "artificial_ratio": MetricSpec(float, "", "share of the AOI in CORINE artificial surfaces (1xx), 0-1"),
-    "natural_habitat_ratio": MetricSpec(float, "", "share of the AOI in CORINE forest, semi-natural, wetland and water classes (3xx-5xx), 0-1"),
-    "mean_slope_deg": MetricSpec(float, "deg", "mean terrain slope over the AOI; needs an elevation layer"),
-    "land_use_change_tco2e": MetricSpec(float, "tCO2e", "carbon released by converting the project footprint"),
-    "biodiversity_sensitivity_score": MetricSpec(float, "", "biodiversity sensitivity index, 0-100"),
-    "resm_score": MetricSpec(float, "", "renewable-energy site suitability index, 0-100"),
-    "ahsm_score": MetricSpec(float, "", "asset hazard susceptibility index, 0-100"),
-    "cim_score": MetricSpec(float, "", "cumulative impact index, 0-100"),
-}
 
 
 class _Params(Protocol):

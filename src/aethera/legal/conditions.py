@@ -20,7 +20,7 @@ from typing import Any, Union
 
 import msgspec
 
-from aethera.analysis.metrics import METRICS, MetricSpec
+from aethera.legal.metrics import METRICS, MetricSpec
 from aethera.errors import RulePackError
 
 NUMERIC_OPS = (">", ">=", "<", "<=", "==", "!=", "in", "not_in")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from aethera.analysis.metrics import METRICS
+from aethera.legal.metrics import METRICS
 from aethera.errors import AnalysisError
 from aethera.legal import conditions, templates
 from aethera.legal.countries import check_country, is_eu_member

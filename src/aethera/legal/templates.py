@@ -12,7 +12,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from aethera.analysis.metrics import METRICS
+from aethera.legal.metrics import METRICS
 from aethera.errors import RulePackError
 from aethera.legal.conditions import unknown_metric_error
 

@@ -21,6 +21,7 @@ bytes, and the ETag (a hash of the member table and layout version) is a strong 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -265,8 +266,13 @@ async def iter_archive(
             yield seg.data[lo:hi]
             continue
         assert seg.key is not None
-        async for chunk in _member_slice(storage, seg.key, seg.key_offset + lo, hi - lo, chunk_size):
-            yield chunk
+        # aclosing: when this generator is closed mid-member, the member's storage stream is closed now,
+        # not later by the garbage collector's finaliser (a task of its own, maybe after storage closed)
+        async with contextlib.aclosing(
+            _member_slice(storage, seg.key, seg.key_offset + lo, hi - lo, chunk_size)
+        ) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
 
 async def _member_slice(storage: Storage, key: str, offset: int, wanted: int, chunk_size: int) -> AsyncIterator[bytes]:

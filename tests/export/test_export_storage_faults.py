@@ -97,3 +97,18 @@ async def test_persistent_failure_ends_with_the_storage_error(storage, monkeypat
         await collect(plan, flaky)
     assert flaky.opens[f"runs/{run.run_id}/{LAYER}"] == export.RESUME_ATTEMPTS + 1
     assert flaky.closed == sum(flaky.opens.values())
+
+
+async def test_closing_the_archive_early_closes_the_member_stream_at_once(storage) -> None:
+    """A client that goes away mid-member: closing the archive iterator closes the storage stream it was
+    reading before `aclose()` returns, not later through the garbage collector's finaliser."""
+    run = await write_run(storage, layer_bytes=600_000)
+    plan = await plan_export(storage, run.run_id)
+    tracked = FlakyStorage(storage, LAYER, after_chunks=0, failures=0)
+    chunks = iter_archive(plan, tracked, chunk_size=64 * 1024)
+    async for _ in chunks:
+        if sum(tracked.opens.values()) and tracked.closed < sum(tracked.opens.values()):
+            break  # inside a stored member, its stream open
+    assert tracked.closed < sum(tracked.opens.values())
+    await chunks.aclose()
+    assert tracked.closed == sum(tracked.opens.values())

@@ -152,6 +152,20 @@ async def test_unsatisfiable_range_is_416(local_service) -> None:
         assert json.loads(body)["code"] == "range_not_satisfiable"
 
 
+async def test_range_positions_too_long_for_int_are_answered_not_a_500(local_service) -> None:
+    """int() refuses more than 4300 digits, and a Range header has room for more: such positions lie past
+    any archive, so they are served like any position past the end."""
+    run = await write_run(local_service.storage, layer_bytes=20_000)
+    _, _, full = await download(local_service, run.run_id)
+    huge = "9" * 5000
+    status, _, body = await download(local_service, run.run_id, {"Range": f"bytes={huge}-"})
+    assert status == 416 and json.loads(body)["code"] == "range_not_satisfiable"
+    status, _, body = await download(local_service, run.run_id, {"Range": f"bytes=10-{huge}"})
+    assert (status, body) == (206, full[10:])
+    status, _, body = await download(local_service, run.run_id, {"Range": f"bytes=-{huge}"})
+    assert (status, body) == (206, full)
+
+
 async def test_if_range_that_does_not_match_gets_the_whole_archive(local_service) -> None:
     run = await write_run(local_service.storage, layer_bytes=50_000)
     _, headers, full = await download(local_service, run.run_id)

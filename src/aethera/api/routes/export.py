@@ -39,6 +39,17 @@ class _Unsatisfiable(Exception):
     """The request's Range selects no byte of the archive (answered 416)."""
 
 
+# No archive reaches 2**63 bytes; a longer position stands for "past the end" (int() would refuse one of
+# more than 4300 digits, which a Range header has room for, with a ValueError).
+_MAX_DIGITS = 19
+_PAST_ANY_ARCHIVE = 1 << 64
+
+
+def _position(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"  # leading zeros are allowed and change nothing
+    return int(digits) if len(digits) <= _MAX_DIGITS else _PAST_ANY_ARCHIVE
+
+
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
     """The one byte range `header` asks for, as (start, end exclusive), or None to send everything.
 
@@ -58,16 +69,16 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # suffix: the last N bytes
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0:
             raise _Unsatisfiable
         return max(0, size - suffix), size
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None  # "5-3" is invalid syntax, not an empty range
     if start >= size:
         raise _Unsatisfiable
-    end = size if not last else min(int(last) + 1, size)
+    end = size if not last else min(_position(last) + 1, size)
     return start, end
 
 

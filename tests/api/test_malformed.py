@@ -80,6 +80,8 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str | None]] = [
     ("cancel hostile task", "DELETE", "/tasks/x", {}, 404, None),
     ("limit zero", "GET", "/runs?limit=0", {}, 422, "limit"),
     ("limit not a number", "GET", "/runs?limit=ten", {}, 422, "limit"),
+    ("limit a superscript digit", "GET", "/runs?limit=%C2%B2", {}, 422, "limit"),  # isdigit() but not int()
+    ("limit too long for int", "GET", "/runs?limit=" + "1" * 5000, {}, 422, "limit"),
     ("hostile cursor", "GET", "/runs?cursor=../x", {}, 422, "cursor"),
     ("hostile project filter", "GET", "/runs?project_id=../x", {}, 422, "project_id"),
     ("hostile upload name", "PUT", "/projects/{p}/uploads/..%2Fx.geojson", {"data": b"{}"}, 422, "name"),

@@ -42,6 +42,7 @@ _IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,200}\Z")  # printable ASCII, no sp
 _IDEMPOTENCY_LOCK_S = 60
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
+_LIMIT_RE = re.compile(r"^[0-9]{1,9}\Z")
 
 
 # --- POST /projects/{id}/runs --------------------------------------------------------------------
@@ -220,7 +221,8 @@ async def list_runs(request: web.Request) -> web.Response:
     if project_id is not None and not keys.ID_RE.match(project_id):
         raise InvalidInput("project_id must be a project id (32 hex characters)", field="project_id")
     raw_limit = q.get("limit", str(DEFAULT_PAGE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+    # ASCII digits only, and few: isdigit() also accepts "²" and int() refuses over 4300 digits (both a 500)
+    if not _LIMIT_RE.match(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
     cursor = q.get("cursor")
     if cursor is not None and not keys.RUN_INDEX_NAME_RE.match(cursor):

@@ -173,6 +173,25 @@ async def test_too_large_malformed_and_hostile_names(service: Any) -> None:
         assert sorted(p.name for p in stored.iterdir()) == ["aoi.geojson", "upload.json"]
 
 
+async def test_chunked_body_is_bounded_before_the_first_part(service: Any) -> None:
+    """A chunked body declares no length, and aiohttp skips whatever precedes the first boundary line by
+    line: those bytes count against AETHERA_MAX_UPLOAD_BYTES (200 000 here) like the file's own."""
+    part = (b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="a.geojson"\r\n\r\n'
+            + geojson_bytes() + b"\r\n--b0undary--\r\n")
+
+    async def preamble_then_part() -> Any:
+        for _ in range(300):  # 300 kB of short lines, then a valid file part
+            yield b"p" * 998 + b"\r\n"
+        yield part
+
+    resp = await service.client.post("/uploads", data=preamble_then_part(), headers={
+        **service.acme, "Content-Type": "multipart/form-data; boundary=b0undary"})
+    assert resp.status == 413, await resp.text()
+    assert (await resp.json())["code"] == "payload_too_large"
+    uploads = Path(service.settings.storage_base_path) / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())  # nothing stored
+
+
 def test_display_names_lose_directories_and_control_characters() -> None:
     from aethera.api.routes.uploads import _display_name
 

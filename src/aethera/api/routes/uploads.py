@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from aethera.api.keys import SETTINGS, STORAGE
+from aethera.api.middlewares import body_limit
 from aethera.api.responses import json_response
 from aethera.errors import AetheraError, InvalidAOI, InvalidInput, MalformedRequest, NotFound, ObjectNotFound, PayloadTooLarge
 from aethera.jobs.keys import upload_file_key, upload_record_key
@@ -142,11 +143,44 @@ def _parse_aoi(data: bytes, fmt: Format, settings: Settings, limits: ArchiveLimi
         raise InvalidAOI(f"the file could not be read as a {fmt.name} area of interest") from None
 
 
+class _BoundedBody:
+    """The request body as the multipart reader sees it, refused once more than `limit` bytes were read.
+
+    A chunked body declares no length for the body-limit middleware to check, and aiohttp skips what
+    precedes the first boundary line by line without any limit; counting here bounds the whole body.
+    """
+
+    def __init__(self, content: StreamReader, limit: int) -> None:
+        self._content = content
+        self._limit = limit
+        self._read = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self._read += len(data)
+        if self._read > self._limit:
+            raise PayloadTooLarge(f"request body larger than {self._limit} bytes", limit_bytes=self._limit)
+        return data
+
+    async def read(self, n: int = -1) -> bytes:
+        return self._count(await self._content.read(n))
+
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
+        return self._count(await self._content.readline(max_line_length=max_line_length))
+
+    def unread_data(self, data: bytes) -> None:
+        self._read -= len(data)  # given back: read again later, and counted then
+        self._content.unread_data(data)
+
+    def at_eof(self) -> bool:
+        return self._content.at_eof()
+
+
 async def _read_file_part(request: web.Request, limit: int) -> tuple[str, bytes]:
     if request.content_type != "multipart/form-data":
         raise MalformedRequest(f"send multipart/form-data with one part named '{FILE_FIELD}'")
     try:
-        reader = await request.multipart()
+        body = _BoundedBody(request.content, body_limit(request))
+        reader = MultipartReader(request.headers, body)  # type: ignore[arg-type]
         filename: str | None = None
         data: bytes | None = None
         while True:

@@ -180,6 +180,15 @@ async def test_if_range_that_does_not_match_gets_the_whole_archive(local_service
     assert (status, body) == (206, full[10:])
 
 
+async def test_if_range_date_out_of_every_range_gets_the_whole_archive(local_service) -> None:
+    """A date whose year or zone offset overflows (OverflowError from the date parser) matches nothing."""
+    run = await write_run(local_service.storage, layer_bytes=20_000)
+    _, _, full = await download(local_service, run.run_id)
+    for validator in ("Mon, 01 Jan 99999999999 00:00:00 GMT", "Mon, 01 Jan 2020 00:00:00 +99999999999999999999"):
+        status, _, body = await download(local_service, run.run_id, {"Range": "bytes=10-", "If-Range": validator})
+        assert (status, body) == (200, full), validator
+
+
 async def test_if_none_match_is_304(local_service) -> None:
     run = await write_run(local_service.storage, layer_bytes=10_000)
     _, headers, _ = await download(local_service, run.run_id)

@@ -89,7 +89,7 @@ def _if_range_matches(value: str, plan: ExportPlan) -> bool:
         return value == plan.etag  # weak tags never match in this strong comparison
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: a year or zone past C's ints
         return False
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -25,6 +25,10 @@ def _run(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not ...}
 
 
+_DEEP = b"[" * 5000 + b"]" * 5000  # far under the body limit, far past any decoder's nesting depth
+_DEEP_RUN = b'{"project_type": "solar", "aoi_geojson": {"type": "Polygon", "coordinates": ' + _DEEP + b"}}"
+
+
 async def _huge_chunks() -> Any:
     for _ in range(7):
         yield b"x" * MiB
@@ -60,6 +64,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str | None]] = [
     ("aoi out-of-range coordinates", "POST", "/projects/{p}/runs", {"json": _run(aoi_geojson={
         "type": "Polygon", "coordinates": [[[500, 95], [501, 95], [501, 96], [500, 95]]]})}, 422, None),
     ("config not an object", "POST", "/projects/{p}/runs", {"json": _run(config=[1, 2])}, 422, "config"),
+    ("json nested too deep", "POST", "/projects/{p}/runs", {"data": _DEEP_RUN}, 400, None),  # RecursionError
     ("capacity not a number", "POST", "/projects/{p}/runs", {"json": _run(config={"capacity_mw": "lots"})}, 422, None),
     ("country malformed", "POST", "/projects/{p}/runs", {"json": _run(country="XX")}, 422, None),
     ("idempotency key with spaces", "POST", "/projects/{p}/runs",
@@ -118,3 +123,17 @@ async def test_malformed_request(svc: Any, name: str, method: str, path: str, kw
     assert "Traceback" not in text and "/work/" not in text and str(svc.settings.storage_root) not in text
     if field is not None:
         assert body.get("field") == field, (name, body)
+
+
+async def test_uploaded_aoi_nested_too_deep_is_a_422(svc: Any) -> None:
+    """A file uploaded to a project is parsed only when a run names it: a nesting that overflows the
+    decoder is the file's fault (422), not a 500."""
+    project = await _project(svc.client)
+    deep = b'{"type": "Polygon", "coordinates": ' + _DEEP + b"}"
+    resp = await svc.client.put(f"/projects/{project}/uploads/deep.geojson", data=deep)
+    assert resp.status == 201, await resp.text()
+    resp = await svc.client.post(f"/projects/{project}/runs", json=_run(aoi_geojson=..., aoi_path="uploads/deep.geojson"))
+    text = await resp.text()
+    assert resp.status == 422, text
+    assert (await resp.json())["code"] == "invalid_aoi"
+    assert "Traceback" not in text and "Recursion" not in text

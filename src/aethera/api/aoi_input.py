@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from aethera.errors import InvalidAOI
 from aethera.settings import Settings
 
 
@@ -22,7 +23,10 @@ def _load_and_check(source: bytes, filename: str | None, catalog: Any, settings:
     kwargs: dict[str, Any] = {"max_area_km2": settings.max_aoi_km2}
     if filename is not None:
         kwargs["filename"] = filename.rsplit("/", 1)[-1]
-    aoi = load_aoi(source, **kwargs)
+    try:
+        aoi = load_aoi(source, **kwargs)
+    except RecursionError:  # a JSON decoder's answer to nesting past its depth limit: the file's fault
+        raise InvalidAOI("the AOI is nested too deeply to be GeoJSON") from None
     check_within_catalog(aoi, catalog)
     return aoi
 

@@ -57,3 +57,5 @@ async def decode_json(request: web.Request, type_: type[T]) -> T:
         raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedRequest(f"request body is not valid JSON ({exc})") from None
+    except RecursionError:  # msgspec's answer to nesting past its depth limit (a few KB of "[" do it)
+        raise MalformedRequest("request body is nested too deeply") from None

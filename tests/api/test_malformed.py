@@ -137,3 +137,17 @@ async def test_uploaded_aoi_nested_too_deep_is_a_422(svc: Any) -> None:
     assert resp.status == 422, text
     assert (await resp.json())["code"] == "invalid_aoi"
     assert "Traceback" not in text and "Recursion" not in text
+
+
+async def test_uploaded_aoi_a_reader_chokes_on_is_a_422(svc: Any) -> None:
+    """A KML ring of two points makes GEOS raise its own exception type: the file's fault, not a 500."""
+    project = await _project(svc.client)
+    kml = (b"<kml><Document><Placemark><Polygon><outerBoundaryIs><LinearRing><coordinates>-3.49,36.91 "
+           b"-3.48,36.92</coordinates></LinearRing></outerBoundaryIs></Polygon></Placemark></Document></kml>")
+    resp = await svc.client.put(f"/projects/{project}/uploads/two-points.kml", data=kml)
+    assert resp.status == 201, await resp.text()
+    resp = await svc.client.post(f"/projects/{project}/runs", json=_run(aoi_geojson=..., aoi_path="uploads/two-points.kml"))
+    text = await resp.text()
+    assert resp.status == 422, text
+    assert (await resp.json())["code"] == "invalid_aoi"
+    assert "GEOS" not in text and "Traceback" not in text

@@ -6,10 +6,13 @@ A bad AOI is the request's fault: `InvalidAOI` (422) with the reason, never a FA
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
-from aethera.errors import InvalidAOI
+from aethera.errors import AetheraError, InvalidAOI
 from aethera.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def _load_and_check(source: bytes, filename: str | None, catalog: Any, settings: Settings) -> Any:
@@ -25,8 +28,13 @@ def _load_and_check(source: bytes, filename: str | None, catalog: Any, settings:
         kwargs["filename"] = filename.rsplit("/", 1)[-1]
     try:
         aoi = load_aoi(source, **kwargs)
+    except AetheraError:
+        raise
     except RecursionError:  # a JSON decoder's answer to nesting past its depth limit: the file's fault
         raise InvalidAOI("the AOI is nested too deeply to be GeoJSON") from None
+    except Exception:  # a reader's own exception types (GEOS, GDAL, XML): the file is what is wrong
+        log.info("AOI did not load", exc_info=True)
+        raise InvalidAOI("the AOI could not be read as an area of interest") from None
     check_within_catalog(aoi, catalog)
     return aoi
 

@@ -8,6 +8,7 @@ layer and the file's name (never its directory).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from shapely.geometry.base import BaseGeometry
 from aethera.analysis.projection import reproject, reproject_bounds, reproject_many, to_crs
 from aethera.data.catalog import Catalog, LayerSource
 from aethera.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -210,7 +213,12 @@ def _read(source: LayerSource, bbox: tuple[float, float, float, float]) -> Any:
             layer=source.layer,
         ) from None
     except ValueError as exc:  # pyogrio raises ValueError for unknown columns in some versions
-        raise DatasetError(f"layer {source.layer!r}: {source.display}: {str(exc)[:200]}", layer=source.layer) from None
+        # the library's text can carry the server path of the file, so neither the user nor the log sees it
+        log.warning("layer %r: %s could not be read (%s)", source.layer, source.display, type(exc).__name__)
+        raise DatasetError(
+            f"layer {source.layer!r}: {source.display} could not be read with the configured columns "
+            f"({', '.join(cols)}); check the catalog", layer=source.layer,
+        ) from None
 
 
 def _text(df: Any, column: str | None, i: int) -> str | None:

@@ -76,9 +76,9 @@ class S3Storage:
         part_size: int = DEFAULT_PART_BYTES,
         multipart_threshold: int | None = None,
         max_pool_connections: int = 32,
-        connect_timeout_s: float = 5.0,
+        connect_timeout_s: float = 3.0,
         read_timeout_s: float = 60.0,
-        max_attempts: int = 4,
+        max_attempts: int = 2,
     ) -> None:
         if not bucket:
             raise ConfigError("S3_BUCKET is required for S3 storage")
@@ -97,7 +97,9 @@ class S3Storage:
         )
         self._config = Config(
             s3={"addressing_style": "path"},  # works with local endpoints without wildcard DNS
-            retries={"max_attempts": max_attempts, "mode": "standard"},  # 5xx, throttling, resets
+            # one quick retry for a reset or a 5xx; longer outages are the caller's to retry (the worker
+            # backs off per run), so an API request answers 503 within seconds instead of hanging
+            retries={"max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             max_pool_connections=max_pool_connections,

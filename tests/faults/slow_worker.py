@@ -29,7 +29,10 @@ def _slowed() -> None:
 
 
 if __name__ == "__main__":
-    _slowed()
     from aethera.jobs.worker import run_worker
 
     sys.exit(run_worker())
+else:
+    # the pipeline runs in child processes, which import the main script as "__mp_main__" before
+    # they run: each of them runs the slowed pipeline
+    _slowed()

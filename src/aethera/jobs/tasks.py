@@ -1,7 +1,8 @@
 """The run task: one attempt of one analysis run, executed by a worker.
 
-The pipeline is synchronous (geopandas, rasterio) and runs in a thread of its own; the event loop keeps
-the lease alive, watches for cancellation and writes progress and outputs as the thread reports them.
+The pipeline is synchronous (geopandas, rasterio) and runs in a child process of its own
+(`pipeline_process`); the event loop keeps the lease alive, watches for cancellation and writes progress
+and outputs as the child reports them.
 
 How an attempt ends:
 - COMPLETED: every output stored (layers as they were produced, then results, legal, run.log).
@@ -11,18 +12,15 @@ How an attempt ends:
 - PENDING again: a transient error with attempts left (re-queued after an exponential backoff), or the
   worker is shutting down (the queue runs the same attempt again).
 
-The thread cannot be killed: on a hard time limit, an abort or a shutdown the thread is told to stop
-and left to reach its next step boundary, while the record is finished at once.
+On a hard time limit, an abort or a shutdown past its grace period (the queue cancels this coroutine)
+the child is terminated and reaped before the record is finished.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +36,7 @@ from aethera.errors import (
     RunCancelled,
     TimeLimitExceeded,
 )
-from aethera.jobs import keys, records
+from aethera.jobs import keys, pipeline_process, records
 from aethera.jobs.queue import JobQueue, attempt_of, job_id_for
 from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
 from aethera.observability.logs import log_context, task_id_var
@@ -75,7 +73,7 @@ def backoff_s(settings: Settings, attempt: int) -> float:
 async def run_analysis(ctx: dict[str, Any], run_id: str, attempt: int) -> str:
     """The queue's entry point: run one attempt of a run; returns a word on how it ended (for logs)."""
     deps: WorkerDeps = ctx["aethera"]
-    # every log line of the attempt, in this task and in the pipeline's thread, carries the run id
+    # every log line of the attempt, in this task and from the pipeline process, carries the run id
     with log_context(run_id=run_id):
         outcome = await _Attempt(deps, run_id, attempt).execute()
         log.info("run %s attempt %d: %s", run_id, attempt, outcome)  # the run's own line, with both ids
@@ -89,14 +87,13 @@ class _Attempt:
     attempt: int
     run: RunRecord | None = None
     progress: Progress | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: Any = None  # a multiprocessing Event, shared with the pipeline process (set in execute)
     stop_reason: str | None = None  # "cancel", "time", "lease", "shutdown", "hard_time"
     saved: set[str] = field(default_factory=set)
     log_lines: list[str] = field(default_factory=list)
     started_mono: float = 0.0
     soft_deadline: float = 0.0
     _progress_dirty: asyncio.Event = field(default_factory=asyncio.Event)
-    _loop: asyncio.AbstractEventLoop = field(init=False)
     _writer: asyncio.Task[None] | None = None
 
     # --- the attempt --------------------------------------------------------------------------
@@ -121,6 +118,7 @@ class _Attempt:
             log.info("run %s: lease held by another worker; not started twice", self.run_id)
             return "held-elsewhere"
 
+        self.stop = await asyncio.to_thread(pipeline_process.new_stop_event)  # the first one starts a process
         self.started_mono = time.monotonic()
         self.soft_deadline = self.started_mono + s.run_soft_time_limit_s
         await self._load_earlier_log()
@@ -151,12 +149,13 @@ class _Attempt:
         s = self.deps.settings
         try:
             aoi_bytes = await self.deps.storage.read(keys.run_aoi_key(self.run_id))
-            output = await self._in_thread(self._pipeline, aoi_bytes)
+            output = await self._pipeline(aoi_bytes)
             if self.stop.is_set() and self.stop_reason == "cancel" or await self._cancel_flag():
                 await self._finish(RunStatus.REVOKED, None, None, "cancelled")
                 return "revoked"
             await self._store_outputs(output, aoi_bytes)
         except RunCancelled:
+            self._is_cancelled()  # the child stopped on the soft deadline: name that reason here
             reason = self.stop_reason or "cancel"
             if reason == "time":
                 err = TimeLimitExceeded(
@@ -184,21 +183,15 @@ class _Attempt:
         await self._finish(RunStatus.COMPLETED, None, None, "completed")
         return "completed"
 
-    # --- the pipeline, in its own thread -------------------------------------------------------
+    # --- the pipeline, in its own process ------------------------------------------------------
 
-    def _pipeline(self, aoi_bytes: bytes) -> Any:
-        from aethera.analysis import pipeline
-        from aethera.analysis.aoi import load_aoi
-        from aethera.analysis.params import RunParams
-        from aethera.data.catalog import load_catalog
-
+    async def _pipeline(self, aoi_bytes: bytes) -> Any:
         assert self.run is not None
         s = self.deps.settings
-        catalog = load_catalog(s.datasets)
-        aoi = load_aoi(aoi_bytes, filename="aoi.geojson", max_area_km2=s.max_aoi_km2)
-        params = msgspec.convert(self.run.params, RunParams)
-        return pipeline.run(aoi, params, catalog, self._progress_from_thread, self._is_cancelled,
-                            on_output=self._output_from_thread)
+        job = pipeline_process.PipelineJob(run_id=self.run_id, aoi_bytes=aoi_bytes, params=dict(self.run.params),
+                                           datasets=s.datasets, max_aoi_km2=s.max_aoi_km2,
+                                           soft_deadline_mono=self.soft_deadline)
+        return await pipeline_process.run_pipeline(job, self.stop, self._on_progress, self._save)
 
     def _is_cancelled(self) -> bool:
         if not self.stop.is_set() and time.monotonic() > self.soft_deadline:
@@ -206,32 +199,9 @@ class _Attempt:
             self.stop.set()
         return self.stop.is_set()
 
-    def _progress_from_thread(self, step: str, percent: float, message: str) -> None:
-        p = Progress(step=step, percent=round(float(percent), 1), message=message, updated_at=utc_now_iso())
-        self._loop.call_soon_threadsafe(self._set_progress, p)
-
-    def _output_from_thread(self, name: str, data: bytes, media_type: str) -> None:
-        if self.stop.is_set():
-            raise RunCancelled("run stopped")
-        future = asyncio.run_coroutine_threadsafe(self._save(name, data, media_type), self._loop)
-        future.result()  # back-pressure, and a storage error surfaces in the pipeline's own step
-
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn` in a new daemon thread; a cancelled await leaves the thread to stop on its own."""
-        self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = self._loop.create_future()
-        context = contextvars.copy_context()
-
-        def target() -> None:
-            try:
-                result = context.run(fn, *args)
-            except BaseException as exc:  # noqa: BLE001 - handed to the loop as is
-                self._loop.call_soon_threadsafe(_settle, future, None, exc)
-            else:
-                self._loop.call_soon_threadsafe(_settle, future, result, None)
-
-        threading.Thread(target=target, name=f"run-{self.run_id[:8]}", daemon=True).start()
-        return await future
+    def _on_progress(self, step: str, percent: float, message: str) -> None:
+        self._set_progress(Progress(step=step, percent=round(float(percent), 1), message=message,
+                                    updated_at=utc_now_iso()))
 
     # --- loop-side helpers ---------------------------------------------------------------------
 
@@ -409,15 +379,6 @@ class _Attempt:
     @property
     def _owner(self) -> str:
         return f"{self.deps.name}/{self.attempt}"
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: dict[str, Any], aoi_bytes: bytes) -> bytes:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aethera.errors import ConfigError
-from aethera.jobs import queue, recovery
+from aethera.jobs import pipeline_process, queue, recovery
 from aethera.jobs.tasks import WorkerDeps, run_analysis
 from aethera.observability.heartbeat import HeartbeatLoop, heartbeat_interval_s
 from aethera.observability.logs import configure_logging
@@ -54,9 +54,12 @@ def _hooks(settings: Settings, open_storage: StorageOpener | None = None) -> tup
         beats = HeartbeatLoop(redis, deps.name, heartbeat_interval_s(settings.run_lease_s))
         beats.start()
         ctx["aethera_heartbeat"] = beats
+        # the pipeline processes' forkserver imports the analysis stack once, now rather than in the first run
+        ctx["aethera_warm_up"] = asyncio.create_task(_warm_up(), name="aethera-warm-up")
         log.info("worker %s ready (concurrency %d)", deps.name, settings.worker_concurrency)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        ctx.pop("aethera_warm_up", None)  # a thread: left to finish on its own
         beats: HeartbeatLoop | None = ctx.pop("aethera_heartbeat", None)
         if beats is not None:
             await beats.stop()
@@ -69,6 +72,13 @@ def _hooks(settings: Settings, open_storage: StorageOpener | None = None) -> tup
             await deps.storage.close()
 
     return on_startup, on_shutdown
+
+
+async def _warm_up() -> None:
+    try:
+        await asyncio.to_thread(pipeline_process.warm_up)
+    except Exception:  # the first run starts the forkserver then (and reports what fails)
+        log.warning("pipeline processes not prepared at start-up", exc_info=True)
 
 
 def worker_settings(settings: Settings) -> type:

@@ -1,0 +1,348 @@
+"""The analysis pipeline of one run attempt, in a child process of its own.
+
+Why a process and not a thread: a thread cannot be killed (a hard time limit or an abort would leave it
+running to its next step boundary), and some GDAL reads hold the GIL, which would stall the worker's
+event loop (lease heartbeat included) for as long as the read lasts.
+
+The children come from a "forkserver" (never a plain fork of the worker, which has an event loop and
+threads): a small single-threaded server process that has imported the analysis stack once and forks
+one child per attempt, so an attempt does not pay the imports again. The child:
+- reports progress, outputs (waiting for the worker to store each one, so a storage error surfaces in
+  the pipeline's own step), log records, and finally the result or the error, over a duplex Pipe;
+- answers `is_cancelled` from a multiprocessing Event the worker sets (cancel, soft limit, lease loss)
+  and from the soft deadline, so the pipeline raises RunCancelled at its next step boundary;
+- dies with the worker (a thread watches the worker's end of its launch pipe), so a SIGKILLed worker
+  leaves nothing running; the forkserver then exits too, as it does when its last client is gone.
+On a hard time limit or any cancellation of the awaiting coroutine the child is terminated (SIGTERM,
+then SIGKILL after a short grace) and reaped before the coroutine goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from aethera.errors import AetheraError, RunCancelled
+
+log = logging.getLogger(__name__)
+
+# Imported once by the forkserver, so every forked child starts with the analysis stack loaded. Each
+# child also imports the worker's main script (as multiprocessing does): worker.py and the `aethera`
+# command import these, so that import costs nothing once they are preloaded.
+PRELOAD = ("aethera.jobs.pipeline_preload", "aethera.jobs.worker", "aethera.cli")
+
+TERMINATE_GRACE_S = 3.0  # SIGTERM, then SIGKILL after this long
+EXIT_WAIT_S = 10.0  # a child that sent its result exits on its own within this; else it is terminated
+
+_context: Any = None
+_context_lock = threading.Lock()
+_active: dict[int, str] = {}  # pid -> run id, of the children running now
+
+
+class PipelineCrashed(Exception):
+    """The child failed in a way the service did not foresee; the message (a traceback) is for the log."""
+
+
+@dataclass(frozen=True)
+class PipelineJob:
+    """What a child needs to run one attempt (pickled to it)."""
+
+    run_id: str
+    aoi_bytes: bytes
+    params: dict[str, Any]
+    datasets: str
+    max_aoi_km2: float
+    soft_deadline_mono: float  # time.monotonic() is system-wide on Linux: the same clock in the child
+
+
+ProgressFn = Callable[[str, float, str], None]
+OutputFn = Callable[[str, bytes, str], Awaitable[None]]
+
+
+def _mp() -> Any:
+    global _context
+    with _context_lock:
+        if _context is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(list(PRELOAD))
+            _context = ctx
+        return _context
+
+
+def new_stop_event() -> Any:
+    """The Event a run attempt's child polls at each step boundary."""
+    return _mp().Event()
+
+
+def warm_up() -> None:
+    """Start the forkserver now (blocking: it imports the analysis stack) rather than on the first run."""
+    from multiprocessing import forkserver
+
+    _mp()
+    forkserver.ensure_running()
+
+
+def active_pids() -> dict[int, str]:
+    """pid -> run id of the pipeline processes this worker runs now."""
+    return dict(_active)
+
+
+async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_output: OutputFn) -> Any:
+    """Run the pipeline for `job` in a child process; returns its PipelineOutput or raises its error.
+
+    `on_progress` and `on_output` are called on the event loop, in the order the pipeline reported."""
+    loop = asyncio.get_running_loop()
+    ctx = _mp()
+    conn, child_conn = ctx.Pipe(duplex=True)
+    proc = ctx.Process(target=_child_main, args=(child_conn, stop, job, logging.getLogger().getEffectiveLevel()),
+                       name=f"aethera-run-{job.run_id[:8]}", daemon=True)
+    # starting may have to start the forkserver, which imports the analysis stack: off the loop
+    started = loop.run_in_executor(None, proc.start)
+    messages: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+    reader: threading.Thread | None = None
+    finished = False
+    try:
+        await asyncio.shield(started)
+        child_conn.close()  # the child has its own copy; ours would hide its end-of-file
+        pid = proc.pid
+        _active[pid] = job.run_id
+        log.info("pipeline process %d started", pid)
+        reader = threading.Thread(target=_read_messages, args=(conn, loop, messages),
+                                  name=f"run-{job.run_id[:8]}-pipe", daemon=True)
+        reader.start()
+        try:
+            result = await _exchange(conn, messages, on_progress, on_output)
+        except asyncio.CancelledError:
+            raise  # a hard limit or the worker stopping: the child is terminated below
+        except BaseException:
+            finished = True  # the child reported its error and is exiting on its own
+            raise
+        finished = True
+        return result
+    finally:
+        await asyncio.shield(_reap(started, proc, conn, child_conn, reader, finished))
+
+
+async def _exchange(conn: Connection, messages: asyncio.Queue[tuple[Any, ...]], on_progress: ProgressFn,
+                    on_output: OutputFn) -> Any:
+    output_error: BaseException | None = None
+    while True:
+        kind, *body = await messages.get()
+        if kind == "progress":
+            on_progress(*body)
+        elif kind == "log":
+            level, name, text = body
+            logger = logging.getLogger(name)
+            if logger.isEnabledFor(level):
+                logger.log(level, "%s", text)
+        elif kind == "output":
+            name, data, media_type = body
+            try:
+                await on_output(name, data, media_type)
+            except AetheraError as exc:
+                output_error = exc
+                reply: tuple[Any, ...] = ("failed", *_describe(exc))
+            except Exception as exc:
+                log.warning("output %s not stored", name, exc_info=True)
+                reply = ("failed", None, None, f"{type(exc).__name__} storing {name}", {})
+            else:
+                reply = ("ok",)
+            with contextlib.suppress(OSError):  # a child gone meanwhile: its end-of-file is next
+                conn.send(reply)  # a few bytes the child is waiting for: never blocks
+        elif kind == "result":
+            return body[0]
+        elif kind == "error":
+            exc = _rebuild(*body)
+            if (output_error is not None and type(output_error) is type(exc)
+                    and getattr(output_error, "detail", None) == exc.detail):
+                raise output_error  # the storage error itself, as the worker saw it
+            raise exc
+        elif kind == "crash":
+            raise PipelineCrashed(body[0])
+        else:  # "eof": the child ended without a word
+            raise PipelineCrashed("the pipeline process ended without a result")
+
+
+def _read_messages(conn: Connection, loop: asyncio.AbstractEventLoop, messages: asyncio.Queue[tuple[Any, ...]]) -> None:
+    """Thread: the blocking reads (and unpickling of large layers) stay off the event loop."""
+
+    def put(msg: tuple[Any, ...]) -> None:
+        try:
+            loop.call_soon_threadsafe(messages.put_nowait, msg)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            put(("eof",))
+            return
+        except Exception:  # noqa: BLE001 - a message that does not unpickle
+            put(("crash", traceback.format_exc()))
+            return
+        put(msg)
+        if msg[0] in ("result", "error", "crash"):
+            return
+
+
+async def _reap(started: asyncio.Future[None], proc: Any, conn: Connection, child_conn: Connection,
+                reader: threading.Thread | None, finished: bool) -> None:
+    try:
+        await started  # closing the child's end while start() pickles it would break the start
+    except BaseException:  # noqa: BLE001 - never started: nothing to reap
+        conn.close()
+        child_conn.close()
+        return
+    child_conn.close()
+    pid = proc.pid
+    code = await asyncio.to_thread(_stop_and_reap, proc, EXIT_WAIT_S if finished else 0.0)
+    if reader is not None:
+        await asyncio.to_thread(reader.join, 5.0)  # the child's end is closed: the reader has its EOF
+    conn.close()
+    _active.pop(pid, None)
+    log.info("pipeline process %d ended (exit code %s)", pid, code)
+
+
+def _stop_and_reap(proc: Any, wait_s: float) -> int | None:
+    proc.join(wait_s)
+    if proc.exitcode is None:
+        proc.terminate()
+        proc.join(TERMINATE_GRACE_S)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+    code = proc.exitcode
+    proc.close()
+    return code
+
+
+# --- errors across the process boundary ---------------------------------------------------------
+
+
+def _describe(exc: AetheraError) -> tuple[str, str, str, dict[str, Any]]:
+    return type(exc).__module__, type(exc).__qualname__, exc.detail, dict(exc.extra)
+
+
+def _rebuild(module: str | None, qualname: str | None, detail: str, extra: dict[str, Any]) -> AetheraError:
+    cls: Any = None
+    if module and qualname and module.startswith("aethera."):
+        try:
+            cls = getattr(importlib.import_module(module), qualname)
+        except (ImportError, AttributeError):
+            cls = None
+    if not (isinstance(cls, type) and issubclass(cls, AetheraError)):
+        cls = AetheraError
+    try:
+        return cls(detail, **extra)
+    except TypeError:
+        return cls(detail)
+
+
+# --- the child ----------------------------------------------------------------------------------
+
+
+class _PipeLogHandler(logging.Handler):
+    """The child's log records go to the worker, which logs them with the run's ids."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a log line is never worth the run
+            self._send(("log", record.levelno, record.name, self.format(record)))
+
+
+def _die_with_parent() -> None:
+    """A thread that kills this process as soon as the worker that asked for it is gone.
+
+    `parent_process()` is the worker (not the forkserver): its sentinel reaches end-of-file when the
+    worker's end closes, even on SIGKILL. A signal tied to the forkserver's death would not do: the
+    forkserver lives as long as any of its children holds its "alive" pipe, which each child does."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGKILL)  # nobody is left to report to, or to store what we make
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _child_main(conn: Connection, stop: Any, job: PipelineJob, log_level: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the worker, which decides
+    lock = threading.Lock()  # the pipeline's libraries may log from threads of their own
+
+    def send(msg: tuple[Any, ...]) -> None:
+        with lock:
+            conn.send(msg)
+
+    root = logging.getLogger()
+    root.handlers[:] = [_PipeLogHandler(send)]
+    root.setLevel(log_level)
+    try:
+        try:
+            result: tuple[Any, ...] = ("result", _run(conn, send, lock, stop, job))
+        except AetheraError as exc:
+            if exc.__cause__ is not None:  # an unexpected failure inside a step: its trace is for the log
+                logging.getLogger(__name__).error("pipeline failed: %s", exc.detail, exc_info=exc)
+            result = ("error", *_describe(exc))
+        try:
+            send(result)
+        except Exception:  # e.g. an `extra` that does not pickle
+            if result[0] != "error":
+                raise
+            send(("error", *result[1:4], {}))
+    except BaseException:  # noqa: BLE001 - reported to the worker, which logs it
+        with contextlib.suppress(Exception):  # the worker is gone
+            send(("crash", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: threading.Lock, stop: Any,
+         job: PipelineJob) -> Any:
+    import msgspec
+
+    from aethera.analysis import pipeline
+    from aethera.analysis.aoi import load_aoi
+    from aethera.analysis.params import RunParams
+    from aethera.data.catalog import load_catalog
+
+    def is_cancelled() -> bool:
+        return stop.is_set() or time.monotonic() > job.soft_deadline_mono
+
+    def progress(step: str, percent: float, message: str) -> None:
+        send(("progress", step, percent, message))
+
+    def on_output(name: str, data: bytes, media_type: str) -> None:
+        if stop.is_set():
+            raise RunCancelled("run stopped")
+        with lock:  # the reply is ours: no log line may be sent in between
+            conn.send(("output", name, data, media_type))
+            reply = conn.recv()
+        if reply[0] != "ok":
+            _, module, qualname, detail, extra = reply
+            if module is None:
+                raise RuntimeError(detail)  # the step fails as it would on any unexpected error
+            raise _rebuild(module, qualname, detail, extra)
+
+    catalog = load_catalog(job.datasets)
+    aoi = load_aoi(job.aoi_bytes, filename="aoi.geojson", max_area_km2=job.max_aoi_km2)
+    params = msgspec.convert(job.params, RunParams)
+    return pipeline.run(aoi, params, catalog, progress, is_cancelled, on_output=on_output)

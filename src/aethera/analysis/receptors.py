@@ -13,6 +13,7 @@ says so (`source: land_cover_fallback` and a line in `reasons`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,18 +103,28 @@ def _search_layer(aoi: AOI, catalog: Catalog, kind: str) -> Search:
         if kind == "protected_area":
             return Search(None, None, "the dataset catalog has no protected_areas layer")
         return _fallback(aoi, catalog, kind)
+    best, first = _nearest_within(SEARCH_RADII_KM, lambda radius_m: _candidates(aoi, catalog, layer, radius_m))
+    if best is not None:
+        return _result(kind, best, first, "layer", None)
+    what = {"protected_area": "protected area", "settlement": "settlement", "water_body": "water body"}[kind]
+    return _result(kind, None, first, "layer",
+                   f"no {what} within {SEARCH_RADII_KM[-1]:g} km of the AOI in the {layer} layer")
+
+
+def _nearest_within(
+    radii_km: Sequence[float], fetch: Callable[[float], list[Candidate]]
+) -> tuple[Candidate | None, list[Candidate]]:
+    """The nearest candidate, searching ever wider radii (most AOIs find one in the first, cheapest
+    search), and the candidates of the first search, which the counts near the AOI are taken from."""
     first: list[Candidate] | None = None
-    for radius_km in SEARCH_RADII_KM:
-        candidates = _candidates(aoi, catalog, layer, radius_km * 1000.0)
+    for radius_km in radii_km:
+        candidates = fetch(radius_km * 1000.0)
         if first is None:
             first = candidates
         within = [c for c in candidates if c.distance_m <= radius_km * 1000.0]
         if within:
-            best = min(within, key=lambda c: (c.distance_m, c.receptor_id))
-            return _result(kind, best, first, "layer", None)
-    what = {"protected_area": "protected area", "settlement": "settlement", "water_body": "water body"}[kind]
-    return _result(kind, None, first or [], "layer",
-                   f"no {what} within {SEARCH_RADII_KM[-1]:g} km of the AOI in the {layer} layer")
+            return min(within, key=lambda c: (c.distance_m, c.receptor_id)), first
+    return None, first or []
 
 
 def _candidates(aoi: AOI, catalog: Catalog, layer: str, radius_m: float) -> list[Candidate]:
@@ -164,16 +175,10 @@ def _fallback(aoi: AOI, catalog: Catalog, kind: str) -> Search:
         what = "water and wetland classes (CORINE 4xx, 5xx)"
     note = (f"the dataset catalog has no {_LAYERS[kind]} layer: {what} patches of the land-cover layer "
             f"stand in (nearest patch, counts are patches)")
-    first: list[Candidate] | None = None
-    for radius_km in FALLBACK_RADII_KM:
-        candidates = _patches(aoi, catalog, codes, radius_km * 1000.0)
-        if first is None:
-            first = candidates
-        within = [c for c in candidates if c.distance_m <= radius_km * 1000.0]
-        if within:
-            best = min(within, key=lambda c: (c.distance_m, c.receptor_id))
-            return _result(kind, best, first, "land_cover_fallback", note)
-    return _result(kind, None, first or [], "land_cover_fallback",
+    best, first = _nearest_within(FALLBACK_RADII_KM, lambda radius_m: _patches(aoi, catalog, codes, radius_m))
+    if best is not None:
+        return _result(kind, best, first, "land_cover_fallback", note)
+    return _result(kind, None, first, "land_cover_fallback",
                    note + f"; none within {FALLBACK_RADII_KM[-1]:g} km of the AOI")
 
 

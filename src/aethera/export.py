@@ -38,6 +38,7 @@ import msgspec
 from aethera.errors import AetheraError, Conflict, NotFound, ObjectNotFound, StorageError, StorageUnavailable
 from aethera.storage.artifacts import INDEX_NAME, ArtifactIndex, artifact_key
 from aethera.storage.base import DEFAULT_CHUNK_BYTES, Storage
+from aethera.timestamps import parse_utc
 
 # Bump whenever the bytes produced for the same inputs change (member order, header fields, manifest
 # shape): the ETag includes it, so a client never resumes across two layouts.
@@ -340,20 +341,11 @@ class PlanCache:
         return len(self._plans)
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
 
 def completion_time(record: Mapping[str, Any]) -> datetime:
     """When the run finished: the archive's fixed modification time."""
     for field in ("completed_at", "finished_at", "updated_at", "created_at"):
-        when = _parse_time(record.get(field))
+        when = parse_utc(record.get(field))
         if when is not None:
             return when.astimezone(UTC).replace(microsecond=0)
     return _DOS_EPOCH

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 from typing import Any
+
+from aethera.timestamps import parse_utc
 
 REPORT_MEDIA_TYPE = "text/html; charset=utf-8"
 NOT_COMPUTED = "not computed"
@@ -766,7 +768,7 @@ def render_report(
     run_id = str(run.get("run_id") or results.get("run_id") or "")
     project_type = run.get("project_type") or results.get("project_type")
     country = _get(run, "params", "country") or (legal or {}).get("country_code")
-    when = generated_at or _parse(run.get("finished_at"))
+    when = generated_at or parse_utc(run.get("finished_at"))
     subtitle = " · ".join(
         escape(str(x))
         for x in (
@@ -807,12 +809,3 @@ def render_report(
     )
     return page.encode("utf-8")
 
-
-def _parse(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -135,6 +135,22 @@ class StorageWriteFailed(StorageError):
     code = "storage_write_failed"
 
 
+class PreconditionFailed(StorageError):
+    """A conditional write found the object changed (or present) since the caller read it."""
+
+    code = "precondition_failed"
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+class StaleAttempt(AetheraError):
+    """A run attempt that is no longer the run's current one (its lease or generation moved on) tried
+    to write; the write is refused so that only the current attempt's outputs can ever be committed."""
+
+    code = "stale_attempt"
+
+
 # --- analysis ----------------------------------------------------------------------------------
 
 

@@ -383,14 +383,15 @@ async def _digest_object(storage: Storage, key: str) -> tuple[int, int, str]:
     return size, crc & 0xFFFFFFFF, sha.hexdigest()
 
 
-async def _results_summary(storage: Storage, run_id: str, index: ArtifactIndex) -> dict[str, Any]:
+async def _results_summary(storage: Storage, run_id: str, index: ArtifactIndex,
+                           generation: int | None) -> dict[str, Any]:
     """Dataset versions, step timings and warnings from results.json, for the manifest."""
     entry = index.get(RESULTS_NAME)
     if entry is None:
         return {"unavailable_reason": "the run stored no results.json"}
     if entry.size > MAX_RESULTS_PARSE_BYTES:
         return {"unavailable_reason": "results.json is too large to summarise; see the file itself"}
-    raw = await storage.read(artifact_key(run_id, RESULTS_NAME))
+    raw = await storage.read(artifact_key(run_id, RESULTS_NAME, generation))
     decode = msgspec.json.decode
     try:
         results = await asyncio.to_thread(decode, raw) if len(raw) > 1 << 20 else decode(raw)
@@ -486,8 +487,12 @@ async def plan_export(
     if status != COMPLETED:
         raise Conflict(f"the run is {status or 'not finished'}; its export exists once it is COMPLETED",
                        run_status=status)
+    # only the committed attempt's outputs: nothing writes under that prefix after the commit
+    generation = record.get("output_generation")
+    if generation is not None and not isinstance(generation, int):
+        raise AetheraError("the run record is unreadable")
     try:
-        index_raw = await storage.read(artifact_key(run_id, INDEX_NAME))
+        index_raw = await storage.read(artifact_key(run_id, INDEX_NAME, generation))
     except ObjectNotFound:
         index_raw = b""
     index = msgspec.json.decode(index_raw, type=ArtifactIndex) if index_raw else ArtifactIndex(run_id=run_id)
@@ -522,7 +527,7 @@ async def plan_export(
         members.append(
             ExportMember(
                 name=art.name, size=art.size, crc32=art.crc32, sha256=art.sha256,
-                media_type=art.media_type, key=artifact_key(run_id, art.name),
+                media_type=art.media_type, key=artifact_key(run_id, art.name, generation),
             )
         )
     if aoi_stat is not None:
@@ -539,7 +544,7 @@ async def plan_export(
             missing[name] = "the run did not store this output"
     members.sort(key=lambda m: _member_order(m.name))
 
-    summary = await _results_summary(storage, run_id, index)
+    summary = await _results_summary(storage, run_id, index, generation)
     manifest_bytes = build_manifest(run_id, record, members, summary, missing)
     manifest = ExportMember(
         name=MANIFEST_NAME,

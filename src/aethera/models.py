@@ -171,7 +171,14 @@ class RunRecord(msgspec.Struct, kw_only=True):
     created_at: str
     updated_at: str
     status: RunStatus = RunStatus.PENDING
-    attempts: int = 0  # attempts started so far
+    attempts: int = 0  # attempts started so far (an attempt handed back by a stopping worker is not counted)
+    # The fencing token: the attempt the run belongs to now. Only the job of this generation may start
+    # the run, and every write of a worker carries the generation it started with, so a worker whose
+    # attempt was superseded (lease lost, re-queued) can never write the record again.
+    generation: int = 1
+    # The generation whose outputs were committed with a final state (readers read only those); None for
+    # runs stored before outputs had per-attempt prefixes, and for runs with nothing committed.
+    output_generation: int | None = None
     job_id: str | None = None  # the queue's id of the job that carries the current attempt
     started_at: str | None = None
     finished_at: str | None = None

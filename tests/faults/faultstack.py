@@ -29,6 +29,7 @@ from aethera.security.apikeys import create_key
 
 REPO = Path(__file__).resolve().parents[2]
 SLOW_WORKER = Path(__file__).with_name("slow_worker.py")
+BOUNDARY_WORKER = Path(__file__).with_name("boundary_worker.py")
 FINAL = frozenset({"COMPLETED", "FAILED", "REVOKED"})
 START_TIMEOUT_S = 90.0  # two cores shared by everyone: importing geopandas can be slow
 RECOVERY_DEADLINE_S = 5.0  # the service works normally again this soon after a backend returns
@@ -162,13 +163,16 @@ class Stack:
         self.wait_until(lambda: self._answers("/health"), START_TIMEOUT_S, "the API did not start")
 
     def start_worker(self, *, step_delay_s: float = 0.0, max_file_bytes: int | None = None,
-                     extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """A worker process: `python worker.py`, or the slow variant when `step_delay_s` is set."""
+                     extra_env: dict[str, str] | None = None, script: Path | None = None) -> subprocess.Popen[bytes]:
+        """A worker process: `python worker.py`, the slow variant when `step_delay_s` is set, or `script`
+        (a variant of the worker kept in this folder)."""
         env = {**self.env, **(extra_env or {})}
         argv = [sys.executable, "worker.py"]
         if step_delay_s:
             env["AETHERA_TEST_STEP_DELAY_S"] = str(step_delay_s)
             argv = [sys.executable, str(SLOW_WORKER)]
+        if script is not None:
+            argv = [sys.executable, str(script)]
         preexec = None
         if max_file_bytes is not None:
             limit = max_file_bytes
@@ -261,9 +265,25 @@ class Stack:
     def task(self, task_id: str) -> Response:
         return self.request("GET", f"/tasks/{task_id}")
 
+    def read_object(self, key: str) -> bytes | None:
+        """A stored object, read straight from the backend (disk or the S3 bucket); None when missing."""
+        if self.env.get("STORAGE_BACKEND") == "s3":
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=self.env["S3_ENDPOINT_URL"], region_name="us-east-1",
+                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+            try:
+                return bytes(client.get_object(Bucket=self.env["S3_BUCKET"], Key=key)["Body"].read())
+            except client.exceptions.NoSuchKey:
+                return None
+        path = self.storage_root / key
+        return path.read_bytes() if path.is_file() else None
+
     def run_record(self, run_id: str) -> dict[str, Any]:
-        """The run record as stored (the truth), read from disk."""
-        return json.loads((self.storage_root / "runs" / run_id / "run.json").read_bytes())
+        """The run record as stored (the truth), read from the backend."""
+        raw = self.read_object(f"runs/{run_id}/run.json")
+        assert raw is not None, f"no record of run {run_id}"
+        return dict(json.loads(raw))
 
     def wait_for_status(self, task_id: str, statuses: set[str] | frozenset[str], timeout_s: float) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
@@ -276,3 +296,13 @@ class Stack:
             return None
 
         return dict(self.wait_until(check, timeout_s, f"task {task_id} did not reach {sorted(statuses)}"))
+
+
+def s3_settings(endpoint_url: str, bucket: str) -> dict[str, str]:
+    """The settings of a stack on a fresh bucket of a moto server (created here)."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    return {"STORAGE_BACKEND": "s3", "S3_ENDPOINT_URL": endpoint_url, "S3_BUCKET": bucket,
+            "S3_ACCESS_KEY_ID": "testing", "S3_SECRET_ACCESS_KEY": "testing", "S3_REGION": "us-east-1"}

@@ -160,7 +160,12 @@ async def test_the_child_sends_progress_outputs_and_result(sample_catalog: Path)
     result = await pipeline_process.run_pipeline(_job(sample_catalog, {"side_km": 0.8}), stop,
                                                  lambda step, pct, msg: progress.append((step, pct)), output)
     assert progress[-1] == ("done", 100.0) and [p for _, p in progress] == sorted(p for _, p in progress)
-    assert result.results.aoi is not None and set(result.layers)
+    # every output the run commits comes from the child, the report included (it is CPU work on
+    # client-sized input, so it runs under the run's time limits); the result is only a summary
+    assert {"results.json", "legal.json", "report.html"} <= set(outputs), outputs
+    assert any(name.startswith("layers/") for name in outputs), outputs
+    assert isinstance(result, pipeline_process.PipelineSummary) and result.has_legal
+    assert result.step_durations_s
     assert pipeline_process.active_pids() == {}
 
 
@@ -214,3 +219,35 @@ async def test_the_child_dies_with_a_sigkilled_worker(make_service: Any, tmp_pat
         await _until_gone(family, zombie_ok=True)
     finally:
         _stop(worker)
+
+
+def _spin_on(flag: Any) -> None:
+    while True:
+        flag.is_set()
+
+
+def test_a_child_killed_while_reading_the_stop_flag_cannot_wedge_the_worker() -> None:
+    """The flag is read thousands of times a second by a child that is SIGKILLed at seeded moments; the
+    worker's side must still set and read it at once (a lock-based Event could be left locked by the
+    dead child, blocking the worker's event loop forever)."""
+    import random
+    import threading
+
+    rng = random.Random(7)
+    ctx = pipeline_process._mp()
+    flag = pipeline_process.new_stop_event()
+    for _ in range(10):
+        child = ctx.Process(target=_spin_on, args=(flag,), daemon=True)
+        child.start()
+        threading.Event().wait(rng.uniform(0.0, 0.05))  # some moment of its reading
+        child.kill()
+        child.join()
+        done = threading.Event()
+
+        def use() -> None:
+            flag.set()
+            assert flag.is_set()
+            done.set()
+
+        threading.Thread(target=use, daemon=True).start()
+        assert done.wait(30), "the stop flag is blocked by a dead child"

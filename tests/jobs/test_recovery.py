@@ -14,6 +14,7 @@ import redis as sync_redis
 import servicekit as kit
 from aethera.errors import StorageUnavailable
 from aethera.jobs import keys
+from aethera.jobs.tasks import OPERATION_TRIES
 from aethera.storage.artifacts import artifact_key
 from aethera.storage.factory import open_storage
 
@@ -111,26 +112,55 @@ class FlakyStorage:
         return getattr(self._inner, name)
 
 
-async def test_transient_storage_failure_is_retried_with_backoff(make_service: Any) -> None:
+async def test_a_storage_blip_retries_the_save_not_the_pipeline(make_service: Any) -> None:
     svc = await make_service(AETHERA_RUN_MAX_ATTEMPTS="3")
     c = svc.client
     answer = await _run(c, await _project(c))
     flaky: list[FlakyStorage] = []
 
     async def opener(settings: Any) -> Any:
-        flaky.append(FlakyStorage(await open_storage(settings), failures=2))
+        flaky.append(FlakyStorage(await open_storage(settings), failures=OPERATION_TRIES - 1))
         return flaky[0]
 
     async with kit.in_process_worker(svc.settings, open_storage=opener):
         final = await kit.poll_task(c, answer["task_id"], timeout_s=120)
     assert final["status"] == "COMPLETED", final
-    assert final["attempts"] == 3 and flaky[0].remaining == 0
+    # one attempt: the failed save was tried again; the pipeline ran once
+    assert final["attempts"] == 1 and flaky[0].remaining == 0
     storage = await open_storage(svc.settings)
     try:
-        log = (await storage.read(artifact_key(answer["run_id"], "run.log"))).decode()
+        record = msgspec.json.decode(await storage.read(keys.run_record_key(answer["run_id"])))
+        log = (await storage.read(artifact_key(answer["run_id"], "run.log", record["output_generation"]))).decode()
     finally:
         await storage.close()
-    assert log.count("retrying in") == 2 and "attempt 1 failed" in log and "attempt 2 failed" in log
+    assert record["generation"] == 1 and record["output_generation"] == 1
+    assert "retrying in" not in log and log.count("attempt 1 of 3") == 1
+
+
+async def test_storage_away_for_longer_than_the_save_retries_makes_a_new_attempt(make_service: Any) -> None:
+    svc = await make_service(AETHERA_RUN_MAX_ATTEMPTS="3")
+    c = svc.client
+    answer = await _run(c, await _project(c))
+    flaky: list[FlakyStorage] = []
+
+    async def opener(settings: Any) -> Any:
+        flaky.append(FlakyStorage(await open_storage(settings), failures=OPERATION_TRIES))
+        return flaky[0]
+
+    async with kit.in_process_worker(svc.settings, open_storage=opener):
+        final = await kit.poll_task(c, answer["task_id"], timeout_s=120)
+    assert final["status"] == "COMPLETED", final
+    assert final["attempts"] == 2 and flaky[0].remaining == 0
+    storage = await open_storage(svc.settings)
+    try:
+        record = msgspec.json.decode(await storage.read(keys.run_record_key(answer["run_id"])))
+        log = (await storage.read(artifact_key(answer["run_id"], "run.log", record["output_generation"]))).decode()
+        leftovers = [s.key async for s in storage.list(f"runs/{answer['run_id']}/attempts/1/")]
+    finally:
+        await storage.close()
+    assert record["generation"] == 2 and record["output_generation"] == 2
+    assert log.count("retrying in") == 1 and "attempt 1 failed" in log
+    assert leftovers == []  # the uncommitted attempt's outputs were collected
 
 
 async def test_transient_failure_after_the_last_attempt_fails_the_run(make_service: Any) -> None:

@@ -32,7 +32,7 @@ async def write_completed_run(settings: Settings, payload_bytes: int) -> str:
             "attempts": 1, "started_at": now, "finished_at": now,
         }
         await save_artifact(storage, run_id, "run.log", os.urandom(payload_bytes), "text/plain")
-        await records.save_run(storage, msgspec.convert(record, RunRecord))
+        await records.create_run(storage, msgspec.convert(record, RunRecord), b"{}", records.now_ms())
         return run_id
     finally:
         await storage.close()

@@ -37,6 +37,8 @@ STATUS_BY_ERROR: dict[type[e.AetheraError], int] = {
     e.ConfigError: 500,
     e.StorageError: 500,
     e.StorageWriteFailed: 500,
+    e.PreconditionFailed: 409,
+    e.StaleAttempt: 409,
     e.AnalysisError: 500,
     e.TimeLimitExceeded: 500,
     e.RulePackError: 500,

@@ -15,6 +15,9 @@ QUEUE_NAME = PREFIX + "queue"  # the job queue (a sorted set of the queue implem
 RECOVERY_LOCK = PREFIX + "recovery:lock"  # one recovery sweep at a time across all workers
 
 TASK_RECORD_TTL_S = 7 * 24 * 3600  # a finished task's Redis copy; storage keeps the truth forever
+# a queued or running task's copy: renewed by the running attempt's heartbeat, so a copy that a lost
+# write left behind cannot outlive its run's progress by long (and GET /tasks checks the record anyway)
+LIVE_TASK_TTL_S = 120
 CANCEL_FLAG_TTL_S = 7 * 24 * 3600
 
 
@@ -29,8 +32,19 @@ def cancel_key(run_id: str) -> str:
 
 
 def lease_key(run_id: str) -> str:
-    """Held (with a TTL of `run_lease_s`) by the worker that runs the run; renewed by its heartbeat."""
+    """"<generation> <worker>": held (TTL `run_lease_s / 2`) by the attempt that runs the run; renewed by
+    its heartbeat."""
     return f"{PREFIX}lease:{run_id}"
+
+
+def stashed_final_key(run_id: str) -> str:
+    """A final run record that storage refused to take (disk full, S3 down); recovery writes it later."""
+    return f"{PREFIX}final:{run_id}"
+
+
+def pickup_suspect_key(run_id: str, generation: int) -> str:
+    """Set by recovery when it first sees a run taken by the queue but with nobody holding its lease."""
+    return f"{PREFIX}suspect:{run_id}:{generation}"
 
 
 RATE_LIMIT_PREFIX = PREFIX + "ratelimit:"  # + bucket: a token bucket (hash), expires once full again

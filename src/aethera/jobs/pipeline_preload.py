@@ -18,6 +18,7 @@ import rasterio.features
 import rasterio.mask
 import rasterio.warp  # noqa: F401
 
+from aethera import report  # noqa: F401 - rendered by the child at the end of every run
 from aethera.analysis import aoi, emissions, indices, kpis, params, pipeline, projection  # noqa: F401
 from aethera.data import catalog  # noqa: F401
 from aethera.legal import packs

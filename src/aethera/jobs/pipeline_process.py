@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib
 import logging
 import multiprocessing
@@ -30,11 +31,12 @@ import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from aethera.errors import AetheraError, RunCancelled
+from aethera.jobs import keys
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 # child also imports the worker's main script (as multiprocessing does): worker.py and the `aethera`
 # command import these, so that import costs nothing once they are preloaded.
 PRELOAD = ("aethera.jobs.pipeline_preload", "aethera.jobs.worker", "aethera.cli")
+
+JSON, GEOJSON, HTML = "application/json", "application/geo+json", "text/html; charset=utf-8"
 
 TERMINATE_GRACE_S = 3.0  # SIGTERM, then SIGKILL after this long
 EXIT_WAIT_S = 10.0  # a child that sent its result exits on its own within this; else it is terminated
@@ -65,6 +69,16 @@ class PipelineJob:
     datasets: str
     max_aoi_km2: float
     soft_deadline_mono: float  # time.monotonic() is system-wide on Linux: the same clock in the child
+    run: dict[str, Any] = field(default_factory=dict)  # the run record as plain data (results and report)
+
+
+@dataclass(frozen=True)
+class PipelineSummary:
+    """What the child returns once every output has been stored: only small figures (the outputs went
+    through `on_output` one by one, and the worker stored each before the child went on)."""
+
+    step_durations_s: dict[str, float]
+    has_legal: bool
 
 
 ProgressFn = Callable[[str, float, str], None]
@@ -81,9 +95,26 @@ def _mp() -> Any:
         return _context
 
 
-def new_stop_event() -> Any:
-    """The Event a run attempt's child polls at each step boundary."""
-    return _mp().Event()
+class StopFlag:
+    """The stop request a run attempt's child polls at each step boundary: one byte of shared memory.
+
+    Not a `multiprocessing.Event`: its `is_set()` takes a lock shared with the child, and a child killed
+    while holding it (a hard time limit, a cancellation) would leave the worker's event loop blocked on
+    that lock forever. A single byte is written and read whole, so it needs no lock."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._flag = ctx.RawValue(ctypes.c_bool, False)
+
+    def set(self) -> None:
+        self._flag.value = True
+
+    def is_set(self) -> bool:
+        return bool(self._flag.value)
+
+
+def new_stop_event() -> StopFlag:
+    """A fresh stop flag for one run attempt's child."""
+    return StopFlag(_mp())
 
 
 def warm_up() -> None:
@@ -342,7 +373,52 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
                 raise RuntimeError(detail)  # the step fails as it would on any unexpected error
             raise _rebuild(module, qualname, detail, extra)
 
+    sent: set[str] = set()
+
+    def store(name: str, data: bytes, media_type: str) -> None:
+        on_output(name, data, media_type)
+        sent.add(name)
+
     catalog = load_catalog(job.datasets)
     aoi = load_aoi(job.aoi_bytes, filename="aoi.geojson", max_area_km2=job.max_aoi_km2)
     params = msgspec.convert(job.params, RunParams)
-    return pipeline.run(aoi, params, catalog, progress, is_cancelled, on_output=on_output)
+    output = pipeline.run(aoi, params, catalog, progress, is_cancelled, on_output=store)
+    # every output the run commits is made here, in the child, under the same time limits and
+    # cancellation as the analysis itself (the report included: it is CPU work on client-sized input)
+    for name, data in output.layers.items():
+        artifact = name if "/" in name else keys.layer_name(name)
+        if artifact not in sent:
+            store(artifact, data, GEOJSON)
+    results = msgspec.to_builtins(output.results)
+    document = {
+        "run_id": job.run_id,
+        "project_id": job.run.get("project_id"),
+        "project_type": job.run.get("project_type"),
+        "created_at": job.run.get("created_at"),
+        "country": job.params.get("country"),
+        **results,
+    }
+    store(keys.RESULTS_NAME, msgspec.json.encode(document), JSON)
+    legal = msgspec.to_builtins(output.legal) if output.legal is not None else None
+    if legal is not None:
+        store(keys.LEGAL_NAME, msgspec.json.encode(legal), JSON)
+    if is_cancelled():
+        raise RunCancelled("the run was cancelled before its report")
+    store(keys.REPORT_NAME, _render_report(document, legal, job.run, job.aoi_bytes), HTML)
+    return PipelineSummary(step_durations_s=dict(getattr(output.results, "step_durations_s", None) or {}),
+                           has_legal=legal is not None)
+
+
+def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: dict[str, Any],
+                   aoi_bytes: bytes) -> bytes:
+    from datetime import datetime, timezone
+
+    import msgspec
+
+    from aethera.report import render_report
+
+    try:
+        aoi = msgspec.json.decode(aoi_bytes)
+    except msgspec.DecodeError:
+        aoi = None  # the outline is optional; the stored AOI was validated when the run was created
+    return render_report(results, legal, run, aoi_geojson=aoi, generated_at=datetime.now(timezone.utc))

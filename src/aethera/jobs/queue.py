@@ -4,8 +4,8 @@ arq moves a run's id from the API to a worker and back-pressures the workers; it
 truth (that is the run record in storage, see `records.py`). Everything else of the service talks to
 `JobQueue` and `run_worker`, so another queue could replace arq by rewriting this module alone.
 
-Jobs carry `(run_id, attempt)` only; their id is `{run_id}.{attempt}`, which makes a second enqueue of
-the same attempt (say by recovery racing the API) a no-op.
+Jobs carry `(run_id, generation)` only; their id is `{run_id}.{generation}`, which makes a second
+enqueue of the same generation (say by recovery racing the API) a no-op.
 """
 
 from __future__ import annotations
@@ -43,16 +43,8 @@ class JobState(str, enum.Enum):
     UNKNOWN = "unknown"  # not in the queue: finished, expired, or lost with Redis
 
 
-def job_id_for(run_id: str, attempt: int) -> str:
-    return f"{run_id}.{attempt}"
-
-
-def attempt_of(job_id: str | None) -> int:
-    """The attempt number a job id carries (0 for none)."""
-    if not job_id or "." not in job_id:
-        return 0
-    tail = job_id.rsplit(".", 1)[1]
-    return int(tail) if tail.isdigit() else 0
+def job_id_for(run_id: str, generation: int) -> str:
+    return f"{run_id}.{generation}"
 
 
 def _encode(obj: Any) -> bytes:
@@ -88,13 +80,13 @@ class JobQueue:
         self._redis = redis
         return self
 
-    async def enqueue_run(self, run_id: str, attempt: int, *, defer_s: float = 0.0) -> str | None:
-        """Queue one attempt of a run; None when that attempt is already queued."""
-        job_id = job_id_for(run_id, attempt)
+    async def enqueue_run(self, run_id: str, generation: int, *, defer_s: float = 0.0) -> str | None:
+        """Queue the job of one generation of a run; None when that job is already queued."""
+        job_id = job_id_for(run_id, generation)
         job = await self._redis.enqueue_job(
             RUN_FUNCTION,
             run_id,
-            attempt,
+            generation,
             _job_id=job_id,
             _queue_name=QUEUE_NAME,
             _defer_by=defer_s if defer_s > 0 else None,

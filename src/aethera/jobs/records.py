@@ -1,30 +1,37 @@
 """The service's own records: projects and runs in storage (the truth), task copies and progress in Redis.
 
-Every change of a run's status goes through `publish()`, which writes the run record to storage first
-and then its task record to Redis, so the two never tell different stories for long and `GET /tasks`
-can answer from Redis alone. When Redis has lost a task record, `task_status()` rebuilds the answer
-from the run record in storage.
+A run record (`runs/{id}/run.json`) is only ever changed by `update_run()`: read it with its version
+tag, apply a change, write it back on condition that nobody wrote it in between (S3 `If-Match`, or a
+compare-and-replace under a file lock on disk), and start over on a conflict. A worker's changes are
+additionally fenced by the generation it started (`fenced()`): once recovery or a retry moved the run
+to a newer generation, the old attempt's writes are refused. See the README's "Run lifecycle".
+
+The task record in Redis is a cache of the run record plus live progress. A final copy is kept for a
+week; a non-final one lives `LIVE_TASK_TTL_S` and is renewed by the running attempt's heartbeat, and
+`task_view()` never lets a non-final copy hide a final record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from aethera.errors import NotFound, ObjectNotFound
+from aethera.errors import BackendUnavailable, NotFound, ObjectNotFound, PreconditionFailed, StaleAttempt, StorageError
 from aethera.jobs import keys
 from aethera.models import (
     IdempotencyRecord,
     Progress,
     Project,
     RunRecord,
+    RunStatus,
     TaskRecord,
     TaskStatus,
     utc_now_iso,
@@ -82,15 +89,63 @@ async def load_run(storage: Storage, run_id: str) -> RunRecord:
     return _run_decoder.decode(raw)
 
 
-async def save_run(storage: Storage, run: RunRecord) -> None:
-    run.updated_at = utc_now_iso()
-    await storage.save(keys.run_record_key(run.run_id), _encoder.encode(run))
+async def load_run_versioned(storage: Storage, run_id: str) -> tuple[RunRecord, str]:
+    """The run record and its version tag (what a conditional write of it compares against)."""
+    try:
+        raw, etag = await storage.read_versioned(keys.run_record_key(run_id))
+    except ObjectNotFound:
+        raise NotFound(f"run {run_id} not found") from None
+    return _run_decoder.decode(raw), etag
+
+
+RunChange = Callable[[RunRecord], bool]
+_UPDATE_TRIES = 16
+
+
+async def update_run(storage: Storage, run_id: str, change: RunChange) -> RunRecord:
+    """Apply `change` to the stored run record atomically; returns the record as stored afterwards.
+
+    `change` mutates the record it is given and returns True to write it, False to leave it as it is;
+    it may raise (`StaleAttempt`, `Conflict`) to refuse. It is called again on a fresh copy whenever
+    another writer got in between the read and the write, so it must decide from the record alone.
+    A final state also takes the run out of the recovery index."""
+    for _ in range(_UPDATE_TRIES):
+        run, etag = await load_run_versioned(storage, run_id)
+        if not change(run):
+            return run
+        run.updated_at = utc_now_iso()
+        try:
+            await storage.save_if(keys.run_record_key(run_id), _encoder.encode(run), etag)
+        except PreconditionFailed:
+            continue  # someone else wrote it first: decide again on what they wrote
+        if run.status.is_final:
+            try:
+                await storage.delete(keys.active_run_key(run_id))
+            except StorageError:
+                pass  # recovery drops the marker of a final run itself
+        return run
+    raise BackendUnavailable(f"run {run_id}: its record kept changing under {_UPDATE_TRIES} writes; try again")
+
+
+def fenced(generation: int, change: RunChange) -> RunChange:
+    """`change`, allowed only while the run is PROCESSING in `generation` (the caller's own attempt)."""
+
+    def apply(run: RunRecord) -> bool:
+        if run.generation != generation or run.status is not RunStatus.PROCESSING:
+            raise StaleAttempt(
+                f"run {run.run_id}: attempt generation {generation} is no longer current "
+                f"(the record is {run.status.value} in generation {run.generation})"
+            )
+        return change(run)
+
+    return apply
 
 
 async def create_run(storage: Storage, run: RunRecord, aoi_geojson: bytes, created_ms: int) -> None:
-    """Store a new run: its AOI, its record, and its lines in the listing and recovery indexes."""
+    """Store a new run: its AOI, its record (create-only), and its lines in the listing and recovery indexes."""
     await storage.save(keys.run_aoi_key(run.run_id), aoi_geojson)
-    await save_run(storage, run)
+    run.updated_at = utc_now_iso()
+    await storage.save_if(keys.run_record_key(run.run_id), _encoder.encode(run), None)
     name = keys.run_index_name(created_ms, run.run_id)
     await asyncio.gather(
         storage.save(keys.active_run_key(run.run_id), b""),
@@ -176,14 +231,22 @@ def task_record(run: RunRecord, progress: Progress | None, *, max_attempts: int 
     )
 
 
+def task_ttl_s(status: RunStatus) -> int:
+    """How long a task copy lives in Redis: a final one a week, a live one until its heartbeat stops."""
+    return keys.TASK_RECORD_TTL_S if status.is_final else keys.LIVE_TASK_TTL_S
+
+
 async def save_task(redis: Redis, task: TaskRecord) -> None:
-    ttl = keys.TASK_RECORD_TTL_S
-    await redis.set(keys.task_key(task.task_id), _encoder.encode(task), ex=ttl)
+    await redis.set(keys.task_key(task.task_id), _encoder.encode(task), ex=task_ttl_s(task.status))
 
 
 async def load_task(redis: Redis, task_id: str) -> TaskRecord | None:
     raw = await redis.get(keys.task_key(task_id))
     return None if raw is None else _task_decoder.decode(raw)
+
+
+def decode_task(raw: bytes) -> TaskRecord:
+    return _task_decoder.decode(raw)
 
 
 async def load_task_json(redis: Redis, task_id: str) -> bytes | None:
@@ -192,45 +255,61 @@ async def load_task_json(redis: Redis, task_id: str) -> bytes | None:
     return None if raw is None else bytes(raw)
 
 
-async def publish(
-    storage: Storage,
-    redis: Redis,
-    run: RunRecord,
-    *,
-    progress: Progress | None = None,
-    max_attempts: int | None = None,
-) -> None:
-    """Write a run's new state: storage (the truth) first, then its task record in Redis.
-
-    A final state also leaves the recovery index. A Redis failure after the storage write is logged
-    and swallowed: the task answer then falls back to storage, which already says the right thing.
-    """
-    await save_run(storage, run)
-    if run.status.is_final:
-        await storage.delete(keys.active_run_key(run.run_id))
+async def publish_task(redis: Redis, run: RunRecord, progress: Progress | None = None, *,
+                       max_attempts: int | None = None) -> bool:
+    """Write the Redis copy of a run's state; False (logged) when Redis is away: the record has it."""
     try:
         await save_task(redis, task_record(run, progress, max_attempts=max_attempts))
+        return True
     except (RedisError, OSError) as exc:
-        log.warning("run %s: task record not written to Redis (%s); storage has it", run.run_id,
+        log.warning("run %s: task copy not written to Redis (%s); storage has the state", run.run_id,
                     type(exc).__name__)
-        await _forget_task(redis, run.task_id)
+        return False
 
 
-async def _forget_task(redis: Redis, task_id: str) -> None:
-    # a stale copy must not outlive a failed update; if even this fails, Redis is down and has no copy
+def task_view(copy: TaskRecord | None, run: RunRecord, stashed: RunRecord | None = None) -> TaskStatus:
+    """The `GET /tasks` answer from the record (the truth), a final state stashed in Redis that storage
+    could not take yet, and the Redis copy, which adds live progress when it tells the same state."""
+    truth = effective_run(run, stashed)
+    if copy is not None and copy.status == truth.status and copy.attempts == truth.attempts:
+        return copy
+    return task_record(truth, None, max_attempts=copy.max_attempts if copy is not None else None)
+
+
+# --- final states that storage could not take yet ------------------------------------------------
+
+
+async def stash_final(redis: Redis, run: RunRecord) -> bool:
+    """Keep a final state in Redis when storage refuses to record it, so the run still shows its end and
+    its reason; recovery writes it to storage (fenced) as soon as storage takes it."""
     try:
-        await redis.delete(keys.task_key(task_id))
+        await redis.set(keys.stashed_final_key(run.run_id), _encoder.encode(run), ex=keys.TASK_RECORD_TTL_S)
+        return True
     except (RedisError, OSError):
-        pass
+        return False
 
 
-def task_status(task: TaskRecord | None, run: RunRecord | None) -> TaskStatus:
-    """The `TaskStatus` answer from the Redis copy, or rebuilt from the run record when Redis lost it."""
-    if task is not None:
-        return task
-    if run is None:
-        raise NotFound("task not found")
-    return task_record(run, None, max_attempts=None)
+async def load_stashed_final(redis: Redis, run_id: str) -> RunRecord | None:
+    try:
+        raw = await redis.get(keys.stashed_final_key(run_id))
+    except (RedisError, OSError):
+        return None
+    return None if raw is None else _run_decoder.decode(raw)
+
+
+async def drop_stashed_final(redis: Redis, run_id: str) -> None:
+    try:
+        await redis.delete(keys.stashed_final_key(run_id))
+    except (RedisError, OSError):
+        pass  # it expires; a final record wins over it anyway
+
+
+def effective_run(run: RunRecord, stashed: RunRecord | None) -> RunRecord:
+    """The record, or the final state stashed for its current generation while storage cannot take it."""
+    if (stashed is not None and not run.status.is_final and stashed.status.is_final
+            and stashed.generation == run.generation):
+        return stashed
+    return run
 
 
 # --- cancellation flag and lease -----------------------------------------------------------------
@@ -258,17 +337,31 @@ def sweep_interval_s(settings: Settings) -> float:
     return settings.run_lease_s / 4
 
 
-async def acquire_lease(redis: Redis, run_id: str, owner: str, ttl_s: float) -> bool:
-    """Take the run's lease unless another live worker holds it."""
-    return bool(await redis.set(keys.lease_key(run_id), owner.encode(), px=int(ttl_s * 1000), nx=True))
+def lease_value(generation: int, owner: str) -> str:
+    return f"{generation} {owner}"
 
 
+# A lease is "<generation> <owner>". It is taken when free or held for an older generation (the
+# superseded attempt's worker then finds it taken and stops), never from the same or a newer one.
+_ACQUIRE = """
+local v = redis.call('GET', KEYS[1])
+if v then
+  local g = tonumber(string.match(v, '^(%d+) '))
+  if g and g >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+# Renewing never re-creates a lease that vanished (Redis restarted empty, or it expired): the worker
+# checks the record before it takes it again (LeaseState.VANISHED).
 _RENEW = """
 local v = redis.call('GET', KEYS[1])
-if v == false or v == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
+if v == false then return 2 end
 return 0
 """
 
@@ -278,18 +371,34 @@ return 0
 """
 
 
-async def renew_lease(redis: Redis, run_id: str, owner: str, ttl_s: float) -> bool:
-    """Extend the lease (re-create it if Redis lost it); False when another worker has taken it."""
-    return bool(await redis.eval(_RENEW, 1, keys.lease_key(run_id), owner, int(ttl_s * 1000)))
+class LeaseState(int, enum.Enum):
+    TAKEN = 0  # another attempt holds it: stop
+    HELD = 1  # ours, renewed
+    VANISHED = 2  # nobody holds it: ours again only if the record still says this attempt runs
 
 
-async def release_lease(redis: Redis, run_id: str, owner: str) -> None:
-    await redis.eval(_RELEASE, 1, keys.lease_key(run_id), owner)
+async def acquire_lease(redis: Redis, run_id: str, generation: int, owner: str, ttl_s: float) -> bool:
+    """Take the run's lease for `generation` unless a live worker holds it for this or a newer one."""
+    value = lease_value(generation, owner)
+    return bool(await redis.eval(_ACQUIRE, 1, keys.lease_key(run_id), value, generation, int(ttl_s * 1000)))
 
 
-async def lease_holder(redis: Redis, run_id: str) -> str | None:
+async def renew_lease(redis: Redis, run_id: str, generation: int, owner: str, ttl_s: float) -> LeaseState:
+    value = lease_value(generation, owner)
+    return LeaseState(int(await redis.eval(_RENEW, 1, keys.lease_key(run_id), value, int(ttl_s * 1000))))
+
+
+async def release_lease(redis: Redis, run_id: str, generation: int, owner: str) -> None:
+    await redis.eval(_RELEASE, 1, keys.lease_key(run_id), lease_value(generation, owner))
+
+
+async def lease_generation(redis: Redis, run_id: str) -> int | None:
+    """The generation whose attempt holds the run's lease now, or None when nobody does."""
     raw = await redis.get(keys.lease_key(run_id))
-    return None if raw is None else raw.decode()
+    if raw is None:
+        return None
+    head = raw.decode(errors="replace").split(" ", 1)[0]
+    return int(head) if head.isdigit() else 0
 
 
 # --- helpers -------------------------------------------------------------------------------------

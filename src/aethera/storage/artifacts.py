@@ -1,11 +1,14 @@
 """The files of a run and their index.
 
-Every output of a run is stored under `runs/{run_id}/` through `save_artifact`, which records its
-size, CRC-32 and SHA-256 in `runs/{run_id}/artifacts.json`. Those never change after the write, so
-the export can announce an exact length and stream the ZIP without reading anything twice.
+Every output of a run attempt is stored under its own prefix, `runs/{run_id}/attempts/{generation}/`,
+through `save_artifact`, which records its size, CRC-32 and SHA-256 in that prefix's `artifacts.json`.
+The run record names the one generation whose outputs were committed (`output_generation`); readers
+read only that prefix, and nothing writes to it after the commit, so the export can announce an exact
+length and stream the ZIP without reading anything twice. (Runs stored before attempts had prefixes
+keep their outputs directly under `runs/{run_id}/`: generation None.)
 
-One run is written by one worker at a time (it holds the run's lease), so the read-modify-write of
-the index needs no lock.
+One attempt's prefix is written by that attempt alone (one generation is started once, by the worker
+holding the run's lease), so the read-modify-write of the index needs no lock.
 """
 
 from __future__ import annotations
@@ -50,34 +53,44 @@ def run_prefix(run_id: str) -> str:
     return f"runs/{run_id}/"
 
 
-def artifact_key(run_id: str, name: str) -> str:
+def attempt_prefix(run_id: str, generation: int | None) -> str:
+    """Where one attempt's outputs live (None: the run's own folder, as before attempts had prefixes)."""
+    if generation is None:
+        return run_prefix(run_id)
+    if not isinstance(generation, int) or generation < 1:
+        raise InvalidKey("an attempt generation is a whole number from 1")
+    return f"{run_prefix(run_id)}attempts/{generation}/"
+
+
+def artifact_key(run_id: str, name: str, generation: int | None = None) -> str:
     if not _NAME.match(name) or ".." in name.split("/"):
         raise InvalidKey(f"invalid artifact name {name!r}")
-    return run_prefix(run_id) + name
+    return attempt_prefix(run_id, generation) + name
 
 
 def _digest(data: bytes) -> tuple[int, str]:
     return zlib.crc32(data) & 0xFFFFFFFF, hashlib.sha256(data).hexdigest()
 
 
-async def load_index(storage: Storage, run_id: str) -> ArtifactIndex:
+async def load_index(storage: Storage, run_id: str, generation: int | None = None) -> ArtifactIndex:
     try:
-        raw = await storage.read(artifact_key(run_id, INDEX_NAME))
+        raw = await storage.read(artifact_key(run_id, INDEX_NAME, generation))
     except ObjectNotFound:
         return ArtifactIndex(run_id=run_id)
     return msgspec.json.decode(raw, type=ArtifactIndex)
 
 
-async def save_artifact(storage: Storage, run_id: str, name: str, data: bytes, media_type: str) -> Artifact:
-    """Store one output of a run and record it in the run's index (replacing an older entry)."""
+async def save_artifact(storage: Storage, run_id: str, name: str, data: bytes, media_type: str,
+                        generation: int | None = None) -> Artifact:
+    """Store one output of a run attempt and record it in that attempt's index (replacing an older entry)."""
     if name == INDEX_NAME:
         raise InvalidKey("the artifact index is written by save_artifact itself")
-    key = artifact_key(run_id, name)
+    key = artifact_key(run_id, name, generation)
     # hashing megabytes holds the loop for milliseconds; zlib and hashlib release the GIL in a thread
     crc, sha = await asyncio.to_thread(_digest, data) if len(data) > 1 << 20 else _digest(data)
     await storage.save(key, data)
     entry = Artifact(name=name, size=len(data), crc32=crc, sha256=sha, media_type=media_type)
-    index = await load_index(storage, run_id)
+    index = await load_index(storage, run_id, generation)
     index.artifacts = [a for a in index.artifacts if a.name != name] + [entry]
-    await storage.save(artifact_key(run_id, INDEX_NAME), msgspec.json.encode(index))
+    await storage.save(artifact_key(run_id, INDEX_NAME, generation), msgspec.json.encode(index))
     return entry

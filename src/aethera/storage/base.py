@@ -35,6 +35,20 @@ class Storage(Protocol):
         """The whole object."""
         ...
 
+    async def read_versioned(self, key: str) -> tuple[bytes, str]:
+        """The whole object and its version tag (the ETag): what `save_if` compares against."""
+        ...
+
+    async def save_if(self, key: str, data: bytes, expected_etag: str | None) -> ObjectStat:
+        """Store `data` only if the object is still the version the caller read (`expected_etag`), or,
+        with `expected_etag=None`, only if no object exists yet. Raises `PreconditionFailed` otherwise.
+
+        The comparison and the write are one atomic step (S3 conditional PUT: `If-Match` /
+        `If-None-Match: *`; locally a compare-and-replace under an exclusive file lock), so of two
+        writers that read the same version exactly one succeeds: the basis of fenced run records.
+        """
+        ...
+
     def stream(
         self, key: str, *, chunk_size: int = DEFAULT_CHUNK_BYTES, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:

@@ -17,6 +17,7 @@ import asyncio
 import builtins
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import stat as stat_mod
@@ -33,6 +34,7 @@ from aethera.errors import (
     InvalidInput,
     InvalidKey,
     ObjectNotFound,
+    PreconditionFailed,
     StorageUnavailable,
     StorageWriteFailed,
 )
@@ -275,6 +277,80 @@ class LocalStorage:
             raise self._read_error(exc, key) from None
         finally:
             await asyncio.shield(f.close())
+
+    async def read_versioned(self, key: str) -> tuple[bytes, str]:
+        key = validate_key(key)
+        path = await self._path(key)
+        return await self._run(self._read_versioned, path, key)
+
+    def _read_versioned(self, path: str, key: str) -> tuple[bytes, str]:
+        try:
+            fd = _no_follow(path, os.O_RDONLY)
+        except OSError as exc:
+            raise self._read_error(exc, key) from None
+        try:
+            # the tag of the file we opened: a replace since then swaps the inode, so it cannot match
+            st = os.fstat(fd)
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise self._read_error(exc, key) from None
+        finally:
+            os.close(fd)
+        return data, _etag(st)
+
+    async def save_if(self, key: str, data: bytes, expected_etag: str | None) -> ObjectStat:
+        key = validate_key(key)
+        path = await self._path(key)
+        try:
+            return await self._run(self._save_if, key, path, bytes(data), expected_etag)
+        except OSError as exc:
+            raise self._write_error(exc) from None
+
+    def _save_if(self, key: str, path: str, data: bytes, expected: str | None) -> ObjectStat:
+        """Compare-and-replace under an exclusive lock on a hidden sibling file.
+
+        flock() serialises every conditional writer of this key, in this process and in any other on
+        the machine (the API and the workers share a local storage root), and the replace itself is the
+        usual atomic rename: the comparison and the write cannot interleave with another's."""
+        parent = os.path.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        name = hashlib.blake2b(os.path.basename(path).encode(), digest_size=8).hexdigest()
+        lock_fd = os.open(os.path.join(parent, f"{TEMP_PREFIX}lock-{name}"),
+                          os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                st = os.lstat(path)
+                current: str | None = _etag(st) if stat_mod.S_ISREG(st.st_mode) else None
+            except FileNotFoundError:
+                current = None
+            if current != expected:
+                what = "exists already" if expected is None else "changed since it was read"
+                raise PreconditionFailed(f"the object under key {key!r} {what}")
+            tmp = os.path.join(parent, TEMP_PREFIX + uuid.uuid4().hex)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                st_new = _fsync_and_stat(fd)
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                raise
+            os.close(fd)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                raise
+            _fsync_dir(parent)
+            return _to_stat(key, st_new)
+        finally:
+            os.close(lock_fd)  # releases the lock
 
     def stream(
         self, key: str, *, chunk_size: int = DEFAULT_CHUNK_BYTES, start: int = 0, end: int | None = None

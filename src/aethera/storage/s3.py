@@ -25,6 +25,8 @@ from aethera.errors import (
     InvalidInput,
     InvalidKey,
     ObjectNotFound,
+    PreconditionFailed,
+    StorageError,
     StorageUnavailable,
     StorageWriteFailed,
 )
@@ -45,6 +47,10 @@ _FAILURES = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, asyncio.T
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _DENIED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 _WRITE_REFUSED = {"EntityTooLarge", "QuotaExceeded", "InvalidStorageClass"}
+# 4xx answers that are worth asking again (S3 sends RequestTimeout as a 400); every other 4xx is final
+_TRANSIENT_STATUS = {408, 409, 429}
+_TRANSIENT_CODES = {"RequestTimeout", "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+                    "OperationAborted", "ConditionalRequestConflict"}
 
 
 def _etag(raw: str | None) -> str | None:
@@ -199,6 +205,12 @@ class S3Storage:
                 return StorageWriteFailed(f"S3 refused the write ({code})")
             if code == "KeyTooLongError":
                 return InvalidKey("key is too long for S3")
+            if (isinstance(status, int) and 400 <= status < 500 and status not in _TRANSIENT_STATUS
+                    and code not in _TRANSIENT_CODES):
+                # the request itself was refused: sending it again gets the same answer
+                if writing:
+                    return StorageWriteFailed(f"S3 refused the write ({code or status}, {op})")
+                return StorageError(f"S3 refused the request ({code or status}, {op})")
             return StorageUnavailable(f"S3 {op} failed ({code or status or 'unknown error'})")
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return StorageUnavailable("S3 credentials are missing or incomplete")
@@ -297,6 +309,37 @@ class S3Storage:
         except _FAILURES as exc:
             raise self._map(exc, "GetObject", key) from None
         return data
+
+    async def read_versioned(self, key: str) -> tuple[bytes, str]:
+        key = validate_key(key)
+        client = self._need()
+        try:
+            resp = await client.get_object(Bucket=self.bucket, Key=key)
+            body = resp["Body"]
+            async with body:
+                data: bytes = await body.read()
+        except _FAILURES as exc:
+            raise self._map(exc, "GetObject", key) from None
+        return data, _etag(resp.get("ETag")) or ""
+
+    async def save_if(self, key: str, data: bytes, expected_etag: str | None) -> ObjectStat:
+        key = validate_key(key)
+        client = self._need()
+        condition = {"IfNoneMatch": "*"} if expected_etag is None else {"IfMatch": f'"{expected_etag}"'}
+        try:
+            resp = await client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), **condition)
+        except ClientError as exc:
+            code, status = _error_code(exc)
+            # 412: the condition failed; 409: a concurrent conditional write won; 404: If-Match on an
+            # object deleted meanwhile. Each means "not the version you read": read again.
+            if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict") or (
+                    expected_etag is not None and (code in _NOT_FOUND or status == 404)):
+                what = "exists already" if expected_etag is None else "changed since it was read"
+                raise PreconditionFailed(f"the object under key {key!r} {what}") from None
+            raise self._map(exc, "PutObject", key, writing=True) from None
+        except _FAILURES as exc:
+            raise self._map(exc, "PutObject", key, writing=True) from None
+        return ObjectStat(key=key, size=len(data), etag=_etag(resp.get("ETag")))
 
     def stream(
         self, key: str, *, chunk_size: int = DEFAULT_CHUNK_BYTES, start: int = 0, end: int | None = None

@@ -167,12 +167,16 @@ async def _create(
         await queue.enqueue_run(run_id, 1)
     except (RedisError, OSError):
         # the run must not linger as PENDING with no job: it ends FAILED, and the key may be reused
-        run.status = RunStatus.FAILED
-        run.error = "the run could not be queued: the queue is unreachable"
-        run.error_code = "backend_unavailable"
-        run.finished_at = utc_now_iso()
-        await records.save_run(storage, run)
-        await storage.delete(keys.active_run_key(run_id))
+        def unqueued(r: RunRecord) -> bool:
+            if r.status is not RunStatus.PENDING or r.generation != 1:
+                return False  # a worker or recovery got to it after all
+            r.status = RunStatus.FAILED
+            r.error = "the run could not be queued: the queue is unreachable"
+            r.error_code = "backend_unavailable"
+            r.finished_at = utc_now_iso()
+            return True
+
+        await records.update_run(storage, run_id, unqueued)
         if digest is not None:
             await records.delete_idempotency(storage, project_id, digest)
         raise BackendUnavailable("the queue is unreachable; the run was not queued, try again shortly") from None
@@ -248,9 +252,11 @@ async def get_run(request: web.Request) -> web.Response:
     run_id = path_id(request, "run_id", "run")
     storage = request.app[STORAGE]
     run = await request_run(request, storage, run_id)
+    if not run.status.is_final:  # a final state storage could not take yet is shown all the same
+        run = records.effective_run(run, await records.load_stashed_final(request.app[REDIS], run_id))
     outputs: dict[str, dict[str, str]] = {}
     if run.status is RunStatus.COMPLETED:
-        present = {a.name for a in (await load_index(storage, run_id)).artifacts}
+        present = {a.name for a in (await load_index(storage, run_id, run.output_generation)).artifacts}
         base = f"/runs/{run_id}"
         results = {name: f"{base}/{name}" for name, artifact in
                    (("results", keys.RESULTS_NAME), ("legal", keys.LEGAL_NAME)) if artifact in present}
@@ -284,6 +290,8 @@ async def get_run(request: web.Request) -> web.Response:
 async def _completed_run(request: web.Request) -> RunRecord:
     run_id = path_id(request, "run_id", "run")
     run = await request_run(request, request.app[STORAGE], run_id)
+    if not run.status.is_final:
+        run = records.effective_run(run, await records.load_stashed_final(request.app[REDIS], run_id))
     if run.status is RunStatus.REVOKED:
         raise Conflict("the run was cancelled; its outputs are not served", status=run.status.value)
     if run.status is not RunStatus.COMPLETED:
@@ -296,7 +304,7 @@ async def _completed_run(request: web.Request) -> RunRecord:
 
 async def _artifact(request: web.Request, run: RunRecord, name: str, what: str) -> bytes:
     try:
-        return await request.app[STORAGE].read(artifact_key(run.run_id, name))
+        return await request.app[STORAGE].read(artifact_key(run.run_id, name, run.output_generation))
     except ObjectNotFound:
         raise NotFound(f"this run has no {what}") from None
 

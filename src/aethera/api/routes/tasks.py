@@ -1,7 +1,9 @@
 """Tasks: `GET /tasks/{id}` (status and live progress) and `DELETE /tasks/{id}` (cancel).
 
-A task's id is its run's id. The status comes from the task record in Redis; when Redis lost it,
-from the run record in storage (the truth).
+A task's id is its run's id. A final state is served from the task copy in Redis alone (the common
+poll of a finished run costs one Redis read); anything else is checked against the run record in
+storage, the truth, so a copy that a lost write left behind can never show a run as running after it
+ended. A final copy found missing or behind the record is written again (repaired) on the way.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from redis.exceptions import RedisError
 from aethera.api.ids import path_id
 from aethera.api.keys import QUEUE, REDIS, SETTINGS, STORAGE
 from aethera.api.responses import json_response, raw_json_response
-from aethera.errors import BackendUnavailable, Conflict, NotFound
+from aethera.errors import Conflict, NotFound
 from aethera.jobs import records
-from aethera.models import RunStatus, TaskStatus, utc_now_iso
+from aethera.models import RunRecord, RunStatus, TaskRecord, utc_now_iso
+from aethera.observability.metrics import record_run_status
 from aethera.security.auth import tenant_of
 from aethera.security.tenancy import owner_of, request_run
 
@@ -25,50 +28,60 @@ log = logging.getLogger(__name__)
 
 async def get_task(request: web.Request) -> web.Response:
     task_id = path_id(request, "task_id", "task")
+    redis = request.app[REDIS]
     try:
-        stored = await records.load_task_json(request.app[REDIS], task_id)
+        stored = await records.load_task_json(redis, task_id)
     except (RedisError, OSError):
         stored = None  # answer from storage while Redis is away
+    copy: TaskRecord | None = None
     if stored is not None:
         if owner_of(stored) != tenant_of(request):
             raise NotFound(f"run {task_id} not found")  # exactly what an unknown id gets below
-        return raw_json_response(stored)
+        copy = records.decode_task(stored)
+        if copy.status.is_final:
+            return raw_json_response(stored)  # final states never change
     run = await request_run(request, request.app[STORAGE], task_id)
-    return json_response(records.task_status(None, run))
+    stashed = None if run.status.is_final else await records.load_stashed_final(redis, task_id)
+    answer = records.task_view(copy, run, stashed)
+    if answer.status.is_final and run.status.is_final:
+        await records.publish_task(redis, run, max_attempts=request.app[SETTINGS].run_max_attempts)  # repair
+    return json_response(answer)
 
 
 async def cancel_task(request: web.Request) -> web.Response:
-    """A queued run never starts (200, REVOKED); a running one stops at its next step boundary (202)."""
+    """A queued run never starts (200, REVOKED); a running one stops at its next step boundary (202).
+
+    The cancellation is recorded in the run record first (a conditional write, so it either lands before
+    a concurrent completion, which then ends REVOKED, or finds the run final: 409), then flagged in Redis
+    and the job aborted so that a worker notices at once."""
     task_id = path_id(request, "task_id", "task")
     app = request.app
     storage, redis, queue, settings = app[STORAGE], app[REDIS], app[QUEUE], app[SETTINGS]
-    run = await request_run(request, storage, task_id)
-    if run.status.is_final:
-        raise Conflict(f"the task has already finished ({run.status.value})", status=run.status.value)
+    await request_run(request, storage, task_id)  # another tenant's run answers as an unknown one
+
+    def cancel(run: RunRecord) -> bool:
+        if run.status.is_final:
+            raise Conflict(f"the task has already finished ({run.status.value})", status=run.status.value)
+        run.cancel_requested = True
+        if run.status is RunStatus.PENDING:
+            run.status = RunStatus.REVOKED
+            run.finished_at = utc_now_iso()
+            run.error = run.error_code = None
+        return True
+
+    run = await records.update_run(storage, task_id, cancel)
     try:
         await records.request_cancel(redis, run.run_id)
         if run.job_id:
             await queue.abort(run.job_id)
     except (RedisError, OSError):
-        raise BackendUnavailable("the queue is unreachable; the task was not cancelled, try again") from None
-
-    if run.status is RunStatus.PENDING:
-        run.status = RunStatus.REVOKED
-        run.cancel_requested = True
-        run.finished_at = utc_now_iso()
-        run.error = None
-        run.error_code = None
-        await records.publish(storage, redis, run, max_attempts=settings.run_max_attempts)
-        return json_response(records.task_status(None, run), status=200)
-
-    # PROCESSING: the worker owns the record; it ends the run REVOKED when it sees the flag
-    try:
-        task = await records.load_task(redis, task_id)
-    except (RedisError, OSError):
-        task = None
-    status: TaskStatus = records.task_status(task, run if task is None else None)
-    status.cancel_requested = True
-    return json_response(status, status=202)
+        # recorded durably: a queued run is REVOKED already, a running one is revoked at its commit
+        log.warning("run %s: cancellation recorded in storage only (Redis unreachable)", run.run_id)
+    await records.publish_task(redis, run, max_attempts=settings.run_max_attempts)
+    if run.status is RunStatus.REVOKED:
+        await record_run_status(redis, RunStatus.REVOKED.value)
+        return json_response(records.task_record(run, None, max_attempts=settings.run_max_attempts), status=200)
+    return json_response(records.task_record(run, None, max_attempts=settings.run_max_attempts), status=202)
 
 
 def add_routes(app: web.Application) -> None:

@@ -162,8 +162,8 @@ def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed
         stack.wait_until(lambda: "lease-lost" in stack.log_of(cut_off), 60, "the cut-off worker did not stop")
         committed = stack.read_object(f"runs/{run_id}/run.json")
         proxy.heal()
-        stack.wait_until(lambda: "queue reachable again" in stack.log_of(cut_off) or cut_off.poll() is not None,
-                         60, "the cut-off worker did not come back")
+        stack.wait_until(lambda: "worker heartbeat restored" in stack.log_of(cut_off), 60,
+                         "the cut-off worker did not reach Redis again")
         assert stack.read_object(f"runs/{run_id}/run.json") == committed
         record = stack.run_record(run_id)
         print(f"partition: taken over {taken_s:.2f} s after the cut (lease {LEASE_S:g} s); "
@@ -308,8 +308,8 @@ def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
             stack.stop_redis(keep_data=False)
             stack.start_redis()
             tally["redis restarts (emptied)"] += 1
-        if rng.random() < 0.5:
-            for run_id in rng.sample(run_ids, 3):
+        if rng.random() < 0.6:
+            for run_id in rng.sample(run_ids[-20:], 3):  # the newest wave: queued, running or just done
                 resp = stack.request("DELETE", f"/tasks/{run_id}")
                 assert resp.status in (200, 202, 409), resp
                 tally["cancels" if resp.status != 409 else "cancels refused (already final)"] += 1

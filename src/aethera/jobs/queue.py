@@ -62,6 +62,19 @@ def connection_pool(redis_url: str, max_connections: int = 64) -> ConnectionPool
     )
 
 
+# How long one Redis reply may take on a worker's connections. arq's own settings have no read timeout,
+# so a Redis that stops answering (a partition, a hung server) would hold a worker's call forever: its
+# lease release, a progress write, its poll. Recovery and the lease rules assume each call ends.
+WORKER_SOCKET_TIMEOUT_S = 5.0
+
+
+async def bound_socket_reads(redis: Any, timeout_s: float = WORKER_SOCKET_TIMEOUT_S) -> None:
+    """Give every connection of arq's pool a read timeout (the ones made so far are reopened)."""
+    pool = redis.connection_pool
+    pool.connection_kwargs["socket_timeout"] = timeout_s
+    await pool.disconnect()
+
+
 class JobQueue:
     """Enqueue, abort and inspect run jobs."""
 

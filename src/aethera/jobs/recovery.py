@@ -10,7 +10,7 @@ Redis lock) over the runs that storage still lists as active:
 - PENDING(g) whose job the queue holds as running but nobody holds the lease: a worker took the job
   and died before it started the run ("lost at pick-up"). Moved to g+1 like a lost worker's run.
 - PENDING(g) whose job the queue no longer knows (Redis was emptied or lost the job): queued again.
-  The last two are acted on only after the same state was seen for a whole lease TTL (timed on the
+  The last two are acted on only after the same state was seen for half a lease TTL (timed on the
   Redis server's clock), so a job a worker is just starting, or one the API is just queuing, is left
   alone. Neither depends on arq's in-progress key, which outlives a dead worker by the job timeout.
 - A cancellation recorded meanwhile (in the record, or the Redis flag) wins: the run becomes REVOKED.
@@ -18,7 +18,8 @@ Redis lock) over the runs that storage still lists as active:
 Every change is a conditional write of the record that re-checks the generation and state it was
 decided on, so a sweep racing a worker (or another sweep) changes nothing that moved meanwhile, and
 the superseded attempt's own writes are refused by its fence. A run is therefore handled within
-`run_lease_s` of its worker's death (lease TTL + one sweep interval; a pick-up loss within TTL + two).
+`run_lease_s` of its worker's death (lease TTL + one sweep interval; a pick-up loss within 1.5 TTL + two
+sweep intervals, 1.25 x `run_lease_s`).
 
 Storage is the truth, so this works after Redis lost everything: the active-run index and the run
 records are in storage.
@@ -194,15 +195,17 @@ async def _store_stashed(storage: Storage, redis: Redis, settings: Settings, see
 
 
 async def _seen_for_a_lease(redis: Redis, run_id: str, generation: int, settings: Settings) -> bool:
-    """True once this run's generation was seen unattended for a lease TTL (on the Redis server's clock)."""
+    """True once this run's generation was seen unattended for half a lease TTL (on the Redis server's
+    clock): far longer than a worker takes from the queue's hand-over to taking the lease (a few ms),
+    and if a worker is slower than that all the same, its start is refused by the fence, nothing worse."""
     key = keys.pickup_suspect_key(run_id, generation)
     seconds, micros = await redis.time()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
-    ttl_ms = int(records.lease_ttl_s(settings) * 1000)
-    if await redis.set(key, now_ms, nx=True, px=ttl_ms * 8):
+    wait_ms = int(records.lease_ttl_s(settings) * 500)
+    if await redis.set(key, now_ms, nx=True, px=wait_ms * 16):
         return False
     first = await redis.get(key)
-    return first is not None and now_ms - int(first) >= ttl_ms
+    return first is not None and now_ms - int(first) >= wait_ms
 
 
 async def sweep_forever(storage: Storage, redis: Redis, queue: JobQueue, settings: Settings) -> None:

@@ -189,7 +189,6 @@ class _Attempt:
             _set_final(run, RunStatus.FAILED, f"the run could not be started: {exc.detail}", exc.code, None)
             run.updated_at = utc_now_iso()
             await records.stash_final(self.deps.redis, run)
-            await records.publish_task(self.deps.redis, run, max_attempts=s.run_max_attempts)
             log.warning("run %s: not started (%s); FAILED kept in Redis", self.run_id, exc.code)
             return "unrecorded"
 
@@ -484,9 +483,10 @@ class _Attempt:
             commit(intended)
             intended.updated_at = utc_now_iso()
             stashed = await records.stash_final(self.deps.redis, intended)
+            # no final copy is written: a copy outliving a lost stash would contradict the record; GET /tasks
+            # reads the stash beside the record instead
             log.warning("run %s: final state %s not stored (%s); %s", self.run_id, intended.status.value,
                         exc.code, "kept in Redis for recovery" if stashed else "not kept anywhere")
-            await self._publish_copy()
             return "unrecorded"
         await self._publish_copy()
         ran_s = time.monotonic() - self.started_mono if self.started_mono else None

@@ -44,6 +44,7 @@ def _hooks(settings: Settings, open_storage: StorageOpener | None = None) -> tup
 
         storage = await (open_storage or default_opener)(settings)
         redis = ctx["redis"]
+        await queue.bound_socket_reads(redis)
         deps = WorkerDeps(settings=settings, storage=storage, redis=redis,
                           queue=queue.JobQueue.wrapping(redis), name=worker_name())
         ctx["aethera"] = deps

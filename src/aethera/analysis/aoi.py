@@ -45,7 +45,7 @@ from aethera.analysis.projection import (
 from aethera.analysis.results import AOISummary
 from aethera.errors import InvalidAOI
 from aethera.security.archives import ArchiveLimits, CheckedZip
-from aethera.security.content import Kind, check_name, check_xml, refuse_compressed, sniff
+from aethera.security.content import Kind, check_name, check_xml, identify
 
 DEFAULT_MAX_AREA_KM2 = 10_000.0
 MAX_VERTICES = 500_000
@@ -230,12 +230,9 @@ class _Reading:
     def _parse_bytes(self, data: bytes) -> tuple[str, list[Polygon], CRS | None, list[str]]:
         if not data.strip():
             raise InvalidAOI("the AOI is empty (no bytes)")
-        kind = sniff(data)
-        check_name(kind, self.filename)  # before any reader, and before a zip is even checked
+        kind = identify(data, self.filename)  # before any reader, and before a zip is even checked
         if kind is Kind.ZIP:
             return _from_zip(CheckedZip(data, self.limits))
-        if kind is Kind.COMPRESSED:
-            refuse_compressed(data)
         if kind is Kind.SQLITE:
             return ("geopackage", *_from_ogr_file(data, "aoi.gpkg", "GeoPackage"))
         try:

@@ -2,9 +2,9 @@
 
 A client names a file whatever it likes; the readers behind `load_aoi` recognise formats by content
 (Python's zipfile finds a zip behind any preamble, GDAL sniffs SQLite and XML). So the service decides
-by content too: `sniff` says what the bytes are, `check_name` refuses a name that claims something else,
-and `check_content` (every upload path) refuses compressed formats no reader here handles, checks every
-zip with `check_zip` and every XML for entity declarations, before any reader opens the file.
+by content too: `sniff` says what the bytes are, `identify` refuses compressed formats no reader here
+handles and a name that claims something else, and `check_content` (files stored for later) also checks
+every zip with `check_zip` and every XML for entity declarations, before any reader opens the file.
 """
 
 from __future__ import annotations
@@ -122,16 +122,22 @@ def refuse_compressed(data: bytes) -> None:
         )
 
 
-def check_content(data: bytes, filename: str | None, limits: ArchiveLimits) -> Kind:
-    """Sniff `data`, refuse a name that lies about it, and check it as what it is (CPU work: in a thread).
-
-    Every zip goes through `check_zip` (names, links, nesting, sizes, ratio, CRC) whatever it is called.
-    """
+def identify(data: bytes, filename: str | None) -> Kind:
+    """What `data` is, once its name agrees: a compressed file is refused first (no name would fit it)."""
     kind = sniff(data)
-    check_name(kind, filename)
     if kind is Kind.COMPRESSED:
         refuse_compressed(data)
-    elif kind is Kind.ZIP:
+    check_name(kind, filename)
+    return kind
+
+
+def check_content(data: bytes, filename: str | None, limits: ArchiveLimits) -> Kind:
+    """Identify `data`, refusing a name that lies about it, and check it as what it is (CPU work: in a
+    thread). Every zip goes through `check_zip` (names, links, nesting, sizes, ratio, CRC), whatever it
+    is called; XML is checked for entity declarations.
+    """
+    kind = identify(data, filename)
+    if kind is Kind.ZIP:
         check_zip(data, limits)
     elif kind is Kind.XML:
         check_xml(data)

@@ -32,7 +32,7 @@ from aethera.jobs.keys import upload_file_key, upload_record_key
 from aethera.models import utc_now_iso
 from aethera.security.archives import ArchiveLimits
 from aethera.security.auth import tenant_of
-from aethera.security.content import check_name, sniff
+from aethera.security.content import identify
 from aethera.security.validation import check_id
 from aethera.settings import Settings
 from aethera.storage.base import Storage
@@ -107,7 +107,7 @@ def _format_of(filename: str) -> Format:
 
 def _parse_aoi(data: bytes, filename: str, fmt: Format, settings: Settings, limits: ArchiveLimits) -> Any:
     """The upload as an AOI (runs in a thread): its content must be what its name says, then it must load."""
-    check_name(sniff(data), filename)  # cheap, and before any check or reader inflates a byte
+    identify(data, filename)  # cheap, and before any check or reader inflates a byte
     from aethera.analysis.aoi import load_aoi
 
     try:

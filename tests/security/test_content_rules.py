@@ -91,11 +91,20 @@ def _symlink_zip() -> bytes:
     return _zip([(link, b"/etc/passwd")])
 
 
+def _broken_deflate_zip() -> bytes:
+    data = bytearray(_zip([("site.dbf", bytes(range(256)) + b"x" * 5000)]))
+    start = data.find(b"site.dbf") + len("site.dbf")
+    for i in range(start, start + 40):
+        data[i] ^= 0x5A
+    return bytes(data)
+
+
 HOSTILE = {
     "traversal": _zip([("../../evil.txt", b"x"), ("site.geojson", b"{}")]),
     "symlink": _symlink_zip(),
     "nested zip": _zip([("inner.zip", _zip([("a.shp", b"x")]))]),
     "nested zip with an innocent name": _zip([("inner.dbf", _zip([("a.shp", b"x")]))]),
+    "broken deflate stream": _broken_deflate_zip(),  # zlib's own error: a 422, never a 500
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -40,6 +41,8 @@ ARCHIVE_MAGIC: dict[bytes, str] = {
 }
 _TAR_MAGIC_OFFSET = 257  # "ustar" sits here in every POSIX tar header
 _MAX_NAME_CHARS = 255
+# what zipfile raises on a member whose bytes are broken (zlib.error is none of the others)
+_CORRUPT = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,17 @@ class CheckedZip:
         limit = min(member.size, self._budget)
         chunks: list[bytes] = []
         read = 0
-        with zipfile.ZipFile(io.BytesIO(self._data)) as archive:
-            info = next(i for i in archive.infolist() if not i.is_dir() and _check_name(i) == name)
-            with archive.open(info) as src:
-                while chunk := src.read(_READ_CHUNK):
-                    read += len(chunk)
-                    if read > limit:
-                        raise UnsafeArchive(f"the archive entry {name!r} unpacks to more bytes than allowed")
-                    chunks.append(chunk)
+        try:
+            with zipfile.ZipFile(io.BytesIO(self._data)) as archive:
+                info = next(i for i in archive.infolist() if not i.is_dir() and _check_name(i) == name)
+                with archive.open(info) as src:
+                    while chunk := src.read(_READ_CHUNK):
+                        read += len(chunk)
+                        if read > limit:
+                            raise UnsafeArchive(f"the archive entry {name!r} unpacks to more bytes than allowed")
+                        chunks.append(chunk)
+        except _CORRUPT:
+            raise UnsafeArchive(f"the archive entry {name!r} is corrupt") from None
         self._budget -= read
         return b"".join(chunks)
 
@@ -240,5 +246,5 @@ def _verify(archive: zipfile.ZipFile, limits: ArchiveLimits) -> None:
                             f"the archive entry {name!r} is itself an archive ({nested}); nested archives are refused"
                         )
                     first = False
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError):
+        except _CORRUPT:
             raise UnsafeArchive(f"the archive entry {name!r} is corrupt") from None

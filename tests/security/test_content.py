@@ -125,3 +125,18 @@ def test_aethera_analyze_refuses_a_bomb_by_content(tmp_path: Path, sample_catalo
         assert code == 2 and ("content is a zip archive" in err or "decompression bomb" in err), err
         assert peak < 8 * MIB, f"{peak / MIB:.0f} MiB allocated refusing a 64 MiB bomb"
         path = target
+
+
+def test_xml_is_accepted_only_as_kml() -> None:
+    from aethera.security.content import check_xml
+
+    check_xml(b"\xef\xbb\xbf<?xml version='1.0'?>\n<!-- a comment -->\n<kml xmlns='http://www.opengis.net/kml/2.2'/>")
+    check_xml(b"<kml:kml xmlns:kml='http://www.opengis.net/kml/2.2'></kml:kml>")
+    for other in (b"<?xml version='1.0'?><gml:FeatureCollection xmlns:gml='http://www.opengis.net/gml'/>",
+                  b"<gpx version='1.1'/>", b"<!-- <kml> --><gpx/>", b"<kmlx/>"):
+        with pytest.raises(InvalidAOI, match="not KML"):
+            check_xml(other)
+    # shapes that make a backtracking pattern take exponential time are refused at once
+    for hostile in (b"<?a?>" * 12_000 + b"X", b"<!--a-->" * 8_000 + b"<gml/>", b"<?" * 30_000, b"<!--" * 16_000):
+        with pytest.raises(InvalidAOI, match="not KML"):
+            check_xml(hostile)

@@ -23,6 +23,10 @@ _ZIP_LOCAL = b"PK\x03\x04"
 _ZIP_EMPTY = b"PK\x05\x06"
 _SQLITE = b"SQLite format 3\x00"
 _XML_DECLARATIONS = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# before the root element: blanks, the XML declaration, processing instructions and comments only
+# (possessive: a run of them is never re-split, which would backtrack exponentially)
+_KML_ROOT_WINDOW = 64 * 1024
+_KML_ROOT = re.compile(rb"(?:\s|<\?.*?\?>|<!--.*?-->)*+<(?:[A-Za-z_][\w.-]*:)?kml[\s>/]", re.DOTALL)
 
 
 class Kind(enum.Enum):
@@ -109,9 +113,13 @@ def check_name(kind: Kind, filename: str | None) -> None:
 
 
 def check_xml(data: bytes) -> None:
-    """Entity declarations are how XML bombs and external-entity reads work; a KML never needs them."""
+    """XML is accepted only as KML: no entity declarations (how XML bombs and external-entity reads
+    work; a KML never needs them) and a `kml` root element, so GDAL cannot take it for GML, GPX or
+    another XML format whose reader may fetch schemas or follow links."""
     if _XML_DECLARATIONS.search(data):
         raise InvalidAOI("KML with a DOCTYPE or ENTITY declaration is refused")
+    if not _KML_ROOT.match(data[:_KML_ROOT_WINDOW].removeprefix(b"\xef\xbb\xbf")):
+        raise InvalidAOI("the XML file is not KML (its root element is not <kml>)")
 
 
 def refuse_compressed(data: bytes) -> None:

@@ -1,11 +1,11 @@
 """`POST /uploads`: a tenant's AOI file (GeoJSON, zipped Shapefile, GeoPackage, KML) -> `upload_id`.
 
 The body is multipart with one part named `file`. The file is read in bounded chunks (at most
-`AETHERA_MAX_UPLOAD_BYTES`); what it is, is decided by its content (`security.content.sniff`), and a
-name that promises another format is refused before anything reads it. The whole file must then load
-as an AOI (`analysis.aoi.load_aoi`, in a thread, which checks any zip member by member before a reader
-opens it and ignores a client's `aethera:*` members) before it is stored. The client's file name never becomes part
-of a storage key: the file is stored as `uploads/{upload_id}/aoi.{ext}` beside its record
+`AETHERA_MAX_UPLOAD_BYTES`); what it is, is decided by its content (`security.content.identify`), and
+a name that promises another format is refused before anything reads it. The whole file must then
+load as an AOI (`analysis.aoi.load_aoi`, in a thread, which checks any zip member by member before a
+reader opens it and ignores a client's `aethera:*` members) before it is stored. The client's file
+name never becomes part of a storage key: the file is stored as `uploads/{upload_id}/aoi.{ext}` beside its record
 `uploads/{upload_id}/upload.json`, which names the tenant that owns it. A run takes the id as
 `aoi_path`; another tenant's id is answered exactly like an unknown one.
 """

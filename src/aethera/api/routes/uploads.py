@@ -5,9 +5,9 @@ The body is multipart with one part named `file`. The file is read in bounded ch
 a name that promises another format is refused before anything reads it. The whole file must then
 load as an AOI (`analysis.aoi.load_aoi`, in a thread, which checks any zip member by member before a
 reader opens it and ignores a client's `aethera:*` members) before it is stored. The client's file
-name never becomes part of a storage key: the file is stored as `uploads/{upload_id}/aoi.{ext}` beside its record
-`uploads/{upload_id}/upload.json`, which names the tenant that owns it. A run takes the id as
-`aoi_path`; another tenant's id is answered exactly like an unknown one.
+name never becomes part of a storage key: the file is stored as `uploads/{upload_id}/aoi.{ext}` beside
+its record `uploads/{upload_id}/upload.json`, which names the tenant that owns it. A run takes the id
+as `aoi_path`; another tenant's id is answered exactly like an unknown one.
 """
 
 from __future__ import annotations

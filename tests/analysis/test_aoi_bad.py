@@ -97,7 +97,6 @@ CASES: list[tuple[str, Any, dict[str, Any], str]] = [
     ("zip-two-shapefiles", _zip({"a.shp": b"x", "a.shx": b"x", "a.dbf": b"x", "b.shp": b"x", "b.shx": b"x",
                                  "b.dbf": b"x"}), {}, "2 Shapefiles"),
     ("zip-shp-without-dbf", _zip({"a.shp": b"x", "a.shx": b"x"}), {}, "lacks its .shx or .dbf"),
-    ("broken-zip", b"PK\x03\x04 this is not really a zip", {}, "not a valid ZIP"),
     ("gpkg-garbage", b"SQLite format 3\x00" + b"\x00" * 200, {}, "cannot be read as GeoPackage"),
     ("kml-garbage", "<kml><Document></Document></kml>", {}, "KML"),
 ]

@@ -135,6 +135,16 @@ def test_a_corrupted_member_is_refused() -> None:
         check_zip(bytes(data), LIMITS)
 
 
+def test_a_broken_deflate_stream_is_refused_not_raised() -> None:
+    # zlib's own error is none of zipfile's: it must still end as UnsafeArchive (a 422, never a 500)
+    data = bytearray(make_zip([("a.dbf", os.urandom(100) + b"x" * 5000)]))
+    start = data.find(b"a.dbf") + len("a.dbf")
+    for i in range(start, start + 40):
+        data[i] ^= 0x5A
+    with pytest.raises(UnsafeArchive, match="corrupt"):
+        check_zip(bytes(data), LIMITS)
+
+
 def test_small_highly_compressible_files_are_not_bombs() -> None:
     # a shapefile .dbf of blank text fields compresses very well; below 1 MiB the ratio does not apply
     members = check_zip(make_zip([("a.dbf", b" " * 500_000)]), LIMITS)

@@ -1,9 +1,12 @@
 """The area of interest: parse it from whatever the user sent, check it, repair it, describe it.
 
 `load_aoi` accepts GeoJSON (Geometry, Feature, FeatureCollection; dict, str or bytes), WKT or EWKT
-text, and the bytes of a zipped Shapefile, a GeoPackage or a KML/KMZ file (with a file-name hint or by
-their magic bytes). The result is an `AOI`: one valid Polygon or MultiPolygon in the CRS it was given in
-(EPSG:4326 unless the input or the caller says otherwise), with the repairs made to it.
+text, and the bytes of a zipped Shapefile, a GeoPackage or a KML/KMZ file. The format is decided by the
+content (`aethera.security.content.sniff`), never by a file name: a name that promises another format is
+refused, every zip passes `aethera.security.archives.check_zip` before anything reads a member, and
+members are read only through its bounded `CheckedZip`. The result is an `AOI`: one valid Polygon or
+MultiPolygon in the CRS it was given in (EPSG:4326 unless the input or the caller says otherwise), with
+the repairs made to it.
 
 Everything wrong with an input is an `InvalidAOI` whose message says what and where: points and lines,
 empty or zero-area geometry, malformed coordinates, coordinates out of range for the CRS, an unknown CRS,
@@ -13,11 +16,9 @@ an AOI larger than the limit. Invalid rings (self-intersections, bow-ties) are r
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import tempfile
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -43,13 +44,15 @@ from aethera.analysis.projection import (
 )
 from aethera.analysis.results import AOISummary
 from aethera.errors import InvalidAOI
+from aethera.security.archives import ArchiveLimits, CheckedZip
+from aethera.security.content import Kind, check_name, check_xml, identify
 
 DEFAULT_MAX_AREA_KM2 = 10_000.0
 MAX_VERTICES = 500_000
-MIN_AREA_M2 = 1.0
-REPAIRS_MEMBER = "aethera:repairs"  # carries earlier repairs through storage (see AOI.to_geojson)  # below one square metre an AOI is a sliver, not an area: "zero area"
-_MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
-_MAX_ZIP_MEMBERS = 200
+MIN_AREA_M2 = 1.0  # below one square metre an AOI is a sliver, not an area: "zero area"
+# carries the service's own earlier repairs through storage (see AOI.to_geojson); read only from
+# GeoJSON the service wrote itself, never from a client's (`client_input=True`)
+REPAIRS_MEMBER = "aethera:repairs"
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,12 +172,18 @@ def load_aoi(
     crs: object | None = None,
     filename: str | None = None,
     max_area_km2: float = DEFAULT_MAX_AREA_KM2,
+    archive_limits: ArchiveLimits | None = None,
+    client_input: bool = False,
 ) -> AOI:
     """Parse, check and repair an AOI; `InvalidAOI` with a message the user can act on when it is bad.
 
     `crs` overrides the CRS the input declares (GeoJSON `crs` member, .prj, EWKT SRID); without either,
-    GeoJSON, WKT and KML coordinates are longitude, latitude (EPSG:4326). `filename` is a hint for the
-    format of bytes (".zip", ".gpkg", ".kml", ".kmz", ".geojson", ".wkt").
+    GeoJSON, WKT and KML coordinates are longitude, latitude (EPSG:4326). `filename` never picks the
+    format (the content does): a name whose suffix (".zip", ".kmz", ".gpkg", ".kml", ".geojson",
+    ".json", ".wkt") promises another format than the content is refused. A zip is checked against
+    `archive_limits` (the defaults of the AETHERA_ARCHIVE_* settings when None) before anything reads
+    it; an unsafe one raises `UnsafeArchive`. `client_input=True` for anything a client sent: its
+    `aethera:*` foreign members are ignored, so only the service's own repairs are ever reported.
     """
     given_crs: CRS | None = None
     if crs is not None:
@@ -188,46 +197,68 @@ def load_aoi(
             source = source.read_bytes()
         except OSError:
             raise InvalidAOI(f"AOI file {source.name!r} cannot be read") from None
-    fmt, polygons, declared_crs, repairs = _parse(source, filename)
+    reading = _Reading(filename, archive_limits or ArchiveLimits(), client_input)
+    fmt, polygons, declared_crs, repairs = reading.parse(source)
     aoi_crs = given_crs or declared_crs or WGS84
     return _finish(polygons, aoi_crs, repairs, fmt, max_area_km2)
 
 
-def _parse(source: Any, filename: str | None) -> tuple[str, list[Polygon], CRS | None, list[str]]:
-    name = (filename or "").lower()
-    if isinstance(source, Mapping):
-        return ("geojson", *_from_geojson(source))
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
+@dataclass(frozen=True)
+class _Reading:
+    """How one `load_aoi` call reads its source: the name to hold the content to, the archive limits,
+    and whether the source came from a client."""
+
+    filename: str | None
+    limits: ArchiveLimits
+    client_input: bool
+
+    def parse(self, source: Any) -> tuple[str, list[Polygon], CRS | None, list[str]]:
+        if isinstance(source, Mapping):
+            check_name(Kind.JSON, self.filename)
+            return ("geojson", *_from_geojson(source, self.client_input))
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return self._parse_bytes(bytes(source))
+        if isinstance(source, str):
+            text = source.strip().lstrip("\ufeff")
+            if not text:
+                raise InvalidAOI("the AOI is empty")
+            kind = Kind.XML if text.startswith("<") else Kind.JSON if text.startswith(("{", "[")) else Kind.TEXT
+            check_name(kind, self.filename)
+            return self._parse_text(text, kind)
+        raise InvalidAOI("the AOI must be GeoJSON, WKT or the bytes of a file")
+
+    def _parse_bytes(self, data: bytes) -> tuple[str, list[Polygon], CRS | None, list[str]]:
         if not data.strip():
             raise InvalidAOI("the AOI is empty (no bytes)")
-        if data[:4] == b"PK\x03\x04" or name.endswith((".zip", ".kmz")):
-            return _from_zip(data, name)
-        if data[:16] == b"SQLite format 3\x00" or name.endswith(".gpkg"):
+        kind = identify(data, self.filename)  # before any reader, and before a zip is even checked
+        if kind is Kind.ZIP:
+            return _from_zip(CheckedZip(data, self.limits))
+        if kind is Kind.SQLITE:
             return ("geopackage", *_from_ogr_file(data, "aoi.gpkg", "GeoPackage"))
         try:
+            if kind is Kind.BINARY:
+                raise UnicodeDecodeError("utf-8", data[:1], 0, 1, "binary")
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise InvalidAOI(
                 "the AOI file is not GeoJSON, WKT, KML, a zipped Shapefile or a GeoPackage"
             ) from None
-        return _parse(text, filename)
-    if isinstance(source, str):
-        text = source.strip().lstrip("\ufeff")
+        return self._parse_text(text.strip(), kind)
+
+    def _parse_text(self, text: str, kind: Kind) -> tuple[str, list[Polygon], CRS | None, list[str]]:
         if not text:
             raise InvalidAOI("the AOI is empty")
-        if text.startswith("<") or name.endswith(".kml"):
+        if kind is Kind.XML:
             return ("kml", *_from_ogr_file(text.encode("utf-8"), "aoi.kml", "KML"))
-        if text.startswith(("{", "[")) or name.endswith((".json", ".geojson")):
+        if kind is Kind.JSON:
             try:
                 obj = msgspec.json.decode(text.encode("utf-8"))
             except msgspec.DecodeError as exc:
                 raise InvalidAOI(f"the AOI is not valid JSON: {exc}") from None
             if not isinstance(obj, dict):
                 raise InvalidAOI("GeoJSON must be an object with a 'type' member")
-            return ("geojson", *_from_geojson(obj))
+            return ("geojson", *_from_geojson(obj, self.client_input))
         return ("wkt", *_from_wkt(text))
-    raise InvalidAOI("the AOI must be GeoJSON, WKT or the bytes of a file")
 
 
 # --- GeoJSON ------------------------------------------------------------------------------------
@@ -236,9 +267,10 @@ _POINTY = {"Point", "MultiPoint"}
 _LINEY = {"LineString", "MultiLineString", "LinearRing"}
 
 
-def _from_geojson(obj: Mapping[str, Any]) -> tuple[list[Polygon], CRS | None, list[str]]:
+def _from_geojson(obj: Mapping[str, Any], client_input: bool) -> tuple[list[Polygon], CRS | None, list[str]]:
     repairs: list[str] = []
-    earlier = obj.get(REPAIRS_MEMBER)
+    # a client's `aethera:*` members are ignored: its own words must never read as the service's repairs
+    earlier = None if client_input else obj.get(REPAIRS_MEMBER)
     if isinstance(earlier, list):  # written by AOI.to_geojson; bounded, text only
         repairs += [str(r)[:300] for r in earlier[:20] if isinstance(r, str)]
     declared = _geojson_crs(obj)
@@ -389,27 +421,20 @@ def _shapely_polygons(geoms: Iterable[BaseGeometry | None], where: str) -> list[
 # --- files (Shapefile, GeoPackage, KML) --------------------------------------------------------
 
 
-def _from_zip(data: bytes, name: str) -> tuple[str, list[Polygon], CRS | None, list[str]]:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = archive.infolist()
-    except zipfile.BadZipFile:
-        raise InvalidAOI("the AOI file is not a valid ZIP archive") from None
-    if len(members) > _MAX_ZIP_MEMBERS:
-        raise InvalidAOI(f"the ZIP holds {len(members)} files; a zipped Shapefile holds a handful")
-    if sum(m.file_size for m in members) > _MAX_UNZIPPED_BYTES:
-        raise InvalidAOI("the ZIP expands to more than 200 MB; that is not an AOI")
-    files = {m.filename: m for m in members if not m.is_dir() and not Path(m.filename).name.startswith(".")}
+def _from_zip(archive: CheckedZip) -> tuple[str, list[Polygon], CRS | None, list[str]]:
+    """A zipped Shapefile or a KMZ, read only through the checked archive's bounded reads."""
+    files = [
+        n for n in archive.names
+        if not n.rsplit("/", 1)[-1].startswith(".") and "__macosx" not in n.lower()
+    ]
     kml = [f for f in files if f.lower().endswith(".kml")]
-    shp = [f for f in files if f.lower().endswith(".shp") and "__macosx" not in f.lower()]
-    if name.endswith(".kmz") or (kml and not shp):
-        if not kml:
-            raise InvalidAOI("the KMZ archive holds no .kml file")
-        return ("kml", *_from_ogr_file(archive.read(files[kml[0]]), "aoi.kml", "KML"))
+    shp = [f for f in files if f.lower().endswith(".shp")]
+    if kml and not shp:
+        return ("kml", *_from_ogr_file(archive.read(kml[0]), "aoi.kml", "KML"))
     if not shp:
         raise InvalidAOI("the ZIP holds no .shp file; a zipped Shapefile needs .shp, .shx, .dbf and .prj")
     if len(shp) > 1:
-        names = ", ".join(sorted(Path(s).name for s in shp))[:200]
+        names = ", ".join(sorted(s.rsplit("/", 1)[-1] for s in shp))[:200]
         raise InvalidAOI(f"the ZIP holds {len(shp)} Shapefiles ({names}); send one AOI")
     stem = shp[0][: -len(".shp")]
     parts = {f[len(stem):].lower(): f for f in files if f.lower().startswith(stem.lower()) and "." in f[len(stem):]}
@@ -419,7 +444,7 @@ def _from_zip(data: bytes, name: str) -> tuple[str, list[Polygon], CRS | None, l
         # Member names are never used as paths: each part is written under a fixed name.
         for ext, member in parts.items():
             if re.fullmatch(r"\.[a-z0-9.]{1,12}", ext):
-                (Path(tmp) / f"aoi{ext}").write_bytes(archive.read(files[member]))
+                (Path(tmp) / f"aoi{ext}").write_bytes(archive.read(member))
         declared_missing = ".prj" not in parts
         polygons, crs = _read_ogr(Path(tmp) / "aoi.shp", "Shapefile")
     if crs is None and declared_missing:
@@ -432,6 +457,8 @@ _NO_CRS = CRS.from_proj4("+proj=longlat +ellps=WGS84 +no_defs +type=crs")
 
 
 def _from_ogr_file(data: bytes, fname: str, label: str) -> tuple[list[Polygon], CRS | None, list[str]]:
+    if label == "KML":
+        check_xml(data)  # before GDAL's XML parser sees it, whichever path the KML came by
     with tempfile.TemporaryDirectory(prefix="aethera-aoi-") as tmp:
         path = Path(tmp) / fname
         path.write_bytes(data)

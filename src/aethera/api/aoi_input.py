@@ -1,6 +1,10 @@
-"""Checking a run's AOI before it is queued, off the event loop (parsing and reprojection use GDAL/PROJ).
+"""Checking a client's AOI, off the event loop (sniffing, archive checks, parsing and reprojection are CPU work).
 
-A bad AOI is the request's fault: `InvalidAOI` (422) with the reason, never a FAILED run.
+A bad AOI is the request's fault: `InvalidAOI` (422) with the reason, never a FAILED run. Every path a
+client's file takes (`aoi_geojson`, an upload id, a project upload named by `aoi_path`) comes through
+`load_aoi` with `client_input=True`: the content decides the format, any zip is checked with the
+deployment's `AETHERA_ARCHIVE_*` limits before a reader opens it, and the client's `aethera:*` foreign
+members are ignored, so the stored AOI carries only the service's own repairs.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import logging
 from typing import Any
 
 from aethera.errors import AetheraError, InvalidAOI
+from aethera.security.archives import ArchiveLimits
+from aethera.security.content import check_content
 from aethera.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -18,16 +24,11 @@ log = logging.getLogger(__name__)
 def _load_and_check(source: bytes, filename: str | None, catalog: Any, settings: Settings) -> Any:
     from aethera.analysis.aoi import check_within_catalog, load_aoi
 
-    if source[:4] == b"PK\x03\x04":
-        # a zip (a zipped Shapefile): every member is checked before any reader opens the archive
-        from aethera.security.archives import ArchiveLimits, check_zip
-
-        check_zip(source, ArchiveLimits.from_settings(settings))
     kwargs: dict[str, Any] = {"max_area_km2": settings.max_aoi_km2}
     if filename is not None:
         kwargs["filename"] = filename.rsplit("/", 1)[-1]
     try:
-        aoi = load_aoi(source, **kwargs)
+        aoi = load_aoi(source, archive_limits=ArchiveLimits.from_settings(settings), client_input=True, **kwargs)
     except AetheraError:
         raise
     except RecursionError:  # a JSON decoder's answer to nesting past its depth limit: the file's fault
@@ -42,6 +43,12 @@ def _load_and_check(source: bytes, filename: str | None, catalog: Any, settings:
 async def validate_aoi(source: bytes, *, filename: str | None, catalog: Any, settings: Settings) -> Any:
     """The parsed AOI (`aethera.analysis.aoi.AOI`), or InvalidAOI saying what is wrong with it."""
     return await asyncio.to_thread(_load_and_check, source, filename, catalog, settings)
+
+
+async def check_aoi_file(data: bytes, filename: str, settings: Settings) -> None:
+    """Refuse a stored-for-later AOI file whose content is not what its name says, an unsafe zip
+    (`check_zip`), compressed data or XML with entity declarations, before it is stored."""
+    await asyncio.to_thread(check_content, data, filename, ArchiveLimits.from_settings(settings))
 
 
 def aoi_geojson_bytes(aoi: Any) -> bytes:

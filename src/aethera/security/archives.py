@@ -6,8 +6,10 @@ than stored and deflate (the only two every reader of the service handles); nest
 names; more members than the limit; a declared unpacked total past the limit; a member whose
 compression ratio betrays a decompression bomb. With `verify=True` every member is also decompressed
 (in bounded chunks, counting bytes) and its CRC checked, so a zip whose directory lies about sizes is
-caught here rather than inside a reader with fewer safeguards. That decompression is CPU work: call
-`check_zip` in a thread.
+caught here rather than inside a reader with fewer safeguards; the first bytes of every member are
+sniffed, so an archive inside the archive is refused whatever its name. That decompression is CPU work:
+call `check_zip` in a thread. Readers open a zip only through `CheckedZip`, which hands out the checked
+members with every read bounded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -25,7 +28,21 @@ _READ_CHUNK = 256 * 1024
 _RATIO_FLOOR_BYTES = 1024 * 1024
 _ALLOWED_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 _NESTED_SUFFIXES = frozenset({".zip", ".kmz", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".7z", ".rar", ".zst"})
+# how archives and compressed files begin: a member that starts so is a nested archive whatever its name
+ARCHIVE_MAGIC: dict[bytes, str] = {
+    b"PK\x03\x04": "zip",
+    b"PK\x05\x06": "zip",
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"7z\xbc\xaf\x27\x1c": "7z",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"Rar!\x1a\x07": "rar",
+}
+_TAR_MAGIC_OFFSET = 257  # "ustar" sits here in every POSIX tar header
 _MAX_NAME_CHARS = 255
+# what zipfile raises on a member whose bytes are broken (zlib.error is none of the others)
+_CORRUPT = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -56,7 +73,7 @@ def check_zip(data: bytes, limits: ArchiveLimits, *, verify: bool = True) -> lis
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
-        raise UnsafeArchive("the upload is not a readable zip archive") from None
+        raise UnsafeArchive("the file is not a readable zip archive") from None
     with archive:
         infos = archive.infolist()
         if len(infos) > limits.max_members:
@@ -88,6 +105,46 @@ def check_zip(data: bytes, limits: ArchiveLimits, *, verify: bool = True) -> lis
         if verify:
             _verify(archive, limits)
     return members
+
+
+class CheckedZip:
+    """A zip that passed `check_zip`: readers take its regular members from here, and only from here.
+
+    Each read is bounded: a member yields at most the size the (verified) directory declares, and all
+    reads together at most `max_unpacked_bytes`, counted while decompressing in chunks, so no reader can
+    be handed more than the check allowed even if the bytes changed their story.
+    """
+
+    def __init__(self, data: bytes, limits: ArchiveLimits) -> None:
+        self.members: list[Member] = check_zip(data, limits)
+        self._data = data
+        self._budget = limits.max_unpacked_bytes
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def read(self, name: str) -> bytes:
+        """The bytes of the checked member `name` (a name from `members`)."""
+        member = next((m for m in self.members if m.name == name), None)
+        if member is None:
+            raise UnsafeArchive(f"the archive holds no checked entry {name[:80]!r}")
+        limit = min(member.size, self._budget)
+        chunks: list[bytes] = []
+        read = 0
+        try:
+            with zipfile.ZipFile(io.BytesIO(self._data)) as archive:
+                info = next(i for i in archive.infolist() if not i.is_dir() and _check_name(i) == name)
+                with archive.open(info) as src:
+                    while chunk := src.read(_READ_CHUNK):
+                        read += len(chunk)
+                        if read > limit:
+                            raise UnsafeArchive(f"the archive entry {name!r} unpacks to more bytes than allowed")
+                        chunks.append(chunk)
+        except _CORRUPT:
+            raise UnsafeArchive(f"the archive entry {name!r} is corrupt") from None
+        self._budget -= read
+        return b"".join(chunks)
 
 
 def extract_zip(data: bytes, destination: str | Path, limits: ArchiveLimits) -> list[Path]:
@@ -156,17 +213,38 @@ def _check_type(info: zipfile.ZipInfo, name: str) -> None:
         raise UnsafeArchive(f"the archive entry {name!r} is itself an archive; nested archives are refused")
 
 
+def archive_format(head: bytes) -> str | None:
+    """The archive or compressed format bytes starting with `head` are in (zip, gzip, tar, ...), or None."""
+    for magic, name in ARCHIVE_MAGIC.items():
+        if head.startswith(magic):
+            return name
+    if head[_TAR_MAGIC_OFFSET:_TAR_MAGIC_OFFSET + 5] == b"ustar":
+        return "tar"
+    return None
+
+
 def _verify(archive: zipfile.ZipFile, limits: ArchiveLimits) -> None:
-    """Decompress every member, counting bytes, so sizes and CRCs are proven rather than declared."""
+    """Decompress every member, counting bytes, so sizes and CRCs are proven rather than declared.
+
+    The first bytes of each member are sniffed too: an archive inside the archive is refused by its
+    content, not only by its name.
+    """
     budget = limits.max_unpacked_bytes
     for info in archive.infolist():
         if info.is_dir():
             continue
+        name = _normalise(info.orig_filename)
         try:
             with archive.open(info) as member:
+                first = True
                 while chunk := member.read(_READ_CHUNK):
                     budget -= len(chunk)
                     if budget < 0:
                         raise UnsafeArchive("the archive unpacks to more bytes than it declares")
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError):
-            raise UnsafeArchive(f"the archive entry {_normalise(info.orig_filename)!r} is corrupt") from None
+                    if first and (nested := archive_format(chunk)) is not None:
+                        raise UnsafeArchive(
+                            f"the archive entry {name!r} is itself an archive ({nested}); nested archives are refused"
+                        )
+                    first = False
+        except _CORRUPT:
+            raise UnsafeArchive(f"the archive entry {name!r} is corrupt") from None

@@ -7,9 +7,10 @@ import uuid
 import msgspec
 from aiohttp import web
 
+from aethera.api.aoi_input import check_aoi_file
 from aethera.api.bodies import decode_json, read_body
 from aethera.api.ids import path_id
-from aethera.api.keys import STORAGE
+from aethera.api.keys import SETTINGS, STORAGE
 from aethera.api.middlewares import UPLOAD_ROUTE
 from aethera.api.responses import json_response
 from aethera.errors import InvalidInput
@@ -56,6 +57,9 @@ async def upload_aoi(request: web.Request) -> web.Response:
     data = await read_body(request)
     if not data:
         raise InvalidInput("the uploaded file is empty", field="body")
+    # what the name says must be what the bytes are, and a zip must pass every archive check, whatever
+    # it is called (the run that names this file loads it again, with the same checks)
+    await check_aoi_file(data, name, request.app[SETTINGS])
     await storage.save(keys.upload_key(project_id, name), data)
     return json_response(Upload(aoi_path=f"uploads/{name}", size=len(data)), status=201)
 

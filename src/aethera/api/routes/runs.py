@@ -191,7 +191,9 @@ async def _create(
 async def _uploaded_aoi(request: web.Request, project_id: str, aoi_path: str) -> tuple[bytes, str]:
     """The bytes of an AOI the caller uploaded and the file name to read them by; never a server path:
     an upload id of the caller's (POST /uploads) or a file uploaded to this project (checked as the
-    caller's before this runs)."""
+    caller's before this runs). The bytes are checked again by content when `validate_aoi` loads them
+    (the name must agree with the content, any zip passes the archive checks): a file stored before
+    those checks existed, or by another route, gets no further than a fresh upload would."""
     storage = request.app[STORAGE]
     if is_id(aoi_path):
         try:

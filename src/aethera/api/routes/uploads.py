@@ -1,12 +1,13 @@
 """`POST /uploads`: a tenant's AOI file (GeoJSON, zipped Shapefile, GeoPackage, KML) -> `upload_id`.
 
 The body is multipart with one part named `file`. The file is read in bounded chunks (at most
-`AETHERA_MAX_UPLOAD_BYTES`), its type is decided by its extension and confirmed by its content, a zip
-is checked member by member before anything opens it, and the whole file must load as an AOI
-(`analysis.aoi.load_aoi`, in a thread) before it is stored. The client's file name never becomes part
-of a storage key: the file is stored as `uploads/{upload_id}/aoi.{ext}` beside its record
-`uploads/{upload_id}/upload.json`, which names the tenant that owns it. A run takes the id as
-`aoi_path`; another tenant's id is answered exactly like an unknown one.
+`AETHERA_MAX_UPLOAD_BYTES`); what it is, is decided by its content (`security.content.identify`), and
+a name that promises another format is refused before anything reads it. The whole file must then
+load as an AOI (`analysis.aoi.load_aoi`, in a thread, which checks any zip member by member before a
+reader opens it and ignores a client's `aethera:*` members) before it is stored. The client's file
+name never becomes part of a storage key: the file is stored as `uploads/{upload_id}/aoi.{ext}` beside
+its record `uploads/{upload_id}/upload.json`, which names the tenant that owns it. A run takes the id
+as `aoi_path`; another tenant's id is answered exactly like an unknown one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -30,8 +30,9 @@ from aethera.api.responses import json_response
 from aethera.errors import AetheraError, InvalidAOI, InvalidInput, MalformedRequest, NotFound, ObjectNotFound, PayloadTooLarge
 from aethera.jobs.keys import upload_file_key, upload_record_key
 from aethera.models import utc_now_iso
-from aethera.security.archives import ArchiveLimits, check_zip
+from aethera.security.archives import ArchiveLimits
 from aethera.security.auth import tenant_of
+from aethera.security.content import identify
 from aethera.security.validation import check_id
 from aethera.settings import Settings
 from aethera.storage.base import Storage
@@ -41,9 +42,6 @@ log = logging.getLogger(__name__)
 ROUTE_NAME = "create_upload"
 FILE_FIELD = "file"
 _READ_CHUNK = 64 * 1024
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_SHAPEFILE_PARTS = (".shp", ".shx", ".dbf")
-_XML_DECLARATIONS = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _DISPLAY_NAME_CHARS = 100
 
 
@@ -107,40 +105,22 @@ def _format_of(filename: str) -> Format:
     )
 
 
-def _check_content(data: bytes, fmt: Format, limits: ArchiveLimits) -> None:
-    """Confirm the content matches the extension and is safe to hand to a reader (runs in a thread)."""
-    if fmt.extension == "zip":
-        members = check_zip(data, limits)
-        suffixes = [m.name.lower().rsplit(".", 1)[-1] for m in members if "." in m.name]
-        shp = suffixes.count("shp")
-        if shp != 1:
-            raise InvalidAOI(
-                "the zip must hold exactly one Shapefile (.shp with its .shx and .dbf)"
-                if shp else "the zip holds no Shapefile (.shp)"
-            )
-        missing = [p for p in _SHAPEFILE_PARTS if p[1:] not in suffixes]
-        if missing:
-            raise InvalidAOI(f"the zipped Shapefile lacks its {', '.join(missing)} file")
-    elif fmt.extension == "gpkg":
-        if not data.startswith(_SQLITE_MAGIC):
-            raise InvalidAOI("the file is not a GeoPackage (no SQLite header)")
-    elif fmt.extension == "kml":
-        # entity declarations are how XML bombs and external-entity reads work; a KML never needs them
-        if _XML_DECLARATIONS.search(data):
-            raise InvalidAOI("KML with a DOCTYPE or ENTITY declaration is refused")
-
-
-def _parse_aoi(data: bytes, fmt: Format, settings: Settings, limits: ArchiveLimits) -> Any:
-    _check_content(data, fmt, limits)
+def _parse_aoi(data: bytes, filename: str, fmt: Format, settings: Settings, limits: ArchiveLimits) -> Any:
+    """The upload as an AOI (runs in a thread): its content must be what its name says, then it must load."""
+    identify(data, filename)  # cheap, and before any check or reader inflates a byte
     from aethera.analysis.aoi import load_aoi
 
     try:
-        return load_aoi(data, filename=f"aoi.{fmt.extension}", max_area_km2=settings.max_aoi_km2)
+        aoi = load_aoi(data, filename=f"aoi.{fmt.extension}", max_area_km2=settings.max_aoi_km2,
+                       archive_limits=limits, client_input=True)
     except AetheraError:
         raise
     except Exception:  # a reader's own exception types (GDAL, JSON, XML): the file is what is wrong
         log.info("upload did not load as an AOI", exc_info=True)
         raise InvalidAOI(f"the file could not be read as a {fmt.name} area of interest") from None
+    if fmt.extension == "zip" and aoi.source_format != "shapefile":
+        raise InvalidAOI("a .zip upload must hold one zipped Shapefile (.shp with its .shx and .dbf)")
+    return aoi
 
 
 class _BoundedBody:
@@ -214,7 +194,7 @@ async def create_upload(request: web.Request) -> web.Response:
     filename, data = await _read_file_part(request, settings.max_upload_bytes)
     fmt = _format_of(filename)
     limits = ArchiveLimits.from_settings(settings)
-    await asyncio.to_thread(_parse_aoi, data, fmt, settings, limits)
+    await asyncio.to_thread(_parse_aoi, data, filename, fmt, settings, limits)
     sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
 
     upload_id = uuid.uuid4().hex

@@ -164,7 +164,7 @@ def test_repairs_travel_with_the_stored_aoi() -> None:
     bowtie = [[14.30, 51.70], [14.32, 51.72], [14.32, 51.70], [14.30, 51.72], [14.30, 51.70]]
     first = load_aoi({"type": "Polygon", "coordinates": [bowtie]})
     stored = first.to_geojson()  # what the API writes to runs/{id}/aoi.geojson
-    again = load_aoi(stored, filename="aoi.geojson")  # what the worker reads
+    again = load_aoi(stored, filename="aoi.geojson", client_input=False)  # what the worker reads (its own file)
     assert again.repairs == first.repairs and again.area_ha == pytest.approx(first.area_ha, rel=1e-6)
     assert b"aethera:repairs" not in load_aoi(box(14.3, 51.7, 14.31, 51.71).wkt).to_geojson()
 

@@ -191,4 +191,5 @@ def test_a_clients_repairs_member_is_ignored() -> None:
     aoi = load_aoi(json.dumps(forged).encode(), client_input=True)
     assert len(aoi.repairs) == 1 and "make_valid" in aoi.repairs[0]
     stored = aoi.to_geojson()
-    assert load_aoi(stored, filename="aoi.geojson").repairs == aoi.repairs  # what the worker reads
+    assert load_aoi(stored, filename="aoi.geojson", client_input=False).repairs == aoi.repairs  # the worker reads
+    assert load_aoi(stored, filename="aoi.geojson").repairs == ()  # by default an input is a client's

@@ -173,7 +173,7 @@ def load_aoi(
     filename: str | None = None,
     max_area_km2: float = DEFAULT_MAX_AREA_KM2,
     archive_limits: ArchiveLimits | None = None,
-    client_input: bool = False,
+    client_input: bool = True,
 ) -> AOI:
     """Parse, check and repair an AOI; `InvalidAOI` with a message the user can act on when it is bad.
 

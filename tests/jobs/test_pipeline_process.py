@@ -105,6 +105,13 @@ def _slow_worker(service_env: dict[str, str], log_path: Path, delay_s: float = 6
                                 stdout=log_file, stderr=subprocess.STDOUT)
 
 
+def _prepared(log_path: Path) -> Any:
+    async def check() -> bool:
+        return log_path.exists() and "pipeline processes prepared" in log_path.read_text(errors="replace")
+
+    return check
+
+
 async def _pipeline_child(worker: subprocess.Popen[bytes]) -> int:
     async def child() -> int | None:
         # worker -> forkserver -> one pipeline process per run
@@ -172,9 +179,12 @@ async def test_the_child_sends_progress_outputs_and_result(sample_catalog: Path)
 async def test_hard_time_limit_kills_the_child(make_service: Any, tmp_path: Path) -> None:
     # the slowed worker's pipeline sleeps 10 minutes after its first progress report, far from any
     # step boundary: only the hard limit (the queue's job timeout) can end the run
-    svc = await make_service(AETHERA_RUN_SOFT_TIME_LIMIT_S="2", AETHERA_RUN_HARD_TIME_LIMIT_S="2")
+    svc = await make_service(AETHERA_RUN_SOFT_TIME_LIMIT_S="5", AETHERA_RUN_HARD_TIME_LIMIT_S="5")
     worker = _slow_worker(svc.env, tmp_path / "worker.log")
     try:
+        # the limit counts from the job's start: let the worker's forkserver finish importing the analysis
+        # stack first, so the limit is spent inside the pipeline, as the test means, on a busy machine too
+        await kit.wait_for(_prepared(tmp_path / "worker.log"), timeout_s=120)
         answer = await _start_run(svc.client, {"side_km": 0.8})
         pid = await _pipeline_child(worker)
         final = await kit.poll_task(svc.client, answer["task_id"], timeout_s=90)

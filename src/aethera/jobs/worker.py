@@ -80,6 +80,8 @@ async def _warm_up() -> None:
         await asyncio.to_thread(pipeline_process.warm_up)
     except Exception:  # the first run starts the forkserver then (and reports what fails)
         log.warning("pipeline processes not prepared at start-up", exc_info=True)
+    else:
+        log.info("pipeline processes prepared")
 
 
 def worker_settings(settings: Settings) -> type:

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from aethera.embedded_redis import free_port
 from faultstack import FINAL, RECOVERY_DEADLINE_S, Stack, assert_not_5xx_except_unavailable
 
 
@@ -83,33 +78,6 @@ def test_full_disk_fails_the_run_and_keeps_previous_files(make_stack: Callable[.
     assert_no_torn_files(stack.storage_root)
     # the completed run is still served whole
     assert stack.request("GET", f"/runs/{done_id}/results").status == 200
-
-
-@pytest.fixture
-def s3_server() -> Iterator[dict[str, object]]:
-    """A moto S3 server of this test's own, which the test stops and starts again on the same port."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    port = free_port()
-    state: dict[str, object] = {"port": port, "url": f"http://127.0.0.1:{port}"}
-
-    def start() -> None:
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        state["server"] = server
-
-    def stop() -> None:
-        server = state.pop("server", None)
-        if server is not None:
-            server.stop()  # type: ignore[attr-defined]
-
-    state["start"], state["stop"] = start, stop
-    start()
-    yield state
-    stop()
 
 
 def test_s3_down_answers_503_and_the_run_recovers(make_stack: Callable[..., Stack], s3_server: dict[str, object]) -> None:

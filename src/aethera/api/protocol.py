@@ -13,7 +13,7 @@ Two things happen before any middleware sees a request, so they are set here, on
   one INFO line: a malformed request is the client's fault, not the server's.
 
 aiohttp has no public hook for the protocol class (aio-libs/aiohttp#3287), so `ApiRunner` sets it on
-the server its base class builds; `tests/ops/test_hostile_clients.py` proves it on a real process.
+the server its base class builds; `tests/faults/test_hostile_clients.py` proves it on a real process.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class BoundedStorage:
     # --- plumbing -------------------------------------------------------------------------------
 
     def _late(self, op: str, deadline_s: float) -> StorageUnavailable:
-        return StorageUnavailable(f"storage did not answer within {deadline_s:g} s ({op})")
+        return StorageUnavailable(f"storage did not answer within {round(deadline_s, 1):g} s ({op})")
 
     async def _bounded(self, op: str, call: Awaitable[T], deadline_s: float | None = None) -> T:
         limit = self.deadline_s if deadline_s is None else deadline_s

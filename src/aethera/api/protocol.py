@@ -12,6 +12,10 @@ Two things happen before any middleware sees a request, so they are set here, on
   shape, JSON `{"detail", "code"}`, naming the kind of fault but never echoing the request, and logs
   one INFO line: a malformed request is the client's fault, not the server's.
 
+aiohttp's `handler_cancellation` stays off: it would cancel a handler whenever its client disconnects,
+say between storing a run record and queueing its job, leaving half-made state. Handlers notice a
+client gone mid-body through the body stream instead (`middlewares.body_deadline_middleware`: 499).
+
 aiohttp has no public hook for the protocol class (aio-libs/aiohttp#3287), so `ApiRunner` sets it on
 the server its base class builds; `tests/faults/test_hostile_clients.py` proves it on a real process.
 """

@@ -97,8 +97,11 @@ def test_s3_down_answers_503_and_the_run_recovers(make_stack: Callable[..., Stac
     stack.wait_for_status(run_id, {"PROCESSING"}, 120)
 
     s3_server["stop"]()  # type: ignore[operator]
-    deadline = time.monotonic() + 4.0
-    while time.monotonic() < deadline:
+    # S3 stays down until the worker has met the outage (a write failed and the attempt was re-queued):
+    # an event, not a time window; meanwhile every storage-backed request answers 503
+    deadline = time.monotonic() + 180.0
+    while "retrying" not in stack.log_of(worker):
+        assert time.monotonic() < deadline, f"the worker never met the S3 outage\n{stack.logs()}"
         for method, path, body in (
             ("GET", "/projects", None),
             ("GET", f"/projects/{project_id}", None),

@@ -96,6 +96,18 @@ class RateLimited(AetheraError):
     code = "rate_limited"
 
 
+class RequestTimeout(AetheraError):
+    """The client did not send its whole request body within `AETHERA_BODY_TIMEOUT_S`."""
+
+    code = "request_timeout"
+
+
+class ClientClosedRequest(AetheraError):
+    """The client went away before its request was read; nobody is left to answer (logged as 499)."""
+
+    code = "client_closed_request"
+
+
 class BackendUnavailable(AetheraError):
     """A dependency (Redis, storage) cannot be reached right now; the request may be retried."""
 

@@ -59,6 +59,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff_max_s: float = 60.0
     shutdown_grace_s: float = 30.0
 
+    backend_deadline_s: float = 5.0
+    header_timeout_s: float = 15.0
+    body_timeout_s: float = 120.0
+
     auth: AuthMode = "auto"
     api_keys_file: str | None = None
     rate_limit_per_s: float = 10.0
@@ -121,6 +125,9 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("retry_backoff_base_s", "AETHERA_RETRY_BACKOFF_BASE_S", doc="first retry delay"),
     _Spec("retry_backoff_max_s", "AETHERA_RETRY_BACKOFF_MAX_S", doc="cap on retry delay"),
     _Spec("shutdown_grace_s", "AETHERA_SHUTDOWN_GRACE_S", doc="SIGTERM: time left to in-flight work"),
+    _Spec("backend_deadline_s", "AETHERA_BACKEND_DEADLINE_S", doc="an API call to storage or Redis: 503 past it"),
+    _Spec("header_timeout_s", "AETHERA_HEADER_TIMEOUT_S", doc="request line and headers; idle keep-alive"),
+    _Spec("body_timeout_s", "AETHERA_BODY_TIMEOUT_S", doc="a whole request body: 408 past it"),
     _Spec("auth", "AETHERA_AUTH", doc="auto, on or off (auto: on in production or with a keys file)"),
     _Spec("api_keys_file", "AETHERA_API_KEYS_FILE", doc="API keys file (salted hashes)"),
     _Spec("rate_limit_per_s", "AETHERA_RATE_LIMIT_PER_S", doc="requests per second per key (0: off)"),
@@ -178,6 +185,9 @@ def _check(s: Settings) -> None:
         "AETHERA_RUN_MAX_ATTEMPTS": s.run_max_attempts,
         "AETHERA_RUN_LEASE_S": s.run_lease_s,
         "AETHERA_SHUTDOWN_GRACE_S": s.shutdown_grace_s,
+        "AETHERA_BACKEND_DEADLINE_S": s.backend_deadline_s,
+        "AETHERA_HEADER_TIMEOUT_S": s.header_timeout_s,
+        "AETHERA_BODY_TIMEOUT_S": s.body_timeout_s,
         "AETHERA_RATE_LIMIT_BURST": s.rate_limit_burst,
         "AETHERA_ARCHIVE_MAX_MEMBERS": s.archive_max_members,
         "AETHERA_ARCHIVE_MAX_UNPACKED_BYTES": s.archive_max_unpacked_bytes,

@@ -11,6 +11,8 @@ from aethera.embedded_redis import free_port
 
 import pytest
 
+from aethera.embedded_redis import free_port
+
 from faultstack import Stack
 
 

@@ -60,6 +60,21 @@ def sample_aoi(east_km: float = 5.0, north_km: float = -3.0, size_km: float = 1.
     return {"type": "Polygon", "coordinates": [[[round(a, 7), round(b, 7)] for a, b in ring]]}
 
 
+def _file_size_limit(max_file_bytes: int | None) -> Callable[[], None] | None:
+    """A child's pre-exec hook making a disk that is full past `max_file_bytes` (None: no limit).
+
+    Writes past the size fail with EFBIG (Python ignores SIGXFSZ), even as root, where permissions
+    refuse nothing; the child's output goes through a pipe, which the limit does not touch."""
+    if max_file_bytes is None:
+        return None
+    limit = max_file_bytes
+
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
 class Response:
     def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.status = status
@@ -158,8 +173,9 @@ class Stack:
         if not keep_data:
             (self.redis.data_dir / "dump.rdb").unlink(missing_ok=True)
 
-    def start_api(self) -> None:
-        self.api = self._spawn("api", [sys.executable, "server.py"])
+    def start_api(self, *, max_file_bytes: int | None = None) -> None:
+        """`python server.py`; `max_file_bytes`: no file it writes may grow past this (a full disk)."""
+        self.api = self._spawn("api", [sys.executable, "server.py"], preexec=_file_size_limit(max_file_bytes))
         self.wait_until(lambda: self._answers("/health"), START_TIMEOUT_S, "the API did not start")
 
     def start_worker(self, *, step_delay_s: float = 0.0, max_file_bytes: int | None = None,
@@ -173,15 +189,7 @@ class Stack:
             argv = [sys.executable, str(SLOW_WORKER)]
         if script is not None:
             argv = [sys.executable, str(script)]
-        preexec = None
-        if max_file_bytes is not None:
-            limit = max_file_bytes
-
-            def preexec() -> None:
-                # a disk that fills up: writes past this size fail with EFBIG (Python ignores SIGXFSZ)
-                resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-        worker = self._spawn("worker", argv, env, preexec)
+        worker = self._spawn("worker", argv, env, _file_size_limit(max_file_bytes))
         self.workers.append(worker)
         return worker
 

@@ -116,3 +116,16 @@ def test_env_example_names_only_known_settings() -> None:
             names.add(line.split("=", 1)[0])
     assert names, "no variables in the example"
     assert names <= set(ENV_VARIABLES), sorted(names - set(ENV_VARIABLES))
+
+
+@pytest.mark.parametrize("name", ["aethera-api.service", "aethera-worker@.service"])
+def test_memory_and_task_limits(name: str) -> None:
+    # a hostile client or a runaway run degrades one service, not the machine
+    s = _service_section(name)
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    memory_max = s["MemoryMax"][0]
+    assert memory_max[-1] in units and 0 < int(memory_max[:-1]) * units[memory_max[-1]] <= 8 * 1024**3, memory_max
+    assert 0 < int(s["TasksMax"][0]) <= 4096, s["TasksMax"]
+    if "MemoryHigh" in s:
+        high = s["MemoryHigh"][0]
+        assert int(high[:-1]) * units[high[-1]] < int(memory_max[:-1]) * units[memory_max[-1]]

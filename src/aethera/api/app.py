@@ -7,6 +7,7 @@ API starts while Redis is down and `/health` says so.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import logging
@@ -19,21 +20,28 @@ from redis.asyncio import Redis
 from aethera.api import keys as K
 from aethera.api.catalog_cache import CatalogCache
 from aethera.api.errors import error_middleware
-from aethera.api.middlewares import REQUEST_ID_HEADER, body_limit_middleware, request_id_middleware
+from aethera.api.middlewares import (
+    REQUEST_ID_HEADER,
+    body_deadline_middleware,
+    body_limit_middleware,
+    request_id_middleware,
+)
 from aethera.api.routes import health, projects, runs, tasks
 from aethera.api.instrumentation import observability_middleware, setup_instrumentation
 from aethera.api.lifecycle import run_api
 from aethera.api.routes import docs, metrics, ready
-from aethera.errors import ConfigError
+from aethera.errors import ConfigError, StorageUnavailable
 from aethera.jobs.queue import JobQueue, connection_pool
 from aethera.observability.logs import configure_logging
 from aethera.api.routes import uploads
 from aethera.security.auth import make_auth_middleware, make_ratelimit_middleware, setup_security
 from aethera.settings import Settings, load_settings
+from aethera.storage.deadline import BoundedStorage
 
 log = logging.getLogger(__name__)
 
 EXPORT_MODULE = "aethera.api.routes.export"
+STARTUP_DEADLINES = 3  # the storage check at start-up may take this many backend deadlines
 # headers a browser may send cross-origin, and response headers its scripts may read
 # (Range, If-Range, ETag and Content-Range let browser code resume an interrupted export)
 ALLOWED_HEADERS = ("Content-Type", "Idempotency-Key", "X-Request-ID", "Authorization", "X-API-Key",
@@ -52,21 +60,33 @@ def _redis_url(settings: Settings) -> str:
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     from aethera.storage.factory import open_storage
 
-    storage = await open_storage(app[K.SETTINGS])
+    settings = app[K.SETTINGS]
+    # start-up (client, credentials, the bucket check) gets a few deadlines; a hung endpoint stops it
+    # with a message instead of holding it for the client's own timeouts
+    startup_s = STARTUP_DEADLINES * settings.backend_deadline_s
+    try:
+        async with asyncio.timeout(startup_s):
+            backend = await open_storage(settings)
+    except TimeoutError:
+        raise StorageUnavailable(f"storage did not answer within {startup_s:g} s at start-up") from None
+    # every storage call of a request is bounded by the deadline: 503 past it (storage/deadline.py)
+    storage = BoundedStorage(backend, settings.backend_deadline_s)
     app[K.STORAGE] = storage
     yield
     await storage.close()
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    redis = Redis(connection_pool=connection_pool(_redis_url(app[K.SETTINGS])))
+    settings = app[K.SETTINGS]
+    pool = connection_pool(_redis_url(settings), deadline_s=settings.backend_deadline_s)
+    redis = Redis(connection_pool=pool)
     app[K.REDIS] = redis
     yield
     await redis.aclose(close_connection_pool=True)
 
 
 async def _queue_ctx(app: web.Application) -> AsyncIterator[None]:
-    queue = JobQueue(_redis_url(app[K.SETTINGS]))
+    queue = JobQueue(_redis_url(app[K.SETTINGS]), deadline_s=app[K.SETTINGS].backend_deadline_s)
     app[K.QUEUE] = queue
     yield
     await queue.close()
@@ -100,7 +120,9 @@ def create_app(settings: Settings | None = None) -> web.Application:
     _redis_url(settings)
     app = web.Application(
         # auth before the body limit: a caller without a key learns nothing, not even the limit
-        middlewares=[request_id_middleware, observability_middleware, error_middleware,
+        # the body deadline right inside the error middleware: it holds for every route, and its 408
+        # and 499 are answered (and logged) like any other error
+        middlewares=[request_id_middleware, observability_middleware, error_middleware, body_deadline_middleware,
                      make_auth_middleware(settings), make_ratelimit_middleware(), body_limit_middleware],
         # a backstop: handlers read bodies through api.bodies.read_body, bounded per route
         client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + 1,

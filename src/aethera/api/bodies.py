@@ -18,7 +18,10 @@ _MISSING_RE = re.compile(r"missing required field `([^`]+)`")
 
 
 async def read_body(request: web.Request, limit: int | None = None) -> bytes:
-    """The whole body, refusing it as soon as it grows past `limit` (chunked bodies declare no length)."""
+    """The whole body, refusing it as soon as it grows past `limit` (chunked bodies declare no length).
+
+    Time is bounded on the stream itself (`middlewares.body_deadline_middleware`): a body slower than
+    `AETHERA_BODY_TIMEOUT_S` makes the read below raise (408), and so does a client that disconnects (499)."""
     limit = body_limit(request) if limit is None else limit
     chunks: list[bytes] = []
     size = 0

@@ -32,8 +32,10 @@ STATUS_BY_ERROR: dict[type[e.AetheraError], int] = {
     e.ObjectNotFound: 404,
     e.Conflict: 409,
     e.RunCancelled: 409,
+    e.RequestTimeout: 408,
     e.PayloadTooLarge: 413,
     e.RateLimited: 429,
+    e.ClientClosedRequest: 499,  # nginx's convention; the answer never reaches anyone, the access line has it
     e.ConfigError: 500,
     e.StorageError: 500,
     e.StorageWriteFailed: 500,
@@ -55,6 +57,7 @@ CODE_BY_STATUS: dict[int, str] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",

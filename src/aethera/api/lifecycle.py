@@ -22,6 +22,8 @@ import signal
 from aiohttp import web
 
 from aethera.api.instrumentation import DRAIN
+from aethera.api.keys import SETTINGS
+from aethera.api.protocol import make_runner
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ _CUT_OFF_S = 1.0
 
 async def serve_until_signalled(app: web.Application, *, host: str, port: int, grace_s: float) -> None:
     """Serve `app` on host:port until SIGTERM or SIGINT, then drain and clean up (see module doc)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_CUT_OFF_S)
+    # the header deadline and JSON answers to unparseable requests (api/protocol.py)
+    runner = make_runner(app, app[SETTINGS], access_log=None, handle_signals=False, shutdown_timeout=_CUT_OFF_S)
     await runner.setup()  # startup and cleanup contexts: pools open here
     try:
         site = web.TCPSite(runner, host, port)

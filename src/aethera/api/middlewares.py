@@ -1,7 +1,8 @@
-"""Request id and body-size limit, applied to every request before any handler reads it."""
+"""Request id, body-size limit and body deadline, applied to every request before any handler reads it."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
@@ -9,7 +10,7 @@ from aiohttp import web
 
 from aethera.api.errors import Handler
 from aethera.api.keys import REQUEST_ID, SETTINGS
-from aethera.errors import MalformedRequest, PayloadTooLarge
+from aethera.errors import ClientClosedRequest, MalformedRequest, PayloadTooLarge, RequestTimeout
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # a client's id is reused only when short and harmless (it ends up in logs)
@@ -53,3 +54,43 @@ async def body_limit_middleware(request: web.Request, handler: Handler) -> web.S
             if int(declared) > limit:
                 raise PayloadTooLarge(f"request body larger than {limit} bytes", limit_bytes=limit)
     return await handler(request)
+
+
+class _BodyDeadline(TimeoutError):
+    """Set on a request's body stream when its deadline passes; every reader of the body raises it.
+
+    A TimeoutError on purpose: after the answer aiohttp drains what is left of an unread body, and it
+    takes a TimeoutError from that stream as "stop draining and close the connection"."""
+
+
+@web.middleware
+async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The whole body must arrive within `AETHERA_BODY_TIMEOUT_S` (408 past it), and a client that
+    disconnects before its body is read is a 499 (client closed request), not a server error.
+
+    The deadline is set on the body stream itself, so it holds for every reader (JSON bodies, multipart
+    uploads) and ends a read already waiting. It does not count time the handler spends after the last
+    byte arrived."""
+    content = request.content
+    timeout_s = request.app[SETTINGS].body_timeout_s
+    timer: asyncio.TimerHandle | None = None
+    if request.body_exists and not content.is_eof():
+
+        def expire() -> None:
+            if not content.is_eof():  # still arriving: whatever reads it next (or now) fails
+                content.set_exception(_BodyDeadline())
+
+        timer = asyncio.get_running_loop().call_later(timeout_s, expire)
+    try:
+        return await handler(request)
+    except _BodyDeadline:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+    except ConnectionResetError:
+        # aiohttp sets this on the body stream when the connection is lost mid-body
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ClientClosedRequest("the client closed the connection before its request was read") from None
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()

@@ -25,6 +25,8 @@ from arq.jobs import Job, JobStatus
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.asyncio import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from aethera.jobs.keys import QUEUE_NAME
@@ -55,10 +57,23 @@ def _decode(data: bytes) -> Any:
     return msgspec.json.decode(data)
 
 
-def connection_pool(redis_url: str, max_connections: int = 64) -> ConnectionPool:
-    """A lazily connecting pool: creating it never fails, so the API starts while Redis is down."""
+DEFAULT_DEADLINE_S = 5.0  # AETHERA_BACKEND_DEADLINE_S's default
+
+
+def connection_pool(redis_url: str, max_connections: int = 64, *,
+                    deadline_s: float = DEFAULT_DEADLINE_S) -> ConnectionPool:
+    """A lazily connecting pool: creating it never fails, so the API starts while Redis is down.
+
+    A command finishes or fails within `deadline_s`: half of it for the connect, half for the answer,
+    and no retry (a Redis that accepts connections but never answers costs a request one deadline per
+    command, then 503). The API's commands are small and never block, so half a deadline is ample."""
+    half_s = deadline_s / 2
     return ConnectionPool.from_url(
-        redis_url, max_connections=max_connections, socket_connect_timeout=2.0, socket_timeout=10.0
+        redis_url,
+        max_connections=max_connections,
+        socket_connect_timeout=half_s,
+        socket_timeout=half_s,
+        retry=Retry(NoBackoff(), 0),  # explicit: redis-py 6 would otherwise retry three times
     )
 
 
@@ -78,9 +93,9 @@ async def bound_socket_reads(redis: Any, timeout_s: float = WORKER_SOCKET_TIMEOU
 class JobQueue:
     """Enqueue, abort and inspect run jobs."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, *, deadline_s: float = DEFAULT_DEADLINE_S) -> None:
         self._redis = ArqRedis(
-            connection_pool(redis_url),
+            connection_pool(redis_url, deadline_s=deadline_s),
             job_serializer=_encode,
             job_deserializer=_decode,
             default_queue_name=QUEUE_NAME,

@@ -81,7 +81,7 @@ class S3Storage:
         region: str = "us-east-1",
         part_size: int = DEFAULT_PART_BYTES,
         multipart_threshold: int | None = None,
-        max_pool_connections: int = 32,
+        max_pool_connections: int = 128,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 60.0,
         max_attempts: int = 2,
@@ -108,6 +108,9 @@ class S3Storage:
             retries={"max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
+            # an export download holds a connection for as long as its client reads; the API bounds
+            # every call, waiting for a free connection included (storage/deadline.py), so the pool is
+            # sized for many concurrent downloads (connections open only when needed)
             max_pool_connections=max_pool_connections,
             signature_version="s3v4",
             # S3-compatible servers differ in their support of the newer default checksums

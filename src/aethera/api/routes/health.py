@@ -1,4 +1,5 @@
-"""`GET /health`: 200 when Redis and storage answer, 503 (with which one failed) when one does not."""
+"""`GET /health`: 200 when Redis answers and storage takes a write, 503 (with which one failed and why)
+when one does not. Each check is bounded by `AETHERA_BACKEND_DEADLINE_S`."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from aethera import __version__
-from aethera.api.keys import QUEUE, STORAGE
-from aethera.errors import AetheraError
-
-CHECK_TIMEOUT_S = 3.0
+from aethera.api.keys import QUEUE, SETTINGS, STORAGE
+from aethera.errors import AetheraError, StorageWriteFailed
+from aethera.storage.base import Storage
+from aethera.storage.deadline import BoundedStorage
 
 
 class Check(msgspec.Struct):
@@ -28,20 +29,39 @@ class Health(msgspec.Struct):
     storage: Check
 
 
-async def _check(what: str, probe: Awaitable[object]) -> Check:
+def storage_probe(storage: Storage) -> Awaitable[None]:
+    """Storage is healthy when it takes a write (a full or read-only disk still answers a ping)."""
+    if isinstance(storage, BoundedStorage):
+        return storage.probe_write()
+    return storage.ping()
+
+
+def fault(what: str, exc: BaseException) -> str:
+    """Why a dependency failed its check, fit for a client: our errors' details carry no path, host or
+    secret by contract; a client library's message can carry host names and URLs, so only its class."""
+    if isinstance(exc, StorageWriteFailed):
+        return f"{what} cannot be written: {exc.detail}"
+    if isinstance(exc, AetheraError):
+        return f"{what} unreachable: {exc.detail}"
+    return f"{what} unreachable ({type(exc).__name__})"
+
+
+async def _check(what: str, probe: Awaitable[object], timeout_s: float) -> Check:
     try:
-        await asyncio.wait_for(probe, CHECK_TIMEOUT_S)
-    except asyncio.TimeoutError:
-        return Check(ok=False, detail=f"{what} did not answer within {CHECK_TIMEOUT_S:g} s")
+        async with asyncio.timeout(timeout_s):
+            await probe
+    except TimeoutError:
+        return Check(ok=False, detail=f"{what} did not answer within {timeout_s:g} s")
     except (RedisError, OSError, AetheraError) as exc:
-        # the class name only: messages of client libraries can carry host names and URLs
-        return Check(ok=False, detail=f"{what} unreachable ({type(exc).__name__})")
+        return Check(ok=False, detail=fault(what, exc))
     return Check(ok=True)
 
 
 async def health(request: web.Request) -> web.Response:
+    deadline_s = request.app[SETTINGS].backend_deadline_s
     redis, storage = await asyncio.gather(
-        _check("redis", request.app[QUEUE].ping()), _check("storage", request.app[STORAGE].ping())
+        _check("redis", request.app[QUEUE].ping(), deadline_s),
+        _check("storage", storage_probe(request.app[STORAGE]), deadline_s),
     )
     ok = redis.ok and storage.ok
     body = Health(status="ok" if ok else "unavailable", version=__version__, redis=redis, storage=storage)

@@ -1,4 +1,4 @@
-"""`GET /ready`: can this deployment take work? Redis and storage answer, and a worker was seen lately.
+"""`GET /ready`: can this deployment take work? Redis answers, storage takes a write, a worker was seen lately.
 
 `/health` says the API process is up; `/ready` says whether a run submitted now would be executed. A
 load balancer or an operator reads the JSON body to see which check failed and why.
@@ -14,11 +14,9 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from aethera.api.keys import REDIS, SETTINGS, STORAGE
+from aethera.api.routes.health import fault, storage_probe
 from aethera.errors import AetheraError
 from aethera.observability.heartbeat import worker_ages
-
-CHECK_TIMEOUT_S = 3.0
-
 
 class ReadyCheck(msgspec.Struct, kw_only=True):
     """One dependency: `ok`, and when not, `detail` says what is wrong."""
@@ -43,21 +41,20 @@ class Readiness(msgspec.Struct, kw_only=True):
     workers: WorkersCheck
 
 
-async def _probe(what: str, probe: Awaitable[object]) -> ReadyCheck:
+async def _probe(what: str, probe: Awaitable[object], timeout_s: float) -> ReadyCheck:
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             await probe
     except TimeoutError:
-        return ReadyCheck(ok=False, detail=f"{what} did not answer within {CHECK_TIMEOUT_S:g} s")
+        return ReadyCheck(ok=False, detail=f"{what} did not answer within {timeout_s:g} s")
     except (RedisError, OSError, AetheraError) as exc:
-        # the class name only: client libraries' messages can carry host names, URLs, credentials
-        return ReadyCheck(ok=False, detail=f"{what} unreachable ({type(exc).__name__})")
+        return ReadyCheck(ok=False, detail=fault(what, exc))
     return ReadyCheck(ok=True)
 
 
-async def _workers(request: web.Request, window_s: float) -> WorkersCheck:
+async def _workers(request: web.Request, window_s: float, timeout_s: float) -> WorkersCheck:
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             ages = await worker_ages(request.app[REDIS], max_age_s=window_s)
     except (TimeoutError, RedisError, OSError):
         return WorkersCheck(ok=False, detail="worker heartbeats cannot be read: Redis is unreachable", window_s=window_s)
@@ -77,11 +74,12 @@ async def ready(request: web.Request) -> web.Response:
     200 when a run submitted now would be executed; 503 otherwise, with each check's `detail` saying what
     is wrong.
     """
-    window_s = request.app[SETTINGS].run_lease_s
+    settings = request.app[SETTINGS]
+    window_s, deadline_s = settings.run_lease_s, settings.backend_deadline_s
     redis, storage, workers = await asyncio.gather(
-        _probe("redis", request.app[REDIS].ping()),
-        _probe("storage", request.app[STORAGE].ping()),
-        _workers(request, window_s),
+        _probe("redis", request.app[REDIS].ping(), deadline_s),
+        _probe("storage", storage_probe(request.app[STORAGE]), deadline_s),
+        _workers(request, window_s, deadline_s),
     )
     ok = redis.ok and storage.ok and workers.ok
     body = Readiness(status="ready" if ok else "not_ready", redis=redis, storage=storage, workers=workers)

@@ -67,8 +67,10 @@ def test_normalise_scopes() -> None:
     assert normalise_scopes(None) == ("read", "write")
     assert normalise_scopes(["read"]) == ("read",)
     assert normalise_scopes(["write"]) == ("read", "write")
+    assert normalise_scopes(["admin"]) == ("admin",)  # operator routes only: no tenant data
+    assert normalise_scopes(["admin", "write"]) == ("admin", "read", "write")
     with pytest.raises(InvalidInput):
-        normalise_scopes(["admin"])
+        normalise_scopes(["root"])
 
 
 def test_create_key_stores_only_a_hash_in_a_private_file(tmp_path: Path) -> None:

@@ -1,13 +1,17 @@
 """Who is calling: `Authorization: Bearer <key>` -> the request's tenant and scopes.
 
 Every route except the public ones (`/health`, `/ready`, `/openapi.json`, `/docs`, and CORS preflights,
-which browsers send without credentials) needs a valid key; a read-only key may only GET and HEAD.
-With auth off (development without a keys file, or `AETHERA_AUTH=off`) every request acts for the
-tenant `default` with full scopes, so the same tenant checks run either way.
+which browsers send without credentials) needs a valid key: GET and HEAD need the `read` scope, other
+methods `write`, and operator routes (`/metrics`) `admin` (`require_scope`, called by the route). With
+auth off (development without a keys file, or `AETHERA_AUTH=off`) every request acts for the tenant
+`default` with every scope, so the same tenant checks run either way.
 
-Checking a key costs one scrypt (about 50 ms of CPU) the first time a process sees it, in a thread;
-after that it is a cache hit. Failed attempts are counted per client address in a Redis token bucket,
-so nobody can burn the CPU by sending wrong keys: past `_FAIL_BURST` failures the address gets 429.
+Checking a key costs one scrypt (about 50 ms of CPU) the first time a process sees it; after that it is
+a cache hit. Before any scrypt runs, a key not in the cache takes a token from its client address's
+bad-key bucket in Redis (one atomic Lua script): past `_FAIL_BURST` attempts the address gets 429
+however many it sends at once, so a flood of wrong keys costs at most `_FAIL_BURST` scrypt runs per
+address (and `_FAIL_RATE_PER_S` after that). A key that turns out valid gives its token back. What
+passes waits for one of a few scrypt slots per process (`keycheck.KeyChecker`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from aiohttp import web
 
 from aethera.errors import AetheraError, ConfigError, Forbidden, RateLimited, Unauthorized
 from aethera.models import DEFAULT_TENANT
-from aethera.security.apikeys import KeyStore, Principal, parse_key
-from aethera.security.ratelimit import RateLimiter
+from aethera.security.apikeys import KeyStore, Principal
+from aethera.security.keycheck import KeyChecker
+from aethera.security.ratelimit import Decision, RateLimiter
 from aethera.settings import Settings
 
 log = logging.getLogger("aethera.security")
@@ -31,17 +36,17 @@ PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/ready", "/openapi.json", 
 READ_METHODS: frozenset[str] = frozenset({"GET", "HEAD"})
 _FAIL_BURST = 20  # wrong keys an address may send at once ...
 _FAIL_RATE_PER_S = 0.5  # ... and then one every 2 s
-_VERIFY_THREADS = 2  # scrypt runs in at most this many threads at once
 _OUTAGE_LOG_EVERY_S = 30.0
 
 PRINCIPAL = web.RequestKey("aethera_principal", Principal)
 KEY_STORE = web.AppKey("aethera_key_store", KeyStore)
+KEY_CHECKER = web.AppKey("aethera_key_checker", KeyChecker)
 RATE_LIMITER = web.AppKey("aethera_rate_limiter", RateLimiter)
 FAILURE_LIMITER = web.AppKey("aethera_auth_failure_limiter", RateLimiter)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_DEV_PRINCIPAL = Principal(tenant=DEFAULT_TENANT, scopes=("read", "write"), key_id=None)
+_DEV_PRINCIPAL = Principal(tenant=DEFAULT_TENANT, scopes=("admin", "read", "write"), key_id=None)
 
 
 def auth_enabled(settings: Settings) -> bool:
@@ -69,6 +74,14 @@ def principal_of(request: web.Request) -> Principal:
 
 def tenant_of(request: web.Request) -> str:
     return principal_of(request).tenant
+
+
+def require_scope(request: web.Request, scope: str) -> Principal:
+    """The caller, when its key has `scope`; else Forbidden (403)."""
+    principal = principal_of(request)
+    if not principal.has(scope):
+        raise Forbidden(f"this route needs an API key with the {scope} scope")
+    return principal
 
 
 def startup_warning(settings: Settings) -> str | None:
@@ -104,25 +117,21 @@ class _Outages:
 def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """The middleware that sets `request[PRINCIPAL]`; put it inside the error middleware."""
     enabled = auth_enabled(settings)
-    verify_slots = asyncio.Semaphore(_VERIFY_THREADS)
     outages = _Outages()
 
-    async def failures_exhausted(limiter: RateLimiter | None, address: str) -> int:
-        """Seconds to wait when `address` has used up its failed attempts, else 0."""
+    async def reserve(limiter: RateLimiter | None, address: str) -> Decision | None:
+        """Take one bad-key token from `address`'s bucket; None when there is no limiter or Redis is away."""
         if limiter is None:
-            return 0
+            return None
         try:
-            peek = await limiter.hit(f"authfail:{address}", cost=0)
+            return await limiter.hit(f"authfail:{address}")
         except (redis.exceptions.RedisError, OSError) as exc:
             outages.report("auth failure limiter", exc)
-            return 0
-        return 0 if peek.remaining >= 1 else max(1, round(1 / _FAIL_RATE_PER_S))
+            return None
 
-    async def count_failure(limiter: RateLimiter | None, address: str) -> None:
-        if limiter is None:
-            return
+    async def give_back(limiter: RateLimiter, address: str) -> None:
         try:
-            await limiter.hit(f"authfail:{address}")
+            await limiter.refund(f"authfail:{address}")
         except (redis.exceptions.RedisError, OSError) as exc:
             outages.report("auth failure limiter", exc)
 
@@ -134,6 +143,7 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
             request[PRINCIPAL] = _DEV_PRINCIPAL
             return await handler(request)
         store = request.app[KEY_STORE]
+        checker = request.app[KEY_CHECKER]
         challenge = {"WWW-Authenticate": 'Bearer realm="aethera"'}
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
@@ -141,23 +151,29 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
             return error_response(Unauthorized("an API key is required: send Authorization: Bearer <key>"), 401, challenge)
         if store.due_for_reload():
             await asyncio.to_thread(store.reload_if_changed)
-        failure_limiter = request.app.get(FAILURE_LIMITER)
-        address = _address_bucket(request)
         # a key already verified passes at once: failed attempts from its address (a shared NAT, an
         # attacker next door) must not lock out a client whose key is known good
         principal = store.cached(token) if len(token) <= 256 else None
-        if principal is None and parse_key(token) is not None:
-            wait_s = await failures_exhausted(failure_limiter, address)
-            if wait_s:
-                exc = RateLimited("too many failed authentication attempts; retry later", retry_after_s=wait_s)
-                return error_response(exc, 429, {"Retry-After": str(wait_s)})
-            async with verify_slots:
-                principal = await asyncio.to_thread(store.authenticate, token)
         if principal is None:
-            await count_failure(failure_limiter, address)
+            failure_limiter = request.app.get(FAILURE_LIMITER)
+            address = _address_bucket(request)
+            # the token is taken before the scrypt, so the 21st of 200 concurrent guesses is already a 429;
+            # joining a check of the same key that is under way costs nothing, so it takes no token
+            decision = None if checker.in_flight(token) else await reserve(failure_limiter, address)
+            if decision is not None and not decision.allowed:
+                exc = RateLimited("too many failed authentication attempts; retry later", retry_after_s=decision.retry_after_s)
+                return error_response(exc, 429, {"Retry-After": str(decision.retry_after_s)})
+            # the fewer failures an address has behind it, the sooner its check runs
+            priority = -decision.remaining if decision is not None else 0.0
+            principal = await checker.check(token, priority)
+            if principal is not None and decision is not None and failure_limiter is not None:
+                await give_back(failure_limiter, address)
+        if principal is None:
+            # the same answer for a malformed key, an unknown key id and a wrong secret
             return error_response(Unauthorized("invalid API key"), 401, challenge)
-        if request.method not in READ_METHODS and not principal.can_write:
-            return error_response(Forbidden("this API key is read-only"), 403)
+        if not principal.has("read" if request.method in READ_METHODS else "write"):
+            why = "this API key is read-only" if principal.has("read") else "this API key may not read tenant data"
+            return error_response(Forbidden(why), 403)
         request[PRINCIPAL] = principal
         return await handler(request)
 
@@ -214,6 +230,7 @@ def setup_security(app: web.Application, settings: Settings) -> None:
             raise ConfigError("authentication is on but AETHERA_API_KEYS_FILE is not set")
         store = KeyStore(settings.api_keys_file)
         app[KEY_STORE] = store
+        app[KEY_CHECKER] = KeyChecker(store)
         log.info("authentication on: %d API keys loaded", len(store))
     else:
         log.warning(startup_warning(settings))

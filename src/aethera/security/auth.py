@@ -129,7 +129,9 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
             outages.report("auth failure limiter", exc)
             return None
 
-    async def give_back(limiter: RateLimiter, address: str) -> None:
+    async def give_back(limiter: RateLimiter | None, address: str) -> None:
+        if limiter is None:
+            return
         try:
             await limiter.refund(f"authfail:{address}")
         except (redis.exceptions.RedisError, OSError) as exc:
@@ -157,17 +159,15 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
         if principal is None:
             failure_limiter = request.app.get(FAILURE_LIMITER)
             address = _address_bucket(request)
-            # the token is taken before the scrypt, so the 21st of 200 concurrent guesses is already a 429;
-            # joining a check of the same key that is under way costs nothing, so it takes no token
-            decision = None if checker.in_flight(token) else await reserve(failure_limiter, address)
-            if decision is not None and not decision.allowed:
-                exc = RateLimited("too many failed authentication attempts; retry later", retry_after_s=decision.retry_after_s)
-                return error_response(exc, 429, {"Retry-After": str(decision.retry_after_s)})
-            # the fewer failures an address has behind it, the sooner its check runs
-            priority = -decision.remaining if decision is not None else 0.0
-            principal = await checker.check(token, priority)
-            if principal is not None and decision is not None and failure_limiter is not None:
-                await give_back(failure_limiter, address)
+            verdict = await checker.check(
+                token,
+                reserve=lambda: reserve(failure_limiter, address),
+                give_back=lambda: give_back(failure_limiter, address),
+            )
+            if verdict.retry_after_s:
+                exc = RateLimited("too many failed authentication attempts; retry later", retry_after_s=verdict.retry_after_s)
+                return error_response(exc, 429, {"Retry-After": str(verdict.retry_after_s)})
+            principal = verdict.principal
         if principal is None:
             # the same answer for a malformed key, an unknown key id and a wrong secret
             return error_response(Unauthorized("invalid API key"), 401, challenge)

@@ -2,7 +2,7 @@
 
 Every route except the public ones (`/health`, `/ready`, `/openapi.json`, `/docs`, and CORS preflights,
 which browsers send without credentials) needs a valid key: GET and HEAD need the `read` scope, other
-methods `write`, and operator routes (`/metrics`) `admin` (`require_scope`, called by the route). With
+methods `write`, and operator routes (`ADMIN_PATHS`: `/metrics`) `admin` whatever the method. With
 auth off (development without a keys file, or `AETHERA_AUTH=off`) every request acts for the tenant
 `default` with every scope, so the same tenant checks run either way.
 
@@ -33,6 +33,7 @@ from aethera.settings import Settings
 log = logging.getLogger("aethera.security")
 
 PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+ADMIN_PATHS: frozenset[str] = frozenset({"/metrics"})  # operator routes: the admin scope, not read/write
 READ_METHODS: frozenset[str] = frozenset({"GET", "HEAD"})
 _FAIL_BURST = 20  # wrong keys an address may send at once ...
 _FAIL_RATE_PER_S = 0.5  # ... and then one every 2 s
@@ -171,8 +172,15 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
         if principal is None:
             # the same answer for a malformed key, an unknown key id and a wrong secret
             return error_response(Unauthorized("invalid API key"), 401, challenge)
-        if not principal.has("read" if request.method in READ_METHODS else "write"):
-            why = "this API key is read-only" if principal.has("read") else "this API key may not read tenant data"
+        if request.path in ADMIN_PATHS:
+            needed = "admin"
+            why = "this route needs an API key with the admin scope"
+        elif request.method in READ_METHODS:
+            needed, why = "read", "this API key may not read tenant data"
+        else:
+            needed = "write"
+            why = "this API key is read-only" if principal.has("read") else "this API key may not change tenant data"
+        if not principal.has(needed):
             return error_response(Forbidden(why), 403)
         request[PRINCIPAL] = principal
         return await handler(request)

@@ -127,13 +127,17 @@ def test_removing_an_entry_revokes_the_key(tmp_path: Path) -> None:
     assert store.authenticate(other) is not None
 
 
-def test_a_broken_edit_keeps_the_last_good_keys(tmp_path: Path) -> None:
+def test_a_broken_edit_keeps_the_last_good_keys(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "keys.json"
     key, _ = create_key(path, "acme")
     store = KeyStore(path)
     path.write_text("{not json")
-    store.reload_if_changed()
+    with caplog.at_level("WARNING", logger="aethera.security"):
+        store.reload_if_changed()
+        store.reload_if_changed()
     assert store.authenticate(key) is not None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "aethera.security"]
+    assert len(warnings) == 1 and "last good keys" in warnings[0] and str(tmp_path) not in warnings[0]
     with pytest.raises(ConfigError):
         KeyStore(path)  # but a server does not start on it
 

@@ -24,6 +24,7 @@ import base64
 import fcntl
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import threading
@@ -48,6 +49,8 @@ _SALT_BYTES = 16
 _CACHE_ENTRIES = 1024
 _TIMING_WEIGHT = 0.2  # weight of the newest scrypt duration in the running average
 _FILE_VERSION = 1
+
+log = logging.getLogger("aethera.security")
 
 
 class ApiKeyEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -205,6 +208,7 @@ class KeyStore:
         self._entries: dict[str, ApiKeyEntry] = {}
         self._cache: OrderedDict[bytes, Principal] = OrderedDict()
         self._signature: tuple[int, int, int] | None = None
+        self._bad_signature: tuple[int, int, int] | None = None  # the malformed version last logged
         self._checked_at = 0.0
         self.scrypt_runs = 0
         self.reload()
@@ -237,12 +241,17 @@ class KeyStore:
     def reload_if_changed(self) -> None:
         """Reload when the file changed; a file that turned bad keeps the last good keys in force."""
         self._checked_at = time.monotonic()
+        signature = _signature(self.path)
+        if signature == self._signature:
+            return
         try:
-            if _signature(self.path) != self._signature:
-                self.reload()
+            self.reload()
         except ConfigError:
-            # refusing every request because an operator is mid-edit would be worse; the next check retries
-            pass
+            # refusing every request because an operator is mid-edit would be worse; the next check retries.
+            # Logged once per bad version, without the path or the parser's words (they may quote the file)
+            if signature != self._bad_signature:
+                self._bad_signature = signature
+                log.warning("API keys file changed but cannot be read as a keys file; the last good keys stay in force")
 
     def due_for_reload(self) -> bool:
         return time.monotonic() - self._checked_at >= RELOAD_INTERVAL_S

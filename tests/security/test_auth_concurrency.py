@@ -168,6 +168,8 @@ async def test_an_unknown_key_id_answers_like_a_wrong_secret_without_scrypt(
     assert statuses == [401] * (auth_module._FAIL_BURST - 2) + [429]
     assert await status_of(svc.client, wrong_secret(entry.key_id)) == 429
     assert store.scrypt_runs == runs_after_wrong
+    # a malformed key costs neither scrypt nor a token: it stays a 401 (its format is no secret)
+    assert await status_of(svc.client, "not-a-key") == 401
 
 
 async def test_parallel_first_requests_with_one_valid_key_cost_one_scrypt_and_no_token(

@@ -7,7 +7,7 @@ auth off (development without a keys file, or `AETHERA_AUTH=off`) every request 
 `default` with every scope, so the same tenant checks run either way.
 
 Checking a key costs one scrypt (about 50 ms of CPU) the first time a process sees it; after that it is
-a cache hit. Before any scrypt runs, a key not in the cache takes a token from its client address's
+a cache hit. Before any scrypt runs, a well-formed key not in the cache takes a token from its client address's
 bad-key bucket in Redis (one atomic Lua script): past `_FAIL_BURST` attempts the address gets 429
 however many it sends at once, so a flood of wrong keys costs at most `_FAIL_BURST` scrypt runs per
 address (and `_FAIL_RATE_PER_S` after that). A key that turns out valid gives its token back. What
@@ -25,7 +25,7 @@ from aiohttp import web
 
 from aethera.errors import AetheraError, ConfigError, Forbidden, RateLimited, Unauthorized
 from aethera.models import DEFAULT_TENANT
-from aethera.security.apikeys import KeyStore, Principal
+from aethera.security.apikeys import KeyStore, Principal, parse_key
 from aethera.security.keycheck import KeyChecker
 from aethera.security.ratelimit import Decision, RateLimiter
 from aethera.settings import Settings
@@ -157,7 +157,8 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
         # a key already verified passes at once: failed attempts from its address (a shared NAT, an
         # attacker next door) must not lock out a client whose key is known good
         principal = store.cached(token) if len(token) <= 256 else None
-        if principal is None:
+        # a malformed key costs nothing to refuse and its format is public: 401 at once, no throttle token
+        if principal is None and parse_key(token) is not None:
             failure_limiter = request.app.get(FAILURE_LIMITER)
             address = _address_bucket(request)
             verdict = await checker.check(

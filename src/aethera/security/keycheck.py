@@ -3,8 +3,9 @@
 scrypt costs about 50 ms of CPU per check, so a process runs at most `slots` of them at once (a
 `PriorityGate`). Before that, each check takes a token from its client address's bad-key bucket (the
 `reserve` that `auth.py` passes in), so all but a few attempts per address are refused before any
-scrypt; of those that wait, the one whose address has the most tokens left goes first, so a client with a fresh valid key is served before the queued
-guesses of an address that has been failing. Concurrent checks of the same key share one scrypt run
+scrypt; of those that wait, the one whose address has the most tokens left goes first, so a client
+with a fresh valid key is served before the queued guesses of an address that has been failing.
+Concurrent checks of the same key share one scrypt run
 (a browser opening with ten parallel requests costs one check, not ten). A key id the keys file does
 not list costs no scrypt: the answer (401) comes after about as long as a wrong secret takes.
 """
@@ -94,7 +95,7 @@ class KeyChecker:
         self._flights: dict[bytes, asyncio.Future[Verdict]] = {}
 
     async def check(self, key: str, reserve: Reserve, give_back: GiveBack) -> Verdict:
-        fingerprint = hashlib.sha256(key.encode()).digest()
+        fingerprint = _fingerprint(key)
         flight = self._flights.get(fingerprint)
         if flight is None:
             # a task of its own: a caller that goes away neither cancels the check others wait for nor

@@ -37,6 +37,8 @@ ADMIN_PATHS: frozenset[str] = frozenset({"/metrics"})  # operator routes: the ad
 READ_METHODS: frozenset[str] = frozenset({"GET", "HEAD"})
 _FAIL_BURST = 20  # wrong keys an address may send at once ...
 _FAIL_RATE_PER_S = 0.5  # ... and then one every 2 s
+_FAIL_LIMITER_CONNECTIONS = 8  # Redis connections the bad-key throttle of one API process uses at most
+_FAIL_LIMITER_TIMEOUT_S = 5.0
 _OUTAGE_LOG_EVERY_S = 30.0
 
 PRINCIPAL = web.RequestKey("aethera_principal", Principal)
@@ -231,8 +233,10 @@ def setup_security(app: web.Application, settings: Settings) -> None:
     """Register what the middlewares need: the key store (auth on) and the limiters (Redis configured).
 
     The key store is read at start-up, so a missing or malformed keys file stops the server with a
-    ConfigError naming it. The limiters get a Redis client of their own with short timeouts, so a hung
-    Redis delays a request by at most about a second before it passes unlimited.
+    ConfigError naming it. The request limiter gets a Redis client of its own with short timeouts, so a
+    hung Redis delays a request by at most about a second before it passes unlimited. The bad-key
+    throttle gets another with a few connections and long timeouts: a hung Redis delays the check of a
+    key not yet verified by up to `_FAIL_LIMITER_TIMEOUT_S` (verified keys never wait for it).
     """
     if auth_enabled(settings):
         if not settings.api_keys_file:
@@ -248,16 +252,25 @@ def setup_security(app: web.Application, settings: Settings) -> None:
         return
 
     async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
         client = Redis.from_url(
             settings.redis_url or "", socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False
         )
+        # the bad-key throttle fails open only when Redis is really away, never because a flood keeps the
+        # API busy: a few shared connections that a burst queues for (200 concurrent connects made each
+        # call of a flood take over a second), with timeouts a loaded process does not reach
+        auth_client = Redis(connection_pool=BlockingConnectionPool.from_url(
+            settings.redis_url or "", max_connections=_FAIL_LIMITER_CONNECTIONS, timeout=_FAIL_LIMITER_TIMEOUT_S,
+            socket_connect_timeout=_FAIL_LIMITER_TIMEOUT_S, socket_timeout=_FAIL_LIMITER_TIMEOUT_S,
+            retry_on_timeout=False,
+        ))
         if settings.rate_limit_per_s > 0:
             app[RATE_LIMITER] = RateLimiter(client, settings.rate_limit_per_s, settings.rate_limit_burst)
         if auth_enabled(settings):
-            app[FAILURE_LIMITER] = RateLimiter(client, _FAIL_RATE_PER_S, _FAIL_BURST)
+            app[FAILURE_LIMITER] = RateLimiter(auth_client, _FAIL_RATE_PER_S, _FAIL_BURST)
         yield
         await client.aclose()
+        await auth_client.aclose()
 
     app.cleanup_ctx.append(limiter_ctx)

@@ -260,7 +260,7 @@ def setup_security(app: web.Application, settings: Settings) -> None:
         # the bad-key throttle fails open only when Redis is really away, never because a flood keeps the
         # API busy: a few shared connections that a burst queues for (200 concurrent connects made each
         # call of a flood take over a second), with timeouts a loaded process does not reach
-        auth_client = Redis(connection_pool=BlockingConnectionPool.from_url(
+        auth_client = Redis.from_pool(BlockingConnectionPool.from_url(  # from_pool: aclose closes the pool too
             settings.redis_url or "", max_connections=_FAIL_LIMITER_CONNECTIONS, timeout=_FAIL_LIMITER_TIMEOUT_S,
             socket_connect_timeout=_FAIL_LIMITER_TIMEOUT_S, socket_timeout=_FAIL_LIMITER_TIMEOUT_S,
             retry_on_timeout=False,

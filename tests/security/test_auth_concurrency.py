@@ -138,8 +138,9 @@ async def test_a_fresh_key_is_checked_before_the_queued_guesses_of_a_failing_add
     guesses_checked_first = sum(1 for kind, status in answered_before_fresh if status == 401)
     print(f"\nwrong guesses answered 401 before the fresh key's 200: {guesses_checked_first} "
           f"of {auth_module._FAIL_BURST} queued ahead of it")
-    # in arrival order it would come after all 20; served by priority it comes with the first slots
-    assert guesses_checked_first <= DEFAULT_SLOTS + 1
+    # in arrival order it would come after all 20; served by priority it takes one of the first slots
+    # (typically 0-1 guesses finish first; the margin is for guesses finishing while its answer is sent)
+    assert guesses_checked_first < auth_module._FAIL_BURST // 2
     assert Counter(status for kind, status in finished if kind == "guess") == {
         401: auth_module._FAIL_BURST, 429: FLOOD - auth_module._FAIL_BURST}
 

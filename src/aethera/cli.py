@@ -235,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--scope",
         action="append",
-        choices=("read", "write"),
-        help="repeatable; 'read' alone makes a read-only key (default: read and write)",
+        choices=("read", "write", "admin"),
+        help="repeatable; 'read' alone makes a read-only key; 'admin' alone a key for operator routes such as "
+        "/metrics that reads no tenant data (default: read and write)",
     )
     c.add_argument("--file", default=None, help="keys file (default AETHERA_API_KEYS_FILE); created when missing")
     c.set_defaults(handler=_cmd_keys_create)

@@ -67,8 +67,10 @@ def test_normalise_scopes() -> None:
     assert normalise_scopes(None) == ("read", "write")
     assert normalise_scopes(["read"]) == ("read",)
     assert normalise_scopes(["write"]) == ("read", "write")
+    assert normalise_scopes(["admin"]) == ("admin",)  # operator routes only: no tenant data
+    assert normalise_scopes(["admin", "write"]) == ("admin", "read", "write")
     with pytest.raises(InvalidInput):
-        normalise_scopes(["admin"])
+        normalise_scopes(["root"])
 
 
 def test_create_key_stores_only_a_hash_in_a_private_file(tmp_path: Path) -> None:
@@ -125,13 +127,17 @@ def test_removing_an_entry_revokes_the_key(tmp_path: Path) -> None:
     assert store.authenticate(other) is not None
 
 
-def test_a_broken_edit_keeps_the_last_good_keys(tmp_path: Path) -> None:
+def test_a_broken_edit_keeps_the_last_good_keys(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "keys.json"
     key, _ = create_key(path, "acme")
     store = KeyStore(path)
     path.write_text("{not json")
-    store.reload_if_changed()
+    with caplog.at_level("WARNING", logger="aethera.security"):
+        store.reload_if_changed()
+        store.reload_if_changed()
     assert store.authenticate(key) is not None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "aethera.security"]
+    assert len(warnings) == 1 and "last good keys" in warnings[0] and str(tmp_path) not in warnings[0]
     with pytest.raises(ConfigError):
         KeyStore(path)  # but a server does not start on it
 

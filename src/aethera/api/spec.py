@@ -259,6 +259,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="operations",
         summary="Prometheus metrics",
         responses={200: Body(schema={"type": "string"}, media_type="text/plain")},
+        errors={403: "The key lacks the `admin` scope (tenant keys may not read global metrics)."},
     ),
     ("GET", "/openapi.json"): Operation(
         tag="operations",

@@ -10,7 +10,12 @@ The file (JSON, mode 0600, written atomically):
     {"version": 1, "keys": [{"key_id": "3f2a9c0b1d4e", "tenant": "acme", "scopes": ["read", "write"],
       "hash": "scrypt$16384$8$1$<salt b64>$<hash b64>", "created_at": "2025-01-01T00:00:00+00:00"}]}
 
-Removing an entry revokes the key; running servers notice within `RELOAD_INTERVAL_S`.
+Scopes: `read` (GET and HEAD of the tenant's data), `write` (everything else; implies `read`) and
+`admin` (operator routes such as `/metrics`; implies nothing else, so a scrape key reads no tenant data).
+
+Removing an entry revokes the key; running servers notice within `RELOAD_INTERVAL_S`. A reload keeps
+the keys already verified whose entry (hash, tenant, scopes) did not change, so an unrelated edit costs
+no scrypt and cannot expose known-good keys to the bad-key throttle.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import base64
 import fcntl
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import threading
@@ -34,14 +40,17 @@ from aethera.errors import ConfigError, InvalidInput
 from aethera.security.validation import check_tenant
 
 KEY_PREFIX = "ak"
-SCOPES: frozenset[str] = frozenset({"read", "write"})
+SCOPES: frozenset[str] = frozenset({"read", "write", "admin"})
 DEFAULT_SCOPES: tuple[str, ...] = ("read", "write")
 RELOAD_INTERVAL_S = 5.0
 _KEY_ID_HEX = 12
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
 _SALT_BYTES = 16
 _CACHE_ENTRIES = 1024
+_TIMING_WEIGHT = 0.2  # weight of the newest scrypt duration in the running average
 _FILE_VERSION = 1
+
+log = logging.getLogger("aethera.security")
 
 
 class ApiKeyEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,6 +78,9 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def can_write(self) -> bool:
         return "write" in self.scopes
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
 
 
 def hash_key(key: str, *, salt: bytes | None = None) -> str:
@@ -109,11 +121,11 @@ def parse_key(key: str) -> str | None:
 
 
 def normalise_scopes(scopes: Iterable[str] | None) -> tuple[str, ...]:
-    """Scopes in a fixed order; none given means read and write; `write` alone implies `read`."""
+    """Scopes in a fixed order; none given means read and write; `write` implies `read`; `admin` nothing."""
     wanted = set(scopes or DEFAULT_SCOPES)
     unknown = wanted - SCOPES
     if unknown:
-        raise InvalidInput(f"unknown scope {sorted(unknown)[0]!r}; use read or write")
+        raise InvalidInput(f"unknown scope {sorted(unknown)[0]!r}; use read, write or admin")
     if "write" in wanted:
         wanted.add("read")
     return tuple(sorted(wanted))
@@ -182,7 +194,12 @@ class KeyStore:
 
     `authenticate` is CPU-bound (scrypt, about 50 ms) the first time a key is seen: call it in a
     thread. Later calls hit the cache, keyed by a SHA-256 of the presented key so the cache never
-    holds a key itself. Reloading the file empties the cache, which is how revocation takes effect.
+    holds a key itself. A reload drops from the cache every key whose entry was removed or changed,
+    which is how revocation takes effect, and keeps the others.
+
+    `scrypt_runs` counts the hashes computed for presented keys (what a flood of wrong keys costs);
+    `typical_verify_s` is their running average, measured once at start, for answering an unknown
+    key id after about as long as a wrong secret takes.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -191,31 +208,50 @@ class KeyStore:
         self._entries: dict[str, ApiKeyEntry] = {}
         self._cache: OrderedDict[bytes, Principal] = OrderedDict()
         self._signature: tuple[int, int, int] | None = None
+        self._bad_signature: tuple[int, int, int] | None = None  # the malformed version last logged
         self._checked_at = 0.0
+        self.scrypt_runs = 0
         self.reload()
+        started = time.perf_counter()
+        hash_key(secrets.token_urlsafe(32))
+        self.typical_verify_s = time.perf_counter() - started
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def knows(self, key_id: str) -> bool:
+        """Whether the file lists `key_id` (no hashing, safe on the event loop)."""
+        with self._lock:
+            return key_id in self._entries
 
     def reload(self) -> None:
         """Read the file now (raises ConfigError when it is missing or malformed)."""
         signature = _signature(self.path)
         parsed = read_keys_file(self.path)
+        entries = {e.key_id: e for e in parsed.keys}
         with self._lock:
-            self._entries = {e.key_id: e for e in parsed.keys}
-            self._cache.clear()
+            for fingerprint, principal in list(self._cache.items()):
+                key_id = principal.key_id or ""
+                if not _same_grant(self._entries.get(key_id), entries.get(key_id)):
+                    del self._cache[fingerprint]
+            self._entries = entries
             self._signature = signature
             self._checked_at = time.monotonic()
 
     def reload_if_changed(self) -> None:
         """Reload when the file changed; a file that turned bad keeps the last good keys in force."""
         self._checked_at = time.monotonic()
+        signature = _signature(self.path)
+        if signature == self._signature:
+            return
         try:
-            if _signature(self.path) != self._signature:
-                self.reload()
+            self.reload()
         except ConfigError:
-            # refusing every request because an operator is mid-edit would be worse; the next check retries
-            pass
+            # refusing every request because an operator is mid-edit would be worse; the next check retries.
+            # Logged once per bad version, without the path or the parser's words (they may quote the file)
+            if signature != self._bad_signature:
+                self._bad_signature = signature
+                log.warning("API keys file changed but cannot be read as a keys file; the last good keys stay in force")
 
     def due_for_reload(self) -> bool:
         return time.monotonic() - self._checked_at >= RELOAD_INTERVAL_S
@@ -240,15 +276,30 @@ class KeyStore:
         fingerprint = hashlib.sha256(key.encode()).digest()
         with self._lock:
             entry = self._entries.get(key_id)
-        if entry is None or not verify_hash(key, entry.hash):
+        if entry is None:  # an unknown key id costs no scrypt
+            return None
+        started = time.perf_counter()
+        valid = verify_hash(key, entry.hash)
+        elapsed_s = time.perf_counter() - started
+        with self._lock:
+            self.scrypt_runs += 1
+            self.typical_verify_s += _TIMING_WEIGHT * (elapsed_s - self.typical_verify_s)
+        if not valid:
             return None
         principal = Principal(tenant=entry.tenant, scopes=normalise_scopes(entry.scopes), key_id=entry.key_id)
         with self._lock:
-            if self._entries.get(key_id) is entry:  # not revoked by a reload meanwhile
+            if _same_grant(self._entries.get(key_id), entry):  # not revoked or changed by a reload meanwhile
                 self._cache[fingerprint] = principal
                 while len(self._cache) > _CACHE_ENTRIES:
                     self._cache.popitem(last=False)
         return principal
+
+
+def _same_grant(old: ApiKeyEntry | None, new: ApiKeyEntry | None) -> bool:
+    """Whether a key verified against `old` may stay verified under `new` (created_at does not matter)."""
+    if old is None or new is None:
+        return False
+    return (old.hash, old.tenant, normalise_scopes(old.scopes)) == (new.hash, new.tenant, normalise_scopes(new.scopes))
 
 
 def _scrypt(key: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:

@@ -1,13 +1,17 @@
 """Who is calling: `Authorization: Bearer <key>` -> the request's tenant and scopes.
 
 Every route except the public ones (`/health`, `/ready`, `/openapi.json`, `/docs`, and CORS preflights,
-which browsers send without credentials) needs a valid key; a read-only key may only GET and HEAD.
-With auth off (development without a keys file, or `AETHERA_AUTH=off`) every request acts for the
-tenant `default` with full scopes, so the same tenant checks run either way.
+which browsers send without credentials) needs a valid key: GET and HEAD need the `read` scope, other
+methods `write`, and operator routes (`ADMIN_PATHS`: `/metrics`) `admin` whatever the method. With
+auth off (development without a keys file, or `AETHERA_AUTH=off`) every request acts for the tenant
+`default` with every scope, so the same tenant checks run either way.
 
-Checking a key costs one scrypt (about 50 ms of CPU) the first time a process sees it, in a thread;
-after that it is a cache hit. Failed attempts are counted per client address in a Redis token bucket,
-so nobody can burn the CPU by sending wrong keys: past `_FAIL_BURST` failures the address gets 429.
+Checking a key costs one scrypt (about 50 ms of CPU) the first time a process sees it; after that it is
+a cache hit. Before any scrypt runs, a well-formed key not in the cache takes a token from its client address's
+bad-key bucket in Redis (one atomic Lua script): past `_FAIL_BURST` attempts the address gets 429
+however many it sends at once, so a flood of wrong keys costs at most `_FAIL_BURST` scrypt runs per
+address (and `_FAIL_RATE_PER_S` after that). A key that turns out valid gives its token back. What
+passes waits for one of a few scrypt slots per process (`keycheck.KeyChecker`).
 """
 
 from __future__ import annotations
@@ -22,26 +26,30 @@ from aiohttp import web
 from aethera.errors import AetheraError, ConfigError, Forbidden, RateLimited, Unauthorized
 from aethera.models import DEFAULT_TENANT
 from aethera.security.apikeys import KeyStore, Principal, parse_key
-from aethera.security.ratelimit import RateLimiter
+from aethera.security.keycheck import KeyChecker
+from aethera.security.ratelimit import Decision, RateLimiter
 from aethera.settings import Settings
 
 log = logging.getLogger("aethera.security")
 
 PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+ADMIN_PATHS: frozenset[str] = frozenset({"/metrics"})  # operator routes: the admin scope, not read/write
 READ_METHODS: frozenset[str] = frozenset({"GET", "HEAD"})
 _FAIL_BURST = 20  # wrong keys an address may send at once ...
 _FAIL_RATE_PER_S = 0.5  # ... and then one every 2 s
-_VERIFY_THREADS = 2  # scrypt runs in at most this many threads at once
+_FAIL_LIMITER_CONNECTIONS = 8  # Redis connections the bad-key throttle of one API process uses at most
+_FAIL_LIMITER_TIMEOUT_S = 5.0
 _OUTAGE_LOG_EVERY_S = 30.0
 
 PRINCIPAL = web.RequestKey("aethera_principal", Principal)
 KEY_STORE = web.AppKey("aethera_key_store", KeyStore)
+KEY_CHECKER = web.AppKey("aethera_key_checker", KeyChecker)
 RATE_LIMITER = web.AppKey("aethera_rate_limiter", RateLimiter)
 FAILURE_LIMITER = web.AppKey("aethera_auth_failure_limiter", RateLimiter)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_DEV_PRINCIPAL = Principal(tenant=DEFAULT_TENANT, scopes=("read", "write"), key_id=None)
+_DEV_PRINCIPAL = Principal(tenant=DEFAULT_TENANT, scopes=("admin", "read", "write"), key_id=None)
 
 
 def auth_enabled(settings: Settings) -> bool:
@@ -69,6 +77,14 @@ def principal_of(request: web.Request) -> Principal:
 
 def tenant_of(request: web.Request) -> str:
     return principal_of(request).tenant
+
+
+def require_scope(request: web.Request, scope: str) -> Principal:
+    """The caller, when its key has `scope`; else Forbidden (403)."""
+    principal = principal_of(request)
+    if not principal.has(scope):
+        raise Forbidden(f"this route needs an API key with the {scope} scope")
+    return principal
 
 
 def startup_warning(settings: Settings) -> str | None:
@@ -104,25 +120,23 @@ class _Outages:
 def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """The middleware that sets `request[PRINCIPAL]`; put it inside the error middleware."""
     enabled = auth_enabled(settings)
-    verify_slots = asyncio.Semaphore(_VERIFY_THREADS)
     outages = _Outages()
 
-    async def failures_exhausted(limiter: RateLimiter | None, address: str) -> int:
-        """Seconds to wait when `address` has used up its failed attempts, else 0."""
+    async def reserve(limiter: RateLimiter | None, address: str) -> Decision | None:
+        """Take one bad-key token from `address`'s bucket; None when there is no limiter or Redis is away."""
         if limiter is None:
-            return 0
+            return None
         try:
-            peek = await limiter.hit(f"authfail:{address}", cost=0)
+            return await limiter.hit(f"authfail:{address}")
         except (redis.exceptions.RedisError, OSError) as exc:
             outages.report("auth failure limiter", exc)
-            return 0
-        return 0 if peek.remaining >= 1 else max(1, round(1 / _FAIL_RATE_PER_S))
+            return None
 
-    async def count_failure(limiter: RateLimiter | None, address: str) -> None:
+    async def give_back(limiter: RateLimiter | None, address: str) -> None:
         if limiter is None:
             return
         try:
-            await limiter.hit(f"authfail:{address}")
+            await limiter.refund(f"authfail:{address}")
         except (redis.exceptions.RedisError, OSError) as exc:
             outages.report("auth failure limiter", exc)
 
@@ -134,6 +148,7 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
             request[PRINCIPAL] = _DEV_PRINCIPAL
             return await handler(request)
         store = request.app[KEY_STORE]
+        checker = request.app[KEY_CHECKER]
         challenge = {"WWW-Authenticate": 'Bearer realm="aethera"'}
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
@@ -141,23 +156,35 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
             return error_response(Unauthorized("an API key is required: send Authorization: Bearer <key>"), 401, challenge)
         if store.due_for_reload():
             await asyncio.to_thread(store.reload_if_changed)
-        failure_limiter = request.app.get(FAILURE_LIMITER)
-        address = _address_bucket(request)
         # a key already verified passes at once: failed attempts from its address (a shared NAT, an
         # attacker next door) must not lock out a client whose key is known good
         principal = store.cached(token) if len(token) <= 256 else None
+        # a malformed key costs nothing to refuse and its format is public: 401 at once, no throttle token
         if principal is None and parse_key(token) is not None:
-            wait_s = await failures_exhausted(failure_limiter, address)
-            if wait_s:
-                exc = RateLimited("too many failed authentication attempts; retry later", retry_after_s=wait_s)
-                return error_response(exc, 429, {"Retry-After": str(wait_s)})
-            async with verify_slots:
-                principal = await asyncio.to_thread(store.authenticate, token)
+            failure_limiter = request.app.get(FAILURE_LIMITER)
+            address = _address_bucket(request)
+            verdict = await checker.check(
+                token,
+                reserve=lambda: reserve(failure_limiter, address),
+                give_back=lambda: give_back(failure_limiter, address),
+            )
+            if verdict.retry_after_s:
+                exc = RateLimited("too many failed authentication attempts; retry later", retry_after_s=verdict.retry_after_s)
+                return error_response(exc, 429, {"Retry-After": str(verdict.retry_after_s)})
+            principal = verdict.principal
         if principal is None:
-            await count_failure(failure_limiter, address)
+            # the same answer for a malformed key, an unknown key id and a wrong secret
             return error_response(Unauthorized("invalid API key"), 401, challenge)
-        if request.method not in READ_METHODS and not principal.can_write:
-            return error_response(Forbidden("this API key is read-only"), 403)
+        if request.path in ADMIN_PATHS:
+            needed = "admin"
+            why = "this route needs an API key with the admin scope"
+        elif request.method in READ_METHODS:
+            needed, why = "read", "this API key may not read tenant data"
+        else:
+            needed = "write"
+            why = "this API key is read-only" if principal.has("read") else "this API key may not change tenant data"
+        if not principal.has(needed):
+            return error_response(Forbidden(why), 403)
         request[PRINCIPAL] = principal
         return await handler(request)
 
@@ -206,14 +233,17 @@ def setup_security(app: web.Application, settings: Settings) -> None:
     """Register what the middlewares need: the key store (auth on) and the limiters (Redis configured).
 
     The key store is read at start-up, so a missing or malformed keys file stops the server with a
-    ConfigError naming it. The limiters get a Redis client of their own with short timeouts, so a hung
-    Redis delays a request by at most about a second before it passes unlimited.
+    ConfigError naming it. The request limiter gets a Redis client of its own with short timeouts, so a
+    hung Redis delays a request by at most about a second before it passes unlimited. The bad-key
+    throttle gets another with a few connections and long timeouts: a hung Redis delays the check of a
+    key not yet verified by up to `_FAIL_LIMITER_TIMEOUT_S` (verified keys never wait for it).
     """
     if auth_enabled(settings):
         if not settings.api_keys_file:
             raise ConfigError("authentication is on but AETHERA_API_KEYS_FILE is not set")
         store = KeyStore(settings.api_keys_file)
         app[KEY_STORE] = store
+        app[KEY_CHECKER] = KeyChecker(store)
         log.info("authentication on: %d API keys loaded", len(store))
     else:
         log.warning(startup_warning(settings))
@@ -222,16 +252,25 @@ def setup_security(app: web.Application, settings: Settings) -> None:
         return
 
     async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
         client = Redis.from_url(
             settings.redis_url or "", socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False
         )
+        # the bad-key throttle fails open only when Redis is really away, never because a flood keeps the
+        # API busy: a few shared connections that a burst queues for (200 concurrent connects made each
+        # call of a flood take over a second), with timeouts a loaded process does not reach
+        auth_client = Redis.from_pool(BlockingConnectionPool.from_url(  # from_pool: aclose closes the pool too
+            settings.redis_url or "", max_connections=_FAIL_LIMITER_CONNECTIONS, timeout=_FAIL_LIMITER_TIMEOUT_S,
+            socket_connect_timeout=_FAIL_LIMITER_TIMEOUT_S, socket_timeout=_FAIL_LIMITER_TIMEOUT_S,
+            retry_on_timeout=False,
+        ))
         if settings.rate_limit_per_s > 0:
             app[RATE_LIMITER] = RateLimiter(client, settings.rate_limit_per_s, settings.rate_limit_burst)
         if auth_enabled(settings):
-            app[FAILURE_LIMITER] = RateLimiter(client, _FAIL_RATE_PER_S, _FAIL_BURST)
+            app[FAILURE_LIMITER] = RateLimiter(auth_client, _FAIL_RATE_PER_S, _FAIL_BURST)
         yield
         await client.aclose()
+        await auth_client.aclose()
 
     app.cleanup_ctx.append(limiter_ctx)

@@ -1,6 +1,7 @@
 """Per-key rate limiting: a token bucket in Redis, updated by one atomic Lua script.
 
-Each bucket holds up to `burst` tokens and refills at `rate_per_s`; a request takes one. The script
+Each bucket holds up to `burst` tokens and refills at `rate_per_s`; a request takes one. A caller that
+reserves a token before costly work may give it back afterwards (`refund`) in the same script. The script
 reads Redis's own clock (TIME), so every API process shares one notion of time and one bucket per key
 whatever their clocks say, and the read-refill-take-write happens atomically with no race between
 processes. A bucket left alone expires once it would be full again, so idle keys cost no memory.
@@ -18,7 +19,7 @@ from aethera.errors import InvalidInput
 from aethera.jobs.keys import RATE_LIMIT_PREFIX as KEY_PREFIX
 _BUCKET_RE = re.compile(r"[A-Za-z0-9:._-]{1,128}\Z")
 
-# KEYS[1] bucket; ARGV rate (tokens/s), burst, cost. Returns {allowed 0|1, tokens left (string),
+# KEYS[1] bucket; ARGV rate (tokens/s), burst, cost (negative gives tokens back, never past burst). Returns {allowed 0|1, tokens left (string),
 # microseconds until `cost` tokens are available (0 when allowed)}. Floats go back as strings because
 # Redis truncates Lua numbers to integers on the way out.
 _TOKEN_BUCKET_LUA = """
@@ -40,7 +41,7 @@ tokens = math.min(burst, tokens + elapsed * rate / 1000000)
 local allowed = 0
 local wait_us = 0
 if tokens >= cost then
-  tokens = tokens - cost
+  tokens = math.min(burst, tokens - cost)
   allowed = 1
 else
   wait_us = math.ceil((cost - tokens) * 1000000 / rate)
@@ -84,3 +85,7 @@ class RateLimiter:
         if int(allowed) == 1:
             return Decision(allowed=True, remaining=remaining, retry_after_s=0)
         return Decision(allowed=False, remaining=remaining, retry_after_s=max(1, math.ceil(int(wait_us) / 1e6)))
+
+    async def refund(self, bucket: str) -> None:
+        """Give back one token taken by `hit` (the bucket never holds more than `burst`)."""
+        await self.hit(bucket, cost=-1)

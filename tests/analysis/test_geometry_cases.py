@@ -180,7 +180,11 @@ def test_aoi_straddling_the_raster_edge(lc_only: Path) -> None:
     assert zone.classified_ha == pytest.approx(50.0, rel=1e-6)
     assert [c.code for c in zone.classes] == [211, None]
     assert zone.classes[1].label == "Outside the land-cover layer" and zone.classes[1].share == pytest.approx(0.5)
-    assert lc.ratios["agricultural"] == pytest.approx(0.5) and lc.ratios["nodata"] == pytest.approx(0.5)
+    # Ratios are shares of the covered half (all farmland), reported with that coverage: the part
+    # outside the layer is not "not farmland".
+    assert lc.ratios["agricultural"] == pytest.approx(1.0) and "nodata" not in lc.ratios
+    assert lc.coverage_ratio == pytest.approx(0.5) and zone.coverage_ratio == pytest.approx(0.5)
+    assert lc.covered_ha == pytest.approx(50.0, rel=1e-6)
     assert lc.buffer is None and lc.buffer_reason
 
 

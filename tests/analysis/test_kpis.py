@@ -75,7 +75,8 @@ def test_kpis_reference_set(tmp_path: Path) -> None:
     coef = kpis.load_coefficients()["classes"]
     assert k["carbon_sequestration_potential"].value == pytest.approx(46 * coef[312]["seq"])
     assert k["ecosystem_service_value"].value == pytest.approx(50 * 5567 + 46 * 3137 + 4 * 12512)
-    assert k["natural_habitat_ratio"].value == pytest.approx(50.0)
+    assert k["natural_habitat_ratio"].value == pytest.approx(0.5)  # a fraction 0..1 like every ratio
+    assert k["natural_habitat_ratio"].unit == "fraction (0-1)" and k["natural_habitat_ratio"].coverage_ratio == 1.0
     assert k["impervious_surface_ratio"].value == 0.0
     runoff = (50 * coef[211]["runoff"] + 46 * coef[312]["runoff"]) / 96
     assert k["water_regulation"].value == pytest.approx(1 - runoff, abs=1e-4)
@@ -90,10 +91,11 @@ def test_kpis_reference_set(tmp_path: Path) -> None:
     assert k["air_quality_impact"].value == 250
     assert k["particulate_potential"].value == pytest.approx(em.footprint_ha * 2.69 * 9, rel=1e-4)
     assert k["resource_efficiency"].value == pytest.approx(gen * 30 / em.construction_tco2e, rel=1e-4)
-    assert k["renewable_share"].value == 100.0
-    assert k["patch_density"].value == pytest.approx(3.0) and k["connectivity"].value == pytest.approx(100.0)
+    assert k["renewable_share"].value == 1.0
+    assert k["patch_density"].value == pytest.approx(3.0) and k["connectivity"].value == pytest.approx(1.0)
     for name, kpi in k.items():
         assert kpi.unit and kpi.definition, name
+        assert kpi.unit != "%", f"{name}: ratios are fractions 0..1 in data, % only in text"
 
 
 def test_vector_land_cover_grid(tmp_path: Path) -> None:

@@ -105,8 +105,8 @@ def _weak_evidence(rule: Rule, metrics: Mapping[str, Any], provenance: Mapping[s
         if not p.resolves:
             weak[m] = p.note or f"measured on {p.source}, which cannot resolve what the rule tests"
         elif p.coverage_ratio is not None and p.coverage_ratio < rule.min_coverage:
-            weak[m] = (f"measured on the covered part only: its {p.source} layer covers {p.coverage_ratio:.2%} of "
-                       f"the AOI, below the {rule.min_coverage:.0%} the {rule.pack} pack needs"
+            weak[m] = (f"measured on the covered part only: its source ({p.source}) covers {p.coverage_ratio:.2%} "
+                       f"of the AOI, below the {rule.min_coverage:.0%} the {rule.pack} pack needs"
                        + (f" ({p.note})" if p.note else ""))
     return weak
 

@@ -186,3 +186,36 @@ def test_provenance_of_partial_land_cover_and_stand_ins() -> None:
     assert p["distance_to_settlement_km"].source == "settlements" and p["distance_to_settlement_km"].resolves
     assert p["biodiversity_sensitivity_score"].coverage_ratio == 0.25
     assert index_features(res).feature_coverage["natural_habitat_ratio"] == 0.25
+
+
+def test_index_score_bounds_hold_every_score_the_gap_allows() -> None:
+    import random
+
+    from aethera.analysis.indices import IndexFeatures
+    from aethera.analysis.metrics import index_score_bounds
+
+    res = make_results()
+    f = index_features(res)
+    c = 0.4  # 40 % of the AOI covered
+    ratios = ("water_ratio", "wetland_ratio", "forest_ratio", "shrub_ratio", "agricultural_ratio",
+              "artificial_ratio", "natural_habitat_ratio")
+    bounds = {n: (getattr(f, n) * c, getattr(f, n) * c + 1 - c) for n in ratios}
+    bounds["distance_to_water_km"] = (0.0, 3.0)
+    bounds["land_use_change_tco2e_per_ha"] = (1.0, None)
+    actual = indices.compute_all(f)
+    scores = {"biodiversity_sensitivity_score": actual.biodiversity_sensitivity.score,
+              "resm_score": actual.resm.score, "ahsm_score": actual.ahsm.score, "cim_score": actual.cim.score}
+    got = index_score_bounds(f, bounds, scores)
+    rng = random.Random(12)
+    for _ in range(300):  # any whole-AOI truth inside the bounds scores inside the index bounds
+        values = {n: rng.uniform(lo, hi if hi is not None else 500.0) for n, (lo, hi) in bounds.items()}
+        sample = indices.compute_all(msgspec.structs.replace(f, **values))
+        for key, r in (("biodiversity_sensitivity_score", sample.biodiversity_sensitivity), ("resm_score", sample.resm),
+                       ("ahsm_score", sample.ahsm), ("cim_score", sample.cim)):
+            lo, hi = got[key]
+            assert lo is not None and hi is not None and lo - 0.1 <= r.score <= hi + 0.1, key
+    # a range of one value is that value
+    exact = {n: (getattr(f, n), getattr(f, n)) for n in ratios}
+    tight = index_score_bounds(f, exact, scores)
+    assert tight["biodiversity_sensitivity_score"] == (scores["biodiversity_sensitivity_score"],) * 2
+    assert isinstance(f, IndexFeatures)

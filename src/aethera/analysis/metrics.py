@@ -202,13 +202,28 @@ def metric_provenance(results: Results) -> dict[str, Provenance]:
         lower=None if luc is None else luc * results.emissions.land_use_change_coverage_ratio,
         note="extrapolated to the whole footprint from the covered land",
     )
+    feature_bounds: dict[str, tuple[float | None, float | None]] = {
+        name: (out[name].lower, out[name].upper) for name in _LAND_COVER_RATIOS
+    }
+    aoi_ha = results.aoi.aoi_area_ha
+    if luc is not None and aoi_ha:
+        feature_bounds["land_use_change_tco2e_per_ha"] = (out["land_use_change_tco2e"].lower / aoi_ha, None)
+    rec = results.receptor_distances
+    for feature, receptor in (("distance_to_water_km", rec.nearest_water_body),
+                              ("distance_to_settlement_km", rec.nearest_settlement)):
+        if receptor is not None and receptor.source != "layer":
+            feature_bounds[feature] = (0.0, receptor.distance_km)
+    scores = {"biodiversity_sensitivity_score": _score(results.biodiversity.sensitivity),
+              "resm_score": _score(results.resm), "ahsm_score": _score(results.ahsm), "cim_score": _score(results.cim)}
+    score_bounds = index_score_bounds(index_features(results), feature_bounds, scores)
     for name in _INDEX_SCORES:
-        out[name] = Provenance(source=INDICES, coverage_ratio=c, lower=0.0, upper=100.0,
-                               note="the index rests on the land-cover ratios")
+        lower, upper = score_bounds.get(name, (None, None))
+        out[name] = Provenance(source=INDICES, coverage_ratio=c, lower=lower, upper=upper,
+                               note="the index rests on the land-cover ratios; bounds: its score with each of "
+                                    "those at the end of its possible range")
     for name in _PROTECTED:
         out[name] = Provenance(source="protected_areas")
     out["mean_slope_deg"] = Provenance(source="elevation")
-    rec = results.receptor_distances
     for metric, receptor, kind in (("distance_to_water_km", rec.nearest_water_body, "water_body"),
                                    ("distance_to_settlement_km", rec.nearest_settlement, "settlement")):
         if rec.sources.get(kind) == "land_cover_fallback" or (receptor is not None and receptor.source != "layer"):
@@ -269,3 +284,49 @@ def index_features(results: Results) -> IndexFeatures:
         },
         missing_reasons={k: v for k, v in metric_reasons(results).items() if m.get(k) is None},
     )
+
+
+def index_score_bounds(
+    features: IndexFeatures,
+    bounds: dict[str, tuple[float | None, float | None]],
+    scores: dict[str, float | None],
+) -> dict[str, tuple[float | None, float | None]]:
+    """Lowest and highest score each index could take with its features anywhere within `bounds`.
+
+    Each model is a weighted sum of clamped ramps, one per feature, so its extremes lie at the ends of
+    the features' ranges, picked per feature by the ramp's direction (an open end is infinite: the ramp
+    clamps it). The cumulative model takes the other indices' ranges as the ranges of its score
+    features; treating them as independent of its own features makes its range wider, never narrower.
+    """
+    import math
+
+    from aethera.analysis import indices
+
+    weights = indices.load_weights()
+    base: dict[str, object] = {name: getattr(features, name) for name in features.__struct_fields__}
+    base.update({"biodiversity_sensitivity_score": scores.get("biodiversity_sensitivity_score"),
+                 "resm_score": scores.get("resm_score"), "ahsm_score": scores.get("ahsm_score")})
+
+    def ends(key: str, ranges: dict[str, tuple[float | None, float | None]]) -> tuple[float | None, float | None]:
+        low, high = dict(base), dict(base)
+        for f in weights.models[key].features:
+            if f.feature not in ranges or base.get(f.feature) is None:
+                continue
+            lo, hi = ranges[f.feature]
+            lo = -math.inf if lo is None else lo
+            hi = math.inf if hi is None else hi
+            low[f.feature], high[f.feature] = (lo, hi) if f.direction == "increasing" else (hi, lo)
+        return (indices.evaluate_model(key, low, weights=weights).score,
+                indices.evaluate_model(key, high, weights=weights).score)
+
+    out: dict[str, tuple[float | None, float | None]] = {}
+    if scores.get("biodiversity_sensitivity_score") is not None:
+        out["biodiversity_sensitivity_score"] = ends("biodiversity_sensitivity", bounds)
+    resm_key = f"resm_{features.project_type}"
+    if scores.get("resm_score") is not None and resm_key in weights.models:
+        out["resm_score"] = ends(resm_key, bounds)
+    if scores.get("ahsm_score") is not None:
+        out["ahsm_score"] = ends("ahsm", bounds)
+    if scores.get("cim_score") is not None:
+        out["cim_score"] = ends("cim", {**bounds, **out})
+    return out

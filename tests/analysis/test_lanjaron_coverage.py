@@ -269,3 +269,53 @@ def test_vector_aoi_straddling_the_layer_reports_coverage(lanjaron_dir: Path, la
     assert 0.2 < covered / square.area < 0.8
     assert lc.coverage_ratio == pytest.approx(covered / square.area, abs=1e-3)
     assert lc.ratios["natural_habitat"] == pytest.approx(natural, abs=1e-3)
+
+
+# --- zone rules and real layers on the real land cover ------------------------------------------------------
+
+
+def test_a_second_site_next_to_an_overlapped_one_and_real_water_and_settlement_layers(
+    lanjaron_dir: Path, tmp_path: Path
+) -> None:
+    import geopandas as gpd
+    from shapely.geometry import LineString, Point
+
+    aoi_box = box(458239, 4086014, 459239, 4087014)
+    aoi = load_aoi(aoi_box.wkt, crs=UTM)
+    pa = tmp_path / "pa.gpkg"
+    gpd.GeoDataFrame(
+        {"code": ["ES0000001", "ES0000002"], "name": ["overlapped (test)", "0.7 km east (test)"], "kind": ["SAC", "SPA"]},
+        geometry=[aoi_box.buffer(200), box(459239 + 700, 4086014, 459239 + 1700, 4087014)], crs=UTM,
+    ).to_file(pa, layer="pa", driver="GPKG")
+    water = tmp_path / "water.gpkg"  # a stream 48 m west of the AOI, too small for CORINE
+    gpd.GeoDataFrame({"id": ["r1"], "name": ["stream (test)"]},
+                     geometry=[LineString([(458239 - 48, 4085000), (458239 - 48, 4088000)])], crs=UTM
+                     ).to_file(water, layer="water", driver="GPKG")
+    places = tmp_path / "places.gpkg"  # a hamlet inside the AOI
+    gpd.GeoDataFrame({"id": ["p1"], "name": ["hamlet (test)"]}, geometry=[Point(458700, 4086500)], crs=UTM
+                     ).to_file(places, layer="places", driver="GPKG")
+    cat = parse_catalog(
+        {"land_cover": {"path": str(lanjaron_dir / "clc.tif"), "format": "raster"},
+         "protected_areas": {"path": str(pa), "layer": "pa", "id_column": "code", "name_column": "name",
+                             "type_column": "kind"},
+         "water": {"path": str(water), "layer": "water", "id_column": "id", "name_column": "name"},
+         "settlements": {"path": str(places), "layer": "places", "id_column": "id", "name_column": "name"}},
+        base_dir=tmp_path,
+    )
+    out = _run(aoi, cat)
+    bio = out.results.biodiversity
+    assert [s.site_code for s in bio.sites_not_overlapped] == ["ES0000002"]
+    assert bio.sites_not_overlapped[0].distance_km == pytest.approx(0.7, abs=1e-3)
+    got = _statuses(out)
+    assert got["EU-HD-6.3-OVERLAP"].status == "triggered"
+    for rule_id in ("EU-HD-6.3-ZONE", "EU-PROTECTED-NEAR", "ESP-L21-2013-7.2B"):
+        assert got[rule_id].status == "triggered", rule_id
+    assert "0.70 km" in got["EU-HD-6.3-ZONE"].message
+    # with real layers the distances are evidence: the stream at 48 m and the hamlet inside trigger
+    assert got["ESP-TRLA-6-POLICIA"].status == "triggered"
+    assert got["ESP-TRLA-6-POLICIA"].details["provenance"]["distance_to_water_km"]["source"] == "water"
+    assert out.results.receptor_distances.nearest_water_body.distance_km == pytest.approx(0.048, abs=1e-3)
+    assert got["EU-POPULATION"].status == "triggered"
+    # fully covered: the land-cover rules have verdicts, not "not evaluable"
+    assert out.results.land_cover.coverage_ratio == pytest.approx(1.0)
+    assert got["EU-FOREST"].status in ("passed", "triggered") and not got["EU-FOREST"].details["insufficient_evidence"]

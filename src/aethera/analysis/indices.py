@@ -34,7 +34,7 @@ SCORE_FEATURES = ("biodiversity_sensitivity_score", "resm_score", "ahsm_score")
 class IndexFeatures(msgspec.Struct, kw_only=True):
     """Named inputs of the indices; None means the run could not compute that value.
 
-    Ratios are shares of the AOI area (0..1); distances in km from the AOI boundary (0 when touching
+    Ratios are shares of the covered AOI area (0..1); distances in km from the AOI boundary (0 when touching
     or inside); `land_use_change_tco2e_per_ha` is land-use-change emissions divided by the AOI area.
     """
 

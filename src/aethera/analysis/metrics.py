@@ -223,7 +223,8 @@ def metric_provenance(results: Results) -> dict[str, Provenance]:
                                     "those at the end of its possible range")
     for name in _PROTECTED:
         out[name] = Provenance(source="protected_areas")
-    out["mean_slope_deg"] = Provenance(source="elevation")
+    # terrain reports no coverage yet; a `coverage_ratio` there is picked up when it does
+    out["mean_slope_deg"] = Provenance(source="elevation", coverage_ratio=getattr(results.terrain, "coverage_ratio", None))
     for metric, receptor, kind in (("distance_to_water_km", rec.nearest_water_body, "water_body"),
                                    ("distance_to_settlement_km", rec.nearest_settlement, "settlement")):
         if rec.sources.get(kind) == "land_cover_fallback" or (receptor is not None and receptor.source != "layer"):

@@ -178,8 +178,9 @@ def metric_provenance(results: Results) -> dict[str, Provenance]:
 
     Land-cover figures rest on `land_cover.coverage_ratio`: a ratio r over the covered share c means the
     whole AOI's share lies in [r c, r c + (1 - c)]; a class area a means [a, a + uncovered ha]. The
-    indices rest on the land-cover ratios too (their bounds are left open). A CORINE stand-in for water
-    or settlements does not resolve them: a distance to it is an upper bound only.
+    indices rest on the land-cover ratios too (bounds from `index_score_bounds`). A CORINE stand-in for
+    water or settlements does not resolve them: a distance to it is an upper bound only, a count of its
+    patches shows at least one settlement.
     """
     m = screening_metrics(results)
     lc = results.land_cover

@@ -7,6 +7,9 @@
   overlaps the AOI); areas in the equal-area CRS.
 - Features sharing a site code (the same site in two sources, or a site split into several rows) are
   merged into one site.
+- Zone and proximity rules must see every site near the AOI, not only the nearest or the overlapped
+  one: `sites_not_overlapped` lists every site the AOI does not overlap within the zone of influence or
+  5 km, whichever is larger, so an overlapped site never hides a second one 700 m away.
 
 Output layers (GeoJSON, EPSG:4326): `natura` (sites within the buffer, clipped to the zone of influence
 so a national park does not weigh megabytes), `overlap` (the dissolved intersection with the AOI).

@@ -190,7 +190,8 @@ def _step_land_cover(ctx: RunContext) -> None:
         ctx.warnings.append(
             f"land-cover data cover {lc.coverage_ratio:.2%} of the AOI ({', '.join(gaps) or 'gaps'} not covered): "
             "land-cover ratios are shares of the covered part only, land-use-change emissions are extrapolated "
-            "from it, and legal rules resting on land cover are not evaluable below their pack's coverage threshold"
+            "from it, and below a rule pack's coverage threshold a rule resting on land cover gets a verdict only "
+            "when no land cover of the uncovered part could change it (else it is not evaluable)"
         )
 
 

@@ -48,9 +48,37 @@ def _base(_rule: Rule) -> dict[str, Any]:
     return out
 
 
-def _weak(names: list[str]) -> dict[str, Provenance]:
-    """Insufficient evidence for `names`: a layer covering half the AOI, true value anywhere in range."""
-    return {n: Provenance(source="land_cover", coverage_ratio=0.5) for n in names}
+LAND_COVER_RATIOS = {"water_ratio", "wetland_ratio", "agricultural_ratio", "forest_ratio", "shrub_ratio",
+                     "artificial_ratio", "natural_habitat_ratio"}
+LAND_COVER_AREAS = {"forest_area_ha", "wetland_area_ha"}
+INDEX_SCORES = {"biodiversity_sensitivity_score", "resm_score", "ahsm_score", "cim_score"}
+STAND_IN_DISTANCES = {"distance_to_water_km", "distance_to_settlement_km"}
+
+
+def _insufficient(m: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], dict[str, Provenance]]:
+    """The evidence a run really lacks, metric by metric: land cover on half the AOI (the truth anywhere
+    the uncovered half allows), water and settlements from a CORINE stand-in, and for the rest (layers
+    with no coverage measure, parameters) the value missing altogether."""
+    values: dict[str, Any] = {}
+    prov: dict[str, Provenance] = {}
+    c = 0.5
+    for n in names:
+        v = m[n]
+        if n in LAND_COVER_RATIOS:
+            prov[n] = Provenance(source="land_cover", coverage_ratio=c, lower=v * c, upper=v * c + 1 - c)
+        elif n in LAND_COVER_AREAS:
+            prov[n] = Provenance(source="land_cover", coverage_ratio=c, lower=v, upper=v + 10.0)
+        elif n == "land_use_change_tco2e":
+            prov[n] = Provenance(source="land_cover", coverage_ratio=c, lower=v * c)
+        elif n in INDEX_SCORES:
+            prov[n] = Provenance(source="indices", coverage_ratio=c, lower=max(0.0, v - 20), upper=min(100.0, v + 20))
+        elif n in STAND_IN_DISTANCES:
+            prov[n] = Provenance(source=STAND_IN, resolves=False, lower=0.0, upper=v)
+        elif n == "settlements_within_1km":
+            prov[n] = Provenance(source=STAND_IN, resolves=False, lower=float(min(v, 1)))
+        else:
+            values[n] = None
+    return values, prov
 
 
 def _status(pid: str, rule: Rule, metrics: dict[str, Any], provenance: dict[str, Provenance] | None = None) -> str:
@@ -64,7 +92,6 @@ def test_every_rule_triggers_passes_and_refuses_a_verdict_without_evidence(pid: 
     consts: dict[str, set[Any]] = {}
     _constants(rule.condition, consts)
     names = metrics_of(rule.condition)
-    measured = [n for n in names if n not in PARAMETER_METRICS]
     trigger = passing = not_evaluable = None
     for combo in itertools.product(*(_candidates(n, consts[n]) for n in names)):
         m = {**_base(rule), **dict(zip(names, combo))}
@@ -73,12 +100,8 @@ def test_every_rule_triggers_passes_and_refuses_a_verdict_without_evidence(pid: 
             trigger = m
         elif outcome is False:
             passing = passing or m
-            # insufficient evidence: the measured metrics rest on half the AOI; or, for a rule on the
-            # run's parameters only, missing values
-            if measured:
-                weak_status = _status(pid, rule, m, _weak(measured))
-            else:
-                weak_status = _status(pid, rule, {**m, **dict.fromkeys(names)})
+            changes, prov = _insufficient(m, names)
+            weak_status = _status(pid, rule, {**m, **changes}, prov)
             if weak_status == "not_evaluable":
                 not_evaluable = (m, weak_status)
         if trigger and passing and not_evaluable:

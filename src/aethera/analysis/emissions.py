@@ -150,9 +150,11 @@ def compute(
 
     construction = capacity_mw * construction_f
     luc = sum(line.land_use_change_tco2e for line in lines)
-    footprint_ha = sum(line.footprint_ha for line in lines)
+    # The project's footprint, whatever the land-cover data cover (the lines spread it over the classes).
+    footprint_ha = share * aoi_area_ha
+    lines_ha = sum(line.footprint_ha for line in lines)
     factors["carbon_loss_tco2e_per_ha"] = FactorUsed(
-        value=round(luc / footprint_ha, 3) if footprint_ha > 0 else 0.0,
+        value=round(luc / lines_ha, 3) if lines_ha > 0 else 0.0,
         unit="tCO2e/ha, footprint-weighted mean of the class factors (see land_use_change_by_class)",
         source=data["carbon_loss_tco2e_per_ha"]["source"]
         + ("; some classes overridden by the run configuration" if loss_over else ""),

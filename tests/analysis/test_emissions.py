@@ -106,3 +106,15 @@ def test_factor_file_is_complete_and_sourced() -> None:
         assert country in data["grid_tco2e_per_mwh"]
     assert data["grid_tco2e_per_mwh"]["source"] and data["capacity_factor"]["source"]
     assert data["carbon_loss_tco2e_per_ha"]["source"]
+
+
+def test_land_use_change_is_extrapolated_over_a_coverage_gap() -> None:
+    # 100 ha AOI, half of it no data, the covered half all coniferous forest: the 16 ha footprint is the
+    # whole project's, so it is spread over the covered mix (all forest), not cut to the covered half.
+    lc = _land_cover([(312, 50.0), (None, 50.0)], 100.0)
+    assert lc.coverage_ratio == pytest.approx(0.5) and lc.covered_ha == pytest.approx(50.0)
+    e = compute(lc, _params(), capacity_mw=10.0, aoi_area_ha=100.0, in_europe=True)
+    assert e.footprint_ha == pytest.approx(16.0)
+    assert e.land_use_change_tco2e == pytest.approx(16.0 * 260)  # the old code counted 8 ha
+    assert e.land_use_change_coverage_ratio == pytest.approx(0.5)
+    assert any("50.00% of the AOI" in n and "extrapolated" in n for n in e.notes)

@@ -180,7 +180,11 @@ def test_aoi_straddling_the_raster_edge(lc_only: Path) -> None:
     assert zone.classified_ha == pytest.approx(50.0, rel=1e-6)
     assert [c.code for c in zone.classes] == [211, None]
     assert zone.classes[1].label == "Outside the land-cover layer" and zone.classes[1].share == pytest.approx(0.5)
-    assert lc.ratios["agricultural"] == pytest.approx(0.5) and lc.ratios["nodata"] == pytest.approx(0.5)
+    # Ratios are shares of the covered half (all farmland), reported with that coverage: the part
+    # outside the layer is not "not farmland".
+    assert lc.ratios["agricultural"] == pytest.approx(1.0) and "nodata" not in lc.ratios
+    assert lc.coverage_ratio == pytest.approx(0.5) and zone.coverage_ratio == pytest.approx(0.5)
+    assert lc.covered_ha == pytest.approx(50.0, rel=1e-6)
     assert lc.buffer is None and lc.buffer_reason
 
 
@@ -256,3 +260,25 @@ def test_eea_grid_codes(tmp_path: Path) -> None:
     zone = land_cover.summarize(geokit.aoi_3035(AOI_BOX), cat, buffer_km=0.0).aoi
     assert [(c.code, c.label) for c in zone.classes] == [(311, "Broad-leaved forest"), (None, "No data")]
     assert zone.nodata_ha == pytest.approx(50.0)
+
+
+def test_aoi_wholly_on_no_data_gets_no_ratio_and_no_land_cover_verdict(tmp_path: Path) -> None:
+    from aethera.analysis import pipeline
+    from aethera.analysis.params import RunParams
+
+    codes = np.full((50, 50), 211, dtype="uint16")
+    codes[5:25, 5:25] = 0  # no data under the whole AOI (x0+1000..x0+2000, y0-2000..y0-1000) and around it
+    geokit.write_raster(tmp_path / "lc.tif", codes, nodata=0)
+    cat = geokit.catalog(tmp_path, land_cover={"path": "lc.tif"})
+    params = RunParams.from_request("solar", "DEU", {"buffer_km": 1}, None)
+    out = pipeline.run(geokit.aoi_3035(AOI_BOX), params, cat, lambda *_: None, lambda: False)
+    lc = out.results.land_cover
+    assert lc.coverage_ratio == 0.0 and lc.ratios == {} and lc.ratios_reason
+    assert out.results.kpis["natural_habitat_ratio"].value is None
+    em = out.results.emissions
+    assert em.land_use_change_coverage_ratio == 0.0 and any("cannot be estimated" in n for n in em.notes)
+    assert em.footprint_ha > 0  # the project's footprint does not depend on the land-cover data
+    got = {s.rule_id: s for s in out.legal.statuses}
+    for rule_id in ("EU-FOREST", "EU-WETLAND-WATER", "DEU-BWALDG-9", "DEU-BNATSCHG-30", "DEU-EEG-37-FARMLAND"):
+        assert got[rule_id].status == "not_evaluable", rule_id
+    assert "no part of the AOI has land-cover data" in got["EU-FOREST"].message

@@ -13,7 +13,8 @@ from aethera.analysis import indices
 from aethera.analysis.indices import IndexFeatures, IndexResult, compute_all
 from aethera.errors import ConfigError
 
-NUMERIC = [n for n in IndexFeatures.__struct_fields__ if n not in ("project_type", "fallback_features", "missing_reasons")]
+NUMERIC = [n for n in IndexFeatures.__struct_fields__
+           if n not in ("project_type", "fallback_features", "missing_reasons", "feature_coverage")]
 
 # Any value a feature could hold, including ones the pipeline should never produce (NaN, inf, negative).
 any_number = st.one_of(
@@ -210,3 +211,21 @@ def _weights_text(old: str, new: str) -> str:
 def test_broken_weights_file_is_refused(old: str, new: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         indices.parse_weights(_weights_text(old, new))
+
+
+def test_confidence_scales_with_the_land_cover_coverage() -> None:
+    # The same ratios measured on a quarter of the AOI weigh a quarter as much in the confidence: the
+    # score is the best estimate there is, the confidence says how little land it rests on.
+    ratios = dict(water_ratio=0.0, wetland_ratio=0.0, forest_ratio=0.2, shrub_ratio=0.5, agricultural_ratio=0.1,
+                  artificial_ratio=0.0, natural_habitat_ratio=0.9)
+    base = dict(project_type="solar", protected_overlap_pct=100.0, distance_to_protected_km=0.0,
+                natura2000_sites_in_buffer=1, distance_to_settlement_km=3.0, distance_to_water_km=2.0,
+                mean_slope_deg=10.0, land_use_change_tco2e_per_ha=50.0, **ratios)
+    full = compute_all(IndexFeatures(**base))  # type: ignore[arg-type]
+    quarter = compute_all(IndexFeatures(**base, feature_coverage={k: 0.25 for k in ratios}))  # type: ignore[arg-type]
+    for a, b in ((full.biodiversity_sensitivity, quarter.biodiversity_sensitivity), (full.ahsm, quarter.ahsm)):
+        assert a.score == b.score and a.confidence == 1.0
+        land_weight = sum(d.weight for d in a.drivers if d.feature in ratios)
+        total = sum(d.weight for d in a.drivers)
+        assert b.confidence == pytest.approx((total - 0.75 * land_weight) / total, abs=1e-3)
+    assert quarter.cim.confidence < full.cim.confidence

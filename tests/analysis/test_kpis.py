@@ -75,7 +75,8 @@ def test_kpis_reference_set(tmp_path: Path) -> None:
     coef = kpis.load_coefficients()["classes"]
     assert k["carbon_sequestration_potential"].value == pytest.approx(46 * coef[312]["seq"])
     assert k["ecosystem_service_value"].value == pytest.approx(50 * 5567 + 46 * 3137 + 4 * 12512)
-    assert k["natural_habitat_ratio"].value == pytest.approx(50.0)
+    assert k["natural_habitat_ratio"].value == pytest.approx(0.5)  # a fraction 0..1 like every ratio
+    assert k["natural_habitat_ratio"].unit == "fraction (0-1)" and k["natural_habitat_ratio"].coverage_ratio == 1.0
     assert k["impervious_surface_ratio"].value == 0.0
     runoff = (50 * coef[211]["runoff"] + 46 * coef[312]["runoff"]) / 96
     assert k["water_regulation"].value == pytest.approx(1 - runoff, abs=1e-4)
@@ -90,10 +91,11 @@ def test_kpis_reference_set(tmp_path: Path) -> None:
     assert k["air_quality_impact"].value == 250
     assert k["particulate_potential"].value == pytest.approx(em.footprint_ha * 2.69 * 9, rel=1e-4)
     assert k["resource_efficiency"].value == pytest.approx(gen * 30 / em.construction_tco2e, rel=1e-4)
-    assert k["renewable_share"].value == 100.0
-    assert k["patch_density"].value == pytest.approx(3.0) and k["connectivity"].value == pytest.approx(100.0)
+    assert k["renewable_share"].value == 1.0
+    assert k["patch_density"].value == pytest.approx(3.0) and k["connectivity"].value == pytest.approx(1.0)
     for name, kpi in k.items():
         assert kpi.unit and kpi.definition, name
+        assert kpi.unit != "%", f"{name}: ratios are fractions 0..1 in data, % only in text"
 
 
 def test_vector_land_cover_grid(tmp_path: Path) -> None:
@@ -107,3 +109,24 @@ def test_vector_land_cover_grid(tmp_path: Path) -> None:
     assert m.edge_density_m_per_ha == pytest.approx(10.0, rel=0.02)
     assert m.natural_area_ha == pytest.approx(50.0, rel=0.02)
     assert "rasterised" in m.note
+
+
+def test_kpis_over_a_coverage_gap(tmp_path: Path) -> None:
+    # The same grid with the AOI's west half (the forest and the lake) on no-data cells: ratios are over
+    # the covered arable half, sums are extrapolated from it, and each says so with its coverage.
+    codes = np.full((50, 50), 211, dtype="uint16")
+    codes[:, :15] = 0
+    geokit.write_raster(tmp_path / "lc.tif", codes, nodata=0)
+    cat = geokit.catalog(tmp_path, land_cover={"path": "lc.tif"})
+    aoi = geokit.aoi_3035(box(X0 + 1000, Y0 - 2000, X0 + 2000, Y0 - 1000))
+    lc = summarize(aoi, cat, buffer_km=0.0)
+    assert lc.coverage_ratio == pytest.approx(0.5) and lc.ratios["agricultural"] == pytest.approx(1.0)
+    params = RunParams.from_request("solar", "DEU", {"capacity_mw": 10}, None)
+    em = compute_emissions(lc, params, capacity_mw=10.0, aoi_area_ha=aoi.area_ha, in_europe=True)
+    rec = ReceptorDistances(nearest_protected_area=None, nearest_settlement=None, nearest_water_body=None, counts=[])
+    k = kpis.compute(land_cover=lc, emissions=em, receptors=rec, terrain=Terrain(available=False, reason="none"),
+                     landscape=None, aoi_area_ha=aoi.area_ha, construction_months=9)
+    assert k["natural_habitat_ratio"].value == 0.0 and k["natural_habitat_ratio"].coverage_ratio == pytest.approx(0.5)
+    assert "50.00% of the AOI" in (k["natural_habitat_ratio"].reason or "")
+    assert k["ecosystem_service_value"].value == pytest.approx(100 * 5567, rel=1e-4)  # 50 ha of arable, x 100/50
+    assert "extrapolated" in (k["ecosystem_service_value"].reason or "")

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from aethera.analysis import indices
-from aethera.analysis.metrics import index_features, metric_reasons, natura_sites, screening_metrics
+from aethera.analysis.metrics import metric_provenance, index_features, metric_reasons, natura_sites, screening_metrics
 from aethera.legal.metrics import METRICS
 from aethera.analysis.results import Results
 
@@ -39,8 +39,8 @@ def make_results(**changes: Any) -> Results:
             "source": "raster", "layer": "clc.tif", "method": "exact", "resolution_m": 100.0, "buffer_km": 5.0,
             "aoi": _zone("aoi", 100.0, [(211, 40.0), (312, 30.0), (324, 15.0), (321, 5.0), (411, 6.0), (512, 4.0)]),
             "buffer": None,
-            "ratios": {"artificial": 0.0, "agricultural": 0.4, "forest": 0.3, "semi_natural": 0.2, "wetland": 0.06,
-                       "water": 0.04, "natural_habitat": 0.6},
+            "ratios": {"artificial": 0.0, "agricultural": 0.4, "forest": 0.3, "shrub": 0.2, "semi_natural": 0.2,
+                       "wetland": 0.06, "water": 0.04, "natural_habitat": 0.6},
         },
         "biodiversity": {
             "available": True, "reason": None, "buffer_km": 5.0, "protected_overlap_ha": 12.5,
@@ -53,6 +53,12 @@ def make_results(**changes: Any) -> Results:
                 {"site_code": "DE4451401", "name": "Teiche", "type": "SPA", "natura2000": True, "distance_km": 3.4, "overlap_ha": 0.0},
             ],
             "natura2000_sites_in_buffer": 2,
+            "sites_not_overlapped": [
+                {"site_code": "NSG-7", "name": "Moor", "type": "NSG", "natura2000": False, "distance_km": 1.2, "overlap_ha": 0.0},
+                {"site_code": "DE4451401", "name": "Teiche", "type": "SPA", "natura2000": True, "distance_km": 3.4, "overlap_ha": 0.0},
+                {"site_code": "DE4452401", "name": "Wald", "type": "SAC", "natura2000": True, "distance_km": 5.6, "overlap_ha": 0.0},
+            ],
+            "proximity_search_km": 5.0,
         },
         "receptor_distances": {
             "nearest_protected_area": _receptor("protected_area", "DE4450301", 0.0),
@@ -91,6 +97,9 @@ def test_every_metric_is_produced_with_the_right_value() -> None:
     assert m["distance_to_protected_km"] == 0.0 and m["protected_areas_in_buffer"] == 3
     assert m["natura2000_overlap_ha"] == 12.5 and m["natura2000_sites_in_buffer"] == 2
     assert m["distance_to_natura2000_km"] == 0.0
+    # the zone rules see the sites the AOI does not overlap, whatever it overlaps (DE4452401 lies past 5 km)
+    assert m["natura2000_sites_in_buffer_not_overlapped"] == 1 and m["distance_to_natura2000_not_overlapped_km"] == 3.4
+    assert m["protected_areas_within_1km_not_overlapped"] == 0 and m["distance_to_protected_not_overlapped_km"] == 1.2
     assert m["distance_to_settlement_km"] == 0.8 and m["settlements_within_1km"] == 1
     assert m["distance_to_water_km"] == 0.0
     assert m["water_ratio"] == 0.04 and m["wetland_ratio"] == 0.06 and m["agricultural_ratio"] == 0.4
@@ -159,3 +168,54 @@ def test_index_features_carry_fallbacks_and_reasons() -> None:
     slope = next(d for d in ahsm.drivers if d.feature == "mean_slope_deg")
     assert "no elevation layer in the dataset catalog" in (slope.note or "")
     assert ahsm.confidence == pytest.approx(1.0 - 0.25 - 0.15 * 0.5)
+
+
+def test_provenance_of_partial_land_cover_and_stand_ins() -> None:
+    res = make_results(land_cover__coverage_ratio=0.25, land_cover__covered_ha=25.0)
+    p = metric_provenance(res)
+    assert set(p) == set(METRICS)
+    nat = p["natural_habitat_ratio"]
+    # 0.6 of a quarter: the whole AOI holds between 0.15 and 0.9 natural habitat
+    assert nat.source == "land_cover" and nat.coverage_ratio == 0.25
+    assert nat.lower == pytest.approx(0.15) and nat.upper == pytest.approx(0.9)
+    forest = p["forest_area_ha"]
+    assert forest.lower == pytest.approx(30.0) and forest.upper == pytest.approx(105.0)
+    # the water distance comes from a CORINE stand-in: an upper bound, not evidence of absence
+    water = p["distance_to_water_km"]
+    assert water.source == "corine_stand_in" and water.resolves is False and water.upper == 0.0
+    assert p["distance_to_settlement_km"].source == "settlements" and p["distance_to_settlement_km"].resolves
+    assert p["biodiversity_sensitivity_score"].coverage_ratio == 0.25
+    assert index_features(res).feature_coverage["natural_habitat_ratio"] == 0.25
+
+
+def test_index_score_bounds_hold_every_score_the_gap_allows() -> None:
+    import random
+
+    from aethera.analysis.indices import IndexFeatures
+    from aethera.analysis.metrics import index_score_bounds
+
+    res = make_results()
+    f = index_features(res)
+    c = 0.4  # 40 % of the AOI covered
+    ratios = ("water_ratio", "wetland_ratio", "forest_ratio", "shrub_ratio", "agricultural_ratio",
+              "artificial_ratio", "natural_habitat_ratio")
+    bounds = {n: (getattr(f, n) * c, getattr(f, n) * c + 1 - c) for n in ratios}
+    bounds["distance_to_water_km"] = (0.0, 3.0)
+    bounds["land_use_change_tco2e_per_ha"] = (1.0, None)
+    actual = indices.compute_all(f)
+    scores = {"biodiversity_sensitivity_score": actual.biodiversity_sensitivity.score,
+              "resm_score": actual.resm.score, "ahsm_score": actual.ahsm.score, "cim_score": actual.cim.score}
+    got = index_score_bounds(f, bounds, scores)
+    rng = random.Random(12)
+    for _ in range(300):  # any whole-AOI truth inside the bounds scores inside the index bounds
+        values = {n: rng.uniform(lo, hi if hi is not None else 500.0) for n, (lo, hi) in bounds.items()}
+        sample = indices.compute_all(msgspec.structs.replace(f, **values))
+        for key, r in (("biodiversity_sensitivity_score", sample.biodiversity_sensitivity), ("resm_score", sample.resm),
+                       ("ahsm_score", sample.ahsm), ("cim_score", sample.cim)):
+            lo, hi = got[key]
+            assert lo is not None and hi is not None and lo - 0.1 <= r.score <= hi + 0.1, key
+    # a range of one value is that value
+    exact = {n: (getattr(f, n), getattr(f, n)) for n in ratios}
+    tight = index_score_bounds(f, exact, scores)
+    assert tight["biodiversity_sensitivity_score"] == (scores["biodiversity_sensitivity_score"],) * 2
+    assert isinstance(f, IndexFeatures)

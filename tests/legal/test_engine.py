@@ -146,7 +146,9 @@ def test_art_6_3_verdicts(metrics: MetricsFactory, site: Any) -> None:
     assert art.verdict == "appropriate assessment required" and "DE1" in art.reason
     assert art.natura2000_sites is not None and art.natura2000_sites[0].site_code == "DE1"
 
-    near = evaluate(metrics(natura2000_sites_in_buffer=2, distance_to_natura2000_km=1.4), "DEU",
+    near = evaluate(metrics(natura2000_sites_in_buffer=2, distance_to_natura2000_km=1.4,
+                            natura2000_sites_in_buffer_not_overlapped=2, distance_to_natura2000_not_overlapped_km=1.4),
+                    "DEU",
                     [site("DE3", 3.1), site("DE2", 1.4)])
     art = near.screening.habitats_directive_art6_3
     assert art.verdict == "cannot be excluded" and "DE2 at 1.40 km" in art.reason

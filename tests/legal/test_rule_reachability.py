@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from aethera.legal.metrics import METRICS
-from aethera.legal.conditions import All, AnyOf, Leaf, Node, Not, evaluate, metrics_of
+from aethera.legal.conditions import All, AnyOf, Leaf, Node, Not, evaluate, metrics_of, parse_condition
 from aethera.legal.packs import Rule, load_all_packs
 
 ALL_RULES = [r for p in load_all_packs().values() for r in p.rules]
@@ -58,4 +58,7 @@ def test_structure_helpers_see_every_node_kind() -> None:
 
     for r in ALL_RULES:
         walk(r.condition)
-    assert kinds == {Leaf, All, AnyOf, Not}, "the shipped packs should exercise all, any and not"
+    # The zone rules used `not` until they counted the non-overlapped sites directly; the helpers are
+    # still checked on every node kind, with a parsed condition where the packs lack one.
+    walk(parse_condition({"not": {"aoi_area_ha": {">": 1.0}}}))
+    assert kinds == {Leaf, All, AnyOf, Not}, "the packs plus the extra condition should exercise all, any and not"

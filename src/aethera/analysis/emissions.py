@@ -3,7 +3,10 @@
 - construction: capacity x life-cycle (non-operational) factor per MW of the technology
 - land-use change: on the project's footprint only. The footprint is capacity x the technology's
   directly altered area per MW (at most the AOI), spread over the AOI's land-cover classes in
-  proportion to their areas; each class loses its carbon-loss factor per hectare
+  proportion to their areas; each class loses its carbon-loss factor per hectare. Coverage rule: the
+  footprint is the whole project's, so when land-cover data cover only part of the AOI the footprint is
+  spread over the *covered* classes' proportions (extrapolated: the uncovered part is assumed to hold the
+  same mix), and `land_use_change_coverage_ratio` and a note say on how much land that rests
 - operation per year: capacity x direct operational factor
 - avoided per year: capacity x capacity factor (country, technology) x 8,760 h x grid factor (country)
 - net balance over the lifetime: (construction + land-use change + operation x lifetime) - avoided x
@@ -112,11 +115,16 @@ def compute(
     loss_table = {int(k): float(v) for k, v in data["carbon_loss_tco2e_per_ha"].items() if k != "source"}
     # Keys arrive as ints from RunParams, as strings after a JSON round trip through the job queue.
     loss_over = {int(k): float(v) for k, v in over.get("carbon_loss_tco2e_per_ha", {}).items()}
+    coverage = land_cover.coverage_ratio
+    covered_ha = land_cover.covered_ha or 0.0
+    # Extrapolation (see the module docstring): each covered class stands for its share of the covered
+    # land, so the footprint's class mix is taken over the covered part and applied to the whole footprint.
+    scale = (aoi_area_ha / covered_ha) if covered_ha > 0 else 0.0
     lines: list[LandUseChangeLine] = []
     for cls in land_cover.aoi.classes:
-        if cls.code is None:
+        if cls.code is None or cls.group == "unclassified":
             continue
-        footprint = cls.area_ha * share
+        footprint = cls.area_ha * scale * share
         if cls.code in loss_over:
             factor = loss_over[cls.code]
         elif cls.code in loss_table:
@@ -130,14 +138,23 @@ def compute(
                 carbon_loss_tco2e_per_ha=factor, land_use_change_tco2e=round(footprint * factor, 3),
             )
         )
-    if land_cover.aoi.nodata_ha + land_cover.aoi.outside_layer_ha > 0:
-        notes.append("land without land-cover data is not counted in the land-use change")
+    if coverage < 1.0:
+        if covered_ha > 0:
+            notes.append(
+                f"land-cover data cover {coverage:.2%} of the AOI: the land-use change is extrapolated to the "
+                "whole footprint from the class mix of the covered part (the uncovered land is assumed alike)"
+            )
+        else:
+            notes.append("no part of the AOI has land-cover data: the land-use change cannot be estimated and "
+                         "counts as 0")
 
     construction = capacity_mw * construction_f
     luc = sum(line.land_use_change_tco2e for line in lines)
-    footprint_ha = sum(line.footprint_ha for line in lines)
+    # The project's footprint, whatever the land-cover data cover (the lines spread it over the classes).
+    footprint_ha = share * aoi_area_ha
+    lines_ha = sum(line.footprint_ha for line in lines)
     factors["carbon_loss_tco2e_per_ha"] = FactorUsed(
-        value=round(luc / footprint_ha, 3) if footprint_ha > 0 else 0.0,
+        value=round(luc / lines_ha, 3) if lines_ha > 0 else 0.0,
         unit="tCO2e/ha, footprint-weighted mean of the class factors (see land_use_change_by_class)",
         source=data["carbon_loss_tco2e_per_ha"]["source"]
         + ("; some classes overridden by the run configuration" if loss_over else ""),
@@ -164,6 +181,7 @@ def compute(
         land_use_change_tco2e=round(luc, 3),
         footprint_ha=round(footprint_ha, 4),
         land_use_change_by_class=sorted(lines, key=lambda line: -line.land_use_change_tco2e),
+        land_use_change_coverage_ratio=round(coverage, 6),
         operation_tco2e_per_year=round(operation, 3),
         capacity_factor=capacity_factor,
         annual_generation_mwh=round(generation, 3),

@@ -34,7 +34,7 @@ SCORE_FEATURES = ("biodiversity_sensitivity_score", "resm_score", "ahsm_score")
 class IndexFeatures(msgspec.Struct, kw_only=True):
     """Named inputs of the indices; None means the run could not compute that value.
 
-    Ratios are shares of the AOI area (0..1); distances in km from the AOI boundary (0 when touching
+    Ratios are shares of the covered AOI area (0..1); distances in km from the AOI boundary (0 when touching
     or inside); `land_use_change_tco2e_per_ha` is land-use-change emissions divided by the AOI area.
     """
 
@@ -57,6 +57,8 @@ class IndexFeatures(msgspec.Struct, kw_only=True):
     fallback_features: tuple[str, ...] = ()
     # why a feature is None, shown in its driver line (e.g. "no elevation layer in the catalog")
     missing_reasons: dict[str, str] = {}
+    # share of the AOI (0..1) a feature's layer covers (land-cover ratios): scales its confidence weight
+    feature_coverage: dict[str, float] = {}
 
 
 class Driver(msgspec.Struct, kw_only=True):
@@ -141,7 +143,8 @@ def parse_weights(text: str) -> IndexWeights:
     missing = [m for m in REQUIRED_MODELS if m not in weights.models]
     if missing:
         raise ConfigError(f"index weights: models missing: {', '.join(missing)}")
-    known = set(IndexFeatures.__struct_fields__) - {"project_type", "fallback_features", "missing_reasons"}
+    known = set(IndexFeatures.__struct_fields__) - {"project_type", "fallback_features", "missing_reasons",
+                                                     "feature_coverage"}
     for key, model in weights.models.items():
         allowed = known | set(SCORE_FEATURES) if key == "cim" else known
         seen: set[str] = set()
@@ -228,7 +231,7 @@ def evaluate_model(
         t = _ramp(f, v)
         note = None
         if reliability.get(f.feature, 1.0) < 1.0:
-            note = f"{f.why} (less reliable source: counts {reliability[f.feature]:.2f} in confidence)"
+            note = f"{f.why} (fallback source or partial coverage: counts {reliability[f.feature]:.2f} in confidence)"
         drivers.append(
             Driver(feature=f.feature, value=v, contribution=round(100.0 * f.weight * t / present_weight, 2),
                    normalised=round(t, 4), weight=f.weight, direction=f.direction, note=note or f.why)
@@ -261,7 +264,11 @@ def _feature_values(features: IndexFeatures) -> dict[str, object]:
 
 
 def _reliability(features: IndexFeatures, weights: IndexWeights) -> dict[str, float]:
-    return {name: weights.confidence.fallback_factor for name in features.fallback_features}
+    # A fallback source counts `fallback_factor`; a feature measured on part of the AOI counts its coverage.
+    out = {name: weights.confidence.fallback_factor for name in features.fallback_features}
+    for name, coverage in features.feature_coverage.items():
+        out[name] = out.get(name, 1.0) * min(1.0, max(0.0, coverage))
+    return out
 
 
 def biodiversity_sensitivity(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexResult:

@@ -3,6 +3,12 @@
 Class coefficients (sequestration, ecosystem service value, runoff, erosion cover factor, sealing) live in
 `data/kpi_coefficients.toml` with their sources; area-weighted means use the AOI's land-cover areas
 (the no-data part is left out of the weights and said so).
+
+Coverage: every KPI derived from the land-cover layer carries `coverage_ratio`, the share of the AOI
+(0..1) the layer covers. Means and ratios are over the covered land; sums over the AOI (sequestration,
+ecosystem service value) are extrapolated to the whole AOI from the covered part, as the land-use
+change is (`emissions.py`), and the reason says so. Ratios are fractions 0..1, like every ratio in the
+results; percentages appear only in text.
 """
 
 from __future__ import annotations
@@ -81,10 +87,15 @@ def compute(
 ) -> dict[str, KPI]:
     coef = load_coefficients()
     src = coef["sources"]
-    nodata_note = None
-    gap_ha = land_cover.aoi.nodata_ha + land_cover.aoi.outside_layer_ha
-    if gap_ha > 0:
-        nodata_note = f"{gap_ha:.2f} ha of the AOI have no land-cover data and are left out"
+    nodata_note = extrapolated = None
+    coverage = land_cover.coverage_ratio
+    covered_ha = land_cover.covered_ha or 0.0
+    if coverage < 1.0:
+        nodata_note = (f"land-cover data cover {coverage:.2%} of the AOI ({covered_ha:.2f} ha): "
+                       "figure over the covered part only")
+        extrapolated = (f"land-cover data cover {coverage:.2%} of the AOI ({covered_ha:.2f} ha): "
+                        "sum extrapolated to the whole AOI from the covered part")
+    scale = aoi_area_ha / covered_ha if covered_ha > 0 else 0.0
     k: dict[str, KPI] = {}
 
     lifetime_gen = emissions.annual_generation_mwh * emissions.lifetime_years
@@ -98,9 +109,10 @@ def compute(
                                  reason="the project generates no electricity (capacity or capacity factor is 0)")
     seq, missing = _summed(land_cover, "seq")
     k["carbon_sequestration_potential"] = KPI(
-        value=round(seq, 3), unit="tCO2e/year",
+        value=round(seq * scale, 3) if covered_ha > 0 else None, unit="tCO2e/year",
         definition="annual CO2 uptake of the AOI's current land cover (forgone where the project replaces it)",
-        reason=_join(nodata_note, _missing(missing)), source=src["seq"],
+        reason=_join(extrapolated, _missing(missing)) if covered_ha > 0 else "no part of the AOI has land-cover data",
+        source=src["seq"], coverage_ratio=coverage,
     )
     k["net_carbon_balance"] = KPI(
         value=emissions.net_balance_tco2e, unit="tCO2e",
@@ -112,14 +124,17 @@ def compute(
     )
     imperv, _, missing = _weighted(land_cover, "imperv")
     k["impervious_surface_ratio"] = KPI(
-        value=round(imperv * 100.0, 4) if imperv is not None else None, unit="%",
+        value=round(imperv, 6) if imperv is not None else None, unit="fraction (0-1)",
         definition="share of the AOI's land surface that is sealed today (area-weighted class sealing degrees)",
-        reason=_join(nodata_note, _missing(missing)), source=src["imperv"],
+        reason=_join(nodata_note, _missing(missing)) if imperv is not None else "no land-cover class in the AOI",
+        source=src["imperv"], coverage_ratio=coverage,
     )
+    natural = land_cover.ratios.get("natural_habitat")
     k["natural_habitat_ratio"] = KPI(
-        value=round(land_cover.ratios.get("natural_habitat", 0.0) * 100.0, 4), unit="%",
+        value=natural, unit="fraction (0-1)",
         definition="share of the AOI covered by forest and semi-natural areas, wetlands and water (CORINE 3xx-5xx)",
-        reason=nodata_note,
+        reason=nodata_note if natural is not None else (land_cover.ratios_reason or "no land-cover data"),
+        coverage_ratio=coverage,
     )
     if landscape is not None:
         note = landscape.note
@@ -127,18 +142,20 @@ def compute(
             value=landscape.effective_mesh_size_ha, unit="ha",
             definition="effective mesh size of natural habitat (Jaeger 2000): sum of squared natural patch areas "
                        "/ AOI area; smaller means more fragmented",
-            reason=note,
+            reason=note, coverage_ratio=coverage,
         )
         k["patch_density"] = KPI(value=landscape.patch_density_per_100ha, unit="patches/100 ha",
-                                 definition="8-connected land-cover patches per 100 ha of AOI", reason=note)
+                                 definition="8-connected land-cover patches per 100 ha of AOI", reason=note,
+                                 coverage_ratio=coverage)
         k["edge_density"] = KPI(value=landscape.edge_density_m_per_ha, unit="m/ha",
                                 definition="length of boundaries between different land-cover classes per ha of AOI",
-                                reason=note)
+                                reason=note, coverage_ratio=coverage)
         k["connectivity"] = KPI(
-            value=round(landscape.largest_natural_patch_share * 100.0, 4)
+            value=round(landscape.largest_natural_patch_share, 6)
             if landscape.largest_natural_patch_share is not None else None,
-            unit="%", definition="share of the AOI's natural habitat lying in its largest connected patch",
+            unit="fraction (0-1)", definition="share of the AOI's natural habitat lying in its largest connected patch",
             reason=note if landscape.largest_natural_patch_share is not None else "the AOI holds no natural habitat",
+            coverage_ratio=coverage,
         )
     else:
         for name, unit in (("habitat_fragmentation", "ha"), ("patch_density", "patches/100 ha"),
@@ -151,20 +168,21 @@ def compute(
     k["shannon_diversity"] = KPI(
         value=round(shannon, 6) if shannon is not None else None, unit="dimensionless (nats)",
         definition="Shannon diversity of the AOI's land-cover classes, -sum(p ln p) over class shares",
-        reason=nodata_note if shannon is not None else "no land-cover class in the AOI",
+        reason=nodata_note if shannon is not None else "no land-cover class in the AOI", coverage_ratio=coverage,
     )
     esv, missing = _summed(land_cover, "esv")
     k["ecosystem_service_value"] = KPI(
-        value=round(esv, 2), unit="Int$ (2007)/year",
+        value=round(esv * scale, 2) if covered_ha > 0 else None, unit="Int$ (2007)/year",
         definition="annual value of the ecosystem services of the AOI's land cover (global unit values by biome)",
-        reason=_join(nodata_note, _missing(missing)), source=src["esv"],
+        reason=_join(extrapolated, _missing(missing)) if covered_ha > 0 else "no part of the AOI has land-cover data",
+        source=src["esv"], coverage_ratio=coverage,
     )
     runoff, _, missing = _weighted(land_cover, "runoff")
     k["water_regulation"] = KPI(
         value=round(1.0 - runoff, 4) if runoff is not None else None, unit="fraction (0-1)",
         definition="share of a design storm's rain the land surface retains: 1 - area-weighted runoff coefficient "
                    "(water surfaces excluded)",
-        source=src["runoff"],
+        source=src["runoff"], coverage_ratio=coverage,
         reason=_join(nodata_note, _missing(missing))
         if runoff is not None else "no land surface with a runoff coefficient in the AOI (water only)",
     )
@@ -172,7 +190,7 @@ def compute(
     k["cover_management_factor"] = KPI(
         value=round(c_mean, 5) if c_mean is not None else None, unit="RUSLE C (0-1)",
         definition="area-weighted RUSLE cover-management factor of the AOI's land cover (water surfaces excluded)",
-        source=src["c"],
+        source=src["c"], coverage_ratio=coverage,
         reason=_join(nodata_note, _missing(missing))
         if c_mean is not None else "no land surface with a C factor in the AOI (water only)",
     )
@@ -181,6 +199,7 @@ def compute(
             value=round(c_mean * _rusle_s(terrain.mean_slope_deg), 5), unit="relative (C x S)",
             definition="RUSLE cover factor C x slope factor S at the AOI's mean slope (McCool et al. 1987); "
                        "rainfall, soil and slope-length factors not included",
+            reason=nodata_note, coverage_ratio=coverage,
         )
     else:
         k["soil_erosion_risk"] = KPI(
@@ -211,7 +230,7 @@ def compute(
         reason=None if construction > 0 else "no construction emissions",
     )
     k["renewable_share"] = KPI(
-        value=100.0, unit="%",
+        value=1.0, unit="fraction (0-1)",
         definition="share of the project's generation from renewable sources (solar and wind: all of it)",
     )
     return k

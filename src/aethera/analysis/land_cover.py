@@ -12,6 +12,11 @@ spherical areas are used and scaled the same way.
 Vector layers: polygon intersection in the layer's CRS, areas measured after reprojecting each piece to
 the equal-area CRS. An `AREA_HA`-style column is never used: CORINE's holds the area of the original,
 unclipped polygon.
+
+Coverage: the part of a zone outside the layer, on no-data cells or on unclassified codes is not land of
+any class. Each zone reports `covered_ha` and `coverage_ratio` (covered / zone area, 0..1), and the
+`ratios` the rules and indices read are fractions of the *covered* area, reported beside that coverage:
+a gap never dilutes a ratio, and whoever reads a ratio can see how much land it rests on.
 """
 
 from __future__ import annotations
@@ -78,7 +83,10 @@ def summarize(aoi: AOI, catalog: Catalog, buffer_km: float) -> LandCover:
         buffer=buffer_zone,
         buffer_km=buffer_km,
         buffer_reason=buffer_reason,
+        coverage_ratio=aoi_zone.coverage_ratio or 0.0,
+        covered_ha=aoi_zone.covered_ha or 0.0,
         ratios=ratios(aoi_areas),
+        ratios_reason=None if covered_m2(aoi_areas) > 0 else "no part of the AOI has land-cover data",
     )
 
 
@@ -206,31 +214,52 @@ def _zone(kind: str, z: ZoneAreas) -> LandCoverZone:
         groups.append(LandCoverGroup(group=corine.UNCLASSIFIED.key, label=corine.UNCLASSIFIED.label,
                                      area_ha=round(m2 / 1e4, 4), share=round(m2 / total, 6)))
     classified = sum(z.by_code.values())
+    covered = covered_m2(z)
     return LandCoverZone(
         zone=kind,  # type: ignore[arg-type]
         area_ha=round(z.zone_m2 / 1e4, 4),
         classified_ha=round(classified / 1e4, 4),
         nodata_ha=round(z.nodata_m2 / 1e4, 4),
         outside_layer_ha=round(z.outside_m2 / 1e4, 4) if z.outside_m2 > 0.5 else 0.0,
+        covered_ha=round(covered / 1e4, 4),
+        coverage_ratio=coverage_of(z),
         classes=lines,
         groups=groups,
     )
 
 
+def covered_m2(z: ZoneAreas) -> float:
+    """Area of the zone on a known CORINE class: what the layer actually says something about."""
+    return sum(m2 for code, m2 in z.by_code.items() if corine.group(code) is not corine.UNCLASSIFIED)
+
+
+def coverage_of(z: ZoneAreas) -> float:
+    """Share of the zone's area (0..1) the layer covers with a known class."""
+    if z.zone_m2 <= 0:
+        return 0.0
+    return round(min(1.0, covered_m2(z) / z.zone_m2), 6)
+
+
 def ratios(z: ZoneAreas) -> dict[str, float]:
-    """Fractions of the zone's area by broad kind (the names the legal metrics use)."""
-    total = z.zone_m2 if z.zone_m2 > 0 else 1.0
+    """Fractions (0..1) of the zone's *covered* area by broad kind (the names the legal metrics use).
+
+    Empty when nothing of the zone is covered: a ratio of no land is not 0, it is unknown.
+    """
+    known = {code: m2 for code, m2 in z.by_code.items() if corine.group(code) is not corine.UNCLASSIFIED}
+    total = sum(known.values())
+    if total <= 0:
+        return {}
 
     def share(pred: object) -> float:
-        return round(sum(m2 for code, m2 in z.by_code.items() if pred(code)) / total, 6)  # type: ignore[operator]
+        return round(sum(m2 for code, m2 in known.items() if pred(code)) / total, 6)  # type: ignore[operator]
 
     return {
         "artificial": share(lambda c: 100 <= c < 200),
         "agricultural": share(lambda c: 200 <= c < 300),
         "forest": share(lambda c: 310 <= c < 320),
+        "shrub": share(lambda c: 320 <= c < 330),
         "semi_natural": share(lambda c: 320 <= c < 340),
         "wetland": share(lambda c: 400 <= c < 500),
         "water": share(lambda c: 500 <= c < 600),
         "natural_habitat": share(lambda c: 300 <= c < 600),
-        "nodata": round((z.nodata_m2 + z.outside_m2) / total, 6),
     }

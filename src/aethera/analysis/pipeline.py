@@ -33,7 +33,13 @@ from aethera.analysis import receptors as receptors_step
 from aethera.analysis import terrain as terrain_step
 from aethera.analysis.aoi import AOI
 from aethera.analysis.geojson import MEDIA_TYPE
-from aethera.analysis.metrics import index_features, metric_reasons, natura_sites, screening_metrics
+from aethera.analysis.metrics import (
+    index_features,
+    metric_provenance,
+    metric_reasons,
+    natura_sites,
+    screening_metrics,
+)
 from aethera.analysis.params import RunParams
 from aethera.analysis.projection import ETRS89_LAEA
 from aethera.analysis.results import (
@@ -172,11 +178,21 @@ def _step_aoi(ctx: RunContext) -> None:
 def _step_land_cover(ctx: RunContext) -> None:
     lc = land_cover_step.summarize(ctx.aoi, ctx.data, ctx.params.buffer_km)
     ctx.land_cover = lc
-    if lc.aoi.outside_layer_ha > 0:
-        share = lc.aoi.outside_layer_ha / lc.aoi.area_ha * 100 if lc.aoi.area_ha else 0
-        ctx.warnings.append(f"{share:.1f} % of the AOI lies outside the land-cover layer; its figures cover the rest")
-    if lc.aoi.nodata_ha > 0:
-        ctx.warnings.append(f"{lc.aoi.nodata_ha:.2f} ha of the AOI have no land-cover data")
+    if lc.coverage_ratio < 1.0:
+        gaps = []
+        if lc.aoi.outside_layer_ha > 0:
+            gaps.append(f"{lc.aoi.outside_layer_ha:.2f} ha outside the layer")
+        if lc.aoi.nodata_ha > 0:
+            gaps.append(f"{lc.aoi.nodata_ha:.2f} ha on no-data cells")
+        unclassified = lc.aoi.classified_ha - (lc.aoi.covered_ha or 0.0)
+        if unclassified > 0.0001:
+            gaps.append(f"{unclassified:.2f} ha on unclassified codes")
+        ctx.warnings.append(
+            f"land-cover data cover {lc.coverage_ratio:.2%} of the AOI ({', '.join(gaps) or 'gaps'} not covered): "
+            "land-cover ratios are shares of the covered part only, land-use-change emissions are extrapolated "
+            "from it, and below a rule pack's coverage threshold a rule resting on land cover gets a verdict only "
+            "when no land cover of the uncovered part could change it (else it is not evaluable)"
+        )
 
 
 def _step_protected_areas(ctx: RunContext) -> None:
@@ -228,7 +244,7 @@ def _step_legal(ctx: RunContext) -> None:
     results = build_results(ctx)  # with the index scores, which some rules read
     ctx.legal = legal_engine.evaluate(
         screening_metrics(results, ctx.params), ctx.params.country, natura_sites(results),
-        metric_reasons=metric_reasons(results),
+        metric_reasons=metric_reasons(results), provenance=metric_provenance(results),
     )
 
 

@@ -7,6 +7,9 @@
   overlaps the AOI); areas in the equal-area CRS.
 - Features sharing a site code (the same site in two sources, or a site split into several rows) are
   merged into one site.
+- Zone and proximity rules must see every site near the AOI, not only the nearest or the overlapped
+  one: `sites_not_overlapped` lists every site the AOI does not overlap within the zone of influence or
+  5 km, whichever is larger, so an overlapped site never hides a second one 700 m away.
 
 Output layers (GeoJSON, EPSG:4326): `natura` (sites within the buffer, clipped to the zone of influence
 so a national park does not weigh megabytes), `overlap` (the dissolved intersection with the AOI).
@@ -32,6 +35,8 @@ from aethera.data.catalog import Catalog
 _NATURA_TYPES = {"SAC", "SCI", "PSCI", "SPA", "SAC/SPA", "SPA/SAC", "SCI/SPA", "A", "B", "C"}
 # A margin around the zone of influence so that clipping sites to it never shortens a distance.
 _CLIP_MARGIN_M = 250.0
+# Proximity rules look at distance bands up to this far (the zone of influence if it is larger).
+PROXIMITY_SEARCH_KM = 5.0
 
 
 @dataclass
@@ -87,7 +92,8 @@ def read_sites(aoi: AOI, catalog: Catalog, radius_m: float) -> list[Site] | None
 def analyse(aoi: AOI, catalog: Catalog, buffer_km: float) -> tuple[Biodiversity, dict[str, bytes]]:
     """Overlap and sites in the buffer, plus the `natura` and `overlap` layers."""
     buffer_m = buffer_km * 1000.0
-    sites = read_sites(aoi, catalog, buffer_m)
+    search_km = max(buffer_km, PROXIMITY_SEARCH_KM)
+    sites = read_sites(aoi, catalog, search_km * 1000.0)
     if sites is None:
         reason = "the dataset catalog has no protected_areas layer"
         return _unavailable(buffer_km, reason), _empty_layers(aoi, reason)
@@ -97,11 +103,12 @@ def analyse(aoi: AOI, catalog: Catalog, buffer_km: float) -> tuple[Biodiversity,
     aoi_m2 = aoi.area_m2
     overlapping: list[SiteOverlap] = []
     nearby: list[tuple[SiteNearby, Site]] = []
+    not_overlapped: list[SiteNearby] = []
     overlap_parts = []
     natura_parts = []
     for site in sites:
         distance_m = float(shapely.distance(aoi_metric, site.metric))
-        if distance_m > buffer_m:
+        if distance_m > search_km * 1000.0:
             continue
         piece = site.area.intersection(aoi_area_geom) if site.area.intersects(aoi_area_geom) else None
         overlap_m2 = float(piece.area) if piece is not None else 0.0
@@ -116,16 +123,16 @@ def analyse(aoi: AOI, catalog: Catalog, buffer_km: float) -> tuple[Biodiversity,
                     overlap_ha=round(overlap_m2 / 1e4, 4), overlap_pct=round(_pct(overlap_m2, aoi_m2), 4),
                 )
             )
-        nearby.append(
-            (
-                SiteNearby(
-                    site_code=site.site_code, name=site.name, type=site.type, natura2000=site.natura2000,
-                    distance_km=round(distance_m / 1000.0, 4), overlap_ha=round(overlap_m2 / 1e4, 4),
-                ),
-                site,
-            )
+        entry = SiteNearby(
+            site_code=site.site_code, name=site.name, type=site.type, natura2000=site.natura2000,
+            distance_km=round(distance_m / 1000.0, 4), overlap_ha=round(overlap_m2 / 1e4, 4),
         )
+        if overlap_m2 <= 0:
+            not_overlapped.append(entry)
+        if distance_m <= buffer_m:
+            nearby.append((entry, site))
     nearby.sort(key=lambda p: (p[0].distance_km, p[0].site_code))
+    not_overlapped.sort(key=lambda n: (n.distance_km, n.site_code))
     overlapping.sort(key=lambda s: (-s.overlap_ha, s.site_code))
     dissolved = _dissolved(overlap_parts)
     natura_dissolved = _dissolved(natura_parts)
@@ -142,6 +149,8 @@ def analyse(aoi: AOI, catalog: Catalog, buffer_km: float) -> tuple[Biodiversity,
         sites_overlapping=overlapping,
         sites_in_buffer=[n for n, _ in nearby],
         natura2000_sites_in_buffer=sum(1 for n, _ in nearby if n.natura2000),
+        sites_not_overlapped=not_overlapped,
+        proximity_search_km=search_km,
         sensitivity=None,
         sensitivity_reason="the biodiversity sensitivity index has not been computed by this pipeline version",
     )

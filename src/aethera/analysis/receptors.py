@@ -90,6 +90,8 @@ def analyse(aoi: AOI, catalog: Catalog) -> ReceptorDistances:
         counts=counts,
         reasons=reasons,
         population_within_1km=population,
+        sources={kind: ("layer" if catalog.has(layer) else "land_cover_fallback")
+                 for kind, layer in _LAYERS.items() if kind != "protected_area" or catalog.has(layer)},
     )
 
 

@@ -74,7 +74,17 @@ class LandCoverZone(msgspec.Struct, kw_only=True):
     nodata_ha: float  # inside the layer but no data
     outside_layer_ha: float  # not covered by the layer at all
     classes: list[LandCoverClass]  # CORINE classes by area (largest first), then no data / outside lines
-    groups: list[LandCoverGroup]  # the five level-1 groups, always all five
+    groups: list[LandCoverGroup]  # the five level-1 groups, always all five (shares of the zone's area)
+    # Area on a known CORINE class, and its share of the zone (0..1): what the layer says something
+    # about. Derived from the other figures when a producer leaves them out.
+    covered_ha: float | None = None
+    coverage_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.covered_ha is None:
+            self.covered_ha = sum(c.area_ha for c in self.classes if c.code is not None and c.group != "unclassified")
+        if self.coverage_ratio is None:
+            self.coverage_ratio = round(min(1.0, self.covered_ha / self.area_ha), 6) if self.area_ha > 0 else 0.0
 
 
 class LandCover(msgspec.Struct, kw_only=True):
@@ -86,10 +96,20 @@ class LandCover(msgspec.Struct, kw_only=True):
     buffer: LandCoverZone | None
     buffer_km: float
     buffer_reason: str | None = None
-    # Fractions of the AOI's area (0..1), keyed: artificial (1xx), agricultural (2xx), forest (31x),
-    # semi_natural (32x, 33x), wetland (4xx), water (5xx), natural_habitat (3xx + 4xx + 5xx),
-    # nodata (no data or outside the layer).
+    # Share of the AOI the layer covers with a known class (0..1), and that area: every ratio below
+    # rests on this much land, and the legal rules refuse a verdict when it is too little.
+    coverage_ratio: float = 1.0
+    covered_ha: float | None = None
+    # Fractions (0..1) of the *covered* part of the AOI, keyed: artificial (1xx), agricultural (2xx),
+    # forest (31x), shrub (32x), semi_natural (32x, 33x), wetland (4xx), water (5xx), natural_habitat
+    # (3xx + 4xx + 5xx). Empty when nothing is covered (`ratios_reason` says so).
     ratios: dict[str, float] = msgspec.field(default_factory=dict)
+    ratios_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.covered_ha is None:  # a producer that predates coverage: take the AOI zone's figures
+            self.covered_ha = self.aoi.covered_ha
+            self.coverage_ratio = self.aoi.coverage_ratio if self.aoi.coverage_ratio is not None else 1.0
 
 
 # --- step 3: protected areas ---------------------------------------------------------------------
@@ -124,6 +144,11 @@ class Biodiversity(msgspec.Struct, kw_only=True):
     sites_overlapping: list[SiteOverlap]
     sites_in_buffer: list[SiteNearby]  # every site within buffer_km of the AOI, nearest first
     natura2000_sites_in_buffer: int | None
+    # Every site the AOI does *not* overlap within `proximity_search_km` (the zone of influence or 5 km,
+    # whichever is larger), nearest first: zone and proximity rules count these, so overlapping one
+    # site never hides another one nearby.
+    sites_not_overlapped: list[SiteNearby] = msgspec.field(default_factory=list)
+    proximity_search_km: float | None = None
     sensitivity: Any = None  # the biodiversity sensitivity index (filled by the indices step)
     sensitivity_reason: str | None = None
 
@@ -156,6 +181,8 @@ class ReceptorDistances(msgspec.Struct, kw_only=True):
     # Why a nearest_* or a count is null, or how it was derived (a CORINE fallback), by receptor type.
     reasons: dict[str, str] = msgspec.field(default_factory=dict)
     population_within_1km: int | None = None
+    # What each receptor type was searched in: "layer", or "land_cover_fallback" (CORINE classes stand in)
+    sources: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 # --- terrain (elevation layer) -------------------------------------------------------------------
@@ -200,6 +227,9 @@ class Emissions(msgspec.Struct, kw_only=True):
     land_use_change_tco2e: float
     footprint_ha: float
     land_use_change_by_class: list[LandUseChangeLine]
+    # Share of the AOI whose land cover the land-use change rests on (0..1); below 1 the figure is
+    # extrapolated from the covered part's class mix (a note says so).
+    land_use_change_coverage_ratio: float = 1.0
     operation_tco2e_per_year: float
     capacity_factor: float
     annual_generation_mwh: float
@@ -223,6 +253,8 @@ class KPI(msgspec.Struct, kw_only=True):
     definition: str
     source: str | None = None  # where the coefficients or factors behind it come from
     reason: str | None = None  # why value is null, or a caveat on how it was computed
+    # For a KPI derived from the land-cover layer: the share of the AOI (0..1) that layer covers.
+    coverage_ratio: float | None = None
 
 
 # --- the whole run -------------------------------------------------------------------------------

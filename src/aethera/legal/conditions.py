@@ -130,17 +130,55 @@ def _compare(op: str, value: Any, target: Any) -> bool:
     return value not in target  # not_in; any other op was refused when the pack loaded
 
 
-def evaluate(node: Node, metrics: Mapping[str, Any]) -> bool | None:
-    """True (triggered), False (not triggered) or None (unknown: a needed metric is missing)."""
+Bound = tuple[float | None, float | None]  # (lower, upper) of a value known only to lie in a range; None = open
+
+
+def _interval_test(op: str, lo: float, hi: float, target: Any) -> bool | None:
+    """Whether `value op target` holds for every value in [lo, hi] (True), for none (False), or it depends (None)."""
+    if op == ">":
+        return True if lo > target else False if hi <= target else None
+    if op == ">=":
+        return True if lo >= target else False if hi < target else None
+    if op == "<":
+        return True if hi < target else False if lo >= target else None
+    if op == "<=":
+        return True if hi <= target else False if lo > target else None
+    if op in ("==", "in"):
+        targets = target if op == "in" else (target,)
+        if lo == hi:
+            return lo in targets
+        return None if any(lo <= t <= hi for t in targets) else False
+    inner = _interval_test("in" if op == "not_in" else "==", lo, hi, target)  # != and not_in
+    return None if inner is None else not inner
+
+
+def _kleene_all(results: list[bool | None]) -> bool | None:
+    if False in results:
+        return False
+    return None if None in results else True
+
+
+def evaluate(node: Node, metrics: Mapping[str, Any], bounds: Mapping[str, Bound] | None = None) -> bool | None:
+    """True (triggered), False (not triggered) or None (unknown: a needed metric is missing).
+
+    A metric named in `bounds` is known only to lie in that range (its measured value is not taken as
+    the truth: partial coverage, or a stand-in that cannot show the feature): its leaf is True or False
+    only when every value of the range agrees, else unknown.
+    """
     if isinstance(node, Leaf):
+        if bounds and node.metric in bounds:
+            lower, upper = bounds[node.metric]
+            lo = -math.inf if lower is None else lower
+            hi = math.inf if upper is None else upper
+            return _kleene_all([_interval_test(op, lo, hi, target) for op, target in node.tests])
         value = metrics.get(node.metric)
         if value is None:
             return None
         return all(_compare(op, value, target) for op, target in node.tests)
     if isinstance(node, Not):
-        inner = evaluate(node.member, metrics)
+        inner = evaluate(node.member, metrics, bounds)
         return None if inner is None else not inner
-    results = [evaluate(m, metrics) for m in node.members]
+    results = [evaluate(m, metrics, bounds) for m in node.members]
     if isinstance(node, All):
         if False in results:
             return False
@@ -148,3 +186,16 @@ def evaluate(node: Node, metrics: Mapping[str, Any]) -> bool | None:
     if True in results:
         return True
     return None if None in results else False
+
+
+def thresholds_of(node: Node) -> dict[str, list[Any]]:
+    """The values each metric is compared with in a condition (for messages that must show the difference)."""
+    out: dict[str, list[Any]] = {}
+    if isinstance(node, Leaf):
+        for _op, target in node.tests:
+            out.setdefault(node.metric, []).extend(target if isinstance(target, tuple) else (target,))
+        return out
+    for m in (node.member,) if isinstance(node, Not) else node.members:
+        for name, values in thresholds_of(m).items():
+            out.setdefault(name, []).extend(values)
+    return out

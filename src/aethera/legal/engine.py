@@ -4,7 +4,9 @@
 
 Every rule of the EU pack and of the country's pack (if there is one) gets a status:
 `triggered` (a concern is found, `passed: false`), `passed` (`passed: true`) or `not_evaluable`
-(`passed: null`: a metric the outcome depends on could not be computed). `overall_compliant` is
+(`passed: null`: a metric the outcome depends on could not be computed, or rests on too little
+evidence: a layer covering less of the AOI than the pack's `min_coverage`, or a stand-in source that
+cannot show the feature tested; such a metric may still trigger a rule, never pass it). `overall_compliant` is
 false when any critical rule is triggered, null when none is triggered but a critical rule could not
 be evaluated, true otherwise.
 """
@@ -17,7 +19,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from aethera.legal.metrics import METRICS
+from aethera.legal.metrics import METRICS, Provenance
 from aethera.errors import AnalysisError
 from aethera.legal import conditions, templates
 from aethera.legal.countries import check_country, is_eu_member
@@ -89,29 +91,64 @@ def _clean_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def _evaluate_rule(rule: Rule, metrics: dict[str, Any], reasons: Mapping[str, str]) -> RuleStatus:
-    outcome = conditions.evaluate(rule.condition, metrics)
+def _weak_evidence(rule: Rule, metrics: Mapping[str, Any], provenance: Mapping[str, Provenance]) -> dict[str, str]:
+    """Metrics of the rule's condition whose measured value is not evidence enough to pass it, with why.
+
+    A metric is weak when its source covered less of the AOI than the pack's `min_coverage`, or when
+    its source cannot resolve the feature it tests (a CORINE stand-in for streams or hamlets).
+    """
+    weak: dict[str, str] = {}
+    for m in conditions.metrics_of(rule.condition):
+        p = provenance.get(m)
+        if p is None or metrics.get(m) is None:
+            continue
+        if not p.resolves:
+            weak[m] = p.note or f"measured on {p.source}, which cannot resolve what the rule tests"
+        elif p.coverage_ratio is not None and p.coverage_ratio < rule.min_coverage:
+            weak[m] = (f"measured on the covered part only: its source ({p.source}) covers {p.coverage_ratio:.2%} "
+                       f"of the AOI, below the {rule.min_coverage:.0%} the {rule.pack} pack needs"
+                       + (f" ({p.note})" if p.note else ""))
+    return weak
+
+
+def _evaluate_rule(
+    rule: Rule, metrics: dict[str, Any], reasons: Mapping[str, str], provenance: Mapping[str, Provenance]
+) -> RuleStatus:
+    weak = _weak_evidence(rule, metrics, provenance)
+    # A weak metric is known only to lie within its provenance bounds: the rule is decided only if every
+    # value there agrees, so a stand-in can show presence (trigger) but never absence (pass).
+    bounds = {m: (provenance[m].lower, provenance[m].upper) for m in weak}
+    outcome = conditions.evaluate(rule.condition, metrics, bounds)
     used = {m: metrics[m] for m in rule.metrics}
     missing = [m for m in conditions.metrics_of(rule.condition) if metrics[m] is None]
     details: dict[str, Any] = {
         "pack": rule.pack,
         "metrics": used,
         "missing_metrics": missing,
+        "insufficient_evidence": dict(weak),
+        "provenance": {m: msgspec.to_builtins(provenance[m]) for m in rule.metrics if m in provenance},
+        "min_coverage": rule.min_coverage,
         "references": list(rule.references),
         "heuristic": rule.heuristic,
         "basis": rule.basis,
         "annex_iii": list(rule.annex_iii),
         "description": rule.description,
     }
+    thresholds = conditions.thresholds_of(rule.condition)
     if outcome is None:
-        why = "; ".join(f"{m}: {reasons[m]}" for m in missing if reasons.get(m))
-        message = (f"Not evaluable: {', '.join(missing)} could not be computed for this run and the outcome "
-                   f"depends on it{f' ({why})' if why else ''}.")
+        parts = [f"{m} could not be computed for this run" + (f" ({reasons[m]})" if reasons.get(m) else "")
+                 for m in missing]
+        parts += [f"{m} = {templates.fill('{' + m + '}', metrics)} is not evidence enough: {why}"
+                  for m, why in weak.items()]
+        message = f"Not evaluable: {'; '.join(parts)}; the outcome depends on it."
         status: Status = "not_evaluable"
     elif outcome:
-        message, status = templates.fill(rule.message, metrics), "triggered"
+        message, status = templates.fill(rule.message, metrics, thresholds), "triggered"
+        if weak:
+            message += (f" (Found on partial or stand-in data ({', '.join(weak)}): evidence of presence, "
+                        "which more complete data could only confirm.)")
     else:
-        message, status = templates.fill(rule.pass_message, metrics), "passed"
+        message, status = templates.fill(rule.pass_message, metrics, thresholds), "passed"
     passed = None if status == "not_evaluable" else status == "passed"
     return RuleStatus(rule_id=rule.id, rule_name=rule.name, passed=passed, status=status, message=message,
                       severity=rule.severity, category=rule.category, details=details)
@@ -123,6 +160,7 @@ def evaluate(
     natura_sites_in_buffer: Sequence[Any] | None,
     *,
     metric_reasons: Mapping[str, str] | None = None,
+    provenance: Mapping[str, Provenance] | None = None,
 ) -> LegalResult:
     """Apply the EU pack and the country's pack to a run's screening metrics.
 
@@ -130,6 +168,8 @@ def evaluate(
     None (EU pack only). `natura_sites_in_buffer`: the Natura 2000 sites in the zone of influence (each
     with site_code, name, distance_km, optionally overlap_ha), or None when they could not be determined.
     `metric_reasons`: why a metric is None (e.g. "no elevation layer"), quoted in not_evaluable messages.
+    `provenance`: per metric, its source, coverage and bounds; a metric on too little coverage or on a
+    stand-in that cannot resolve its feature is not evidence enough to pass a rule (see `_weak_evidence`).
     """
     code = check_country(country) if country is not None else None
     clean = _clean_metrics(metrics)
@@ -146,7 +186,7 @@ def evaluate(
     triggered_rules: list[tuple[Rule, str, dict[str, Any]]] = []
     for pack in packs:
         for rule in pack.rules:
-            st = _evaluate_rule(rule, clean, metric_reasons or {})
+            st = _evaluate_rule(rule, clean, metric_reasons or {}, provenance or {})
             statuses.append(st)
             if st.status == "triggered":
                 triggered_rules.append((rule, st.message, st.details["metrics"]))

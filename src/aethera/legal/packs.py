@@ -28,6 +28,9 @@ CATEGORIES = frozenset(
 )
 
 EU_PACK = "EU"
+# Below this share of the AOI covered by a metric's layer, the metric is not evidence enough to pass a
+# rule (a pack may set its own `min_coverage`).
+DEFAULT_MIN_COVERAGE = 0.9
 # pack id -> file under legal/packs/. The EU pack applies to every run; a country with no entry gets
 # the EU pack alone.
 PACK_FILES: dict[str, str] = {
@@ -60,6 +63,8 @@ class _RawPackInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     version: str
     description: str
+    # Least share of the AOI (0..1) a layer must cover for a metric measured on it to count as evidence
+    min_coverage: float = DEFAULT_MIN_COVERAGE
 
 
 class _RawPack(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -84,6 +89,7 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
     basis: str  # where the threshold comes from, and any proxy the screening uses
     annex_iii: tuple[str, ...]  # EIA Directive Annex III criteria a trigger touches
     metrics: tuple[str, ...]  # every metric the condition or the templates read
+    min_coverage: float = DEFAULT_MIN_COVERAGE  # the pack's coverage threshold (see _RawPackInfo)
 
 
 class RulePack(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +98,7 @@ class RulePack(msgspec.Struct, frozen=True, kw_only=True):
     version: str
     description: str
     rules: tuple[Rule, ...]
+    min_coverage: float = DEFAULT_MIN_COVERAGE
 
 
 class AnnexCriterion(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,6 +131,9 @@ def parse_pack(text: str, *, expected_id: str | None = None) -> RulePack:
         raise RulePackError(f"rule pack file for {expected_id} declares id {pid!r}")
     if not raw.rules:
         raise RulePackError(f"rule pack {pid} has no rules")
+    min_coverage = raw.pack.min_coverage
+    if not 0.0 < min_coverage <= 1.0:
+        raise RulePackError(f"rule pack {pid}: min_coverage must lie in (0, 1], got {min_coverage!r}")
     criteria = annex_iii()
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -149,10 +159,10 @@ def parse_pack(text: str, *, expected_id: str | None = None) -> RulePack:
             Rule(id=r.id, pack=pid, name=r.name, description=r.description, category=r.category,
                  severity=r.severity, condition=condition, message=r.message,  # type: ignore[arg-type]
                  pass_message=r.pass_message, references=tuple(r.references), heuristic=r.heuristic,
-                 basis=r.basis, annex_iii=tuple(r.annex_iii), metrics=tuple(used))
+                 basis=r.basis, annex_iii=tuple(r.annex_iii), metrics=tuple(used), min_coverage=min_coverage)
         )
     return RulePack(id=pid, name=raw.pack.name, version=raw.pack.version, description=raw.pack.description,
-                    rules=tuple(rules))
+                    rules=tuple(rules), min_coverage=min_coverage)
 
 
 @lru_cache(maxsize=None)

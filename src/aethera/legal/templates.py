@@ -8,8 +8,9 @@ run. A missing value is written as "n/a" whatever its spec.
 
 from __future__ import annotations
 
+import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aethera.legal.metrics import METRICS
@@ -47,13 +48,40 @@ def check_template(template: str, where: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def fill(template: str, metrics: Mapping[str, Any]) -> str:
-    """The template with every field filled; a missing value reads "n/a"."""
+_PRECISION = re.compile(r"^(?P<head>.*\.)(?P<digits>\d+)(?P<kind>[fFeE%])$")
+_MAX_DIGITS = 10
+
+
+def _format(value: Any, spec: str, thresholds: Iterable[Any]) -> str:
+    """`value` in `spec`, with more decimals while it would print like a threshold it differs from.
+
+    A message must show why a test failed: 0.4996 against ">= 0.5" reads "49.96%", never "50%".
+    """
+    text = format(value, spec)
+    match = _PRECISION.match(spec)
+    if match is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return text
+    digits = int(match["digits"])
+    close = [t for t in thresholds if isinstance(t, (int, float)) and not isinstance(t, bool) and t != value]
+    while digits < _MAX_DIGITS and any(format(t, spec) == text for t in close):
+        digits += 1
+        spec = f"{match['head']}{digits}{match['kind']}"
+        text = format(value, spec)
+    return text
+
+
+def fill(template: str, metrics: Mapping[str, Any], thresholds: Mapping[str, Iterable[Any]] | None = None) -> str:
+    """The template with every field filled; a missing value reads "n/a".
+
+    `thresholds`: the values each metric is compared with in the rule; a value that would print like
+    one of them gets more decimals.
+    """
     out: list[str] = []
     for literal, field, spec, _conversion in _formatter.parse(template):
         out.append(literal)
         if field is None:
             continue
         value = metrics.get(field)
-        out.append(MISSING_TEXT if value is None else format(value, spec or ""))
+        limits = (thresholds or {}).get(field, ())
+        out.append(MISSING_TEXT if value is None else _format(value, spec or "", limits))
     return "".join(out)

@@ -63,6 +63,7 @@ async def test_nulls_and_no_config_take_the_defaults(make_service: Any) -> None:
 @pytest.mark.parametrize("config,field,words", [
     ({"colour": "red"}, "config.colour", "not accepted"),
     ({"capacity_mw": 5, "junk": "x" * (4 * MiB + MiB // 2)}, "config.junk", "not accepted"),
+    ({"y" * (4 * MiB): 1}, "config." + "y" * 64 + "…", "not accepted"),
     ({"emission_factors": {"grid": 1}}, "config.emission_factors.grid", "not accepted"),
     ({"capacity_mw": 0}, "config.capacity_mw", "greater than 0 and at most 100000"),
     ({"buffer_km": 50.5}, "config.buffer_km", "from 0 to 50"),
@@ -73,7 +74,7 @@ async def test_nulls_and_no_config_take_the_defaults(make_service: Any) -> None:
     ({"emission_factors": {"carbon_loss_tco2e_per_ha": {str(c): 1 for c in range(100, 200)}}},
      "config.emission_factors.carbon_loss_tco2e_per_ha", "at most 64 entries"),
     ("fast", "config", "an object"),
-], ids=["unknown", "4.5MB-junk-key", "unknown-factor", "capacity-0", "buffer-too-far", "bool", "share-2",
+], ids=["unknown", "4.5MB-junk-key", "4MB-key-name", "unknown-factor", "capacity-0", "buffer-too-far", "bool", "share-2",
         "code-too-long", "too-many-codes", "string"])
 async def test_a_bad_config_is_a_422_naming_the_field(make_service: Any, config: Any, field: str,
                                                       words: str) -> None:

@@ -110,7 +110,7 @@ def _run_config(config: RunConfig | Mapping[str, Any] | None) -> RunConfig:
     try:
         return msgspec.convert(dict(config), RunConfig)
     except msgspec.ValidationError as exc:
-        raise config_error(exc, prefix="config") from None
+        raise config_error(exc, prefix="config") or InvalidInput("config is not valid", field="config") from None
 
 
 # --- messages: what a config field accepts, read from RunConfig's own declaration ------------------
@@ -118,11 +118,12 @@ def _run_config(config: RunConfig | Mapping[str, Any] | None) -> RunConfig:
 _AT = re.compile(r" - at (`key` in )?`\$\.?([^`]*)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
 _CONFIG_PATH = re.compile(r"^config(?:$|[.\[])")
+_MAX_NAME_SHOWN = 64
 
 
 def config_error(exc: msgspec.ValidationError, prefix: str = "") -> InvalidInput | None:
     """msgspec's error about a config field as an `InvalidInput` naming the field and what it accepts,
-    e.g. "config.buffer_km must be a number at least 0 and at most 50"; None when the error is not
+    e.g. "config.buffer_km must be a number from 0 to 50"; None when the error is not
     about config. `prefix` is prepended to the error's path (`"config"` when RunConfig was the root)."""
     message = str(exc)
     at = _AT.search(message)
@@ -137,7 +138,9 @@ def config_error(exc: msgspec.ValidationError, prefix: str = "") -> InvalidInput
     field = path.removesuffix("[...]")
     unknown = _UNKNOWN.match(reason)
     if unknown:
-        field = f"{field}.{unknown.group(1)}"
+        name = unknown.group(1)
+        # the client chose the name: a long one is cut, so the answer (and a log line) stays small
+        field = f"{field}.{name if len(name) <= _MAX_NAME_SHOWN else name[:_MAX_NAME_SHOWN] + '…'}"
         fields = [f.name for f in _struct_at(parts).fields]
         return InvalidInput(f"{field} is not accepted here; use {', '.join(fields)}", field=field)
     if is_key:  # a key of a mapping

@@ -330,16 +330,13 @@ def _figure_html(name: str, label: str, value: Any) -> str:
     )
 
 
-# --- sections ------------------------------------------------------------------------------------
-
-
 # --- the AOI outline -----------------------------------------------------------------------------
 
 # The outline is a picture OUTLINE_PX wide (or high), so detail finer than the drawing cannot be seen:
 # vertices are snapped to a grid of OUTLINE_SNAP_PX and runs of vertices in one cell drawn as one, and
 # the whole outline is kept under OUTLINE_MAX_POINTS points (a grid up to OUTLINE_MAX_CELL_PX, then
-# every k-th vertex),
-# which bounds both the work and the page whatever the AOI's vertex count (500k are accepted).
+# every k-th vertex), which bounds both the work and the page whatever the AOI's vertex count (500k
+# are accepted). Each step is a vectorised pass over the vertices, and there are at most a few dozen.
 OUTLINE_PX = 400.0
 OUTLINE_PAD_PX = 10.0
 OUTLINE_SNAP_PX = 0.5
@@ -431,8 +428,8 @@ def _every_kth(ring_of: np.ndarray, k: int) -> np.ndarray:
 
 
 def _outline(xy: np.ndarray, ring_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The vertices to draw (at most OUTLINE_MAX_POINTS) and their rings; a fixed number of linear
-    passes over the vertices."""
+    """The vertices to draw (at most OUTLINE_MAX_POINTS) and their rings: at most 4 grid passes, then
+    log2(vertices) sampling passes, each linear."""
     cell = OUTLINE_SNAP_PX
     keep = _thin(xy, ring_of, cell)
     xy, ring_of = xy[keep], ring_of[keep]
@@ -481,6 +478,9 @@ def _aoi_svg(geojson: Mapping[str, Any] | None) -> str:
         f'stroke="#1f4e79" stroke-width="1.5" fill-rule="evenodd"/></svg>'
         '<p class="sub">Outline of the AOI, north up, longitude scaled by the cosine of the latitude.</p>'
     )
+
+
+# --- sections ------------------------------------------------------------------------------------
 
 
 def _section_aoi(results: Mapping[str, Any], aoi_geojson: Mapping[str, Any] | None) -> str:

@@ -253,9 +253,9 @@ async def iter_archive(
     Every chunk is at most `chunk_size` bytes, inline segments (headers, the manifest, the central
     directory) included. Stored members are streamed from storage as they are read, one open object
     at a time; closing this generator early (a client that disconnects) closes that object's stream,
-    which releases its file handle or S3 connection. A member whose stored length differs from the recorded one raises
-    `StorageError` (the response is then cut short, never patched) instead of producing an archive that
-    lies about its contents.
+    which releases its file handle or S3 connection. A member whose stored length differs from the
+    recorded one raises `StorageError` (the response is then cut short, never patched) instead of
+    producing an archive that lies about its contents.
     """
     end = plan.size if end is None else min(end, plan.size)
     if start < 0 or start > end:

@@ -74,8 +74,8 @@ async def test_nulls_and_no_config_take_the_defaults(make_service: Any) -> None:
     ({"emission_factors": {"carbon_loss_tco2e_per_ha": {str(c): 1 for c in range(100, 200)}}},
      "config.emission_factors.carbon_loss_tco2e_per_ha", "at most 64 entries"),
     ("fast", "config", "an object"),
-], ids=["unknown", "4.5MB-junk-key", "4MB-key-name", "unknown-factor", "capacity-0", "buffer-too-far", "bool", "share-2",
-        "code-too-long", "too-many-codes", "string"])
+], ids=["unknown", "4.5MB-junk-key", "4MB-key-name", "unknown-factor", "capacity-0", "buffer-too-far", "bool",
+        "share-2", "code-too-long", "too-many-codes", "string"])
 async def test_a_bad_config_is_a_422_naming_the_field(make_service: Any, config: Any, field: str,
                                                       words: str) -> None:
     svc = await make_service()

@@ -3,10 +3,11 @@
 A run's outputs never change once it is COMPLETED, and `save_artifact` recorded the size and CRC-32 of
 each one when the worker wrote it. That is everything a ZIP needs, so the whole archive is laid out up
 front, before a byte is read: every local header, every member's position, the central directory. The
-archive is then a list of *segments*, each either a few inline bytes (headers, `manifest.json`, the
-central directory) or a slice of a stored object, and any byte range of it can be served by streaming
-only the slices that range covers. That gives an exact `Content-Length`, `Range` requests (resuming a
-download) and a first byte as soon as storage answers, with memory bounded by one chunk per download.
+archive is then a list of *segments*, each either inline bytes built once per plan (headers,
+`manifest.json`, the central directory) or a slice of a stored object, and any byte range of it can be
+served by streaming only the slices that range covers, in chunks of at most `chunk_size` whatever the
+segment. That gives an exact `Content-Length`, `Range` requests (resuming a download) and a first byte
+as soon as storage answers, with memory bounded by one chunk per download.
 
 Members are stored, not compressed: a deflated member's size is only known after compressing it, which
 would mean reading every member twice or keeping a compressed copy. GeoJSON would compress well, but
@@ -249,11 +250,12 @@ async def iter_archive(
 ) -> AsyncIterator[bytes]:
     """The archive's bytes `start` (inclusive) to `end` (exclusive; None = to the end), in chunks.
 
-    Stored members are streamed from storage as they are read, one open object at a time; closing this
-    generator early (a client that disconnects) closes that object's stream, which releases its file
-    handle or S3 connection. A member whose stored length differs from the recorded one raises
-    `StorageError` (the response is then cut short, never patched) instead of producing an archive that
-    lies about its contents.
+    Every chunk is at most `chunk_size` bytes, inline segments (headers, the manifest, the central
+    directory) included. Stored members are streamed from storage as they are read, one open object
+    at a time; closing this generator early (a client that disconnects) closes that object's stream,
+    which releases its file handle or S3 connection. A member whose stored length differs from the
+    recorded one raises `StorageError` (the response is then cut short, never patched) instead of
+    producing an archive that lies about its contents.
     """
     end = plan.size if end is None else min(end, plan.size)
     if start < 0 or start > end:
@@ -264,7 +266,11 @@ async def iter_archive(
         lo = max(start, seg.offset) - seg.offset
         hi = min(end, seg.end) - seg.offset
         if seg.data is not None:
-            yield seg.data[lo:hi]
+            # in chunks like a stored member: one slice of a large manifest handed to the response at
+            # once would sit whole in the transport's buffer of every slow reader
+            view = memoryview(seg.data)
+            for at in range(lo, hi, chunk_size):
+                yield bytes(view[at : min(hi, at + chunk_size)])
             continue
         assert seg.key is not None
         # aclosing: when this generator is closed mid-member, the member's storage stream is closed now,

@@ -11,6 +11,7 @@ every consumer sees exactly the form api.md promises.
 from __future__ import annotations
 
 import enum
+import sys
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -79,6 +80,46 @@ class Project(msgspec.Struct, kw_only=True):
 # --- runs ----------------------------------------------------------------------------------------
 
 
+# The run parameters a client may set, with the ranges `analysis.params.RunParams` accepts; an
+# unknown key is refused (422 naming it), so nothing of the client's choosing is stored beyond these.
+# The largest float as a bound: JSON cannot carry infinity, so this only keeps it out of Python callers'
+# configs (`msgspec.convert`), and the schema still says "any number >= 0".
+NonNegative = Annotated[float, msgspec.Meta(ge=0, le=sys.float_info.max)]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+CorineCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}(?!\n)$", description="a CORINE code such as \"312\"")]
+MAX_CARBON_LOSS_CODES = 64  # CORINE has 44 level-3 classes
+
+
+class EmissionFactorOverrides(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """`config.emission_factors`: per-run overrides of the emission factor file (a key left out keeps
+    the file's value)."""
+
+    construction_tco2e_per_mw: NonNegative | msgspec.UnsetType = msgspec.UNSET
+    operation_tco2e_per_mw_year: NonNegative | msgspec.UnsetType = msgspec.UNSET
+    capacity_factor: Fraction | msgspec.UnsetType = msgspec.UNSET
+    grid_tco2e_per_mwh: NonNegative | msgspec.UnsetType = msgspec.UNSET
+    footprint_share: Fraction | msgspec.UnsetType = msgspec.UNSET
+    carbon_loss_tco2e_per_ha: Annotated[
+        dict[CorineCode, NonNegative],
+        msgspec.Meta(max_length=MAX_CARBON_LOSS_CODES, description="tCO2e lost per ha, by CORINE code"),
+    ] | msgspec.UnsetType = msgspec.UNSET
+
+
+class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """`RunCreate.config`: what a run screens for. Every key is optional; null means the default."""
+
+    capacity_mw: Annotated[float, msgspec.Meta(
+        gt=0, le=100_000, description="installed capacity, MW; default: AOI area x the technology's density"
+    )] | None = None
+    buffer_km: Annotated[float, msgspec.Meta(
+        ge=0, le=50, description="zone of influence around the AOI, km; default AETHERA_DEFAULT_BUFFER_KM"
+    )] | None = None
+    lifetime_years: Annotated[float, msgspec.Meta(
+        ge=1, le=100, description="operating lifetime, years; default: the emission factor file's"
+    )] | None = None
+    emission_factors: EmissionFactorOverrides | None = None
+
+
 class RunCreate(msgspec.Struct, kw_only=True):
     """Body of `POST /projects/{id}/runs`: exactly one of `aoi_geojson` and `aoi_path`."""
 
@@ -86,7 +127,7 @@ class RunCreate(msgspec.Struct, kw_only=True):
     aoi_geojson: dict[str, Any] | None = None
     aoi_path: AoiPath | None = None
     country: str | None = None
-    config: dict[str, Any] | None = None
+    config: RunConfig | None = None
 
 
 class RunCreateResponse(msgspec.Struct, kw_only=True):

@@ -23,6 +23,8 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+import numpy as np
+
 from aethera.timestamps import parse_utc
 
 REPORT_MEDIA_TYPE = "text/html; charset=utf-8"
@@ -196,6 +198,12 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
+# A table of rows with this many distinct keys between them would be mostly empty cells (rows x
+# columns grows with the square of the rows when each row brings a key of its own): past it, each row
+# is drawn as its own key/value table, which keeps the page linear in what the results hold.
+MAX_TABLE_COLUMNS = 40
+
+
 def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     if columns is None:
         seen: dict[str, None] = {}
@@ -203,6 +211,8 @@ def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = No
             for key in row:
                 seen.setdefault(key, None)
         columns = list(seen)
+    if len(columns) > MAX_TABLE_COLUMNS:
+        return "<ul>" + "".join(f"<li>{_generic(row)}</li>" for row in rows) + "</ul>"
     head = "".join(f"<th>{_label(c)}</th>" for c in columns)
     body = []
     for row in rows:
@@ -240,7 +250,8 @@ def _generic(value: Any) -> str:
 
 def _rest(section: Mapping[str, Any], shown: Iterable[str], title: str = "Further details") -> str:
     """What a section holds beyond the fields rendered explicitly."""
-    extra = {k: v for k, v in section.items() if k not in set(shown)}
+    hidden = set(shown)  # once, not per key
+    extra = {k: v for k, v in section.items() if k not in hidden}
     if not extra:
         return ""
     return f"<h3>{escape(title)}</h3>" + _generic(extra)
@@ -319,56 +330,157 @@ def _figure_html(name: str, label: str, value: Any) -> str:
     )
 
 
-# --- sections ------------------------------------------------------------------------------------
+# --- the AOI outline -----------------------------------------------------------------------------
+
+# The outline is a picture OUTLINE_PX wide (or high), so detail finer than the drawing cannot be seen:
+# vertices are snapped to a grid of OUTLINE_SNAP_PX and runs of vertices in one cell drawn as one, and
+# the whole outline is kept under OUTLINE_MAX_POINTS points (a grid up to OUTLINE_MAX_CELL_PX, then
+# every k-th vertex), which bounds both the work and the page whatever the AOI's vertex count (500k
+# are accepted). Each step is a vectorised pass over the vertices, and there are at most a few dozen.
+OUTLINE_PX = 400.0
+OUTLINE_PAD_PX = 10.0
+OUTLINE_SNAP_PX = 0.5
+OUTLINE_MAX_CELL_PX = 4.0  # 1 % of the drawing: coarser, a grid would flatten the shape itself
+OUTLINE_MAX_POINTS = 4000
+
+
+def _outline_rings(geojson: Any) -> list[Any]:
+    """Every ring (a list of positions) of the polygons in a GeoJSON object, in document order."""
+    rings: list[Any] = []
+    stack = [geojson]
+    while stack:  # a stack, not recursion: nested collections cannot exhaust Python's recursion limit
+        geometry = stack.pop()
+        if not isinstance(geometry, Mapping):
+            continue
+        kind, coords = geometry.get("type"), geometry.get("coordinates")
+        if kind == "Feature":
+            stack.append(geometry.get("geometry"))
+        elif kind == "FeatureCollection":
+            stack.extend(reversed(geometry.get("features") or []))
+        elif kind == "GeometryCollection":
+            stack.extend(reversed(geometry.get("geometries") or []))
+        elif kind == "Polygon" and isinstance(coords, list):
+            rings.extend(r for r in coords if isinstance(r, list))
+        elif kind == "MultiPolygon" and isinstance(coords, list):
+            for polygon in coords:
+                if isinstance(polygon, list):
+                    rings.extend(r for r in polygon if isinstance(r, list))
+    return rings
+
+
+def _outline_points(rings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(lon, lat) of every finite vertex as an (n, 2) array, and the index of the ring of each."""
+    flat = [p for ring in rings for p in ring]
+    ring_of = np.repeat(np.arange(len(rings)), [len(ring) for ring in rings])
+    try:
+        lonlat = np.asarray(flat, dtype=float)
+        if lonlat.ndim != 2 or lonlat.shape[1] < 2:
+            raise ValueError("not a list of positions")
+    except (TypeError, ValueError):  # mixed 2-D/3-D positions, or something that is not a position
+        lonlat = np.array(
+            [(_coordinate(p, 0), _coordinate(p, 1)) if isinstance(p, (list, tuple)) and len(p) >= 2
+             else (math.nan, math.nan) for p in flat],
+            dtype=float,
+        ).reshape(-1, 2)
+    lonlat = lonlat[:, :2]
+    finite = np.isfinite(lonlat).all(axis=1)
+    return lonlat[finite], ring_of[finite]
+
+
+def _coordinate(position: Sequence[Any], i: int) -> float:
+    value = position[i]
+    return float(value) if _is_number(value) else math.nan
+
+
+def _ring_starts(ring_of: np.ndarray) -> np.ndarray:
+    """The index of the first vertex of each vertex's ring."""
+    starts = np.ones(len(ring_of), dtype=bool)
+    starts[1:] = ring_of[1:] != ring_of[:-1]
+    index = np.arange(len(ring_of))
+    return np.maximum.accumulate(np.where(starts, index, 0))
+
+
+def _thin(xy: np.ndarray, ring_of: np.ndarray, cell_px: float) -> np.ndarray:
+    """Which vertices to draw when those in one grid cell, in a row along a ring, are drawn as one (and
+    a closing vertex in the cell of the ring's first is left to the path's "Z"); rings left with fewer
+    than 3 points (within a cell or two) are not drawn. Linear in the vertices."""
+    if not len(xy):
+        return np.zeros(0, dtype=bool)
+    cell = np.floor(xy / cell_px)
+    keep = np.ones(len(xy), dtype=bool)
+    keep[1:] = (ring_of[1:] != ring_of[:-1]) | (cell[1:] != cell[:-1]).any(axis=1)
+    first = _ring_starts(ring_of)
+    last = np.ones(len(xy), dtype=bool)
+    last[:-1] = ring_of[1:] != ring_of[:-1]
+    closing = last & (first != np.arange(len(xy))) & (cell == cell[first]).all(axis=1)
+    keep &= ~closing
+    return keep & _rings_of_three(ring_of, keep)
+
+
+def _rings_of_three(ring_of: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    counts = np.bincount(ring_of[keep], minlength=int(ring_of.max()) + 1 if len(ring_of) else 0)
+    return counts[ring_of] >= 3
+
+
+def _every_kth(ring_of: np.ndarray, k: int) -> np.ndarray:
+    """Every k-th vertex of each ring (its first one included)."""
+    return (np.arange(len(ring_of)) - _ring_starts(ring_of)) % k == 0
+
+
+def _outline(xy: np.ndarray, ring_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices to draw (at most OUTLINE_MAX_POINTS) and their rings: at most 4 grid passes, then
+    log2(vertices) sampling passes, each linear."""
+    cell = OUTLINE_SNAP_PX
+    keep = _thin(xy, ring_of, cell)
+    xy, ring_of = xy[keep], ring_of[keep]
+    while len(xy) > OUTLINE_MAX_POINTS and cell < OUTLINE_MAX_CELL_PX:  # coarser: small rings go first
+        cell *= 2
+        keep = _thin(xy, ring_of, cell)
+        xy, ring_of = xy[keep], ring_of[keep]
+    k = 2
+    thinned, thinned_ring_of = xy, ring_of
+    while len(xy) > OUTLINE_MAX_POINTS:  # a ring that zigzags from cell to cell: every k-th vertex
+        sample = _every_kth(thinned_ring_of, k)
+        xy, ring_of = thinned[sample], thinned_ring_of[sample]
+        keep = _thin(xy, ring_of, cell)
+        xy, ring_of = xy[keep], ring_of[keep]
+        k *= 2
+    return xy, ring_of
 
 
 def _aoi_svg(geojson: Mapping[str, Any] | None) -> str:
-    """The AOI outline as inline SVG (lon/lat, x scaled by cos(latitude) so shapes keep proportions)."""
-    rings: list[list[tuple[float, float]]] = []
-
-    def collect(geometry: Any) -> None:
-        if not isinstance(geometry, Mapping):
-            return
-        kind, coords = geometry.get("type"), geometry.get("coordinates")
-        if kind == "Feature":
-            collect(geometry.get("geometry"))
-        elif kind == "FeatureCollection":
-            for feature in geometry.get("features") or []:
-                collect(feature)
-        elif kind == "GeometryCollection":
-            for part in geometry.get("geometries") or []:
-                collect(part)
-        elif kind == "Polygon" and isinstance(coords, list):
-            rings.extend(coords)
-        elif kind == "MultiPolygon" and isinstance(coords, list):
-            for polygon in coords:
-                rings.extend(polygon)
-
-    collect(geojson)
-    points = [(float(p[0]), float(p[1])) for ring in rings for p in ring if len(p) >= 2]
-    if not points:
+    """The AOI outline as inline SVG (lon/lat, x scaled by cos(latitude) so shapes keep proportions),
+    simplified to the drawing's resolution."""
+    lonlat, ring_of = _outline_points(_outline_rings(geojson))
+    if not len(lonlat):
         return ""
-    lons, lats = [p[0] for p in points], [p[1] for p in points]
-    k = math.cos(math.radians((min(lats) + max(lats)) / 2))
-    w = max((max(lons) - min(lons)) * k, 1e-9)
-    h = max(max(lats) - min(lats), 1e-9)
-    size, pad = 400.0, 10.0
-    scale = (size - 2 * pad) / max(w, h)
-    vw, vh = w * scale + 2 * pad, h * scale + 2 * pad
-
-    def xy(lon: float, lat: float) -> str:
-        return f"{pad + (lon - min(lons)) * k * scale:.1f},{pad + (max(lats) - lat) * scale:.1f}"
-
+    (lon_min, lat_min), (lon_max, lat_max) = lonlat.min(axis=0), lonlat.max(axis=0)
+    k = math.cos(math.radians((lat_min + lat_max) / 2))
+    w = max(float(lon_max - lon_min) * k, 1e-9)
+    h = max(float(lat_max - lat_min), 1e-9)
+    scale = (OUTLINE_PX - 2 * OUTLINE_PAD_PX) / max(w, h)
+    vw, vh = w * scale + 2 * OUTLINE_PAD_PX, h * scale + 2 * OUTLINE_PAD_PX
+    xy = np.column_stack((
+        OUTLINE_PAD_PX + (lonlat[:, 0] - lon_min) * (k * scale),
+        OUTLINE_PAD_PX + (lat_max - lonlat[:, 1]) * scale,
+    ))
+    xy, ring_of = _outline(xy, ring_of)
+    if not len(xy):
+        return ""
+    breaks = np.flatnonzero(ring_of[1:] != ring_of[:-1]) + 1
     paths = []
-    for ring in rings:
-        d = " ".join(("M" if i == 0 else "L") + xy(float(p[0]), float(p[1])) for i, p in enumerate(ring)) + " Z"
-        paths.append(d)
+    for ring in np.split(xy, breaks):
+        paths.append(" ".join(("M" if i == 0 else "L") + f"{x:.1f},{y:.1f}"
+                              for i, (x, y) in enumerate(ring.tolist())) + " Z")
     return (
         f'<svg class="aoi" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {vw:.1f} {vh:.1f}" role="img" '
         f'aria-label="AOI outline"><path d="{" ".join(paths)}" fill="#4a7fb5" fill-opacity="0.25" '
         f'stroke="#1f4e79" stroke-width="1.5" fill-rule="evenodd"/></svg>'
         '<p class="sub">Outline of the AOI, north up, longitude scaled by the cosine of the latitude.</p>'
     )
+
+
+# --- sections ------------------------------------------------------------------------------------
 
 
 def _section_aoi(results: Mapping[str, Any], aoi_geojson: Mapping[str, Any] | None) -> str:

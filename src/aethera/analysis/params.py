@@ -5,7 +5,10 @@ it raises `InvalidInput` (or `UnknownCountry`) with a message naming the offendi
 may stay unset: the pipeline then derives it from the AOI's area and the documented density of the
 technology (`AETHERA_SOLAR_MW_PER_HA`, `AETHERA_WIND_MW_PER_HA`), and says so in the results.
 
-`config` keys understood (anything else is ignored and reported as a warning):
+`config` is a `models.RunConfig`: its keys and ranges are declared there once, and msgspec checks them
+(the API while decoding the request, `from_request` for a plain mapping from Python). An unknown key is
+refused, not ignored. `config_error` turns msgspec's error into a message naming the field and saying
+what it accepts, read from the same declaration:
 - `capacity_mw` (> 0), `buffer_km` (0 to 50), `lifetime_years` (1 to 100)
 - `emission_factors`: per-run overrides of the emission factor file, e.g.
   `{"grid_tco2e_per_mwh": 0.35, "capacity_factor": 0.12, "construction_tco2e_per_mw": 900,
@@ -15,32 +18,23 @@ technology (`AETHERA_SOLAR_MW_PER_HA`, `AETHERA_WIND_MW_PER_HA`), and says so in
 
 from __future__ import annotations
 
-import math
+import re
+import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
+from msgspec import inspect as mi
 
 from aethera.data.countries import normalize_country
 from aethera.errors import InvalidInput
+from aethera.models import RunConfig
 
 ProjectType = Literal["solar", "wind"]
 
 _ALIASES = {"solar": "solar", "solar_farm": "solar", "wind": "wind", "wind_farm": "wind"}
 # Built-in densities, the same numbers as the settings' defaults (for callers without settings).
 DEFAULT_MW_PER_HA = {"solar": 0.5, "wind": 0.03}
-MAX_BUFFER_KM = 50.0
-MAX_CAPACITY_MW = 100_000.0
-
-KNOWN_CONFIG_KEYS = ("capacity_mw", "buffer_km", "lifetime_years", "emission_factors")
-FACTOR_OVERRIDE_KEYS = (
-    "construction_tco2e_per_mw",
-    "operation_tco2e_per_mw_year",
-    "capacity_factor",
-    "grid_tco2e_per_mwh",
-    "footprint_share",
-    "carbon_loss_tco2e_per_ha",
-)
 
 
 class RunParams(msgspec.Struct, frozen=True):
@@ -53,14 +47,13 @@ class RunParams(msgspec.Struct, frozen=True):
     mw_per_ha: float | None = None  # None: DEFAULT_MW_PER_HA of the technology
     lifetime_years: float | None = None  # None: the technology's default from the emission factor file
     factor_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
-    ignored_config_keys: tuple[str, ...] = ()
 
     @classmethod
     def from_request(
         cls,
         project_type: str,
         country: str | None,
-        config: Mapping[str, Any] | None,
+        config: RunConfig | Mapping[str, Any] | None,
         settings: Any | None = None,
     ) -> RunParams:
         """Validate a request's parameters; `InvalidInput` naming the field when one is wrong."""
@@ -72,28 +65,26 @@ class RunParams(msgspec.Struct, frozen=True):
             )
         ptype: ProjectType = _ALIASES[project_type.strip().lower()]  # type: ignore[assignment]
         code = normalize_country(country)
-        if config is None:
-            config = {}
-        if not isinstance(config, Mapping):
-            raise InvalidInput("config must be an object", field="config")
-        capacity = _number(config, "capacity_mw", low=0.0, high=MAX_CAPACITY_MW, low_open=True)
+        run_config = _run_config(config)
         buffer_default = float(getattr(settings, "default_buffer_km", 5.0)) if settings is not None else 5.0
-        buffer_km = _number(config, "buffer_km", low=0.0, high=MAX_BUFFER_KM)
-        lifetime = _number(config, "lifetime_years", low=1.0, high=100.0)
         density = None
         if settings is not None:
             density = float(settings.solar_mw_per_ha if ptype == "solar" else settings.wind_mw_per_ha)
-        overrides = _factor_overrides(config.get("emission_factors"))
-        ignored = tuple(sorted(str(k) for k in config if k not in KNOWN_CONFIG_KEYS))
+        overrides: dict[str, Any] = {}
+        if run_config.emission_factors is not None:
+            overrides = msgspec.to_builtins(run_config.emission_factors)  # the keys the client set
+            if "carbon_loss_tco2e_per_ha" in overrides:
+                overrides["carbon_loss_tco2e_per_ha"] = {
+                    int(code): value for code, value in overrides["carbon_loss_tco2e_per_ha"].items()
+                }
         return cls(
             project_type=ptype,
             country=code,
-            capacity_mw=capacity,
-            buffer_km=buffer_default if buffer_km is None else buffer_km,
+            capacity_mw=run_config.capacity_mw,
+            buffer_km=buffer_default if run_config.buffer_km is None else run_config.buffer_km,
             mw_per_ha=density,
-            lifetime_years=lifetime,
+            lifetime_years=run_config.lifetime_years,
             factor_overrides=overrides,
-            ignored_config_keys=ignored,
         )
 
     @property
@@ -108,47 +99,132 @@ class RunParams(msgspec.Struct, frozen=True):
         return round(aoi_area_ha * density, 3), f"density: {density:g} MW/ha x AOI area {aoi_area_ha:.2f} ha"
 
 
-def _number(config: Mapping[str, Any], key: str, *, low: float, high: float, low_open: bool = False) -> float | None:
-    if key not in config or config[key] is None:
+def _run_config(config: RunConfig | Mapping[str, Any] | None) -> RunConfig:
+    """`config` as a RunConfig; a mapping (a Python caller's) is checked exactly as the API checks JSON."""
+    if config is None:
+        return RunConfig()
+    if isinstance(config, RunConfig):
+        return config
+    if not isinstance(config, Mapping):
+        raise InvalidInput("config must be an object", field="config")
+    try:
+        return msgspec.convert(dict(config), RunConfig)
+    except msgspec.ValidationError as exc:
+        raise config_error(exc, prefix="config") or InvalidInput("config is not valid", field="config") from None
+
+
+# --- messages: what a config field accepts, read from RunConfig's own declaration ------------------
+
+_AT = re.compile(r" - at (`key` in )?`\$\.?([^`]*)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`")
+_CONFIG_PATH = re.compile(r"^config(?:$|[.\[])")
+_MAX_NAME_SHOWN = 64
+
+
+def config_error(exc: msgspec.ValidationError, prefix: str = "") -> InvalidInput | None:
+    """msgspec's error about a config field as an `InvalidInput` naming the field and what it accepts,
+    e.g. "config.buffer_km must be a number from 0 to 50"; None when the error is not
+    about config. `prefix` is prepended to the error's path (`"config"` when RunConfig was the root)."""
+    message = str(exc)
+    at = _AT.search(message)
+    if at is None and not prefix:
         return None
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(f"config.{key} must be a number", field=f"config.{key}")
-    if value < low or (low_open and value == low) or value > high:
-        bound = f"greater than {low:g}" if low_open else f"at least {low:g}"
-        raise InvalidInput(f"config.{key} must be {bound} and at most {high:g}", field=f"config.{key}")
-    return float(value)
+    path = ".".join(p for p in (prefix, at.group(2) if at else "") if p).replace(".[", "[")
+    if not _CONFIG_PATH.match(path):
+        return None
+    reason = message[: at.start()] if at else message  # msgspec names no path at the root
+    is_key = bool(at and at.group(1))
+    parts = re.findall(r"[^.\[\]]+|\[[^\]]*\]", path)[1:]  # below "config"
+    field = path.removesuffix("[...]")
+    unknown = _UNKNOWN.match(reason)
+    if unknown:
+        name = unknown.group(1)
+        # the client chose the name: a long one is cut, so the answer (and a log line) stays small
+        field = f"{field}.{name if len(name) <= _MAX_NAME_SHOWN else name[:_MAX_NAME_SHOWN] + '…'}"
+        fields = [f.name for f in _struct_at(parts).fields]
+        return InvalidInput(f"{field} is not accepted here; use {', '.join(fields)}", field=field)
+    if is_key:  # a key of a mapping
+        expected = _expected(_key_type(_type_at(parts)))
+        return InvalidInput(f"every key of {field} must be {expected}", field=field)
+    if parts and parts[-1].startswith("["):
+        expected = _expected(_type_at(parts))
+        return InvalidInput(f"every value of {field} must be {expected}", field=field)
+    return InvalidInput(f"{field} must be {_expected(_type_at(parts))}", field=field)
 
 
-def _factor_overrides(raw: Any) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise InvalidInput("config.emission_factors must be an object", field="config.emission_factors")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        where = f"config.emission_factors.{key}"
-        if key not in FACTOR_OVERRIDE_KEYS:
-            raise InvalidInput(
-                f"{where} is not an overridable factor (use {', '.join(FACTOR_OVERRIDE_KEYS)})", field=where
-            )
-        if key == "carbon_loss_tco2e_per_ha":
-            if not isinstance(value, Mapping):
-                raise InvalidInput(f"{where} must map CORINE codes to tCO2e/ha", field=where)
-            table: dict[int, float] = {}
-            for code, v in value.items():
-                try:
-                    c = int(str(code))
-                except ValueError:
-                    raise InvalidInput(f"{where}: {str(code)[:10]!r} is not a CORINE code", field=where) from None
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                    raise InvalidInput(f"{where}.{c} must be a number >= 0", field=where)
-                table[c] = float(v)
-            out[key] = table
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise InvalidInput(f"{where} must be a number >= 0", field=where)
-        if key in ("capacity_factor", "footprint_share") and value > 1:
-            raise InvalidInput(f"{where} must lie between 0 and 1", field=where)
-        out[key] = float(value)
-    return out
+def _plain(t: mi.Type) -> mi.Type:
+    """The type without its metadata and without the null/unset a field may also take."""
+    while True:
+        if isinstance(t, mi.Metadata):
+            t = t.type
+        elif isinstance(t, mi.UnionType):
+            real = [u for u in t.types if not isinstance(u, mi.NoneType)]  # UNSET is not listed
+            if len(real) != 1:
+                return t
+            t = real[0]
+        else:
+            return t
+
+
+def _type_at(parts: list[str]) -> mi.Type:
+    """The declared type at a path below RunConfig (`[...]` or `[0]` steps into a mapping's values)."""
+    t: mi.Type = mi.type_info(RunConfig)
+    for part in parts:
+        plain = _plain(t)
+        if isinstance(plain, mi.StructType):
+            t = next(f.type for f in plain.fields if f.name == part)
+        elif isinstance(plain, mi.DictType):
+            t = plain.value_type
+    return t
+
+
+def _struct_at(parts: list[str]) -> mi.StructType:
+    t = _plain(_type_at(parts))
+    assert isinstance(t, mi.StructType)
+    return t
+
+
+def _key_type(t: mi.Type) -> mi.Type:
+    plain = _plain(t)
+    return plain.key_type if isinstance(plain, mi.DictType) else plain
+
+
+def _description(t: mi.Type) -> str | None:
+    """The `description` a declared type carries in its metadata, if any."""
+    while True:
+        if isinstance(t, mi.Metadata):
+            if t.extra_json_schema and t.extra_json_schema.get("description"):
+                return str(t.extra_json_schema["description"])
+            t = t.type
+        elif isinstance(t, mi.UnionType):
+            real = [u for u in t.types if not isinstance(u, mi.NoneType)]
+            if len(real) != 1:
+                return None
+            t = real[0]
+        else:
+            return None
+
+
+def _expected(t: mi.Type) -> str:
+    """What a declared type accepts, in words: "a number greater than 0 and at most 100000"."""
+    described = _description(t)
+    plain = _plain(t)
+    if isinstance(plain, (mi.FloatType, mi.IntType)):
+        low = f"greater than {plain.gt:g}" if plain.gt is not None else None
+        high = f"less than {plain.lt:g}" if plain.lt is not None else None
+        if plain.le is not None and plain.le < sys.float_info.max:  # the largest float: any number
+            high = f"at most {plain.le:g}"
+        if plain.ge is not None:
+            if high and high.startswith("at most"):
+                return f"a number from {plain.ge:g} to {plain.le:g}"
+            low = f"at least {plain.ge:g}"
+        return " ".join(["a number", " and ".join(b for b in (low, high) if b)]).strip()
+    if isinstance(plain, mi.StrType):
+        return described or "a text"
+    if isinstance(plain, mi.StructType):
+        return f"an object with the keys {', '.join(f.name for f in plain.fields)} (each optional)"
+    if isinstance(plain, mi.DictType):
+        most = f", at most {plain.max_length} entries" if plain.max_length is not None else ""
+        keys = _description(plain.key_type)
+        return f"an object mapping keys{f' ({keys})' if keys else ''} to {_expected(plain.value_type)}{most}"
+    return described or "of another type"

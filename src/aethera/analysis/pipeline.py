@@ -171,8 +171,6 @@ def _step_aoi(ctx: RunContext) -> None:
     ctx.capacity_mw, ctx.capacity_source = ctx.params.resolved_capacity(ctx.aoi.area_ha)
     for repair in ctx.aoi.repairs:
         ctx.warnings.append(f"AOI repaired: {repair}")
-    if ctx.params.ignored_config_keys:
-        ctx.warnings.append(f"config keys ignored (not understood): {', '.join(ctx.params.ignored_config_keys)}")
 
 
 def _step_land_cover(ctx: RunContext) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TypeVar
 
 import msgspec
@@ -50,14 +51,19 @@ def validation_error(exc: msgspec.ValidationError) -> InvalidInput:
     return InvalidInput(f"invalid request body: {reason}", field=None)
 
 
-async def decode_json(request: web.Request, type_: type[T]) -> T:
+async def decode_json(
+    request: web.Request,
+    type_: type[T],
+    explain: Callable[[msgspec.ValidationError], InvalidInput | None] | None = None,
+) -> T:
+    """The body decoded into `type_`; `explain` may word a validation error better (None: the default)."""
     body = await read_body(request)
     if not body.strip():
         raise MalformedRequest("request body is empty; send a JSON object")
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
-        raise validation_error(exc) from None
+        raise (explain and explain(exc)) or validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedRequest(f"request body is not valid JSON ({exc})") from None
     except RecursionError:  # msgspec's answer to nesting past its depth limit (a few KB of "[" do it)

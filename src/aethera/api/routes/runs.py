@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from aethera.analysis.params import config_error
 from aethera.api.aoi_input import aoi_geojson_bytes, validate_aoi
 from aethera.api.bodies import decode_json
 from aethera.api.ids import path_id
@@ -71,7 +72,7 @@ async def create_run(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id", "project")
     project = await request_project(request, storage, project_id)
     digest = _idempotency_digest(request, project_id)
-    body = await decode_json(request, RunCreate)
+    body = await decode_json(request, RunCreate, explain=config_error)
     request_sha = hashlib.sha256(msgspec.json.encode(body)).hexdigest()
 
     lock_key = None
@@ -146,7 +147,7 @@ async def _create(
         project_id=project_id,
         project_type=body.project_type,
         params=params,
-        config=dict(body.config or {}),
+        config=msgspec.to_builtins(body.config) if body.config is not None else {},  # the keys the client set
         aoi_source=aoi_source,
         aoi_path=body.aoi_path,
         created_at=now,

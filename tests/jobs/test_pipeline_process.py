@@ -99,7 +99,7 @@ def _slow_worker(service_env: dict[str, str], log_path: Path, delay_s: float = 6
     """The fault tests' slowed worker: its pipeline sleeps `delay_s` after each progress report."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AETHERA_", "S3_", "STORAGE_"))}
     env.update(service_env, AETHERA_TEST_STEP_DELAY_S=str(delay_s), AETHERA_WORKER_CONCURRENCY="1",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", AETHERA_LOG_LEVEL="INFO")  # INFO: tests wait for its lines
     with open(log_path, "ab") as log_file:
         return subprocess.Popen([sys.executable, str(SLOW_WORKER)], env=env, cwd=str(SLOW_WORKER.parents[2]),
                                 stdout=log_file, stderr=subprocess.STDOUT)

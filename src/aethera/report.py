@@ -561,7 +561,11 @@ def _section_land_cover(results: Mapping[str, Any]) -> str:
         out.append(f'<h3>{escape(ring)}</h3><p class="na">{NOT_COMPUTED}{": " + escape(reason) if reason else ""}</p>')
     if isinstance(lc.get("ratios"), Mapping) and lc["ratios"]:
         ratios = {f"{k}_share": v for k, v in lc["ratios"].items()}  # fractions 0..1, shown as percentages
-        out.append("<h3>Shares of the AOI</h3>" + _generic(ratios))
+        coverage = lc.get("coverage_ratio")
+        title = "Shares of the AOI's covered land"
+        if _is_number(coverage) and coverage < 1:
+            title += f" ({format_number(100 * coverage)} % of the AOI has land-cover data)"
+        out.append(f"<h3>{escape(title)}</h3>" + _generic(ratios))
     out.append(_rest(lc, {*meta, "aoi", "buffer", "buffer_reason", "ratios"}))
     return "".join(out)
 

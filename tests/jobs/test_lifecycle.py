@@ -12,6 +12,7 @@ import pytest
 
 import servicekit as kit
 from aethera.jobs import keys
+from aethera.jobs.queue import JobQueue, JobState, job_id_for
 
 
 async def _project(client: Any) -> str:
@@ -64,10 +65,16 @@ async def test_cancel_while_queued_never_starts(make_service: Any) -> None:
     assert resp.status == 200
     body = await resp.json()
     assert body["status"] == "REVOKED" and body["cancel_requested"] is True
-    async with kit.in_process_worker(svc.settings):
-        # the worker would pick the job up within its poll delay; give it ample time to (not) do so
-        import asyncio
-        await asyncio.sleep(2.0)
+    queue = JobQueue(svc.settings.redis_url or "")
+    try:
+        async with kit.in_process_worker(svc.settings):
+            # the worker takes the aborted job off the queue without starting it: wait for that event
+            async def gone() -> bool:
+                return await queue.state(job_id_for(answer["run_id"], 1)) is JobState.UNKNOWN
+
+            await kit.wait_for(gone, timeout_s=60)
+    finally:
+        await queue.close()
     task = await (await c.get(f"/tasks/{answer['task_id']}")).json()
     assert task["status"] == "REVOKED" and task["started_at"] is None and task["attempts"] == 0
     record = await _run_record(svc, answer["run_id"])
@@ -75,6 +82,9 @@ async def test_cancel_while_queued_never_starts(make_service: Any) -> None:
     resp = await c.get(f"/runs/{answer['run_id']}/results")
     assert resp.status == 409 and (await resp.json())["status"] == "REVOKED"
     assert (await c.delete(f"/tasks/{answer['task_id']}")).status == 409
+    # a run cancelled while queued is counted like every other REVOKED run
+    metrics = await (await c.get("/metrics")).text()
+    assert 'aethera_runs_total{status="REVOKED"} 1.0' in metrics, metrics
 
 
 async def test_cancel_while_running_stops_at_a_step_boundary(make_service: Any) -> None:

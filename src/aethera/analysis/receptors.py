@@ -22,7 +22,7 @@ from shapely.geometry.base import BaseGeometry
 
 from aethera.analysis.aoi import AOI
 from aethera.analysis.layers import layer_crs, open_raster, read_features
-from aethera.analysis.projection import densify, reproject, reproject_many
+from aethera.analysis.projection import densify, reproject, reproject_many, zone_buffer
 from aethera.analysis.results import Receptor, ReceptorCounts, ReceptorDistances
 from aethera.data import corine
 from aethera.data.catalog import Catalog
@@ -128,7 +128,7 @@ def _nearest_within(
 
 
 def _candidates(aoi: AOI, catalog: Catalog, layer: str, radius_m: float) -> list[Candidate]:
-    region = aoi.metric_geometry.buffer(radius_m, quad_segs=16)
+    region = zone_buffer(aoi.metric_geometry, radius_m)
     features = read_features(catalog, layer, region, aoi.metric_crs, clip_to_region=True)
     if features is None or not len(features):
         return []
@@ -184,7 +184,7 @@ def _fallback(aoi: AOI, catalog: Catalog, kind: str) -> Search:
 
 def _patches(aoi: AOI, catalog: Catalog, codes: frozenset[int], radius_m: float) -> list[Candidate]:
     source = catalog.land_cover()
-    region = aoi.metric_geometry.buffer(radius_m, quad_segs=16)
+    region = zone_buffer(aoi.metric_geometry, radius_m)
     if source.format == "vector":
         features = read_features(catalog, "land_cover", region, aoi.metric_crs, clip_to_region=True)
         if features is None:

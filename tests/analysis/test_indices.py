@@ -13,7 +13,8 @@ from aethera.analysis import indices
 from aethera.analysis.indices import IndexFeatures, IndexResult, compute_all
 from aethera.errors import ConfigError
 
-NUMERIC = [n for n in IndexFeatures.__struct_fields__ if n not in ("project_type", "fallback_features", "missing_reasons")]
+NOT_NUMERIC = ("project_type", "fallback_features", "missing_reasons", "not_found_within_km")
+NUMERIC = [n for n in IndexFeatures.__struct_fields__ if n not in NOT_NUMERIC]
 
 # Any value a feature could hold, including ones the pipeline should never produce (NaN, inf, negative).
 any_number = st.one_of(
@@ -100,6 +101,65 @@ def test_cumulative_impact_never_falls_when_protected_overlap_rises(f: IndexFeat
     c_lo = compute_all(msgspec.structs.replace(f, protected_overlap_pct=lo)).cim
     c_hi = compute_all(msgspec.structs.replace(f, protected_overlap_pct=hi)).cim
     assert _score(c_lo) <= _score(c_hi)
+
+
+SEARCH_LIMIT_KM = 100.0  # receptors.SEARCH_RADII_KM[-1]; a test below checks they agree
+# A distance to the nearest protected area as a run can report it: found at some distance within the
+# search limit, or "none within the limit" (None with the limit as a lower bound).
+protected_distance = st.one_of(st.floats(0, SEARCH_LIMIT_KM), st.just("none"))
+
+
+def _with_distance(f: IndexFeatures, d: float | str) -> IndexFeatures:
+    if d == "none":
+        return msgspec.structs.replace(f, distance_to_protected_km=None,
+                                       not_found_within_km={"distance_to_protected_km": SEARCH_LIMIT_KM})
+    return msgspec.structs.replace(f, distance_to_protected_km=d, not_found_within_km={})
+
+
+def _farther(a: float | str, b: float | str) -> tuple[float | str, float | str]:
+    """(nearer, farther): "none within the limit" is farther than any found distance."""
+    key = lambda d: math.inf if d == "none" else d  # noqa: E731
+    return (a, b) if key(a) <= key(b) else (b, a)
+
+
+@settings(max_examples=400, deadline=None)
+@given(features(project_types=("solar", "wind")), protected_distance, protected_distance)
+def test_farther_from_protected_areas_never_lowers_suitability_search_limit_included(
+    f: IndexFeatures, a: float | str, b: float | str
+) -> None:
+    near, far = _farther(a, b)
+    assert _score(indices.resm(_with_distance(f, near))) <= _score(indices.resm(_with_distance(f, far)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(features(project_types=("solar", "wind")), protected_distance, protected_distance)
+def test_farther_from_protected_areas_never_raises_sensitivity_or_impact_search_limit_included(
+    f: IndexFeatures, a: float | str, b: float | str
+) -> None:
+    near, far = _farther(a, b)
+    s_near, s_far = compute_all(_with_distance(f, near)), compute_all(_with_distance(f, far))
+    assert _score(s_far.biodiversity_sensitivity) <= _score(s_near.biodiversity_sensitivity)
+    assert _score(s_far.cim) <= _score(s_near.cim)
+
+
+def test_nothing_within_the_search_limit_scores_as_the_limit_not_as_missing() -> None:
+    # The audit's case: a complete site, protected area at 60 km against none within 100 km.
+    at_60 = indices.resm(_complete(distance_to_protected_km=60.0))
+    none = indices.resm(_complete(distance_to_protected_km=None,
+                                  not_found_within_km={"distance_to_protected_km": SEARCH_LIMIT_KM}))
+    assert none.score == at_60.score  # both beyond the ramp's end: equally free of conflicts
+    assert none.confidence == at_60.confidence == 1.0
+    d = next(d for d in none.drivers if d.feature == "distance_to_protected_km")
+    assert d.value == SEARCH_LIMIT_KM and "none found within 100 km" in (d.note or "")
+    # without the bound the feature is left out and the score falls: what the fix prevents
+    dropped = indices.resm(_complete(distance_to_protected_km=None))
+    assert dropped.score < at_60.score
+
+
+def test_search_limit_agrees_with_the_receptor_search() -> None:
+    from aethera.analysis.receptors import SEARCH_RADII_KM
+
+    assert SEARCH_RADII_KM[-1] == SEARCH_LIMIT_KM
 
 
 def _complete(**changes: object) -> IndexFeatures:

@@ -159,3 +159,14 @@ def test_index_features_carry_fallbacks_and_reasons() -> None:
     slope = next(d for d in ahsm.drivers if d.feature == "mean_slope_deg")
     assert "no elevation layer in the dataset catalog" in (slope.note or "")
     assert ahsm.confidence == pytest.approx(1.0 - 0.25 - 0.15 * 0.5)
+
+
+def test_index_features_take_the_search_limit_of_a_receptor_not_found() -> None:
+    res = make_results(receptor_distances__nearest_protected_area=None,
+                       receptor_distances__not_found_within_km={"protected_area": 100.0})
+    f = index_features(res)
+    assert f.distance_to_protected_km is None
+    assert f.not_found_within_km == {"distance_to_protected_km": 100.0}
+    # no receptor layer at all: no bound, the feature stays missing
+    res = make_results(receptor_distances__nearest_protected_area=None)
+    assert index_features(res).not_found_within_km == {}

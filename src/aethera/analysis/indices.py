@@ -57,6 +57,10 @@ class IndexFeatures(msgspec.Struct, kw_only=True):
     fallback_features: tuple[str, ...] = ()
     # why a feature is None, shown in its driver line (e.g. "no elevation layer in the catalog")
     missing_reasons: dict[str, str] = {}
+    # distance features whose receptor was searched for and not found: the radius searched, km. The
+    # true distance is larger, so the feature is scored at this bound (see `_feature_values`), never
+    # left out: leaving it out would score "nothing within 100 km" below "found at 60 km".
+    not_found_within_km: dict[str, float] = {}
 
 
 class Driver(msgspec.Struct, kw_only=True):
@@ -123,6 +127,7 @@ class IndexWeights(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 REQUIRED_MODELS = ("biodiversity_sensitivity", "resm_solar", "resm_wind", "ahsm", "cim")
+_NOT_FEATURES = frozenset({"project_type", "fallback_features", "missing_reasons", "not_found_within_km"})
 
 
 def parse_weights(text: str) -> IndexWeights:
@@ -141,7 +146,7 @@ def parse_weights(text: str) -> IndexWeights:
     missing = [m for m in REQUIRED_MODELS if m not in weights.models]
     if missing:
         raise ConfigError(f"index weights: models missing: {', '.join(missing)}")
-    known = set(IndexFeatures.__struct_fields__) - {"project_type", "fallback_features", "missing_reasons"}
+    known = set(IndexFeatures.__struct_fields__) - _NOT_FEATURES
     for key, model in weights.models.items():
         allowed = known | set(SCORE_FEATURES) if key == "cim" else known
         seen: set[str] = set()
@@ -200,17 +205,20 @@ def evaluate_model(
     *,
     reliability: dict[str, float] | None = None,
     missing_reasons: dict[str, str] | None = None,
+    value_notes: dict[str, str] | None = None,
     weights: IndexWeights | None = None,
 ) -> IndexResult:
     """Score one model of the weights file on `values` (feature name -> number or None).
 
     `reliability` (0..1 per feature, default 1) scales a feature's weight in the confidence only, never
     in the score: a fallback source or a less confident sub-index is still the best value there is.
+    `value_notes` says how a present value was obtained (e.g. a search limit used as a lower bound).
     """
     w = weights or load_weights()
     model = w.models[key]
     reliability = reliability or {}
     missing_reasons = missing_reasons or {}
+    value_notes = value_notes or {}
     total_weight = sum(f.weight for f in model.features)
     present = [(f, v) for f in model.features if (v := _usable(values.get(f.feature))) is not None]
     present_weight = sum(f.weight for f, _ in present)
@@ -229,6 +237,8 @@ def evaluate_model(
         note = None
         if reliability.get(f.feature, 1.0) < 1.0:
             note = f"{f.why} (less reliable source: counts {reliability[f.feature]:.2f} in confidence)"
+        if f.feature in value_notes:
+            note = f"{note or f.why}; {value_notes[f.feature]}"
         drivers.append(
             Driver(feature=f.feature, value=v, contribution=round(100.0 * f.weight * t / present_weight, 2),
                    normalised=round(t, 4), weight=f.weight, direction=f.direction, note=note or f.why)
@@ -257,7 +267,25 @@ def evaluate_model(
 
 
 def _feature_values(features: IndexFeatures) -> dict[str, object]:
-    return {name: getattr(features, name) for name in features.__struct_fields__}
+    """Feature name -> value; a distance not found within the search radius takes that radius.
+
+    The radius is a lower bound of the true distance. Every distance ramp ends well inside the 100 km
+    search limit, so the bound scores exactly what the true distance would; and since a found receptor
+    lies within the radius, "none found" always scores at least as far away as any found one
+    (farther from protected areas never lowers suitability, never raises sensitivity).
+    """
+    values: dict[str, object] = {name: getattr(features, name) for name in features.__struct_fields__}
+    for name, bound_km in features.not_found_within_km.items():
+        if name in values and values[name] is None and _usable(bound_km) is not None:
+            values[name] = float(bound_km)
+    return values
+
+
+def _value_notes(features: IndexFeatures) -> dict[str, str]:
+    return {
+        name: f"none found within {bound:g} km: scored at {bound:g} km (the true distance is larger)"
+        for name, bound in features.not_found_within_km.items() if getattr(features, name, 0) is None
+    }
 
 
 def _reliability(features: IndexFeatures, weights: IndexWeights) -> dict[str, float]:
@@ -268,7 +296,8 @@ def biodiversity_sensitivity(features: IndexFeatures, weights: IndexWeights | No
     """Biodiversity sensitivity, 0 (nothing of value near) to 100 (inside protected, natural habitat)."""
     w = weights or load_weights()
     return evaluate_model("biodiversity_sensitivity", _feature_values(features), weights=w,
-                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons)
+                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons,
+                          value_notes=_value_notes(features))
 
 
 def resm(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexResult:
@@ -282,14 +311,16 @@ def resm(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexR
                    direction="increasing", note=f"no suitability model for project type {features.project_type!r}")
         ], model=ModelInfo(name="resm_wlc", version=w.models["resm_solar"].version))
     return evaluate_model(key, _feature_values(features), weights=w,
-                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons)
+                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons,
+                          value_notes=_value_notes(features))
 
 
 def ahsm(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexResult:
     """Asset hazard susceptibility (flood, wildfire, landslide), 0 (low) to 100 (high)."""
     w = weights or load_weights()
     return evaluate_model("ahsm", _feature_values(features), weights=w,
-                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons)
+                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons,
+                          value_notes=_value_notes(features))
 
 
 def cim(
@@ -313,7 +344,8 @@ def cim(
         reliability[name] = result.confidence
         if result.score is None:
             reasons[name] = f"{result.model.name} has no score"
-    return evaluate_model("cim", values, weights=w, reliability=reliability, missing_reasons=reasons)
+    return evaluate_model("cim", values, weights=w, reliability=reliability, missing_reasons=reasons,
+                          value_notes=_value_notes(features))
 
 
 class Indices(msgspec.Struct, kw_only=True):

@@ -165,4 +165,11 @@ def index_features(results: Results) -> IndexFeatures:
         land_use_change_tco2e_per_ha=(luc / aoi_ha) if luc is not None and aoi_ha else None,
         fallback_features=fallback,
         missing_reasons={k: v for k, v in metric_reasons(results).items() if m.get(k) is None},
+        not_found_within_km={
+            feature: rec.not_found_within_km[kind]
+            for feature, kind in (("distance_to_protected_km", "protected_area"),
+                                  ("distance_to_settlement_km", "settlement"),
+                                  ("distance_to_water_km", "water_body"))
+            if kind in rec.not_found_within_km and m[feature] is None
+        },
     )

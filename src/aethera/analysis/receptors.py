@@ -53,6 +53,7 @@ class Search:
     reason: str | None
     population_within_1km: int = 0
     unknown_population_within_1km: int = 0
+    not_found_within_km: float | None = None  # the layer was searched this far and held none
 
 
 def analyse(aoi: AOI, catalog: Catalog) -> ReceptorDistances:
@@ -90,6 +91,8 @@ def analyse(aoi: AOI, catalog: Catalog) -> ReceptorDistances:
         counts=counts,
         reasons=reasons,
         population_within_1km=population,
+        not_found_within_km={kind: search.not_found_within_km for kind, search in searches.items()
+                             if search.not_found_within_km is not None},
     )
 
 
@@ -107,8 +110,10 @@ def _search_layer(aoi: AOI, catalog: Catalog, kind: str) -> Search:
     if best is not None:
         return _result(kind, best, first, "layer", None)
     what = {"protected_area": "protected area", "settlement": "settlement", "water_body": "water body"}[kind]
-    return _result(kind, None, first, "layer",
-                   f"no {what} within {SEARCH_RADII_KM[-1]:g} km of the AOI in the {layer} layer")
+    search = _result(kind, None, first, "layer",
+                     f"no {what} within {SEARCH_RADII_KM[-1]:g} km of the AOI in the {layer} layer")
+    search.not_found_within_km = SEARCH_RADII_KM[-1]
+    return search
 
 
 def _nearest_within(

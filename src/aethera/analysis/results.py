@@ -156,6 +156,10 @@ class ReceptorDistances(msgspec.Struct, kw_only=True):
     # Why a nearest_* or a count is null, or how it was derived (a CORINE fallback), by receptor type.
     reasons: dict[str, str] = msgspec.field(default_factory=dict)
     population_within_1km: int | None = None
+    # Receptor types whose layer was searched without finding one: the radius searched, km. The nearest
+    # is farther than that (a lower bound the indices use, so "none within 100 km" is never scored as
+    # if it were nearer than a receptor found at 60 km).
+    not_found_within_km: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 # --- terrain (elevation layer) -------------------------------------------------------------------

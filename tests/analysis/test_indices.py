@@ -270,3 +270,51 @@ def _weights_text(old: str, new: str) -> str:
 def test_broken_weights_file_is_refused(old: str, new: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         indices.parse_weights(_weights_text(old, new))
+
+
+# --- CIM: stated weights are the effective ones ----------------------------------------------------
+
+
+def _ramps(feature: str, project_type: str) -> list[tuple[float, float]]:
+    """(low, high) of `feature` in every model CIM rests on (read from the weights file)."""
+    w = indices.load_weights()
+    keys = ("cim", "biodiversity_sensitivity", f"resm_{project_type}", "ahsm")
+    return [(f.low, f.high) for k in keys for f in w.models[k].features if f.feature == feature]
+
+
+def _measured_weight(feature: str, project_type: str) -> float:
+    """CIM's change (as a share of 100) when `feature` alone runs over its whole ramp(s), every other
+    input present and fixed: the effective weight, measured on the scores rather than read off the model."""
+    ramps = _ramps(feature, project_type)
+    lo, hi = min(r[0] for r in ramps), max(r[1] for r in ramps)
+    a = compute_all(_complete(project_type=project_type, **{feature: lo})).cim
+    b = compute_all(_complete(project_type=project_type, **{feature: hi})).cim
+    return (_score(b) - _score(a)) / 100.0
+
+
+@pytest.mark.parametrize("project_type", ["solar", "wind"])
+def test_cim_stated_weights_are_the_effective_weights(project_type: str) -> None:
+    model = indices.load_weights().models["cim"]
+    total = sum(f.weight for f in model.features)
+    direct = [f for f in model.features if f.feature not in indices.SCORE_FEATURES]
+    assert {f.feature for f in direct} == {"protected_overlap_pct", "natural_habitat_ratio", "land_use_change_tco2e_per_ha"}
+    for f in direct:
+        stated = f.weight / total * (1 if f.direction == "increasing" else -1)
+        # scores are rounded to 0.1 point (sub-indices and CIM): 0.002 of tolerance on a 0.15 weight
+        assert _measured_weight(f.feature, project_type) == pytest.approx(stated, abs=0.002), f.feature
+
+
+@pytest.mark.parametrize("project_type", ["solar", "wind"])
+def test_cim_reports_every_raw_features_effective_weight(project_type: str) -> None:
+    reported = compute_all(_complete(project_type=project_type)).cim.effective_weights
+    assert reported == indices.effective_weights(project_type)
+    for feature, weight in reported.items():
+        assert _measured_weight(feature, project_type) == pytest.approx(weight, abs=0.002), feature
+    # every share of the score is accounted for: the absolute effective weights sum to 1
+    assert sum(abs(v) for v in reported.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cim_driver_says_the_sub_index_was_re_scored() -> None:
+    r = compute_all(_complete(protected_overlap_pct=20.0)).cim
+    d = next(d for d in r.drivers if d.feature == "biodiversity_sensitivity_score")
+    assert "re-scored without" in (d.note or "") and "published score" in (d.note or "")

@@ -88,6 +88,9 @@ class IndexResult(msgspec.Struct, kw_only=True):
     model: ModelInfo
     # sub-scores per feature group (AHSM: flood, wildfire, landslide); None when a group has no input
     components: dict[str, float | None] = {}
+    # CIM: the effective weight of every raw feature (signed share of the score it moves over its
+    # ramp, through every path: directly and through the sub-indices); see `effective_weights`
+    effective_weights: dict[str, float] = {}
 
 
 # --- the data file --------------------------------------------------------------------------------
@@ -323,6 +326,16 @@ def ahsm(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexR
                           value_notes=_value_notes(features))
 
 
+def _sub_model_key(score_feature: str, project_type: str | None) -> str:
+    return {"biodiversity_sensitivity_score": "biodiversity_sensitivity",
+            "resm_score": f"resm_{project_type}", "ahsm_score": "ahsm"}[score_feature]
+
+
+def _without(model: ModelSpec, excluded: set[str]) -> ModelSpec:
+    """`model` without the features in `excluded` (what CIM weighs directly)."""
+    return msgspec.structs.replace(model, features=[f for f in model.features if f.feature not in excluded])
+
+
 def cim(
     features: IndexFeatures,
     sensitivity: IndexResult,
@@ -332,20 +345,75 @@ def cim(
 ) -> IndexResult:
     """Cumulative impact, 0 (low) to 100 (high), over the other three indices and raw figures.
 
+    No input counts twice: the raw features CIM weighs directly (protected overlap, natural habitat,
+    land-use change) are taken out of the sub-index scores CIM reads, which are the sub-indices
+    re-scored on their remaining features. So each stated CIM weight is the input's effective weight
+    (a test measures it as the score's change over the input's ramp). Raw features CIM does not list
+    reach it only through the sub-indices; their effective weights are reported in `effective_weights`.
+
     A sub-index enters with its own confidence as reliability, so CIM is never more certain than
     the indices it rests on.
     """
     w = weights or load_weights()
+    model = w.models["cim"]
+    direct = {f.feature for f in model.features if f.feature not in SCORE_FEATURES}
     values = _feature_values(features)
     reliability = _reliability(features, w)
     reasons = dict(features.missing_reasons)
+    notes = _value_notes(features)
     for name, result in zip(SCORE_FEATURES, (sensitivity, suitability, hazard)):
-        values[name] = result.score
+        residual = _residual_score(name, features, direct, w)
+        values[name] = residual
         reliability[name] = result.confidence
         if result.score is None:
             reasons[name] = f"{result.model.name} has no score"
-    return evaluate_model("cim", values, weights=w, reliability=reliability, missing_reasons=reasons,
-                          value_notes=_value_notes(features))
+        elif residual is None:
+            reasons[name] = f"{result.model.name} rests only on inputs CIM weighs directly"
+        else:
+            notes[name] = (f"{result.model.name} re-scored without {', '.join(sorted(direct))} (weighed directly "
+                           f"here, so not counted twice); its published score is {result.score:g}")
+    out = evaluate_model("cim", values, weights=w, reliability=reliability, missing_reasons=reasons,
+                         value_notes=notes)
+    out.effective_weights = effective_weights(features.project_type, w)
+    return out
+
+
+def _residual_score(score_feature: str, features: IndexFeatures, direct: set[str], w: IndexWeights) -> float | None:
+    key = _sub_model_key(score_feature, features.project_type)
+    if key not in w.models:
+        return None
+    residual = _without(w.models[key], direct)
+    if not residual.features:
+        return None
+    scratch = msgspec.structs.replace(w, models={**w.models, key: residual})
+    return evaluate_model(key, _feature_values(features), weights=scratch).score
+
+
+def effective_weights(project_type: str | None, weights: IndexWeights | None = None) -> dict[str, float]:
+    """Each raw feature's effective weight in CIM, with every input present: the share of the CIM
+    score (0..1, signed: positive raises the impact) the feature moves when it runs over its whole
+    ramp, summed over its paths (directly, and through each sub-index CIM reads). A feature whose
+    ramps differ between paths moves this much once it has run over all of them.
+    """
+    w = weights or load_weights()
+    model = w.models["cim"]
+    total = sum(f.weight for f in model.features)
+    direct = {f.feature for f in model.features if f.feature not in SCORE_FEATURES}
+    sign = {"increasing": 1.0, "decreasing": -1.0}
+    out: dict[str, float] = {}
+    for f in model.features:
+        if f.feature not in SCORE_FEATURES:
+            out[f.feature] = out.get(f.feature, 0.0) + sign[f.direction] * f.weight / total
+            continue
+        key = _sub_model_key(f.feature, project_type)
+        if key not in w.models:
+            continue
+        residual = _without(w.models[key], direct)
+        sub_total = sum(g.weight for g in residual.features)
+        for g in residual.features:
+            share = sign[f.direction] * f.weight / total * sign[g.direction] * g.weight / sub_total
+            out[g.feature] = out.get(g.feature, 0.0) + share
+    return {name: round(value, 6) for name, value in sorted(out.items())}
 
 
 class Indices(msgspec.Struct, kw_only=True):

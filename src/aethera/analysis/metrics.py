@@ -84,6 +84,7 @@ def screening_metrics(results: Results, params: _Params | None = None) -> dict[s
         "capacity_mw": run.capacity_mw if run.capacity_mw is not None else (params.capacity_mw if params else None),
         "buffer_km": run.buffer_km,
         "aoi_area_ha": aoi_ha,
+        "aoi_area_national_ha": results.aoi.aoi_area_national_ha,
         "protected_overlap_ha": bio.protected_overlap_ha,
         "protected_overlap_pct": bio.protected_overlap_pct,
         "distance_to_protected_km": dist(rec.nearest_protected_area),
@@ -117,6 +118,8 @@ def screening_metrics(results: Results, params: _Params | None = None) -> dict[s
 def metric_reasons(results: Results) -> dict[str, str]:
     """Why a metric is None, in words the legal result can quote (e.g. "no elevation layer")."""
     reasons: dict[str, str] = {}
+    if results.aoi.aoi_area_national_ha is None and results.aoi.national_area_reason:
+        reasons["aoi_area_national_ha"] = results.aoi.national_area_reason
     bio = results.biodiversity
     rec = results.receptor_distances
     if not bio.available and bio.reason:

@@ -31,6 +31,12 @@ class AOISummary(msgspec.Struct, kw_only=True):
     source_crs: str
     area_crs: str
     metric_crs: str
+    # The area as the national administration measures it: planimetric in the CRS the country's rule
+    # pack states (national area thresholds compare against this); None with a reason without one.
+    aoi_area_national_ha: float | None = None
+    national_area_crs: str | None = None
+    national_area_basis: str | None = None
+    national_area_reason: str | None = None
 
 
 class Parameters(msgspec.Struct, kw_only=True):

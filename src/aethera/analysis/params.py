@@ -10,7 +10,8 @@ technology (`AETHERA_SOLAR_MW_PER_HA`, `AETHERA_WIND_MW_PER_HA`), and says so in
 - `emission_factors`: per-run overrides of the emission factor file, e.g.
   `{"grid_tco2e_per_mwh": 0.35, "capacity_factor": 0.12, "construction_tco2e_per_mw": 900,
   "operation_tco2e_per_mw_year": 2, "footprint_share": 0.6,
-  "carbon_loss_tco2e_per_ha": {"312": 300}}`
+  "carbon_loss_tco2e_per_ha": {"312": 300}, "first_operating_year": 2027}` (the first year of the
+  grid trajectory the avoided emissions are summed on; default the year after the run)
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ FACTOR_OVERRIDE_KEYS = (
     "grid_tco2e_per_mwh",
     "footprint_share",
     "carbon_loss_tco2e_per_ha",
+    "first_operating_year",
 )
+FIRST_YEAR_RANGE = (2000, 2100)
 
 
 class RunParams(msgspec.Struct, frozen=True):
@@ -148,6 +151,10 @@ def _factor_overrides(raw: Any) -> dict[str, Any]:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise InvalidInput(f"{where} must be a number >= 0", field=where)
+        if key == "first_operating_year":
+            low, high = FIRST_YEAR_RANGE
+            if not float(value).is_integer() or not low <= value <= high:
+                raise InvalidInput(f"{where} must be a whole year from {low} to {high}", field=where)
         if key in ("capacity_factor", "footprint_share") and value > 1:
             raise InvalidInput(f"{where} must lie between 0 and 1", field=where)
         out[key] = float(value)

@@ -200,10 +200,13 @@ def _step_terrain(ctx: RunContext) -> None:
 
 
 def _step_emissions(ctx: RunContext) -> None:
-    assert ctx.land_cover is not None
+    assert ctx.land_cover is not None and ctx.terrain is not None
+    lon, lat = ctx.aoi.centroid_lonlat
     ctx.emissions = emissions_step.compute(
         ctx.land_cover, ctx.params, capacity_mw=ctx.capacity_mw, aoi_area_ha=ctx.aoi.area_ha,
         in_europe=ctx.aoi.area_crs == ETRS89_LAEA,
+        site=emissions_step.Site(lon=lon, lat=lat, country=ctx.params.country,
+                                 mean_elevation_m=ctx.terrain.mean_elevation_m),
     )
 
 

@@ -155,6 +155,10 @@ def test_whole_municipality_grid_has_every_cell(lanjaron_dir: Path, lanjaron_ras
                                                 lanjaron_boundary_wkt: str) -> None:
     geom = shapely.from_wkt(lanjaron_boundary_wkt)
     with rasterio.open(lanjaron_dir / "clc.tif") as ds:
-        _, inside = _truth_grid(ds, geom)
+        codes, inside = _truth_grid(ds, geom)
     grid = landscape.class_grid(lanjaron_aoi, lanjaron_raster)
     assert grid is not None and int(grid.inside.sum()) == int(inside.sum())
+    m = landscape.metrics(grid, lanjaron_aoi.area_m2)
+    assert m.patch_count == len(_components(inside, codes))
+    natural = inside & np.isin(codes, sorted(NATURAL))
+    assert m.natural_patch_count == len(_components(natural, np.where(natural, 1, 0)))

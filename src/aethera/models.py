@@ -103,6 +103,10 @@ class EmissionFactorOverrides(msgspec.Struct, kw_only=True, forbid_unknown_field
         dict[CorineCode, NonNegative],
         msgspec.Meta(max_length=MAX_CARBON_LOSS_CODES, description="tCO2e lost per ha, by CORINE code"),
     ] | msgspec.UnsetType = msgspec.UNSET
+    first_operating_year: Annotated[int, msgspec.Meta(
+        ge=2000, le=2100, description="first year of operation on the grid decarbonisation trajectory; "
+                                      "default: the year after the run"
+    )] | msgspec.UnsetType = msgspec.UNSET
 
 
 class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):

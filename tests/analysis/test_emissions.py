@@ -28,23 +28,34 @@ def _params(ptype: str = "solar", country: str | None = "DEU", config: dict[str,
 
 def test_solar_known_answer() -> None:
     # 100 ha: 60 arable (0 t/ha), 40 coniferous forest (260 t/ha); 10 MW at 1.6 ha/MW -> footprint share 0.16.
+    # Germany, first operating year 2030: the grid trajectory runs straight from 0.14 (2030) to 0 (2045).
     lc = _land_cover([(211, 60.0), (312, 40.0)], 100.0)
-    e = compute(lc, _params(), capacity_mw=10.0, aoi_area_ha=100.0, in_europe=True)
+    e = compute(lc, _params(config={"emission_factors": {"first_operating_year": 2030}}),
+                capacity_mw=10.0, aoi_area_ha=100.0, in_europe=True)
     assert e.construction_tco2e == pytest.approx(10 * 1770)
     assert e.footprint_ha == pytest.approx(16.0)
     assert e.land_use_change_tco2e == pytest.approx(40 * 0.16 * 260)  # footprint only: 6.4 ha of forest
     assert e.operation_tco2e_per_year == 0.0
-    assert e.capacity_factor == 0.11 and e.grid_factor_tco2e_per_mwh == 0.38  # DEU
-    assert e.annual_generation_mwh == pytest.approx(10 * 0.11 * 8760)
-    assert e.avoided_tco2e_per_year == pytest.approx(10 * 0.11 * 8760 * 0.38)
-    life = 30
-    emitted = 17700 + 1664
+    assert e.capacity_factor == 0.11 and e.grid_factor_tco2e_per_mwh == 0.38  # DEU, data year 2022
+    gen = 10 * 0.11 * 8760
+    assert e.annual_generation_mwh == pytest.approx(gen)
+    # sum over 2030..2059 of 0.14 x (2045 - y) / 15, then 0: 0.14 / 15 x (15 + 14 + ... + 0) = 0.14 x 8 = 1.12
+    assert e.lifetime_avoided_tco2e == pytest.approx(gen * 1.12, rel=1e-6)
+    assert e.avoided_tco2e_per_year == pytest.approx(gen * 1.12 / 30, rel=1e-6)
+    assert e.avoided_first_year_tco2e == pytest.approx(gen * 0.14, rel=1e-6)
+    assert [y.year for y in e.avoided_by_year] == list(range(2030, 2060))
+    # lost sequestration: 6.4 ha of continental forest x 2.0 tCO2/ha/year, every year of the 30
+    assert e.lost_sequestration_tco2e_per_year == pytest.approx(6.4 * 2.0)
+    assert e.lifetime_lost_sequestration_tco2e == pytest.approx(6.4 * 2.0 * 30)
+    emitted = 17700 + 1664 + 6.4 * 2.0 * 30
     assert e.lifetime_emissions_tco2e == pytest.approx(emitted)
-    assert e.net_balance_tco2e == pytest.approx(emitted - life * 10 * 0.11 * 8760 * 0.38)
-    assert e.payback_years == pytest.approx(emitted / (10 * 0.11 * 8760 * 0.38), abs=1e-3)
-    assert e.payback_reason is None
-    assert not any(f.overridden for f in e.factors.values())
+    assert e.net_balance_tco2e == pytest.approx(emitted - gen * 1.12, rel=1e-6)
+    # 19,364 t to repay; yearly benefits gen x g(y) - 12.8 sum to less than that over the lifetime and
+    # are negative by its end: no payback
+    assert e.payback_years is None and "does not repay" in e.payback_reason
+    assert not any(f.overridden for name, f in e.factors.items() if name != "first_operating_year")
     assert "IPCC" in e.factors["construction_tco2e_per_mw"].source
+    assert "EEG 2023" in e.grid_trajectory_source and e.biome == "continental"
 
 
 def test_wind_footprint_is_small() -> None:
@@ -88,7 +99,7 @@ def test_never_pays_back() -> None:
     lc = _land_cover([(211, 10.0)], 10.0)
     p = _params(config={"emission_factors": {"grid_tco2e_per_mwh": 0.0}})
     e = compute(lc, p, capacity_mw=1.0, aoi_area_ha=10.0, in_europe=True)
-    assert e.payback_years is None and "never pays back" in e.payback_reason
+    assert e.payback_years is None and "does not repay" in e.payback_reason
     assert e.net_balance_tco2e == pytest.approx(e.lifetime_emissions_tco2e)
 
 

@@ -145,6 +145,33 @@ def test_nothing_within_100_km_is_null_with_a_reason(lc_only: Path) -> None:
     rec = receptors.analyse(geokit.aoi_3035(AOI_BOX), cat)
     assert rec.nearest_water_body is None
     assert "no water body within 100 km" in rec.reasons["water_body"]
+    # the search limit is kept as a lower bound for the indices; a missing layer gives none
+    assert rec.not_found_within_km == {"water_body": 100.0}
+
+
+def test_protected_area_beyond_the_search_limit_scores_as_far_not_as_missing(lc_only: Path) -> None:
+    from aethera.analysis.indices import IndexFeatures, resm
+
+    far = box(X0 + 160_000, Y0 - 2000, X0 + 161_000, Y0 - 1000)  # about 158 km east
+    near = box(X0 + 62_000, Y0 - 2000, X0 + 63_000, Y0 - 1000)  # 60 km east
+    scores = {}
+    for name, geom in (("far", far), ("near", near)):
+        directory = lc_only / name
+        directory.mkdir()
+        (directory / "lc.tif").write_bytes((lc_only / "lc.tif").read_bytes())
+        cat = _protected(directory, [geom], [name.upper()])
+        rec = receptors.analyse(geokit.aoi_3035(AOI_BOX), cat)
+        nearest = rec.nearest_protected_area
+        f = IndexFeatures(project_type="solar", distance_to_protected_km=nearest.distance_km if nearest else None,
+                          protected_overlap_pct=0.0, natural_habitat_ratio=0.2, mean_slope_deg=3.0,
+                          not_found_within_km={"distance_to_protected_km": rec.not_found_within_km["protected_area"]}
+                          if "protected_area" in rec.not_found_within_km else {})
+        scores[name] = resm(f).score
+        if name == "far":
+            assert nearest is None and rec.not_found_within_km == {"protected_area": 100.0}
+        else:
+            assert nearest.distance_km == pytest.approx(60.0, rel=0.002) and rec.not_found_within_km == {}
+    assert scores["far"] >= scores["near"]
 
 
 def test_missing_layers_give_null_with_reason_and_corine_fallbacks(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from aethera.analysis import indices
 from aethera.analysis.indices import IndexFeatures, IndexResult, compute_all
 from aethera.errors import ConfigError
 
-NUMERIC = [n for n in IndexFeatures.__struct_fields__
-           if n not in ("project_type", "fallback_features", "missing_reasons", "feature_coverage")]
+NOT_NUMERIC = ("project_type", "fallback_features", "missing_reasons", "not_found_within_km", "feature_coverage")
+NUMERIC = [n for n in IndexFeatures.__struct_fields__ if n not in NOT_NUMERIC]
 
 # Any value a feature could hold, including ones the pipeline should never produce (NaN, inf, negative).
 any_number = st.one_of(
@@ -101,6 +101,65 @@ def test_cumulative_impact_never_falls_when_protected_overlap_rises(f: IndexFeat
     c_lo = compute_all(msgspec.structs.replace(f, protected_overlap_pct=lo)).cim
     c_hi = compute_all(msgspec.structs.replace(f, protected_overlap_pct=hi)).cim
     assert _score(c_lo) <= _score(c_hi)
+
+
+SEARCH_LIMIT_KM = 100.0  # receptors.SEARCH_RADII_KM[-1]; a test below checks they agree
+# A distance to the nearest protected area as a run can report it: found at some distance within the
+# search limit, or "none within the limit" (None with the limit as a lower bound).
+protected_distance = st.one_of(st.floats(0, SEARCH_LIMIT_KM), st.just("none"))
+
+
+def _with_distance(f: IndexFeatures, d: float | str) -> IndexFeatures:
+    if d == "none":
+        return msgspec.structs.replace(f, distance_to_protected_km=None,
+                                       not_found_within_km={"distance_to_protected_km": SEARCH_LIMIT_KM})
+    return msgspec.structs.replace(f, distance_to_protected_km=d, not_found_within_km={})
+
+
+def _farther(a: float | str, b: float | str) -> tuple[float | str, float | str]:
+    """(nearer, farther): "none within the limit" is farther than any found distance."""
+    key = lambda d: math.inf if d == "none" else d  # noqa: E731
+    return (a, b) if key(a) <= key(b) else (b, a)
+
+
+@settings(max_examples=400, deadline=None)
+@given(features(project_types=("solar", "wind")), protected_distance, protected_distance)
+def test_farther_from_protected_areas_never_lowers_suitability_search_limit_included(
+    f: IndexFeatures, a: float | str, b: float | str
+) -> None:
+    near, far = _farther(a, b)
+    assert _score(indices.resm(_with_distance(f, near))) <= _score(indices.resm(_with_distance(f, far)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(features(project_types=("solar", "wind")), protected_distance, protected_distance)
+def test_farther_from_protected_areas_never_raises_sensitivity_or_impact_search_limit_included(
+    f: IndexFeatures, a: float | str, b: float | str
+) -> None:
+    near, far = _farther(a, b)
+    s_near, s_far = compute_all(_with_distance(f, near)), compute_all(_with_distance(f, far))
+    assert _score(s_far.biodiversity_sensitivity) <= _score(s_near.biodiversity_sensitivity)
+    assert _score(s_far.cim) <= _score(s_near.cim)
+
+
+def test_nothing_within_the_search_limit_scores_as_the_limit_not_as_missing() -> None:
+    # The audit's case: a complete site, protected area at 60 km against none within 100 km.
+    at_60 = indices.resm(_complete(distance_to_protected_km=60.0))
+    none = indices.resm(_complete(distance_to_protected_km=None,
+                                  not_found_within_km={"distance_to_protected_km": SEARCH_LIMIT_KM}))
+    assert none.score == at_60.score  # both beyond the ramp's end: equally free of conflicts
+    assert none.confidence == at_60.confidence == 1.0
+    d = next(d for d in none.drivers if d.feature == "distance_to_protected_km")
+    assert d.value == SEARCH_LIMIT_KM and "none found within 100 km" in (d.note or "")
+    # without the bound the feature is left out and the score falls: what the fix prevents
+    dropped = indices.resm(_complete(distance_to_protected_km=None))
+    assert dropped.score < at_60.score
+
+
+def test_search_limit_agrees_with_the_receptor_search() -> None:
+    from aethera.analysis.receptors import SEARCH_RADII_KM
+
+    assert SEARCH_RADII_KM[-1] == SEARCH_LIMIT_KM
 
 
 def _complete(**changes: object) -> IndexFeatures:
@@ -229,3 +288,51 @@ def test_confidence_scales_with_the_land_cover_coverage() -> None:
         total = sum(d.weight for d in a.drivers)
         assert b.confidence == pytest.approx((total - 0.75 * land_weight) / total, abs=1e-3)
     assert quarter.cim.confidence < full.cim.confidence
+
+
+# --- CIM: stated weights are the effective ones ----------------------------------------------------
+
+
+def _ramps(feature: str, project_type: str) -> list[tuple[float, float]]:
+    """(low, high) of `feature` in every model CIM rests on (read from the weights file)."""
+    w = indices.load_weights()
+    keys = ("cim", "biodiversity_sensitivity", f"resm_{project_type}", "ahsm")
+    return [(f.low, f.high) for k in keys for f in w.models[k].features if f.feature == feature]
+
+
+def _measured_weight(feature: str, project_type: str) -> float:
+    """CIM's change (as a share of 100) when `feature` alone runs over its whole ramp(s), every other
+    input present and fixed: the effective weight, measured on the scores rather than read off the model."""
+    ramps = _ramps(feature, project_type)
+    lo, hi = min(r[0] for r in ramps), max(r[1] for r in ramps)
+    a = compute_all(_complete(project_type=project_type, **{feature: lo})).cim
+    b = compute_all(_complete(project_type=project_type, **{feature: hi})).cim
+    return (_score(b) - _score(a)) / 100.0
+
+
+@pytest.mark.parametrize("project_type", ["solar", "wind"])
+def test_cim_stated_weights_are_the_effective_weights(project_type: str) -> None:
+    model = indices.load_weights().models["cim"]
+    total = sum(f.weight for f in model.features)
+    direct = [f for f in model.features if f.feature not in indices.SCORE_FEATURES]
+    assert {f.feature for f in direct} == {"protected_overlap_pct", "natural_habitat_ratio", "land_use_change_tco2e_per_ha"}
+    for f in direct:
+        stated = f.weight / total * (1 if f.direction == "increasing" else -1)
+        # scores are rounded to 0.1 point (sub-indices and CIM): 0.002 of tolerance on a 0.15 weight
+        assert _measured_weight(f.feature, project_type) == pytest.approx(stated, abs=0.002), f.feature
+
+
+@pytest.mark.parametrize("project_type", ["solar", "wind"])
+def test_cim_reports_every_raw_features_effective_weight(project_type: str) -> None:
+    reported = compute_all(_complete(project_type=project_type)).cim.effective_weights
+    assert reported == indices.effective_weights(project_type)
+    for feature, weight in reported.items():
+        assert _measured_weight(feature, project_type) == pytest.approx(weight, abs=0.002), feature
+    # every share of the score is accounted for: the absolute effective weights sum to 1
+    assert sum(abs(v) for v in reported.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cim_driver_says_the_sub_index_was_re_scored() -> None:
+    r = compute_all(_complete(protected_overlap_pct=20.0)).cim
+    d = next(d for d in r.drivers if d.feature == "biodiversity_sensitivity_score")
+    assert "re-scored without" in (d.note or "") and "published score" in (d.note or "")

@@ -219,3 +219,12 @@ def test_index_score_bounds_hold_every_score_the_gap_allows() -> None:
     tight = index_score_bounds(f, exact, scores)
     assert tight["biodiversity_sensitivity_score"] == (scores["biodiversity_sensitivity_score"],) * 2
     assert isinstance(f, IndexFeatures)
+def test_index_features_take_the_search_limit_of_a_receptor_not_found() -> None:
+    res = make_results(receptor_distances__nearest_protected_area=None,
+                       receptor_distances__not_found_within_km={"protected_area": 100.0})
+    f = index_features(res)
+    assert f.distance_to_protected_km is None
+    assert f.not_found_within_km == {"distance_to_protected_km": 100.0}
+    # no receptor layer at all: no bound, the feature stays missing
+    res = make_results(receptor_distances__nearest_protected_area=None)
+    assert index_features(res).not_found_within_km == {}

@@ -70,7 +70,11 @@ def test_every_step_field_is_filled(spa_run) -> None:  # type: ignore[no-untyped
     assert r.terrain.available and r.terrain.mean_slope_deg is not None
     e = r.emissions
     assert e.capacity_mw == pytest.approx(9.0) and e.construction_tco2e == pytest.approx(9.0 * 600)
-    assert e.avoided_tco2e_per_year == pytest.approx(9.0 * 0.21 * 8760 * 0.38, rel=1e-6)
+    # avoided: summed on Germany's grid trajectory from the first operating year (a mean per year)
+    assert e.lifetime_avoided_tco2e == pytest.approx(sum(y.avoided_tco2e for y in e.avoided_by_year), rel=1e-6)
+    assert e.avoided_tco2e_per_year == pytest.approx(e.lifetime_avoided_tco2e / 25, rel=1e-6)
+    assert e.avoided_by_year[0].year == e.first_operating_year and len(e.avoided_by_year) == 25
+    assert e.biome in ("continental", "atlantic") and e.biome_reason
     assert set(r.kpis) >= REFERENCE_KPIS
     for name, kpi in r.kpis.items():
         assert kpi.unit and kpi.definition, name

@@ -59,6 +59,10 @@ class IndexFeatures(msgspec.Struct, kw_only=True):
     missing_reasons: dict[str, str] = {}
     # share of the AOI (0..1) a feature's layer covers (land-cover ratios): scales its confidence weight
     feature_coverage: dict[str, float] = {}
+    # distance features whose receptor was searched for and not found: the radius searched, km. The
+    # true distance is larger, so the feature is scored at this bound (see `_feature_values`), never
+    # left out: leaving it out would score "nothing within 100 km" below "found at 60 km".
+    not_found_within_km: dict[str, float] = {}
 
 
 class Driver(msgspec.Struct, kw_only=True):
@@ -86,6 +90,9 @@ class IndexResult(msgspec.Struct, kw_only=True):
     model: ModelInfo
     # sub-scores per feature group (AHSM: flood, wildfire, landslide); None when a group has no input
     components: dict[str, float | None] = {}
+    # CIM: the effective weight of every raw feature (signed share of the score it moves over its
+    # ramp, through every path: directly and through the sub-indices); see `effective_weights`
+    effective_weights: dict[str, float] = {}
 
 
 # --- the data file --------------------------------------------------------------------------------
@@ -125,6 +132,8 @@ class IndexWeights(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 REQUIRED_MODELS = ("biodiversity_sensitivity", "resm_solar", "resm_wind", "ahsm", "cim")
+_NOT_FEATURES = frozenset({"project_type", "fallback_features", "missing_reasons", "not_found_within_km",
+                           "feature_coverage"})
 
 
 def parse_weights(text: str) -> IndexWeights:
@@ -143,8 +152,7 @@ def parse_weights(text: str) -> IndexWeights:
     missing = [m for m in REQUIRED_MODELS if m not in weights.models]
     if missing:
         raise ConfigError(f"index weights: models missing: {', '.join(missing)}")
-    known = set(IndexFeatures.__struct_fields__) - {"project_type", "fallback_features", "missing_reasons",
-                                                     "feature_coverage"}
+    known = set(IndexFeatures.__struct_fields__) - _NOT_FEATURES
     for key, model in weights.models.items():
         allowed = known | set(SCORE_FEATURES) if key == "cim" else known
         seen: set[str] = set()
@@ -203,17 +211,20 @@ def evaluate_model(
     *,
     reliability: dict[str, float] | None = None,
     missing_reasons: dict[str, str] | None = None,
+    value_notes: dict[str, str] | None = None,
     weights: IndexWeights | None = None,
 ) -> IndexResult:
     """Score one model of the weights file on `values` (feature name -> number or None).
 
     `reliability` (0..1 per feature, default 1) scales a feature's weight in the confidence only, never
     in the score: a fallback source or a less confident sub-index is still the best value there is.
+    `value_notes` says how a present value was obtained (e.g. a search limit used as a lower bound).
     """
     w = weights or load_weights()
     model = w.models[key]
     reliability = reliability or {}
     missing_reasons = missing_reasons or {}
+    value_notes = value_notes or {}
     total_weight = sum(f.weight for f in model.features)
     present = [(f, v) for f in model.features if (v := _usable(values.get(f.feature))) is not None]
     present_weight = sum(f.weight for f, _ in present)
@@ -231,7 +242,9 @@ def evaluate_model(
         t = _ramp(f, v)
         note = None
         if reliability.get(f.feature, 1.0) < 1.0:
-            note = f"{f.why} (fallback source or partial coverage: counts {reliability[f.feature]:.2f} in confidence)"
+            note = f"{f.why} (fallback source, partial coverage or less reliable source: counts {reliability[f.feature]:.2f} in confidence)"
+        if f.feature in value_notes:
+            note = f"{note or f.why}; {value_notes[f.feature]}"
         drivers.append(
             Driver(feature=f.feature, value=v, contribution=round(100.0 * f.weight * t / present_weight, 2),
                    normalised=round(t, 4), weight=f.weight, direction=f.direction, note=note or f.why)
@@ -260,7 +273,25 @@ def evaluate_model(
 
 
 def _feature_values(features: IndexFeatures) -> dict[str, object]:
-    return {name: getattr(features, name) for name in features.__struct_fields__}
+    """Feature name -> value; a distance not found within the search radius takes that radius.
+
+    The radius is a lower bound of the true distance. Every distance ramp ends well inside the 100 km
+    search limit, so the bound scores exactly what the true distance would; and since a found receptor
+    lies within the radius, "none found" always scores at least as far away as any found one
+    (farther from protected areas never lowers suitability, never raises sensitivity).
+    """
+    values: dict[str, object] = {name: getattr(features, name) for name in features.__struct_fields__}
+    for name, bound_km in features.not_found_within_km.items():
+        if name in values and values[name] is None and _usable(bound_km) is not None:
+            values[name] = float(bound_km)
+    return values
+
+
+def _value_notes(features: IndexFeatures) -> dict[str, str]:
+    return {
+        name: f"none found within {bound:g} km: scored at {bound:g} km (the true distance is larger)"
+        for name, bound in features.not_found_within_km.items() if getattr(features, name, 0) is None
+    }
 
 
 def _reliability(features: IndexFeatures, weights: IndexWeights) -> dict[str, float]:
@@ -275,7 +306,8 @@ def biodiversity_sensitivity(features: IndexFeatures, weights: IndexWeights | No
     """Biodiversity sensitivity, 0 (nothing of value near) to 100 (inside protected, natural habitat)."""
     w = weights or load_weights()
     return evaluate_model("biodiversity_sensitivity", _feature_values(features), weights=w,
-                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons)
+                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons,
+                          value_notes=_value_notes(features))
 
 
 def resm(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexResult:
@@ -289,14 +321,26 @@ def resm(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexR
                    direction="increasing", note=f"no suitability model for project type {features.project_type!r}")
         ], model=ModelInfo(name="resm_wlc", version=w.models["resm_solar"].version))
     return evaluate_model(key, _feature_values(features), weights=w,
-                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons)
+                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons,
+                          value_notes=_value_notes(features))
 
 
 def ahsm(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexResult:
     """Asset hazard susceptibility (flood, wildfire, landslide), 0 (low) to 100 (high)."""
     w = weights or load_weights()
     return evaluate_model("ahsm", _feature_values(features), weights=w,
-                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons)
+                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons,
+                          value_notes=_value_notes(features))
+
+
+def _sub_model_key(score_feature: str, project_type: str | None) -> str:
+    return {"biodiversity_sensitivity_score": "biodiversity_sensitivity",
+            "resm_score": f"resm_{project_type}", "ahsm_score": "ahsm"}[score_feature]
+
+
+def _without(model: ModelSpec, excluded: set[str]) -> ModelSpec:
+    """`model` without the features in `excluded` (what CIM weighs directly)."""
+    return msgspec.structs.replace(model, features=[f for f in model.features if f.feature not in excluded])
 
 
 def cim(
@@ -308,19 +352,75 @@ def cim(
 ) -> IndexResult:
     """Cumulative impact, 0 (low) to 100 (high), over the other three indices and raw figures.
 
+    No input counts twice: the raw features CIM weighs directly (protected overlap, natural habitat,
+    land-use change) are taken out of the sub-index scores CIM reads, which are the sub-indices
+    re-scored on their remaining features. So each stated CIM weight is the input's effective weight
+    (a test measures it as the score's change over the input's ramp). Raw features CIM does not list
+    reach it only through the sub-indices; their effective weights are reported in `effective_weights`.
+
     A sub-index enters with its own confidence as reliability, so CIM is never more certain than
     the indices it rests on.
     """
     w = weights or load_weights()
+    model = w.models["cim"]
+    direct = {f.feature for f in model.features if f.feature not in SCORE_FEATURES}
     values = _feature_values(features)
     reliability = _reliability(features, w)
     reasons = dict(features.missing_reasons)
+    notes = _value_notes(features)
     for name, result in zip(SCORE_FEATURES, (sensitivity, suitability, hazard)):
-        values[name] = result.score
+        residual = _residual_score(name, features, direct, w)
+        values[name] = residual
         reliability[name] = result.confidence
         if result.score is None:
             reasons[name] = f"{result.model.name} has no score"
-    return evaluate_model("cim", values, weights=w, reliability=reliability, missing_reasons=reasons)
+        elif residual is None:
+            reasons[name] = f"{result.model.name} rests only on inputs CIM weighs directly"
+        else:
+            notes[name] = (f"{result.model.name} re-scored without {', '.join(sorted(direct))} (weighed directly "
+                           f"here, so not counted twice); its published score is {result.score:g}")
+    out = evaluate_model("cim", values, weights=w, reliability=reliability, missing_reasons=reasons,
+                         value_notes=notes)
+    out.effective_weights = effective_weights(features.project_type, w)
+    return out
+
+
+def _residual_score(score_feature: str, features: IndexFeatures, direct: set[str], w: IndexWeights) -> float | None:
+    key = _sub_model_key(score_feature, features.project_type)
+    if key not in w.models:
+        return None
+    residual = _without(w.models[key], direct)
+    if not residual.features:
+        return None
+    scratch = msgspec.structs.replace(w, models={**w.models, key: residual})
+    return evaluate_model(key, _feature_values(features), weights=scratch).score
+
+
+def effective_weights(project_type: str | None, weights: IndexWeights | None = None) -> dict[str, float]:
+    """Each raw feature's effective weight in CIM, with every input present: the share of the CIM
+    score (0..1, signed: positive raises the impact) the feature moves when it runs over its whole
+    ramp, summed over its paths (directly, and through each sub-index CIM reads). A feature whose
+    ramps differ between paths moves this much once it has run over all of them.
+    """
+    w = weights or load_weights()
+    model = w.models["cim"]
+    total = sum(f.weight for f in model.features)
+    direct = {f.feature for f in model.features if f.feature not in SCORE_FEATURES}
+    sign = {"increasing": 1.0, "decreasing": -1.0}
+    out: dict[str, float] = {}
+    for f in model.features:
+        if f.feature not in SCORE_FEATURES:
+            out[f.feature] = out.get(f.feature, 0.0) + sign[f.direction] * f.weight / total
+            continue
+        key = _sub_model_key(f.feature, project_type)
+        if key not in w.models:
+            continue
+        residual = _without(w.models[key], direct)
+        sub_total = sum(g.weight for g in residual.features)
+        for g in residual.features:
+            share = sign[f.direction] * f.weight / total * sign[g.direction] * g.weight / sub_total
+            out[g.feature] = out.get(g.feature, 0.0) + share
+    return {name: round(value, 6) for name, value in sorted(out.items())}
 
 
 class Indices(msgspec.Struct, kw_only=True):

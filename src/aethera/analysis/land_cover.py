@@ -32,7 +32,7 @@ from shapely.geometry.base import BaseGeometry
 
 from aethera.analysis.aoi import AOI
 from aethera.analysis.layers import layer_crs, open_raster, read_source_features
-from aethera.analysis.projection import densify, reproject, reproject_many
+from aethera.analysis.projection import densify, reproject, reproject_many, zone_buffer
 from aethera.analysis.results import LandCover, LandCoverClass, LandCoverGroup, LandCoverZone
 from aethera.data import corine
 from aethera.data.catalog import Catalog, LayerSource
@@ -92,7 +92,7 @@ def summarize(aoi: AOI, catalog: Catalog, buffer_km: float) -> LandCover:
 
 def buffer_ring(aoi: AOI, buffer_km: float) -> BaseGeometry:
     """The ring from the AOI boundary out to `buffer_km`, in the AOI's metric CRS (AOI excluded)."""
-    outer = aoi.metric_geometry.buffer(buffer_km * 1000.0, quad_segs=16)
+    outer = zone_buffer(aoi.metric_geometry, buffer_km * 1000.0)
     return outer.difference(aoi.metric_geometry)
 
 

@@ -25,6 +25,7 @@ from pyproj import Geod
 
 from aethera.analysis.aoi import AOI
 from aethera.analysis.layers import layer_crs, open_raster, read_features
+from aethera.analysis.windows import covering_window
 from aethera.data import corine
 from aethera.data.catalog import Catalog
 
@@ -61,7 +62,6 @@ def class_grid(aoi: AOI, catalog: Catalog) -> ClassGrid | None:
     """The AOI's class grid, or None when the AOI lies outside the land-cover layer."""
     from rasterio.features import geometry_mask, rasterize
     from rasterio.transform import from_origin
-    from rasterio.windows import Window, from_bounds
 
     source = catalog.land_cover()
     crs = layer_crs(source)
@@ -69,10 +69,9 @@ def class_grid(aoi: AOI, catalog: Catalog) -> ClassGrid | None:
     note = None
     if source.format == "raster":
         with open_raster(source) as ds:
-            win = from_bounds(*geom.bounds, transform=ds.transform)
-            win = win.round_offsets(op="floor").round_lengths(op="ceil")
-            win = win.intersection(Window(0, 0, ds.width, ds.height)) if _overlaps(win, ds) else None
-            if win is None or win.width <= 0 or win.height <= 0:
+            # every cell the AOI's bounds touch, the last row and column included
+            win = covering_window(geom.bounds, ds.transform, ds.width, ds.height)
+            if win is None:
                 return None
             factor = max(1, math.ceil(math.sqrt(win.width * win.height / MAX_CELLS)))
             shape = (max(1, int(win.height // factor)), max(1, int(win.width // factor)))
@@ -118,11 +117,6 @@ def class_grid(aoi: AOI, catalog: Catalog) -> ClassGrid | None:
         scale = math.sqrt(aoi.area_m2 / geom.area) if geom.area > 0 else 1.0
         w, h = a * unit * scale, e * unit * scale
     return ClassGrid(codes, inside, transform, float(w), float(h), note)
-
-
-def _overlaps(win: object, ds: object) -> bool:
-    return not (win.col_off >= ds.width or win.row_off >= ds.height  # type: ignore[attr-defined]
-                or win.col_off + win.width <= 0 or win.row_off + win.height <= 0)  # type: ignore[attr-defined]
 
 
 def metrics(grid: ClassGrid, aoi_area_m2: float) -> LandscapeMetrics:

@@ -83,6 +83,7 @@ def screening_metrics(results: Results, params: _Params | None = None) -> dict[s
         "capacity_mw": run.capacity_mw if run.capacity_mw is not None else (params.capacity_mw if params else None),
         "buffer_km": run.buffer_km,
         "aoi_area_ha": aoi_ha,
+        "aoi_area_national_ha": results.aoi.aoi_area_national_ha,
         "protected_overlap_ha": bio.protected_overlap_ha,
         "protected_overlap_pct": bio.protected_overlap_pct,
         "distance_to_protected_km": dist(rec.nearest_protected_area),
@@ -128,6 +129,8 @@ def screening_metrics(results: Results, params: _Params | None = None) -> dict[s
 def metric_reasons(results: Results) -> dict[str, str]:
     """Why a metric is None, in words the legal result can quote (e.g. "no elevation layer")."""
     reasons: dict[str, str] = {}
+    if results.aoi.aoi_area_national_ha is None and results.aoi.national_area_reason:
+        reasons["aoi_area_national_ha"] = results.aoi.national_area_reason
     bio = results.biodiversity
     rec = results.receptor_distances
     if not bio.available and bio.reason:
@@ -285,6 +288,13 @@ def index_features(results: Results) -> IndexFeatures:
             for name in (*_LAND_COVER_RATIOS, "land_use_change_tco2e_per_ha")
         },
         missing_reasons={k: v for k, v in metric_reasons(results).items() if m.get(k) is None},
+        not_found_within_km={
+            feature: rec.not_found_within_km[kind]
+            for feature, kind in (("distance_to_protected_km", "protected_area"),
+                                  ("distance_to_settlement_km", "settlement"),
+                                  ("distance_to_water_km", "water_body"))
+            if kind in rec.not_found_within_km and m[feature] is None
+        },
     )
 
 

@@ -13,7 +13,8 @@ what it accepts, read from the same declaration:
 - `emission_factors`: per-run overrides of the emission factor file, e.g.
   `{"grid_tco2e_per_mwh": 0.35, "capacity_factor": 0.12, "construction_tco2e_per_mw": 900,
   "operation_tco2e_per_mw_year": 2, "footprint_share": 0.6,
-  "carbon_loss_tco2e_per_ha": {"312": 300}}`
+  "carbon_loss_tco2e_per_ha": {"312": 300}, "first_operating_year": 2027}` (the first year of the
+  grid trajectory the avoided emissions are summed on; default the year after the run)
 """
 
 from __future__ import annotations

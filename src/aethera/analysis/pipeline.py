@@ -23,11 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import msgspec
+
 from aethera.analysis import emissions as emissions_step
 from aethera.analysis import indices as indices_step
 from aethera.analysis import kpis as kpis_step
 from aethera.analysis import land_cover as land_cover_step
 from aethera.analysis import landscape as landscape_step
+from aethera.analysis import national_area as national_area_step
 from aethera.analysis import protected_areas as protected_step
 from aethera.analysis import receptors as receptors_step
 from aethera.analysis import terrain as terrain_step
@@ -90,6 +93,7 @@ class RunContext:
     usable: Catalog | None = None  # the catalog without the optional layers that could not be opened
     capacity_mw: float = 0.0
     capacity_source: str = ""
+    national_area: national_area_step.NationalArea | None = None
     land_cover: LandCover | None = None
     biodiversity: Biodiversity | None = None
     receptor_distances: ReceptorDistances | None = None
@@ -169,6 +173,7 @@ def _step_aoi(ctx: RunContext) -> None:
 
     check_within_catalog(ctx.aoi, ctx.data)
     ctx.capacity_mw, ctx.capacity_source = ctx.params.resolved_capacity(ctx.aoi.area_ha)
+    ctx.national_area = national_area_step.measure(ctx.aoi, ctx.params.country)
     for repair in ctx.aoi.repairs:
         ctx.warnings.append(f"AOI repaired: {repair}")
 
@@ -209,10 +214,13 @@ def _step_terrain(ctx: RunContext) -> None:
 
 
 def _step_emissions(ctx: RunContext) -> None:
-    assert ctx.land_cover is not None
+    assert ctx.land_cover is not None and ctx.terrain is not None
+    lon, lat = ctx.aoi.centroid_lonlat
     ctx.emissions = emissions_step.compute(
         ctx.land_cover, ctx.params, capacity_mw=ctx.capacity_mw, aoi_area_ha=ctx.aoi.area_ha,
         in_europe=ctx.aoi.area_crs == ETRS89_LAEA,
+        site=emissions_step.Site(lon=lon, lat=lat, country=ctx.params.country,
+                                 mean_elevation_m=ctx.terrain.mean_elevation_m),
     )
 
 
@@ -304,8 +312,13 @@ def build_results(ctx: RunContext) -> Results:
     """The results Struct from a context whose analysis steps have all run."""
     assert ctx.land_cover and ctx.biodiversity and ctx.receptor_distances and ctx.terrain and ctx.emissions
     assert ctx.kpis is not None
+    summary = ctx.aoi.summary()
+    if ctx.national_area is not None:
+        n = ctx.national_area
+        summary = msgspec.structs.replace(summary, aoi_area_national_ha=n.area_ha, national_area_crs=n.crs,
+                                          national_area_basis=n.basis, national_area_reason=n.reason)
     return Results(
-        aoi=ctx.aoi.summary(),
+        aoi=summary,
         parameters=Parameters(
             project_type=ctx.params.project_type,
             country=ctx.params.country,

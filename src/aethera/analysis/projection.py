@@ -120,3 +120,15 @@ def round_coords(geom: G, decimals: int) -> G:
     return shapely.transform(geom, lambda c: np.round(c, decimals))  # type: ignore[return-value]
 
 
+
+
+# Segments per quarter circle of a buffer's rounded corners. A buffer polygon is inscribed in the true
+# buffer: each arc of angle t loses the share 1 - sin(t)/t of its sector, about t²/6. GEOS' default (8 per
+# quarter) loses 0.64 % of the pi r² part and shapely's 16 0.16 % (a 5 km ring around a 1 km² AOI 0.1 %
+# short); 128 per quarter loses 0.0025 %, well inside the 0.01 % the ring areas must meet.
+BUFFER_QUAD_SEGS = 128
+
+
+def zone_buffer(geom: G, distance_m: float) -> G:
+    """`geom` (in a metric CRS, metres) grown by `distance_m`, with corners round to 0.0025 % in area."""
+    return geom.buffer(distance_m, quad_segs=BUFFER_QUAD_SEGS)  # type: ignore[return-value]

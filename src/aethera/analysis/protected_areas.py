@@ -28,7 +28,7 @@ from shapely.geometry.base import BaseGeometry
 from aethera.analysis.aoi import AOI
 from aethera.analysis.geojson import feature_collection
 from aethera.analysis.layers import read_features
-from aethera.analysis.projection import reproject_many
+from aethera.analysis.projection import reproject_many, zone_buffer
 from aethera.analysis.results import Biodiversity, SiteNearby, SiteOverlap
 from aethera.data.catalog import Catalog
 
@@ -61,7 +61,7 @@ def is_natura2000(site_type: str | None, declared: bool | None) -> bool:
 
 def read_sites(aoi: AOI, catalog: Catalog, radius_m: float) -> list[Site] | None:
     """Sites within `radius_m` of the AOI (None when the catalog has no protected_areas layer)."""
-    region = aoi.metric_geometry.buffer(radius_m + _CLIP_MARGIN_M, quad_segs=16)
+    region = zone_buffer(aoi.metric_geometry, radius_m + _CLIP_MARGIN_M)
     features = read_features(catalog, "protected_areas", region, aoi.metric_crs, clip_to_region=True)
     if features is None:
         return None
@@ -154,7 +154,7 @@ def analyse(aoi: AOI, catalog: Catalog, buffer_km: float) -> tuple[Biodiversity,
         sensitivity=None,
         sensitivity_reason="the biodiversity sensitivity index has not been computed by this pipeline version",
     )
-    zone = aoi_metric.buffer(buffer_m, quad_segs=16) if buffer_m > 0 else aoi_metric
+    zone = zone_buffer(aoi_metric, buffer_m) if buffer_m > 0 else aoi_metric
     natura_layer = feature_collection(
         (
             (site.metric.intersection(zone), {**_props(n), "clipped_to_buffer_km": buffer_km})

@@ -22,7 +22,7 @@ from shapely.geometry.base import BaseGeometry
 
 from aethera.analysis.aoi import AOI
 from aethera.analysis.layers import layer_crs, open_raster, read_features
-from aethera.analysis.projection import densify, reproject, reproject_many
+from aethera.analysis.projection import densify, reproject, reproject_many, zone_buffer
 from aethera.analysis.results import Receptor, ReceptorCounts, ReceptorDistances
 from aethera.data import corine
 from aethera.data.catalog import Catalog
@@ -53,6 +53,7 @@ class Search:
     reason: str | None
     population_within_1km: int = 0
     unknown_population_within_1km: int = 0
+    not_found_within_km: float | None = None  # the layer was searched this far and held none
 
 
 def analyse(aoi: AOI, catalog: Catalog) -> ReceptorDistances:
@@ -92,6 +93,8 @@ def analyse(aoi: AOI, catalog: Catalog) -> ReceptorDistances:
         population_within_1km=population,
         sources={kind: ("layer" if catalog.has(layer) else "land_cover_fallback")
                  for kind, layer in _LAYERS.items() if kind != "protected_area" or catalog.has(layer)},
+        not_found_within_km={kind: search.not_found_within_km for kind, search in searches.items()
+                             if search.not_found_within_km is not None},
     )
 
 
@@ -109,8 +112,10 @@ def _search_layer(aoi: AOI, catalog: Catalog, kind: str) -> Search:
     if best is not None:
         return _result(kind, best, first, "layer", None)
     what = {"protected_area": "protected area", "settlement": "settlement", "water_body": "water body"}[kind]
-    return _result(kind, None, first, "layer",
-                   f"no {what} within {SEARCH_RADII_KM[-1]:g} km of the AOI in the {layer} layer")
+    search = _result(kind, None, first, "layer",
+                     f"no {what} within {SEARCH_RADII_KM[-1]:g} km of the AOI in the {layer} layer")
+    search.not_found_within_km = SEARCH_RADII_KM[-1]
+    return search
 
 
 def _nearest_within(
@@ -130,7 +135,7 @@ def _nearest_within(
 
 
 def _candidates(aoi: AOI, catalog: Catalog, layer: str, radius_m: float) -> list[Candidate]:
-    region = aoi.metric_geometry.buffer(radius_m, quad_segs=16)
+    region = zone_buffer(aoi.metric_geometry, radius_m)
     features = read_features(catalog, layer, region, aoi.metric_crs, clip_to_region=True)
     if features is None or not len(features):
         return []
@@ -186,7 +191,7 @@ def _fallback(aoi: AOI, catalog: Catalog, kind: str) -> Search:
 
 def _patches(aoi: AOI, catalog: Catalog, codes: frozenset[int], radius_m: float) -> list[Candidate]:
     source = catalog.land_cover()
-    region = aoi.metric_geometry.buffer(radius_m, quad_segs=16)
+    region = zone_buffer(aoi.metric_geometry, radius_m)
     if source.format == "vector":
         features = read_features(catalog, "land_cover", region, aoi.metric_crs, clip_to_region=True)
         if features is None:

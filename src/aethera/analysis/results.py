@@ -31,6 +31,12 @@ class AOISummary(msgspec.Struct, kw_only=True):
     source_crs: str
     area_crs: str
     metric_crs: str
+    # The area as the national administration measures it: planimetric in the CRS the country's rule
+    # pack states (national area thresholds compare against this); None with a reason without one.
+    aoi_area_national_ha: float | None = None
+    national_area_crs: str | None = None
+    national_area_basis: str | None = None
+    national_area_reason: str | None = None
 
 
 class Parameters(msgspec.Struct, kw_only=True):
@@ -183,6 +189,10 @@ class ReceptorDistances(msgspec.Struct, kw_only=True):
     population_within_1km: int | None = None
     # What each receptor type was searched in: "layer", or "land_cover_fallback" (CORINE classes stand in)
     sources: dict[str, str] = msgspec.field(default_factory=dict)
+    # Receptor types whose layer was searched without finding one: the radius searched, km. The nearest
+    # is farther than that (a lower bound the indices use, so "none within 100 km" is never scored as
+    # if it were nearer than a receptor found at 60 km).
+    not_found_within_km: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 # --- terrain (elevation layer) -------------------------------------------------------------------
@@ -217,6 +227,18 @@ class LandUseChangeLine(msgspec.Struct, kw_only=True):
     footprint_ha: float
     carbon_loss_tco2e_per_ha: float
     land_use_change_tco2e: float
+    # the annual carbon uptake the cleared footprint no longer provides (biome-dependent for forests)
+    uptake_tco2e_per_ha_year: float = 0.0
+    lost_sequestration_tco2e_per_year: float = 0.0
+
+
+class AvoidedYear(msgspec.Struct, kw_only=True):
+    """One operating year on the grid trajectory (`share` < 1 for a last, partial year)."""
+
+    year: int
+    grid_tco2e_per_mwh: float
+    avoided_tco2e: float
+    share: float = 1.0
 
 
 class Emissions(msgspec.Struct, kw_only=True):
@@ -235,13 +257,28 @@ class Emissions(msgspec.Struct, kw_only=True):
     annual_generation_mwh: float
     grid_factor_tco2e_per_mwh: float
     avoided_tco2e_per_year: float
-    lifetime_emissions_tco2e: float  # construction + land-use change + operation x lifetime
+    lifetime_emissions_tco2e: float  # construction + land-use change + (operation + lost sequestration) x lifetime
     lifetime_avoided_tco2e: float
     net_balance_tco2e: float  # lifetime emissions - lifetime avoided: negative is a net saving
     payback_years: float | None
     payback_reason: str | None
     factors: dict[str, FactorUsed]
     notes: list[str] = msgspec.field(default_factory=list)
+    # Avoided emissions summed on the country's grid trajectory, year by year, from the first operating
+    # year: `avoided_tco2e_per_year` is their lifetime mean, `grid_factor_tco2e_per_mwh` the data-year
+    # factor the trajectory starts from.
+    first_operating_year: int | None = None
+    avoided_first_year_tco2e: float | None = None
+    grid_factor_mean_tco2e_per_mwh: float | None = None
+    grid_trajectory_source: str | None = None
+    avoided_by_year: list[AvoidedYear] = msgspec.field(default_factory=list)
+    # the carbon uptake the cleared footprint would have kept providing, counted in the lifetime
+    # emissions and the payback
+    lost_sequestration_tco2e_per_year: float = 0.0
+    lifetime_lost_sequestration_tco2e: float = 0.0
+    # the biome whose forest carbon and uptake factors were used, and the rule that chose it
+    biome: str | None = None
+    biome_reason: str | None = None
 
 
 # --- step 6: KPIs --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pyproj import Geod
 from aethera.analysis.aoi import AOI
 from aethera.analysis.layers import layer_crs, open_raster
 from aethera.analysis.results import Terrain
+from aethera.analysis.windows import covering_window
 from aethera.data.catalog import Catalog
 
 STEEP_DEG = 15.0
@@ -27,7 +28,6 @@ def analyse(aoi: AOI, catalog: Catalog) -> Terrain:
     from exactextract import exact_extract
     from exactextract.feature import JSONFeatureSource
     from exactextract.raster import NumPyRasterSource
-    from rasterio.windows import Window, from_bounds
     from shapely.geometry import box, mapping
 
     crs = layer_crs(source)
@@ -36,10 +36,10 @@ def analyse(aoi: AOI, catalog: Catalog) -> Terrain:
         inside = geom.intersection(box(*ds.bounds))
         if inside.is_empty or inside.area == 0:
             return Terrain(available=False, reason="the AOI lies outside the elevation layer")
-        win = from_bounds(*inside.bounds, transform=ds.transform)
-        win = Window(win.col_off - 1, win.row_off - 1, win.width + 2, win.height + 2)
-        win = win.intersection(Window(0, 0, ds.width, ds.height)).round_offsets(op="floor").round_lengths(op="ceil")
-        win = win.intersection(Window(0, 0, ds.width, ds.height))
+        # every cell under the AOI plus one of margin (so edge cells have neighbours for the slope)
+        win = covering_window(inside.bounds, ds.transform, ds.width, ds.height, margin=1)
+        if win is None:
+            return Terrain(available=False, reason="the AOI lies outside the elevation layer")
         data = ds.read(source.band, window=win, masked=True).astype("float64").filled(np.nan)
         t = ds.window_transform(win)
     dx, dy = abs(t.a), abs(t.e)

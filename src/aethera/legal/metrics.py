@@ -30,6 +30,7 @@ METRICS: dict[str, MetricSpec] = {
     "capacity_mw": MetricSpec(float, "MW", "installed capacity (given, or from the configured density)"),
     "buffer_km": MetricSpec(float, "km", "radius of the zone of influence around the AOI"),
     "aoi_area_ha": MetricSpec(float, "ha", "AOI area in an equal-area CRS"),
+    "aoi_area_national_ha": MetricSpec(float, "ha", "AOI area measured planimetrically in the CRS the national pack states its area thresholds in (null without a national pack)"),
     "protected_overlap_ha": MetricSpec(float, "ha", "area of the AOI inside any protected area (dissolved)"),
     "protected_overlap_pct": MetricSpec(float, "%", "share of the AOI inside any protected area, 0-100"),
     "distance_to_protected_km": MetricSpec(float, "km", "AOI boundary to the nearest protected area (0 inside)"),

@@ -9,6 +9,7 @@ the test suite, never half-way through a run.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from functools import lru_cache
 from importlib import resources
@@ -65,6 +66,15 @@ class _RawPackInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     description: str
     # Least share of the AOI (0..1) a layer must cover for a metric measured on it to count as evidence
     min_coverage: float = DEFAULT_MIN_COVERAGE
+    area_crs: str | None = None
+    area_crs_basis: str = ""
+
+
+# How a pack states the CRS its area thresholds are measured in: one EPSG code ("EPSG:2154"), or the
+# ETRS89 / UTM zone of the AOI's centroid limited to a range of zones ("utm:28-31").
+AREA_CRS_PATTERN = re.compile(r"^(EPSG:(?P<epsg>[0-9]{4,5})|utm:(?P<first>[0-9]{1,2})-(?P<last>[0-9]{1,2}))$")
+# Metrics a pack may only use when it states its area CRS (they are measured in it).
+NATIONAL_AREA_METRICS = frozenset({"aoi_area_national_ha"})
 
 
 class _RawPack(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -99,6 +109,10 @@ class RulePack(msgspec.Struct, frozen=True, kw_only=True):
     description: str
     rules: tuple[Rule, ...]
     min_coverage: float = DEFAULT_MIN_COVERAGE
+    # the CRS the national area thresholds are measured in (see AREA_CRS_PATTERN), and why; None for a
+    # pack with no national area rule (the EU pack)
+    area_crs: str | None = None
+    area_crs_basis: str = ""
 
 
 class AnnexCriterion(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,6 +148,15 @@ def parse_pack(text: str, *, expected_id: str | None = None) -> RulePack:
     min_coverage = raw.pack.min_coverage
     if not 0.0 < min_coverage <= 1.0:
         raise RulePackError(f"rule pack {pid}: min_coverage must lie in (0, 1], got {min_coverage!r}")
+    area_crs = raw.pack.area_crs
+    if area_crs is not None:
+        m = AREA_CRS_PATTERN.match(area_crs)
+        if m is None:
+            raise RulePackError(f"rule pack {pid}: area_crs {area_crs!r} is neither 'EPSG:<code>' nor 'utm:<zone>-<zone>'")
+        if m["first"] and not 1 <= int(m["first"]) <= int(m["last"]) <= 60:
+            raise RulePackError(f"rule pack {pid}: area_crs {area_crs!r}: UTM zones run from 1 to 60, first <= last")
+        if not raw.pack.area_crs_basis.strip():
+            raise RulePackError(f"rule pack {pid}: area_crs needs an area_crs_basis saying where it comes from")
     criteria = annex_iii()
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -155,6 +178,8 @@ def parse_pack(text: str, *, expected_id: str | None = None) -> RulePack:
         used = dict.fromkeys(metrics_of(condition))
         used.update(dict.fromkeys(check_template(r.message, f"{where}: message")))
         used.update(dict.fromkeys(check_template(r.pass_message, f"{where}: pass_message")))
+        if area_crs is None and NATIONAL_AREA_METRICS & set(used):
+            raise RulePackError(f"{where}: uses a national area metric but the pack states no area_crs")
         rules.append(
             Rule(id=r.id, pack=pid, name=r.name, description=r.description, category=r.category,
                  severity=r.severity, condition=condition, message=r.message,  # type: ignore[arg-type]
@@ -162,7 +187,14 @@ def parse_pack(text: str, *, expected_id: str | None = None) -> RulePack:
                  basis=r.basis, annex_iii=tuple(r.annex_iii), metrics=tuple(used), min_coverage=min_coverage)
         )
     return RulePack(id=pid, name=raw.pack.name, version=raw.pack.version, description=raw.pack.description,
-                    rules=tuple(rules), min_coverage=min_coverage)
+                    rules=tuple(rules), min_coverage=min_coverage, area_crs=area_crs, area_crs_basis=raw.pack.area_crs_basis)
+
+
+def national_pack(country: str | None) -> RulePack | None:
+    """The national pack of an already validated country code, or None when it has none."""
+    if country is None or country == EU_PACK or country not in PACK_FILES:
+        return None
+    return load_pack(country)
 
 
 @lru_cache(maxsize=None)

@@ -99,6 +99,7 @@ class Stack:
         self.storage_root = root / "storage"
         self.keys_file = root / "keys.json"
         self.key, _ = create_key(self.keys_file, "acme")
+        self.admin_key, _ = create_key(self.keys_file, "ops", scopes=["admin"])  # /metrics
         self.env = {
             **os.environ,
             "AETHERA_ENV": "development",
@@ -232,7 +233,8 @@ class Stack:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
         if auth:
-            headers["Authorization"] = f"Bearer {self.key}"
+            # operator routes need the admin scope; everything else is the tenant's
+            headers["Authorization"] = f"Bearer {self.admin_key if path == '/metrics' else self.key}"
         req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:

@@ -80,7 +80,7 @@ def test_invalid(ptype: str, country: str | None, config: Any, error: type, fiel
                         "emission_factors"),
     ({"emission_factors": {"grid": 1}}, "config.emission_factors.grid is not accepted here; use "
                                         "construction_tco2e_per_mw, operation_tco2e_per_mw_year, capacity_factor, "
-                                        "grid_tco2e_per_mwh, footprint_share, carbon_loss_tco2e_per_ha"),
+                                        "grid_tco2e_per_mwh, footprint_share, carbon_loss_tco2e_per_ha, first_operating_year"),
     ({"emission_factors": {"capacity_factor": 1.5}},
      "config.emission_factors.capacity_factor must be a number from 0 to 1"),
     ({"emission_factors": {"carbon_loss_tco2e_per_ha": {"abc": 1}}},

@@ -191,7 +191,8 @@ def metric_provenance(results: Results) -> dict[str, Provenance]:
     uncovered_ha = max(0.0, results.aoi.aoi_area_ha - (lc.covered_ha or 0.0))
     layer = "land_cover"
     out: dict[str, Provenance] = {
-        name: Provenance(source=PARAMETERS) for name in ("project_type", "capacity_mw", "buffer_km", "aoi_area_ha")
+        name: Provenance(source=PARAMETERS)
+        for name in ("project_type", "capacity_mw", "buffer_km", "aoi_area_ha", "aoi_area_national_ha")
     }
     for name in _LAND_COVER_RATIOS:
         r = m[name]
@@ -340,5 +341,36 @@ def index_score_bounds(
     if scores.get("ahsm_score") is not None:
         out["ahsm_score"] = ends("ahsm", bounds)
     if scores.get("cim_score") is not None:
-        out["cim_score"] = ends("cim", {**bounds, **out})
+        out["cim_score"] = _cim_ends(features, bounds)
     return out
+
+
+def _cim_ends(features: IndexFeatures, bounds: dict[str, tuple[float | None, float | None]]
+              ) -> tuple[float | None, float | None]:
+    """CIM's lowest and highest score with its features within `bounds`, computed whole (`compute_all`).
+
+    CIM reads the other indices' scores with the inputs it weighs directly taken out of them, so it is no
+    single weighted sum; it is still monotone in each feature, so its extremes lie at the corner where
+    every feature sits at the end that lowers (raises) it, the direction measured feature by feature."""
+    import msgspec
+
+    from aethera.analysis import indices
+
+    big = 1e6  # an open end: every ramp has clamped long before
+    names = [n for n in bounds if getattr(features, n, None) is not None]
+
+    def cim(values: dict[str, float]) -> float | None:
+        result = indices.compute_all(msgspec.structs.replace(features, **values)).cim
+        return None if result is None else result.score
+
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+    for name in names:
+        lo, hi = bounds[name]
+        lo_v = -big if lo is None else lo
+        hi_v = big if hi is None else hi
+        a, b = cim({name: lo_v}), cim({name: hi_v})
+        if a is None or b is None:
+            return None, None
+        low[name], high[name] = (lo_v, hi_v) if b >= a else (hi_v, lo_v)
+    return cim(low), cim(high)

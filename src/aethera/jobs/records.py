@@ -271,9 +271,14 @@ def task_view(copy: TaskRecord | None, run: RunRecord, stashed: RunRecord | None
     """The `GET /tasks` answer from the record (the truth), a final state stashed in Redis that storage
     could not take yet, and the Redis copy, which adds live progress when it tells the same state."""
     truth = effective_run(run, stashed)
-    if copy is not None and copy.status == truth.status and copy.attempts == truth.attempts:
+    if copy is None:
+        return task_record(truth, None, max_attempts=None)
+    if copy.status == truth.status and copy.attempts == truth.attempts:
         return copy
-    return task_record(truth, None, max_attempts=copy.max_attempts if copy is not None else None)
+    # the record moved on (a commit whose copy is not written yet, or a copy a lost write left behind):
+    # its state wins; the copy's last progress report of the same attempt still says how far it got
+    progress = copy.progress if copy.attempts == truth.attempts else None
+    return task_record(truth, progress, max_attempts=copy.max_attempts)
 
 
 # --- final states that storage could not take yet ------------------------------------------------

@@ -9,8 +9,8 @@ SIGKILLs it there, or cuts a dependency and then lets it go on. Boundaries:
 - `commit`: every output of the attempt is stored; the record still says PROCESSING.
 - `copy`: the final state is committed to storage; its Redis copy is not written yet.
 
-Nothing else differs from `worker.py`. `AETHERA_TEST_STEP_DELAY_S` slows the pipeline as in
-`slow_worker.py` (for "mid-step").
+Nothing else differs from `worker.py`. `AETHERA_TEST_STEP_DELAY_S` slows the pipeline as
+`slow_worker.py` does (for "mid-step").
 """
 
 from __future__ import annotations
@@ -63,24 +63,6 @@ def _patch() -> None:
         records.publish_task = publish  # type: ignore[assignment]
 
 
-def _slowed() -> None:
-    from aethera.analysis import pipeline
-
-    delay_s = float(os.environ.get("AETHERA_TEST_STEP_DELAY_S", "0"))
-    if not delay_s:
-        return
-    original = pipeline.run
-
-    def run(aoi: Any, params: Any, catalog: Any, progress: Any, is_cancelled: Any, on_output: Any = None) -> Any:
-        def slow_progress(step: str, percent: float, message: str) -> None:
-            progress(step, percent, message)
-            time.sleep(delay_s)
-
-        return original(aoi, params, catalog, slow_progress, is_cancelled, on_output=on_output)
-
-    pipeline.run = run  # type: ignore[assignment]
-
-
 if __name__ == "__main__":
     from aethera.jobs.worker import run_worker
 
@@ -88,4 +70,4 @@ if __name__ == "__main__":
     sys.exit(run_worker())
 else:
     # the pipeline's child processes import this script as "__mp_main__": they run the slowed pipeline
-    _slowed()
+    import slow_worker  # noqa: F401 - importing it slows the pipeline by AETHERA_TEST_STEP_DELAY_S

@@ -17,9 +17,7 @@ import io
 import json
 import random
 import signal
-import socket
 import subprocess
-import threading
 import time
 import zipfile
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from blackhole import BlackHoleProxy
 from faultstack import BOUNDARY_WORKER, FINAL, Stack, s3_settings
 
 LEASE_S = 4.0
@@ -81,67 +80,12 @@ def assert_agrees(stack: Stack, run_id: str) -> None:
 # --- a partition between one worker and Redis ---------------------------------------------------
 
 
-class TcpProxy:
-    """A loopback TCP proxy in front of a server that a test can turn into a black hole: connections
-    stay open but nothing passes either way any more (as in a network partition), and new ones hang."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self._upstream = ("127.0.0.1", upstream_port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._open = threading.Event()
-        self._open.set()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self._upstream)
-            except OSError:
-                client.close()
-                continue
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if self._open.is_set():
-                    dst.sendall(data)  # else: swallowed, like packets on a cut link
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        self._open.clear()
-
-    def heal(self) -> None:
-        self._open.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self._listener.close()
-
-
 def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed(
         make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(AETHERA_RUN_LEASE_S=str(LEASE_S))
     stack.start_api()
     assert stack.redis.port is not None
-    proxy = TcpProxy(stack.redis.port)
+    proxy = BlackHoleProxy("127.0.0.1", stack.redis.port)  # a partition: connections hang, nothing passes
     try:
         cut_off = stack.start_worker(step_delay_s=1.0,
                                      extra_env={"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"})
@@ -152,7 +96,7 @@ def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed
         other = stack.start_worker()
         stack.wait_worker_ready(other)
 
-        proxy.cut()
+        proxy.hang()
         cut_at = time.monotonic()
         stack.wait_until(lambda: stack.run_record(run_id)["generation"] >= 2, 60, "the run was not taken over")
         taken_s = time.monotonic() - cut_at
@@ -161,7 +105,7 @@ def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed
         # the cut-off worker noticed by itself (its lease could not be renewed) and wrote nothing more
         stack.wait_until(lambda: "lease-lost" in stack.log_of(cut_off), 60, "the cut-off worker did not stop")
         committed = stack.read_object(f"runs/{run_id}/run.json")
-        proxy.heal()
+        proxy.resume()
         stack.wait_until(lambda: "worker heartbeat restored" in stack.log_of(cut_off), 60,
                          "the cut-off worker did not reach Redis again")
         assert stack.read_object(f"runs/{run_id}/run.json") == committed

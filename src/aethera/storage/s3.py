@@ -302,16 +302,7 @@ class S3Storage:
             )
 
     async def read(self, key: str) -> bytes:
-        key = validate_key(key)
-        client = self._need()
-        try:
-            resp = await client.get_object(Bucket=self.bucket, Key=key)
-            body = resp["Body"]
-            async with body:
-                data: bytes = await body.read()
-        except _FAILURES as exc:
-            raise self._map(exc, "GetObject", key) from None
-        return data
+        return (await self.read_versioned(key))[0]
 
     async def read_versioned(self, key: str) -> tuple[bytes, str]:
         key = validate_key(key)

@@ -29,7 +29,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
-    cors_origins: tuple[str, ...] = ("http://localhost:5173", "http://127.0.0.1:5173")
+    # the frontend's dev server (port 3000) and Vite's default (5173), so `make run` and either work together
+    cors_origins: tuple[str, ...] = ("http://localhost:3000", "http://127.0.0.1:3000",
+                                     "http://localhost:5173", "http://127.0.0.1:5173")
     max_body_bytes: int = 5 * 1024 * 1024
     max_upload_bytes: int = 20 * 1024 * 1024
     max_aoi_km2: float = 10_000.0

@@ -13,12 +13,12 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator
 
-import aiohttp_cors
 from aiohttp import web
 from redis.asyncio import Redis
 
 from aethera.api import keys as K
 from aethera.api.catalog_cache import CatalogCache
+from aethera.api.cors import setup_cors
 from aethera.api.errors import error_middleware
 from aethera.api.middlewares import (
     REQUEST_ID_HEADER,
@@ -42,13 +42,6 @@ log = logging.getLogger(__name__)
 
 EXPORT_MODULE = "aethera.api.routes.export"
 STARTUP_DEADLINES = 3  # the storage check at start-up may take this many backend deadlines
-# headers a browser may send cross-origin, and response headers its scripts may read
-# (Range, If-Range, ETag and Content-Range let browser code resume an interrupted export)
-ALLOWED_HEADERS = ("Content-Type", "Idempotency-Key", "X-Request-ID", "Authorization", "X-API-Key",
-                   "Range", "If-Range", "If-None-Match")
-EXPOSED_HEADERS = ("Content-Disposition", "Content-Length", "X-Request-ID", "X-Next-Cursor", "Link",
-                   "Location", "Idempotent-Replayed", "Retry-After", "ETag", "Content-Range",
-                   "Accept-Ranges", "Last-Modified")
 
 
 def _redis_url(settings: Settings) -> str:
@@ -101,20 +94,6 @@ def _add_export_routes(app: web.Application) -> bool:
     return True
 
 
-def _setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
-    options = aiohttp_cors.ResourceOptions(
-        allow_credentials=False,
-        expose_headers=EXPOSED_HEADERS,
-        allow_headers=ALLOWED_HEADERS,
-        allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
-        max_age=600,
-    )
-    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
-    for route in list(app.router.routes()):
-        if route.method != "OPTIONS":
-            cors.add(route)
-
-
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or load_settings()
     _redis_url(settings)
@@ -135,7 +114,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     for module in (health, ready, metrics, docs, projects, runs, tasks, uploads):
         module.add_routes(app)
     app[K.EXPORT_ENABLED] = _add_export_routes(app)
-    _setup_cors(app, settings.cors_origins)
+    setup_cors(app, settings.cors_origins)
     return app
 
 

@@ -584,9 +584,11 @@ def _section_protected(results: Mapping[str, Any]) -> str:
         return out[0] + f'<p class="na">{NOT_COMPUTED}</p>'
     if bio.get("available") is False:
         out.append(f'<p class="na">{NOT_COMPUTED}: {escape(str(bio.get("reason") or "no protected-area layer"))}</p>')
-    summary = {k: v for k, v in bio.items() if _scalar(v) and k not in ("available", "sensitivity_reason")}
+    # score and category mirror the sensitivity index, shown with its drivers under the indices
+    mirrored = ("available", "sensitivity_reason", "score", "category")
+    summary = {k: v for k, v in bio.items() if _scalar(v) and k not in mirrored}
     out.append(_generic(summary))
-    shown = {*summary, "available", "sensitivity", "sensitivity_reason"}
+    shown = {*summary, *mirrored, "sensitivity"}
     for key, title in _SITE_LISTS:
         if key in bio:
             shown.add(key)
@@ -658,6 +660,9 @@ def _section_emissions(results: Mapping[str, Any]) -> str:
     scalars = {k: v for k, v in em.items() if _scalar(v)}
     out.append(_generic(scalars))
     out.append(_rest(em, scalars, "Factors and sources"))
+    details = results.get("emissions_details")
+    if isinstance(details, Mapping) and details:
+        out.append(_rest(details, (), "Factors and sources"))
     return "".join(out)
 
 
@@ -667,7 +672,13 @@ def _section_kpis(results: Mapping[str, Any]) -> str:
         return ""
     out = ["<h2>Indicators</h2>"]
     items: list[Mapping[str, Any]] = []
-    if isinstance(kpis, Mapping) and all(isinstance(v, Mapping) for v in kpis.values()):
+    definitions = results.get("kpi_definitions")
+    if isinstance(kpis, Mapping) and isinstance(definitions, Mapping):
+        # the published shape: kpis holds the values, kpi_definitions their unit, definition and caveats
+        items = [{"indicator": k.replace("_", " "), "value": v,
+                  **(definitions.get(k) if isinstance(definitions.get(k), Mapping) else {})}
+                 for k, v in kpis.items()]
+    elif isinstance(kpis, Mapping) and all(isinstance(v, Mapping) for v in kpis.values()):
         items = [{"indicator": k.replace("_", " "), **v} for k, v in kpis.items()]
     elif isinstance(kpis, list) and all(isinstance(v, Mapping) for v in kpis):
         items = kpis

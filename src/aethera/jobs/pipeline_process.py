@@ -353,6 +353,7 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
     from aethera.analysis import pipeline
     from aethera.analysis.aoi import load_aoi
     from aethera.analysis.params import RunParams
+    from aethera.analysis.results import document as results_document
     from aethera.data.catalog import load_catalog
 
     def is_cancelled() -> bool:
@@ -390,7 +391,7 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
         artifact = name if "/" in name else keys.layer_name(name)
         if artifact not in sent:
             store(artifact, data, GEOJSON)
-    results = msgspec.to_builtins(output.results)
+    results = results_document(output.results)
     document = {
         "run_id": job.run_id,
         "project_id": job.run.get("project_id"),

@@ -26,7 +26,7 @@ from aethera.api.middlewares import (
     body_limit_middleware,
     request_id_middleware,
 )
-from aethera.api.routes import health, projects, runs, tasks
+from aethera.api.routes import health, layers, projects, runs, tasks
 from aethera.api.instrumentation import observability_middleware, setup_instrumentation
 from aethera.api.lifecycle import run_api
 from aethera.api.routes import docs, metrics, ready
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     setup_security(app, settings)  # reads the keys file: a missing or malformed one stops start-up here
     setup_instrumentation(app)
     app.cleanup_ctx.extend([_storage_ctx, _redis_ctx, _queue_ctx])
-    for module in (health, ready, metrics, docs, projects, runs, tasks, uploads):
+    for module in (health, ready, metrics, docs, projects, runs, tasks, uploads, layers):
         module.add_routes(app)
     app[K.EXPORT_ENABLED] = _add_export_routes(app)
     setup_cors(app, settings.cors_origins)

@@ -268,6 +268,33 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ],
         path_params=_ids("run_id"),
     ),
+    # --- base map layers -------------------------------------------------------------------------
+    ("GET", "/layers/available"): Operation(
+        tag="layers",
+        summary="Which base map layers can be drawn",
+        responses={200: Body(dict[str, bool], description=(
+            "Layer name -> whether it can be drawn: `natura2000` (protected areas that are Natura 2000 "
+            "sites), `corine` (land cover), and each catalog layer by its own name."))},
+    ),
+    ("GET", "/layers/{name}"): Operation(
+        tag="layers",
+        summary="A base map layer as GeoJSON",
+        responses={
+            200: Body(JsonObject, media_type="application/geo+json", description=(
+                "A GeoJSON FeatureCollection in EPSG:4326, streamed: the features in `bbox`, simplified to "
+                "its scale, at most `AETHERA_BASEMAP_MAX_FEATURES` of them (`X-Features-Capped: true` "
+                "when cut). Land-cover features carry `code`, `label` and `colour` (the CORINE legend)."
+            )),
+            304: Body(description="`If-None-Match` matched: the answer has not changed."),
+        },
+        errors={400: "`bbox` is not four numbers.", 404: "No such layer, or it cannot be drawn (`detail` says why).",
+                422: "`bbox` lies outside -180..180, -90..90 or has min >= max."},
+        params=[
+            Param("bbox", "query", str, "`minlon,minlat,maxlon,maxlat` (default: the catalog's extent)."),
+            Param("If-None-Match", "header", str, "Answer 304 when the answer still has this ETag."),
+        ],
+        path_params={"name": str},
+    ),
     # --- tasks -----------------------------------------------------------------------------------
     ("GET", "/tasks/{task_id}"): Operation(
         tag="tasks",
@@ -336,5 +363,5 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
         description=DESCRIPTION,
         common_errors=COMMON_ERRORS,
         auth_errors=AUTH_ERRORS,
-        tag_order=("projects", "uploads", "runs", "tasks", "operations"),
+        tag_order=("projects", "uploads", "runs", "tasks", "layers", "operations"),
     )

@@ -209,8 +209,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         summary="List runs, newest first",
         responses={200: Body(list[RunSummary], description="A page; `X-Next-Cursor` and `Link` lead to the next.")},
         params=[
-            Param("project_id", "query", Id, "Only the runs of this project."),
-            Param("limit", "query", PageSize, "Page size, 1 to 500 (default 50)."),
+            Param("project_id", "query", Id, "Only the runs of this project: what a client listing a project's runs should call."),
+            Param("limit", "query", PageSize, "Page size, 1 to 500 (default 200)."),
             Param("cursor", "query", RunsCursor, "The `X-Next-Cursor` of the previous page."),
         ],
     ),

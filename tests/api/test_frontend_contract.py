@@ -114,7 +114,7 @@ async def test_the_frontend_walk(aiohttp_client: Any, tmp_path: Path, redis_db: 
         stored = json.loads(archive.read("results.json"))
         report = archive.read("report.html").decode()
     assert stored["kpis"] == results["kpis"]
-    assert "Indicators" in report and "<script" not in report
+    assert "Indicators" in report and "<script" not in report and 'class="sitemap"' in report
 
     # errors reach the client too: an unknown run, an unknown route
     await b.call("GET", "/runs/" + "0" * 32 + "/results", expect=404)

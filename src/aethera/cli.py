@@ -38,6 +38,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from aethera.analysis.aoi import load_aoi
     from aethera.analysis.params import RunParams
     from aethera.analysis.pipeline import run
+    from aethera.analysis.results import document as results_document
     from aethera.data.catalog import load_catalog
     from aethera.errors import InvalidInput
     from aethera.settings import load_settings
@@ -65,7 +66,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     output = run(aoi, params, catalog, progress, lambda: False)
     if tty:
         print(file=sys.stderr)
-    document = msgspec.to_builtins(output.results)
+    document = results_document(output.results)
     document["legal"] = msgspec.to_builtins(output.legal) if output.legal is not None else None
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n")
     return 0

@@ -483,7 +483,7 @@ async def plan_export(
     """The archive layout of a COMPLETED run.
 
     Raises `NotFound` for an unknown run (and, identically, for a run of another tenant than `tenant`
-    when given) and `Conflict` (with `run_status`) while it is not COMPLETED.
+    when given) and `Conflict` (with the run's `status`, like every 409 about a run) while it is not COMPLETED.
     """
     record_raw, record = await _read_run_record(storage, run_id)
     # records written before tenants existed belong to models.DEFAULT_TENANT ("default")
@@ -492,7 +492,7 @@ async def plan_export(
     status = record.get("status")
     if status != COMPLETED:
         raise Conflict(f"the run is {status or 'not finished'}; its export exists once it is COMPLETED",
-                       run_status=status)
+                       status=status)
     # only the committed attempt's outputs: nothing writes under that prefix after the commit
     generation = record.get("output_generation")
     if generation is not None and not isinstance(generation, int):

@@ -77,6 +77,11 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .figure { border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; }
 .figure .label { color: var(--muted); font-size: 13px; } .figure .value { font-size: 18px; font-weight: 600; }
 svg.aoi { width: 100%; max-width: 320px; height: auto; border: 1px solid var(--line); background: #fff; }
+figure.sitemap { margin: 0 0 12px; } svg.sitemap { width: 100%; max-width: 640px; height: auto;
+  border: 1px solid var(--line); }
+ul.legend { list-style: none; padding: 0; margin: 6px 0; columns: 2; font-size: 13px; }
+ul.legend li { margin: 2px 0; break-inside: avoid; }
+ul.legend .sw { display: inline-block; width: 14px; height: 12px; margin-right: 6px; vertical-align: -1px; }
 ul.refs { margin: 2px 0; padding-left: 18px; font-size: 13px; color: var(--muted); }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 @media print { body { padding: 0; } h2 { break-after: avoid; } tr { break-inside: avoid; } }
@@ -483,9 +488,9 @@ def _aoi_svg(geojson: Mapping[str, Any] | None) -> str:
 # --- sections ------------------------------------------------------------------------------------
 
 
-def _section_aoi(results: Mapping[str, Any], aoi_geojson: Mapping[str, Any] | None) -> str:
+def _section_aoi(results: Mapping[str, Any], aoi_geojson: Mapping[str, Any] | None, site_map: str = "") -> str:
     aoi = results.get("aoi")
-    out = ["<h2>Area of interest</h2>", _aoi_svg(aoi_geojson)]
+    out = ["<h2>Area of interest</h2>", site_map or _aoi_svg(aoi_geojson)]
     if not isinstance(aoi, Mapping):
         return "".join(out) + f'<p class="na">{NOT_COMPUTED}</p>'
     out.append(_generic(aoi))
@@ -584,9 +589,11 @@ def _section_protected(results: Mapping[str, Any]) -> str:
         return out[0] + f'<p class="na">{NOT_COMPUTED}</p>'
     if bio.get("available") is False:
         out.append(f'<p class="na">{NOT_COMPUTED}: {escape(str(bio.get("reason") or "no protected-area layer"))}</p>')
-    summary = {k: v for k, v in bio.items() if _scalar(v) and k not in ("available", "sensitivity_reason")}
+    # score and category mirror the sensitivity index, shown with its drivers under the indices
+    mirrored = ("available", "sensitivity_reason", "score", "category")
+    summary = {k: v for k, v in bio.items() if _scalar(v) and k not in mirrored}
     out.append(_generic(summary))
-    shown = {*summary, "available", "sensitivity", "sensitivity_reason"}
+    shown = {*summary, *mirrored, "sensitivity"}
     for key, title in _SITE_LISTS:
         if key in bio:
             shown.add(key)
@@ -658,6 +665,9 @@ def _section_emissions(results: Mapping[str, Any]) -> str:
     scalars = {k: v for k, v in em.items() if _scalar(v)}
     out.append(_generic(scalars))
     out.append(_rest(em, scalars, "Factors and sources"))
+    details = results.get("emissions_details")
+    if isinstance(details, Mapping) and details:
+        out.append(_rest(details, (), "Factors and sources"))
     return "".join(out)
 
 
@@ -667,7 +677,13 @@ def _section_kpis(results: Mapping[str, Any]) -> str:
         return ""
     out = ["<h2>Indicators</h2>"]
     items: list[Mapping[str, Any]] = []
-    if isinstance(kpis, Mapping) and all(isinstance(v, Mapping) for v in kpis.values()):
+    definitions = results.get("kpi_definitions")
+    if isinstance(kpis, Mapping) and isinstance(definitions, Mapping):
+        # the published shape: kpis holds the values, kpi_definitions their unit, definition and caveats
+        items = [{"indicator": k.replace("_", " "), "value": v,
+                  **(definitions.get(k) if isinstance(definitions.get(k), Mapping) else {})}
+                 for k, v in kpis.items()]
+    elif isinstance(kpis, Mapping) and all(isinstance(v, Mapping) for v in kpis.values()):
         items = [{"indicator": k.replace("_", " "), **v} for k, v in kpis.items()]
     elif isinstance(kpis, list) and all(isinstance(v, Mapping) for v in kpis):
         items = kpis
@@ -873,11 +889,13 @@ def render_report(
     *,
     aoi_geojson: Mapping[str, Any] | None = None,
     generated_at: datetime | None = None,
+    site_map: str = "",
 ) -> bytes:
     """The report as UTF-8 HTML bytes.
 
     `results` and `legal` are the JSON objects the run stored (results.json, legal.json), `run` the run
-    record; `aoi_geojson` (optional) adds an outline of the AOI. `generated_at` is the time shown in
+    record; `aoi_geojson` (optional) adds an outline of the AOI, `site_map` (optional, the inline SVG of
+    `report_map.site_map_svg`) replaces that outline with the site map. `generated_at` is the time shown in
     the heading (default: the record's `finished_at`, when set); nothing else in the page depends on the
     clock, so the same inputs always give the same bytes.
     """
@@ -901,7 +919,7 @@ def render_report(
     body = [
         f"<h1>Environmental screening report</h1><p class=\"sub\">{subtitle}</p>",
         f'<h2>Key figures</h2><div class="figures">{figures}</div>',
-        _section_aoi(results, aoi_geojson),
+        _section_aoi(results, aoi_geojson, site_map),
         _section_land_cover(results),
         _section_protected(results),
         _section_receptors(results),

@@ -29,7 +29,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
-    cors_origins: tuple[str, ...] = ("http://localhost:5173", "http://127.0.0.1:5173")
+    # the frontend's dev server (port 3000) and Vite's default (5173), so `make run` and either work together
+    cors_origins: tuple[str, ...] = ("http://localhost:3000", "http://127.0.0.1:3000",
+                                     "http://localhost:5173", "http://127.0.0.1:5173")
     max_body_bytes: int = 5 * 1024 * 1024
     max_upload_bytes: int = 20 * 1024 * 1024
     max_aoi_km2: float = 10_000.0
@@ -49,6 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     solar_mw_per_ha: float = 0.5
     wind_mw_per_ha: float = 0.03
     default_buffer_km: float = 5.0
+    basemap_max_features: int = 5000
 
     worker_concurrency: int = 2
     run_soft_time_limit_s: float = 1800.0
@@ -117,6 +120,7 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("solar_mw_per_ha", "AETHERA_SOLAR_MW_PER_HA", doc="default solar capacity density"),
     _Spec("wind_mw_per_ha", "AETHERA_WIND_MW_PER_HA", doc="default onshore wind capacity density"),
     _Spec("default_buffer_km", "AETHERA_DEFAULT_BUFFER_KM", doc="default zone of influence"),
+    _Spec("basemap_max_features", "AETHERA_BASEMAP_MAX_FEATURES", doc="most features of one base map answer"),
     _Spec("worker_concurrency", "AETHERA_WORKER_CONCURRENCY", doc="runs one worker runs at once"),
     _Spec("run_soft_time_limit_s", "AETHERA_RUN_SOFT_TIME_LIMIT_S", doc="run stops cleanly, FAILED"),
     _Spec("run_hard_time_limit_s", "AETHERA_RUN_HARD_TIME_LIMIT_S", doc="arq job timeout"),
@@ -179,6 +183,7 @@ def _check(s: Settings) -> None:
         "AETHERA_SOLAR_MW_PER_HA": s.solar_mw_per_ha,
         "AETHERA_WIND_MW_PER_HA": s.wind_mw_per_ha,
         "AETHERA_DEFAULT_BUFFER_KM": s.default_buffer_km,
+        "AETHERA_BASEMAP_MAX_FEATURES": s.basemap_max_features,
         "AETHERA_WORKER_CONCURRENCY": s.worker_concurrency,
         "AETHERA_RUN_SOFT_TIME_LIMIT_S": s.run_soft_time_limit_s,
         "AETHERA_RUN_HARD_TIME_LIMIT_S": s.run_hard_time_limit_s,

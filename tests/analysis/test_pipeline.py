@@ -91,6 +91,39 @@ def test_every_step_field_is_filled(spa_run) -> None:  # type: ignore[no-untyped
     assert all(v >= 0 for v in r.step_durations_s.values())
 
 
+def _is_scalar(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
+def test_published_document_holds_scalars_where_a_client_renders_them(spa_run) -> None:  # type: ignore[no-untyped-def]
+    """kpis and emissions are flat maps of numbers; what qualifies them moved to sibling objects, whole."""
+    from aethera.analysis.results import document
+
+    out, _ = spa_run
+    r = out.results
+    doc = json.loads(msgspec.json.encode(document(r)))
+    assert set(doc["kpis"]) == set(r.kpis) == set(doc["kpi_definitions"])
+    for name, kpi in r.kpis.items():
+        assert doc["kpis"][name] == kpi.value and _is_scalar(doc["kpis"][name])
+        definition = doc["kpi_definitions"][name]
+        assert definition["unit"] == kpi.unit and definition["definition"] == kpi.definition
+        assert definition["reason"] == kpi.reason and definition["coverage_ratio"] == kpi.coverage_ratio
+        assert "value" not in definition
+    assert all(isinstance(v, int | float) or v is None for v in doc["emissions"].values())
+    assert doc["emissions"]["net_balance_tco2e"] == r.emissions.net_balance_tco2e
+    assert doc["emissions"]["payback_years"] == r.emissions.payback_years
+    details = doc["emissions_details"]
+    assert set(details) >= {"technology", "land_use_change_by_class", "factors", "notes", "payback_reason",
+                            "land_use_change_coverage_ratio"}
+    # nothing lost: the two maps together are the whole emissions step
+    assert {**doc["emissions"], **details} == msgspec.to_builtins(r.emissions)
+    assert doc["biodiversity"]["score"] == r.biodiversity.sensitivity.score
+    assert doc["biodiversity"]["category"] == r.biodiversity.sensitivity.category
+    assert doc["biodiversity"]["sensitivity"]["drivers"]  # the index keeps its detail
+    for index in ("resm", "ahsm", "cim"):
+        assert isinstance(doc[index]["score"], float)
+
+
 def test_results_serialise_and_feed_the_metrics(spa_run) -> None:  # type: ignore[no-untyped-def]
     from aethera.analysis.metrics import screening_metrics
     from aethera.legal.metrics import METRICS
@@ -222,6 +255,8 @@ def test_cli_analyze(tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFix
     assert doc["parameters"]["capacity_mw"] == 20 and doc["parameters"]["buffer_km"] == 3
     assert doc["aoi"]["aoi_area_ha"] == pytest.approx(300.0, rel=1e-4)
     assert "legal" in doc and set(doc["kpis"]) >= REFERENCE_KPIS
+    assert all(v is None or isinstance(v, float) for v in doc["kpis"].values())  # the published shape
+    assert set(doc["kpi_definitions"]) == set(doc["kpis"])
     assert "land_cover" in captured.err and "100.0%" in captured.err  # the progress bar went to stderr
 
 

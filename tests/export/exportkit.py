@@ -17,6 +17,7 @@ import aioboto3
 import msgspec
 from botocore.config import Config
 
+from aethera.analysis.results import document as results_document
 from aethera.report import REPORT_MEDIA_TYPE, render_report
 from aethera.storage.artifacts import artifact_key, save_artifact
 from aethera.storage.base import Storage
@@ -145,7 +146,7 @@ def fixture_results(run_id: str, project_id: str) -> dict[str, Any]:
     return {
         "run_id": run_id, "project_id": project_id, "project_type": "solar",
         "created_at": "2025-03-14T09:20:00.000+00:00", "country": "ESP",
-        **msgspec.to_builtins(_fixture_results_struct()),
+        **results_document(_fixture_results_struct()),
     }
 
 

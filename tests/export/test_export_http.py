@@ -228,7 +228,7 @@ async def test_run_not_completed_is_409(local_service, status: str) -> None:
     resp = await local_service.client.get(export_url(run.run_id))
     assert resp.status == 409
     body = await resp.json()
-    assert body["code"] == "conflict" and body["run_status"] == status
+    assert body["code"] == "conflict" and body["status"] == status and "run_status" not in body
     assert status in body["detail"]
 
 

@@ -33,6 +33,7 @@ from aethera.analysis.results import Biodiversity, SiteNearby, SiteOverlap
 from aethera.data.catalog import Catalog
 
 _NATURA_TYPES = {"SAC", "SCI", "PSCI", "SPA", "SAC/SPA", "SPA/SAC", "SCI/SPA", "A", "B", "C"}
+NATURA_TYPES = frozenset(_NATURA_TYPES)  # what a site type says Natura 2000 (base map filter too)
 # A margin around the zone of influence so that clipping sites to it never shortens a distance.
 _CLIP_MARGIN_M = 250.0
 # Proximity rules look at distance bands up to this far (the zone of influence if it is larger).

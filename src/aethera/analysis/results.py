@@ -326,3 +326,40 @@ class Results(msgspec.Struct, kw_only=True):
     datasets: list[DatasetStatus] = msgspec.field(default_factory=list)
     warnings: list[str] = msgspec.field(default_factory=list)
     step_durations_s: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+# --- the published document (results.json, GET /runs/{id}/results) ------------------------------
+
+# Emission entries that qualify the figures rather than being one: they go to `emissions_details`.
+EMISSION_DETAIL_KEYS = frozenset({"technology", "land_use_change_by_class", "land_use_change_coverage_ratio",
+                                  "factors", "notes", "payback_reason"})
+
+
+def _is_figure(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def document(results: Results) -> dict[str, Any]:
+    """`results` as stored and served: every map a client renders entry by entry holds scalars only.
+
+    - `kpis`: KPI name -> number or null; each KPI's unit, definition, source, reason and coverage are
+      in `kpi_definitions` under the same name.
+    - `emissions`: figure name -> number or null (tCO2e, MWh, years ...); the breakdown by class, the
+      factors used, the notes, the technology, the coverage and the payback reason are in
+      `emissions_details`.
+    - `biodiversity.score` and `biodiversity.category` mirror the sensitivity index
+      (`biodiversity.sensitivity`, which keeps its drivers, confidence and model).
+    """
+    doc: dict[str, Any] = msgspec.to_builtins(results)
+    kpis: dict[str, dict[str, Any]] = doc.pop("kpis")
+    doc["kpis"] = {name: kpi.get("value") for name, kpi in kpis.items()}
+    doc["kpi_definitions"] = {name: {k: v for k, v in kpi.items() if k != "value"} for name, kpi in kpis.items()}
+    emissions: dict[str, Any] = doc.pop("emissions")
+    doc["emissions"] = {k: v for k, v in emissions.items()
+                        if k not in EMISSION_DETAIL_KEYS and not k.endswith("_reason") and _is_figure(v)}
+    doc["emissions_details"] = {k: v for k, v in emissions.items() if k not in doc["emissions"]}
+    bio = doc["biodiversity"]
+    sensitivity = bio.get("sensitivity") if isinstance(bio.get("sensitivity"), dict) else {}
+    bio["score"] = sensitivity.get("score")
+    bio["category"] = sensitivity.get("category")
+    return doc

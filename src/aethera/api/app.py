@@ -13,12 +13,12 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator
 
-import aiohttp_cors
 from aiohttp import web
 from redis.asyncio import Redis
 
 from aethera.api import keys as K
 from aethera.api.catalog_cache import CatalogCache
+from aethera.api.cors import setup_cors
 from aethera.api.errors import error_middleware
 from aethera.api.middlewares import (
     REQUEST_ID_HEADER,
@@ -26,7 +26,7 @@ from aethera.api.middlewares import (
     body_limit_middleware,
     request_id_middleware,
 )
-from aethera.api.routes import health, projects, runs, tasks
+from aethera.api.routes import health, layers, projects, runs, tasks
 from aethera.api.instrumentation import observability_middleware, setup_instrumentation
 from aethera.api.lifecycle import run_api
 from aethera.api.routes import docs, metrics, ready
@@ -42,13 +42,6 @@ log = logging.getLogger(__name__)
 
 EXPORT_MODULE = "aethera.api.routes.export"
 STARTUP_DEADLINES = 3  # the storage check at start-up may take this many backend deadlines
-# headers a browser may send cross-origin, and response headers its scripts may read
-# (Range, If-Range, ETag and Content-Range let browser code resume an interrupted export)
-ALLOWED_HEADERS = ("Content-Type", "Idempotency-Key", "X-Request-ID", "Authorization", "X-API-Key",
-                   "Range", "If-Range", "If-None-Match")
-EXPOSED_HEADERS = ("Content-Disposition", "Content-Length", "X-Request-ID", "X-Next-Cursor", "Link",
-                   "Location", "Idempotent-Replayed", "Retry-After", "ETag", "Content-Range",
-                   "Accept-Ranges", "Last-Modified")
 
 
 def _redis_url(settings: Settings) -> str:
@@ -101,20 +94,6 @@ def _add_export_routes(app: web.Application) -> bool:
     return True
 
 
-def _setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
-    options = aiohttp_cors.ResourceOptions(
-        allow_credentials=False,
-        expose_headers=EXPOSED_HEADERS,
-        allow_headers=ALLOWED_HEADERS,
-        allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
-        max_age=600,
-    )
-    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
-    for route in list(app.router.routes()):
-        if route.method != "OPTIONS":
-            cors.add(route)
-
-
 def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or load_settings()
     _redis_url(settings)
@@ -132,10 +111,10 @@ def create_app(settings: Settings | None = None) -> web.Application:
     setup_security(app, settings)  # reads the keys file: a missing or malformed one stops start-up here
     setup_instrumentation(app)
     app.cleanup_ctx.extend([_storage_ctx, _redis_ctx, _queue_ctx])
-    for module in (health, ready, metrics, docs, projects, runs, tasks, uploads):
+    for module in (health, ready, metrics, docs, projects, runs, tasks, uploads, layers):
         module.add_routes(app)
     app[K.EXPORT_ENABLED] = _add_export_routes(app)
-    _setup_cors(app, settings.cors_origins)
+    setup_cors(app, settings.cors_origins)
     return app
 
 

@@ -1,13 +1,15 @@
 """The dataset catalog as the API sees it: loaded once in a thread, reloaded when its file changes.
 
-The API needs the catalog only to check, before queueing, that an AOI lies inside the land-cover
-layer. Loading parses a file and may open dataset headers (GDAL), so it never runs on the event loop.
+The API needs the catalog to check, before queueing, that an AOI lies inside the land-cover layer,
+and to draw the base map layers. Loading parses a file and may open dataset headers (GDAL), so it
+never runs on the event loop; what is derived from a catalog (`derived`) is kept until it reloads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 
@@ -17,6 +19,8 @@ class CatalogCache:
         self._catalog: Any = None
         self._mtime: float | None = None
         self._lock = asyncio.Lock()
+        self._derived: dict[str, tuple[Any, Any]] = {}  # name -> (the catalog it came from, value)
+        self._derived_lock = asyncio.Lock()
 
     def _current_mtime(self) -> float | None:
         try:
@@ -34,3 +38,14 @@ class CatalogCache:
                 self._catalog = await asyncio.to_thread(load_catalog, self.path)
                 self._mtime = mtime
             return self._catalog
+
+    async def derived(self, name: str, build: Callable[[Any], Any]) -> Any:
+        """`build(catalog)` (run in a thread), computed once per loaded catalog."""
+        catalog = await self.get()
+        async with self._derived_lock:  # one build at a time: concurrent first requests share it
+            cached = self._derived.get(name)
+            if cached is not None and cached[0] is catalog:
+                return cached[1]
+            value = await asyncio.to_thread(build, catalog)
+            self._derived[name] = (catalog, value)
+            return value

@@ -32,10 +32,16 @@ _PATH_PARAM_RE = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 class ErrorBody(msgspec.Struct, kw_only=True):
     """Every error answer: `detail` is written for the user, `code` is stable and machine-readable.
 
-    Some errors add fields (for example the current `status` of a run on a 409)."""
+    Some codes add named fields, always these and always with this meaning."""
 
     detail: str
     code: str
+    status: str | None = None  # `conflict` (409) about a run or task: the run's status (PENDING, FAILED ...)
+    field: str | None = None  # `invalid_input` (422): the request field at fault
+    limit_bytes: int | None = None  # `payload_too_large` (413): the largest body accepted
+    retry_after_s: float | None = None  # `rate_limited` (429): wait this long (also in `Retry-After`)
+    request_id: str | None = None  # `internal_error` (500): the id to quote to the operators
+    layer: str | None = None  # `dataset_error` (503): the catalog layer that could not be read
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,56 @@ JsonObject = dict[str, Any]
 RunsCursor = Annotated[str, msgspec.Meta(pattern=keys.RUN_INDEX_NAME_RE.pattern.replace("\\Z", "$"))]
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=500)]
 
+# --- the results document (analysis/results.py `document`), as far as a client renders it ---------
+# Maps a client renders entry by entry hold scalars only; what qualifies them lives in sibling objects.
+
+
+class KPIDefinition(msgspec.Struct, kw_only=True):
+    unit: str
+    definition: str
+    source: str | None = None
+    reason: str | None = None  # why the KPI is null, or a caveat on how it was computed
+    coverage_ratio: float | None = None  # share of the AOI (0..1) the land-cover layer covers
+
+
+class IndexScore(msgspec.Struct, kw_only=True):
+    score: float | None  # 0-100; null with the reason in `drivers`
+    category: str | None = None
+    confidence: float | None = None
+    drivers: list[JsonObject] = msgspec.field(default_factory=list)
+    model: JsonObject | None = None
+
+
+class BiodiversityResults(msgspec.Struct, kw_only=True):
+    available: bool
+    reason: str | None = None
+    score: float | None = None  # the sensitivity index's score (mirrors `sensitivity.score`)
+    category: str | None = None  # and its category
+    sensitivity: IndexScore | None = None
+    protected_overlap_ha: float | None = None
+    protected_overlap_pct: float | None = None
+
+
+class RunResults(msgspec.Struct, kw_only=True):
+    run_id: str
+    project_id: str | None
+    project_type: str | None
+    created_at: str | None
+    land_cover: JsonObject
+    biodiversity: BiodiversityResults
+    # figure -> number or null (tCO2e, tCO2e/year, MWh/year, years, MW ...)
+    emissions: dict[str, float | None]
+    # the breakdown by land-cover class, the factors used with their sources, notes, the technology,
+    # the land-cover coverage the land-use change rests on, why the payback is null
+    emissions_details: JsonObject
+    kpis: dict[str, float | None]  # KPI name -> value; null when it could not be computed
+    kpi_definitions: dict[str, KPIDefinition]  # KPI name -> unit, definition, source, reason, coverage
+    resm: IndexScore | None
+    ahsm: IndexScore | None
+    cim: IndexScore | None
+    receptor_distances: JsonObject
+
+
 TITLE = "AETHERA"
 DESCRIPTION = (
     "Environmental screening of planned solar and wind projects. Create a project, submit a run with an "
@@ -159,8 +209,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         summary="List runs, newest first",
         responses={200: Body(list[RunSummary], description="A page; `X-Next-Cursor` and `Link` lead to the next.")},
         params=[
-            Param("project_id", "query", Id, "Only the runs of this project."),
-            Param("limit", "query", PageSize, "Page size, 1 to 500 (default 50)."),
+            Param("project_id", "query", Id, "Only the runs of this project: what a client listing a project's runs should call."),
+            Param("limit", "query", PageSize, "Page size, 1 to 500 (default 200)."),
             Param("cursor", "query", RunsCursor, "The `X-Next-Cursor` of the previous page."),
         ],
     ),
@@ -174,11 +224,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/runs/{run_id}/results"): Operation(
         tag="runs",
         summary="Read a run's results",
-        responses={200: _json_any(
-            "`{run_id, project_id, project_type, created_at, land_cover, biodiversity, emissions, kpis, resm, "
-            "ahsm, cim, receptor_distances, ...}`; an indicator that could not be computed is null with a "
-            "reason in `warnings`."
-        )},
+        responses={200: Body(RunResults, description=(
+            "Every section of the run (AOI, parameters, land cover, biodiversity, receptors, terrain, "
+            "emissions, KPIs, indices, datasets, warnings). `kpis` and `emissions` hold numbers only (null "
+            "with the reason in `kpi_definitions` or `emissions_details`); `biodiversity.score` is the "
+            "sensitivity index's score."))},
         errors={**_NOT_FOUND_RUN, **_NOT_DONE},
         path_params=_ids("run_id"),
     ),
@@ -217,6 +267,33 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             Param("If-None-Match", "header", str, "Answer 304 when the archive still has this ETag."),
         ],
         path_params=_ids("run_id"),
+    ),
+    # --- base map layers -------------------------------------------------------------------------
+    ("GET", "/layers/available"): Operation(
+        tag="layers",
+        summary="Which base map layers can be drawn",
+        responses={200: Body(dict[str, bool], description=(
+            "Layer name -> whether it can be drawn: `natura2000` (protected areas that are Natura 2000 "
+            "sites), `corine` (land cover), and each catalog layer by its own name."))},
+    ),
+    ("GET", "/layers/{name}"): Operation(
+        tag="layers",
+        summary="A base map layer as GeoJSON",
+        responses={
+            200: Body(JsonObject, media_type="application/geo+json", description=(
+                "A GeoJSON FeatureCollection in EPSG:4326, streamed: the features in `bbox`, simplified to "
+                "its scale, at most `AETHERA_BASEMAP_MAX_FEATURES` of them (`X-Features-Capped: true` "
+                "when cut). Land-cover features carry `code`, `label` and `colour` (the CORINE legend)."
+            )),
+            304: Body(description="`If-None-Match` matched: the answer has not changed."),
+        },
+        errors={400: "`bbox` is not four numbers.", 404: "No such layer, or it cannot be drawn (`detail` says why).",
+                422: "`bbox` lies outside -180..180, -90..90 or has min >= max."},
+        params=[
+            Param("bbox", "query", str, "`minlon,minlat,maxlon,maxlat` (default: the catalog's extent)."),
+            Param("If-None-Match", "header", str, "Answer 304 when the answer still has this ETag."),
+        ],
+        path_params={"name": str},
     ),
     # --- tasks -----------------------------------------------------------------------------------
     ("GET", "/tasks/{task_id}"): Operation(
@@ -286,5 +363,5 @@ def openapi_document(app: web.Application) -> dict[str, Any]:
         description=DESCRIPTION,
         common_errors=COMMON_ERRORS,
         auth_errors=AUTH_ERRORS,
-        tag_order=("projects", "uploads", "runs", "tasks", "operations"),
+        tag_order=("projects", "uploads", "runs", "tasks", "layers", "operations"),
     )

@@ -161,3 +161,25 @@ def parse_code(value: object) -> int | None:
     if number != number or not number.is_integer():
         return None
     return int(number)
+
+
+# The CORINE Land Cover legend colours of the EEA (RGB), by level-3 code: maps and the report use them
+# so a reader recognises the classes.
+_RGB: dict[int, tuple[int, int, int]] = {
+    111: (230, 0, 77), 112: (255, 0, 0), 121: (204, 77, 242), 122: (204, 0, 0), 123: (230, 204, 204),
+    124: (230, 204, 230), 131: (166, 0, 204), 132: (166, 77, 0), 133: (255, 77, 255), 141: (255, 166, 255),
+    142: (255, 230, 255), 211: (255, 255, 168), 212: (255, 255, 0), 213: (230, 230, 0), 221: (230, 128, 0),
+    222: (242, 166, 77), 223: (230, 166, 0), 231: (230, 230, 77), 241: (255, 230, 166), 242: (255, 230, 77),
+    243: (230, 204, 77), 244: (242, 204, 166), 311: (128, 255, 0), 312: (0, 166, 0), 313: (77, 255, 0),
+    321: (204, 242, 77), 322: (166, 255, 128), 323: (166, 230, 77), 324: (166, 242, 0), 331: (230, 230, 230),
+    332: (204, 204, 204), 333: (204, 255, 204), 334: (0, 0, 0), 335: (166, 230, 204), 411: (166, 166, 255),
+    412: (77, 77, 255), 421: (204, 204, 255), 422: (230, 230, 255), 423: (166, 166, 230), 511: (0, 204, 242),
+    512: (128, 242, 230), 521: (0, 255, 166), 522: (166, 255, 230), 523: (230, 242, 255),
+}
+UNKNOWN_COLOUR = "#9e9e9e"  # a code outside the nomenclature
+
+
+def colour(code: int) -> str:
+    """The legend colour of a level-3 code as `#rrggbb` (grey for an unknown code)."""
+    rgb = _RGB.get(code)
+    return "#{:02x}{:02x}{:02x}".format(*rgb) if rgb else UNKNOWN_COLOUR

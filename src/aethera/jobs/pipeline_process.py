@@ -353,6 +353,7 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
     from aethera.analysis import pipeline
     from aethera.analysis.aoi import load_aoi
     from aethera.analysis.params import RunParams
+    from aethera.analysis.results import document as results_document
     from aethera.data.catalog import load_catalog
 
     def is_cancelled() -> bool:
@@ -390,7 +391,7 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
         artifact = name if "/" in name else keys.layer_name(name)
         if artifact not in sent:
             store(artifact, data, GEOJSON)
-    results = msgspec.to_builtins(output.results)
+    results = results_document(output.results)
     document = {
         "run_id": job.run_id,
         "project_id": job.run.get("project_id"),
@@ -405,21 +406,32 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
         store(keys.LEGAL_NAME, msgspec.json.encode(legal), JSON)
     if is_cancelled():
         raise RunCancelled("the run was cancelled before its report")
-    store(keys.REPORT_NAME, _render_report(document, legal, job.run, job.aoi_bytes), HTML)
+    store(keys.REPORT_NAME, _render_report(document, legal, job.run, job.aoi_bytes, catalog=catalog,
+                                           protected_geojson=output.layers.get("natura")), HTML)
     return PipelineSummary(step_durations_s=dict(getattr(output.results, "step_durations_s", None) or {}),
                            has_legal=legal is not None)
 
 
 def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: dict[str, Any],
-                   aoi_bytes: bytes) -> bytes:
+                   aoi_bytes: bytes, *, catalog: Any = None, protected_geojson: bytes | None = None) -> bytes:
     from datetime import datetime, timezone
 
     import msgspec
 
+    from aethera.errors import AetheraError
     from aethera.report import render_report
+    from aethera.report_map import site_map_svg
 
     try:
         aoi = msgspec.json.decode(aoi_bytes)
     except msgspec.DecodeError:
         aoi = None  # the outline is optional; the stored AOI was validated when the run was created
-    return render_report(results, legal, run, aoi_geojson=aoi, generated_at=datetime.now(timezone.utc))
+    buffer_km = (results.get("parameters") or {}).get("buffer_km") or 0.0
+    try:
+        site_map = site_map_svg(aoi, float(buffer_km), protected_geojson=protected_geojson, catalog=catalog)
+    except (AetheraError, ValueError, OSError) as exc:
+        # the map illustrates; a layer that cannot be drawn leaves the outline and the tables
+        log.warning("site map of run %s not drawn: %s", run.get("run_id"), getattr(exc, "detail", type(exc).__name__))
+        site_map = ""
+    return render_report(results, legal, run, aoi_geojson=aoi, generated_at=datetime.now(timezone.utc),
+                         site_map=site_map)

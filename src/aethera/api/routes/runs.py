@@ -41,7 +41,7 @@ from aethera.storage.artifacts import artifact_key, load_index
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,200}\Z")  # printable ASCII, no spaces
 _IDEMPOTENCY_LOCK_S = 60
-DEFAULT_PAGE = 50
+DEFAULT_PAGE = 200  # a project's whole history in one answer for most clients; the cursor for the rest
 MAX_PAGE = 500
 _LIMIT_RE = re.compile(r"^[0-9]{1,9}\Z")
 

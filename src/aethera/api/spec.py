@@ -30,7 +30,7 @@ from aethera.models import (
     TaskStatus,
 )
 
-Layer = Literal["natura", "overlap", "sensitivity"]
+Layer = Literal["natura", "overlap", "sensitivity", "eligible"]
 # the route's own check, in JSON Schema's (ECMA) regex dialect: Python's end anchor \Z becomes $
 UploadName = Annotated[str, msgspec.Meta(pattern=keys.UPLOAD_NAME_RE.pattern.replace("\\Z", "$"))]
 JsonObject = dict[str, Any]

@@ -23,6 +23,7 @@ Per rule the result gives the area it excludes on its own and the area it alone 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ class Exclusion:
     """What one rule excluded (in the local CRS, clipped to the AOI), or why it could not be applied."""
 
     geometry: BaseGeometry | None  # None: not applied
+    # the exclusion before clipping to the AOI: the eligible land is the AOI minus these, so a boundary
+    # the clip recomputed never leaves floating-point slivers joining patches the rules separate
+    raw: BaseGeometry | None = None
     unassessed: BaseGeometry | None = None
     reason: str | None = None
     method: str | None = None
@@ -91,7 +95,7 @@ def analyse(aoi: AOI, catalog: Catalog, params: RunParams) -> tuple[Eligibility,
         exclusions[kind] = _RULE_FNS[kind](aoi_geom, crs, catalog, rule)
 
     applied = {k: e.geometry for k, e in exclusions.items() if e.geometry is not None}
-    union = _union(list(applied.values()))
+    union = _union([e.raw if e.raw is not None else e.geometry for e in exclusions.values()])
     remaining = aoi_geom.difference(union) if union is not None else aoi_geom
     min_rule = rules.rules["min_area"]
     min_area_m2 = max(SLIVER_M2, (min_rule.min_area_ha or 0.0) * 1e4 if min_rule.enabled else 0.0)
@@ -216,7 +220,7 @@ def _vector_rule(layer: str, select: Callable[[Any, int], bool] | None = None) -
             local = np.array([g for g in local if g.geom_type in ("Polygon", "MultiPolygon")], dtype=object)
         union = _union(list(local))
         geom = union.intersection(aoi_geom) if union is not None else Polygon()
-        return Exclusion(_polygonal(geom), method=EXACT, layer=layer)
+        return Exclusion(_polygonal(geom), raw=union, method=EXACT, layer=layer)
 
     return fn
 
@@ -265,7 +269,7 @@ def _land_cover(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Any) -
     known = _union([g for g, v in zip(geoms, verdicts) if v is not None])
     geom = out.intersection(aoi_geom) if out is not None else Polygon()
     unassessed = aoi_geom.difference(known) if known is not None else aoi_geom
-    return Exclusion(_polygonal(geom), unassessed=_polygonal(unassessed), method=EXACT, layer="land_cover")
+    return Exclusion(_polygonal(geom), raw=out, unassessed=_polygonal(unassessed), method=EXACT, layer="land_cover")
 
 
 def _raster_code(value: int, source: LayerSource) -> int | None:
@@ -330,9 +334,13 @@ def _raster_rule(aoi_geom: BaseGeometry, crs: CRS, source: LayerSource, masks: M
                              reason="the AOI lies outside the layer: nothing assessed",
                              resolution_m=None if rcrs.is_geographic else resolution)
         win = from_bounds(*inside.bounds, transform=ds.transform)
-        win = Window(win.col_off - margin, win.row_off - margin, win.width + 2 * margin, win.height + 2 * margin)
-        full = Window(0, 0, ds.width, ds.height)
-        win = win.intersection(full).round_offsets(op="floor").round_lengths(op="ceil").intersection(full)
+        # every cell the AOI touches, plus `margin` cells: the first and last cells by floor and ceil of the
+        # window's fractional edges (flooring the offset alone would drop the last partial column)
+        col0, row0 = math.floor(win.col_off) - margin, math.floor(win.row_off) - margin
+        col1 = math.ceil(win.col_off + win.width) + margin
+        row1 = math.ceil(win.row_off + win.height) + margin
+        col0, row0, col1, row1 = max(col0, 0), max(row0, 0), min(col1, ds.width), min(row1, ds.height)
+        win = Window(col0, row0, col1 - col0, row1 - row0)
         data = ds.read(source.band, window=win, masked=True)
         t = ds.window_transform(win)
     out, unknown = masks(data, t, _cell_m(t, rcrs, data.shape))
@@ -340,7 +348,7 @@ def _raster_rule(aoi_geom: BaseGeometry, crs: CRS, source: LayerSource, masks: M
     unknown_geom = _cells(unknown, t, rcrs, crs)
     geom = excluded.intersection(aoi_geom) if not excluded.is_empty else Polygon()
     unassessed = _union([unknown_geom.intersection(aoi_geom), outside_local])
-    return Exclusion(_polygonal(geom), unassessed=_polygonal(unassessed) if unassessed is not None else None,
+    return Exclusion(_polygonal(geom), raw=excluded, unassessed=_polygonal(unassessed) if unassessed is not None else None,
                      method=method, resolution_m=None if rcrs.is_geographic else resolution, layer=source.layer)
 
 

@@ -36,7 +36,7 @@ from shapely.geometry import MultiPolygon, Polygon, box, shape
 from shapely.geometry.base import BaseGeometry
 
 from aethera.analysis.aoi import AOI
-from aethera.analysis.eligibility_rules import RULE_KINDS, RULE_LAYERS, RuleSet, effective_rules
+from aethera.analysis.eligibility_rules import RULE_KINDS, RULE_LAYERS, RULE_PARAMS, Rule, RuleSet, effective_rules
 from aethera.analysis.geojson import feature_collection
 from aethera.analysis.layers import layer_crs, open_raster, read_features
 from aethera.analysis.params import RunParams
@@ -107,52 +107,9 @@ def analyse(aoi: AOI, catalog: Catalog, params: RunParams) -> tuple[Eligibility,
     eligible_m2 = float(sum(p.area for p in patches))
     excluded_m2 = max(0.0, aoi_m2 - eligible_m2)
 
-    results: list[EligibilityRuleResult] = []
-    exclusive: dict[str, float] = {}
-    for kind in RULE_KINDS:
-        rule = rules.rules[kind]
-        base = dict(rule=kind, parameters=_rule_params(kind, rule), source=rule.source, screening_default=rule.screening_default,
-                    overridden=list(rules.overridden.get(kind, ())))
-        if not rule.enabled:
-            results.append(EligibilityRuleResult(**base, status="disabled", reason="switched off" + (
-                " by the run's config.eligibility" if kind in rules.overridden else " in the rule set"),
-                method=None, resolution_m=None, excluded_ha=None, excluded_share=None, exclusive_ha=None))
-            continue
-        ex = exclusions.get(kind, Exclusion(applied.get("min_area"), method=EXACT))
-        geom = applied.get(kind)
-        if geom is None:
-            results.append(EligibilityRuleResult(**base, status="not_applied", reason=ex.reason, method=None, resolution_m=None,
-                                       excluded_ha=None, excluded_share=None, exclusive_ha=None))
-            continue
-        own_m2 = float(geom.area)
-        if kind == "min_area":  # the small patches lie outside every other rule's exclusion by construction
-            only_m2 = own_m2
-        else:
-            others = _union([g for k, g in applied.items() if k not in (kind, "min_area")])
-            only_m2 = float(geom.difference(others).area) if others is not None else own_m2
-        exclusive[kind] = only_m2
-        results.append(EligibilityRuleResult(
-            **base, status="applied", reason=ex.reason, method=ex.method or EXACT, resolution_m=ex.resolution_m,
-            excluded_ha=_ha(own_m2), excluded_share=_share(own_m2, aoi_m2), exclusive_ha=_ha(only_m2),
-            unassessed_ha=_ha(float(ex.unassessed.area)) if ex.unassessed is not None else 0.0,
-        ))
+    results, exclusive = _rule_results(rules, exclusions, applied, aoi_m2)
     overlap_m2 = max(0.0, excluded_m2 - sum(exclusive.values()))
-
-    confidence_parts = []
-    notes: list[str] = []
-    for r in results:
-        if r.rule == "min_area" or r.status == "disabled":
-            continue
-        if r.status == "not_applied":
-            confidence_parts.append(0.0)
-            notes.append(f"rule {r.rule} not applied: {r.reason}")
-        else:
-            unassessed = (r.unassessed_ha or 0.0) * 1e4
-            confidence_parts.append(max(0.0, 1.0 - unassessed / aoi_m2) if aoi_m2 > 0 else 0.0)
-            if unassessed > 0.5:
-                notes.append(f"rule {r.rule}: {r.unassessed_ha:.2f} ha of the AOI have no data in its layer and "
-                             "count as eligible (upper bound)")
-    upper_bound = any(p < 1.0 for p in confidence_parts)
+    confidence, notes = _confidence(results, aoi_m2)
     binding = [k for k, v in sorted(exclusive.items(), key=lambda kv: (-kv[1], kv[0])) if v > 0.5]
     if not binding and excluded_m2 > 0.5:
         binding = [r.rule for r in sorted(results, key=lambda r: -(r.excluded_ha or 0.0))
@@ -171,8 +128,8 @@ def analyse(aoi: AOI, catalog: Catalog, params: RunParams) -> tuple[Eligibility,
         eligible_share=_share(eligible_m2, aoi_m2),
         excluded_ha=_ha(excluded_m2),
         overlap_ha=_ha(overlap_m2),
-        upper_bound=upper_bound,
-        confidence=round(sum(confidence_parts) / len(confidence_parts), 4) if confidence_parts else 1.0,
+        upper_bound=confidence < 1.0,
+        confidence=confidence,
         rules=results,
         binding_constraints=binding,
         patches=_patch_stats([p.area / 1e4 for p in patches]),
@@ -191,17 +148,72 @@ def analyse(aoi: AOI, catalog: Catalog, params: RunParams) -> tuple[Eligibility,
     return result, layer
 
 
+def _rule_results(
+    rules: RuleSet, exclusions: dict[str, Exclusion], applied: dict[str, BaseGeometry], aoi_m2: float
+) -> tuple[list[EligibilityRuleResult], dict[str, float]]:
+    """Each rule's line of the results, and the area each applied rule alone excludes (m²)."""
+    results: list[EligibilityRuleResult] = []
+    exclusive: dict[str, float] = {}
+    for kind in RULE_KINDS:
+        rule = rules.rules[kind]
+        base: dict[str, Any] = dict(rule=kind, parameters=_rule_params(kind, rule), source=rule.source,
+                                    screening_default=rule.screening_default,
+                                    overridden=list(rules.overridden.get(kind, ())))
+        unknown: dict[str, Any] = dict(method=None, resolution_m=None, excluded_ha=None, excluded_share=None,
+                                       exclusive_ha=None)
+        if not rule.enabled:
+            by = " by the run's config.eligibility" if kind in rules.overridden else " in the rule set"
+            results.append(EligibilityRuleResult(**base, status="disabled", reason="switched off" + by, **unknown))
+            continue
+        ex = exclusions.get(kind, Exclusion(applied.get("min_area"), method=EXACT))
+        geom = applied.get(kind)
+        if geom is None:
+            results.append(EligibilityRuleResult(**base, status="not_applied", reason=ex.reason, **unknown))
+            continue
+        own_m2 = float(geom.area)
+        if kind == "min_area":  # the small patches lie outside every other rule's exclusion by construction
+            only_m2 = own_m2
+        else:
+            others = _union([g for k, g in applied.items() if k not in (kind, "min_area")])
+            only_m2 = float(geom.difference(others).area) if others is not None else own_m2
+        exclusive[kind] = only_m2
+        results.append(EligibilityRuleResult(
+            **base, status="applied", reason=ex.reason, method=ex.method or EXACT, resolution_m=ex.resolution_m,
+            excluded_ha=_ha(own_m2), excluded_share=_share(own_m2, aoi_m2), exclusive_ha=_ha(only_m2),
+            unassessed_ha=_ha(float(ex.unassessed.area)) if ex.unassessed is not None else 0.0,
+        ))
+    return results, exclusive
+
+
+def _confidence(results: list[EligibilityRuleResult], aoi_m2: float) -> tuple[float, list[str]]:
+    """The mean share of the AOI each enabled data rule could judge (0 for a rule without its layer), and
+    the notes saying what was missing. A rule the run switched off is a choice, not missing evidence."""
+    parts: list[float] = []
+    notes: list[str] = []
+    for r in results:
+        if r.rule == "min_area" or r.status == "disabled":
+            continue
+        if r.status == "not_applied":
+            parts.append(0.0)
+            notes.append(f"rule {r.rule} not applied: {r.reason}")
+            continue
+        unassessed_m2 = (r.unassessed_ha or 0.0) * 1e4
+        parts.append(max(0.0, 1.0 - unassessed_m2 / aoi_m2) if aoi_m2 > 0 else 0.0)
+        if unassessed_m2 > 0.5:
+            notes.append(f"rule {r.rule}: {r.unassessed_ha:.2f} ha of the AOI have no data in its layer and "
+                         "count as eligible (upper bound)")
+    return (round(sum(parts) / len(parts), 4) if parts else 1.0), notes
+
+
 # --- the rules -------------------------------------------------------------------------------------
 
 
-def _rule_params(kind: str, rule: Any) -> dict[str, Any]:
-    from aethera.analysis.eligibility_rules import _PARAMS
-
-    return {k: getattr(rule, k) for k in sorted(_PARAMS[kind]) if getattr(rule, k) is not None}
+def _rule_params(kind: str, rule: Rule) -> dict[str, Any]:
+    return {k: getattr(rule, k) for k in sorted(RULE_PARAMS[kind]) if getattr(rule, k) is not None}
 
 
 def _vector_rule(layer: str, select: Callable[[Any, int], bool] | None = None) -> Callable[..., Exclusion]:
-    def fn(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Any) -> Exclusion:
+    def fn(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Rule) -> Exclusion:
         buffer_m = float(rule.buffer_m or 0.0)
         # every point of a feature within buffer_m of the AOI lies in this region, so clipping to it
         # changes nothing inside the AOI
@@ -225,7 +237,7 @@ def _vector_rule(layer: str, select: Callable[[Any, int], bool] | None = None) -
     return fn
 
 
-def _protected(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Any) -> Exclusion:
+def _protected(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Rule) -> Exclusion:
     wanted = {t.strip().upper() for t in rule.types or []}
 
     def select(feats: Any, i: int) -> bool:
@@ -238,7 +250,7 @@ def _protected(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Any) ->
     return _vector_rule("protected_areas", select)(aoi_geom, crs, catalog, rule)
 
 
-def _land_cover(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Any) -> Exclusion:
+def _land_cover(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Rule) -> Exclusion:
     source = catalog.land_cover()
     excluded_codes = set(rule.exclude or [])
     included_codes = set(rule.include) if rule.include is not None else None
@@ -278,7 +290,7 @@ def _raster_code(value: int, source: LayerSource) -> int | None:
     return value
 
 
-def _slope(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Any) -> Exclusion:
+def _slope(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Rule) -> Exclusion:
     source = catalog.single("elevation")
     assert source is not None
 
@@ -295,7 +307,7 @@ def _slope(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Any) -> Exc
     return _raster_rule(aoi_geom, crs, source, masks, margin=1)
 
 
-def _elevation(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Any) -> Exclusion:
+def _elevation(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Rule) -> Exclusion:
     source = catalog.single("elevation")
     assert source is not None
 

@@ -97,7 +97,7 @@ class RuleSet(msgspec.Struct, kw_only=True, frozen=True):
 
 
 # Which parameters each kind takes (anything else in a file or an override is refused).
-_PARAMS: dict[str, frozenset[str]] = {
+RULE_PARAMS: dict[str, frozenset[str]] = {
     "land_cover": frozenset({"exclude", "include"}),
     "protected_areas": frozenset({"scope", "types", "buffer_m"}),
     "settlements": frozenset({"buffer_m"}),
@@ -111,12 +111,12 @@ _COMMON = frozenset({"enabled", "source", "screening_default"})
 
 def check_rule(kind: str, rule: Rule, where: str, error: type[Exception] = ConfigError) -> None:
     """Refuse a rule whose parameters do not fit its kind; `error` is raised with a message saying why."""
-    if kind not in _PARAMS:
+    if kind not in RULE_PARAMS:
         raise error(f"{where}: unknown rule {kind!r}; rules are {', '.join(RULE_KINDS)}")
     given = {f for f in rule.__struct_fields__ if getattr(rule, f) is not None} - _COMMON
-    extra = given - _PARAMS[kind]
+    extra = given - RULE_PARAMS[kind]
     if extra:
-        raise error(f"{where}: rule {kind} takes {', '.join(sorted(_PARAMS[kind]))}, not {', '.join(sorted(extra))}")
+        raise error(f"{where}: rule {kind} takes {', '.join(sorted(RULE_PARAMS[kind]))}, not {', '.join(sorted(extra))}")
     if not rule.source.strip():
         raise error(f"{where}: rule {kind} needs a source")
     if not rule.enabled:
@@ -177,7 +177,7 @@ def parse_overlay(text: str, expected_id: str | None = None) -> _RawOverlay:
         raise ConfigError(f"{where} declares id {raw.overlay.id!r}")
     for tech in ("solar", "wind"):
         for kind, rule in getattr(raw, tech).items():
-            if kind not in _PARAMS:
+            if kind not in RULE_PARAMS:
                 raise ConfigError(f"{where}: unknown rule {kind!r}; rules are {', '.join(RULE_KINDS)}")
             if not rule.source.strip():
                 raise ConfigError(f"{where}: rule {tech}.{kind} needs a source")

@@ -357,3 +357,21 @@ def test_lanjaron_land_cover_nodata_is_unassessed_not_excluded(lanjaron_dir: Pat
         "protected_areas": "not_applied", "settlements": "not_applied", "water": "not_applied",
         "slope": "not_applied"}
     assert _rules(result)["water"].parameters == {"buffer_m": 100.0}  # the Spanish overlay
+
+
+def test_lanjaron_vector_land_cover_is_exact_geometry(lanjaron_dir: Path, tmp_path: Path) -> None:
+    """The land-cover rule on the CORINE polygons (EPSG:25830) against shapely on the same polygons."""
+    import pyogrio
+
+    cat = catalog(tmp_path, land_cover={"path": str(lanjaron_dir / "clc.gpkg"), "layer": "clc",
+                                        "code_column": "CODE_18"})
+    aoi = load_aoi(LANJARON_BOX.wkt, crs=UTM)
+    result, _ = eligibility.analyse(aoi, cat, RunParams.from_request("solar", "DEU", None, None))
+    df = pyogrio.read_dataframe(lanjaron_dir / "clc.gpkg", layer="clc")
+    excluded = set(load_rule_set("solar").rules["land_cover"].exclude)
+    picked = df[df["CODE_18"].astype(int).isin(excluded)].geometry.values
+    truth_m2 = shapely.union_all(picked).intersection(LANJARON_BOX).area * aoi.area_m2 / LANJARON_BOX.area
+    lc = _rules(result)["land_cover"]
+    assert lc.method == "exact geometry" and lc.resolution_m is None
+    assert lc.excluded_ha == pytest.approx(truth_m2 / 1e4, rel=1e-4)
+    assert lc.unassessed_ha == pytest.approx(0.0, abs=0.01)  # the polygons cover the whole box

@@ -196,7 +196,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="runs",
         summary="Read a map layer of a run",
         responses={200: Body(JsonObject, media_type="application/geo+json",
-                             description="A GeoJSON FeatureCollection in EPSG:4326.")},
+                             description="A GeoJSON FeatureCollection in EPSG:4326 (`eligible`: the patches "
+                                         "of land-eligible area, each with its `area_ha`).")},
         errors={404: "No such run or layer.", **_NOT_DONE},
         path_params={"run_id": Id, "layer": Layer},
     ),

@@ -85,7 +85,8 @@ def test_every_step_field_is_filled(spa_run) -> None:  # type: ignore[no-untyped
     assert [d.layer for d in r.datasets] == ["land_cover", "protected_areas", "settlements", "water", "elevation"]
     assert all(d.available and d.synthetic for d in r.datasets)
     assert all("/" not in f for d in r.datasets for f in d.files)  # file names only, no directories
-    assert r.warnings == []
+    # the only warning: no land inside the SPA is eligible for wind, so the emission balance is of 0 MW
+    assert len(r.warnings) == 1 and r.warnings[0].startswith("no land of the AOI is eligible"), r.warnings
     assert set(r.step_durations_s) == {s.name for s in pipeline.STEPS}
     assert all(v >= 0 for v in r.step_durations_s.values())
 

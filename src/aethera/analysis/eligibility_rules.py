@@ -19,7 +19,7 @@ from __future__ import annotations
 import tomllib
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import msgspec
 
@@ -109,43 +109,49 @@ RULE_PARAMS: dict[str, frozenset[str]] = {
 _COMMON = frozenset({"enabled", "source", "screening_default"})
 
 
-def check_rule(kind: str, rule: Rule, where: str, error: type[Exception] = ConfigError) -> None:
-    """Refuse a rule whose parameters do not fit its kind; `error` is raised with a message saying why."""
+def check_rule(kind: str, rule: Rule, where: str, error: type[ConfigError | InvalidInput] = ConfigError) -> None:
+    """Refuse a rule whose parameters do not fit its kind; `error` is raised with a message saying why
+    (an `InvalidInput` names `where` as its field: the override a client sent)."""
+    extra_args = {"field": where} if error is InvalidInput else {}
+
+    def fail(message: str) -> NoReturn:
+        raise error(message, **extra_args)
+
     if kind not in RULE_PARAMS:
-        raise error(f"{where}: unknown rule {kind!r}; rules are {', '.join(RULE_KINDS)}")
+        fail(f"{where}: unknown rule {kind!r}; rules are {', '.join(RULE_KINDS)}")
     given = {f for f in rule.__struct_fields__ if getattr(rule, f) is not None} - _COMMON
     extra = given - RULE_PARAMS[kind]
     if extra:
-        raise error(f"{where}: rule {kind} takes {', '.join(sorted(RULE_PARAMS[kind]))}, not {', '.join(sorted(extra))}")
+        fail(f"{where}: rule {kind} takes {', '.join(sorted(RULE_PARAMS[kind]))}, not {', '.join(sorted(extra))}")
     if not rule.source.strip():
-        raise error(f"{where}: rule {kind} needs a source")
+        fail(f"{where}: rule {kind} needs a source")
     if not rule.enabled:
         return
     if kind == "land_cover":
         if (rule.exclude is None) == (rule.include is None):
-            raise error(f"{where}: rule land_cover needs exactly one of exclude and include")
+            fail(f"{where}: rule land_cover needs exactly one of exclude and include")
         codes = rule.exclude if rule.exclude is not None else rule.include
         unknown = [c for c in codes or [] if corine.lookup(c) is None]
         if unknown:
-            raise error(f"{where}: {', '.join(map(str, unknown))} not CORINE level-3 codes")
+            fail(f"{where}: {', '.join(map(str, unknown))} not CORINE level-3 codes")
     elif kind == "protected_areas":
         if rule.scope is None or rule.buffer_m is None:
-            raise error(f"{where}: rule protected_areas needs scope and buffer_m")
+            fail(f"{where}: rule protected_areas needs scope and buffer_m")
         if rule.scope == "types" and not rule.types:
-            raise error(f"{where}: rule protected_areas with scope 'types' needs a list of types")
+            fail(f"{where}: rule protected_areas with scope 'types' needs a list of types")
     elif kind in ("settlements", "water") and rule.buffer_m is None:
-        raise error(f"{where}: rule {kind} needs buffer_m")
+        fail(f"{where}: rule {kind} needs buffer_m")
     elif kind == "slope" and (rule.max_deg is None or not 0 < rule.max_deg < 90):
-        raise error(f"{where}: rule slope needs max_deg between 0 and 90 degrees")
+        fail(f"{where}: rule slope needs max_deg between 0 and 90 degrees")
     elif kind == "elevation":
         if rule.min_m is None and rule.max_m is None:
-            raise error(f"{where}: rule elevation needs min_m, max_m or both")
+            fail(f"{where}: rule elevation needs min_m, max_m or both")
         if rule.min_m is not None and rule.max_m is not None and rule.min_m >= rule.max_m:
-            raise error(f"{where}: rule elevation needs min_m below max_m")
+            fail(f"{where}: rule elevation needs min_m below max_m")
     elif kind == "min_area" and (rule.min_area_ha is None or rule.min_area_ha < 0):
-        raise error(f"{where}: rule min_area needs min_area_ha of at least 0")
+        fail(f"{where}: rule min_area needs min_area_ha of at least 0")
     if rule.buffer_m is not None and not 0 <= rule.buffer_m <= MAX_BUFFER_M:
-        raise error(f"{where}: rule {kind} buffer_m must lie from 0 to {MAX_BUFFER_M:g} m")
+        fail(f"{where}: rule {kind} buffer_m must lie from 0 to {MAX_BUFFER_M:g} m")
 
 
 def parse_rule_set(text: str, expected_id: str | None = None) -> RuleSet:
@@ -208,9 +214,11 @@ def load_all() -> None:
 
 def _replace(base: Rule, patch: dict[str, Any]) -> Rule:
     merged = {**msgspec.to_builtins(base), **patch}
-    if "include" in patch:  # the two land-cover lists exclude each other: the patch's one wins
+    # the two land-cover lists exclude each other: a patch naming one replaces the file's other (a patch
+    # naming both is left so, and refused by the checks)
+    if "include" in patch and "exclude" not in patch:
         merged.pop("exclude", None)
-    if "exclude" in patch:
+    if "exclude" in patch and "include" not in patch:
         merged.pop("include", None)
     return msgspec.convert(merged, Rule)
 

@@ -13,14 +13,22 @@ and print the median of --repeat runs (after one untimed warm-up each; (a) and (
 change in the machine's load hits both) and the ratio (a) / (b).
 
 Part 2: the whole pipeline on the sample region (`aethera sample-data`, generated into the temporary
-directory) for a 10 km² AOI, median of --repeat runs after a warm-up, step by step.
+directory) for a 10 km² AOI, median of --repeat runs after a warm-up, step by step (the land-eligibility
+step among them, budget 0.3 s).
+
+Part 3: how the land-eligibility step (`aethera.analysis.eligibility.analyse`, wind rule set: land cover
+and slope on the raster grid, protected areas, settlements and water as buffered geometry) scales with
+the AOI: 10 and 100 km² on the sample region, and 100, 900 and 2,500 km² on the 60 km square of part 1
+(100 m land cover with ~1 km patches and 10 % per-pixel noise, the worst case for turning cells into
+polygons; a smooth synthetic elevation on the same grid; 300 settlement points, 40 rivers, 30 protected
+polygons scattered over it, seeded).
 
 Bias, stated: rasters are read from the page cache after the warm-up on both sides; the synthetic
 pattern (patches of about 1 km with 10 % per-pixel noise) compresses less well than real CORINE at 10 m,
 so reads cost somewhat more than they would on real data, equally on both sides. Other processes share
 the CPUs; compare the ratio, not the absolute figures, across machines.
 
-Run: `.venv/bin/python bench/pipeline.py [--repeat 3] [--skip-10m]`
+Run: `.venv/bin/python bench/pipeline.py [--repeat 3] [--skip-10m] [--only-eligibility]`
 """
 
 from __future__ import annotations
@@ -160,15 +168,88 @@ def bench_pipeline(tmp: Path, repeat: int) -> None:
     print(f"{'total':>16} {total:>10.4f}")
 
 
+def _scatter_layers(tmp: Path, seed: int = 3) -> Path:
+    """Elevation, settlements, rivers and protected areas over the 60 km square of part 1 (seeded)."""
+    import geopandas as gpd
+    import rasterio
+    from rasterio.transform import from_origin
+    from shapely.geometry import LineString, Point
+
+    rng = np.random.default_rng(seed)
+    left, top = CENTER[0] - SIDE_M / 2, CENTER[1] + SIDE_M / 2
+    n = int(SIDE_M / 100)
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    z = 200 + 150 * np.sin(6 * xx) * np.cos(5 * yy) + 80 * np.sin(17 * xx + 3 * yy)
+    with rasterio.open(tmp / "dem_100m.tif", "w", driver="GTiff", width=n, height=n, count=1, dtype="float32",
+                       crs="EPSG:3035", transform=from_origin(left, top, 100, 100), nodata=-9999) as ds:
+        ds.write(z.astype("float32"), 1)
+
+    def xy(k: int) -> np.ndarray:
+        return np.column_stack([left + rng.random(k) * SIDE_M, top - rng.random(k) * SIDE_M])
+
+    gpkg = tmp / "scatter.gpkg"
+    pts = xy(300)
+    gpd.GeoDataFrame({"sid": [f"S{i}" for i in range(len(pts))]}, geometry=[Point(p) for p in pts],
+                     crs="EPSG:3035").to_file(gpkg, layer="settlements")
+    rivers = [LineString(np.cumsum(np.vstack([xy(1), rng.normal(0, 800, (30, 2))]), axis=0)) for _ in range(40)]
+    gpd.GeoDataFrame({"wid": [f"W{i}" for i in range(40)]}, geometry=rivers, crs="EPSG:3035").to_file(
+        gpkg, layer="rivers")
+    sites = [Point(p).buffer(rng.uniform(500, 3000), quad_segs=16) for p in xy(30)]
+    gpd.GeoDataFrame({"code": [f"P{i}" for i in range(30)], "kind": ["SAC"] * 30}, geometry=sites,
+                     crs="EPSG:3035").to_file(gpkg, layer="protected")
+    return gpkg
+
+
+def bench_eligibility(tmp: Path, repeat: int) -> None:
+    from shapely.geometry import box
+
+    from aethera.analysis import eligibility
+    from aethera.analysis.aoi import load_aoi
+    from aethera.analysis.params import RunParams
+    from aethera.data.catalog import load_catalog, parse_catalog
+    from aethera.data.sample import sample_region
+
+    params = RunParams.from_request("wind", "DEU", None, None)
+    sample = load_catalog(tmp / "sample" / "catalog.toml")
+    raster = tmp / "lc_100m.tif"
+    if not raster.exists():
+        make_raster(raster, 100.0)
+    gpkg = _scatter_layers(tmp)
+    big = parse_catalog({
+        "land_cover": {"path": str(raster)}, "elevation": {"path": str(tmp / "dem_100m.tif")},
+        "settlements": {"path": str(gpkg), "layer": "settlements", "id_column": "sid"},
+        "water": {"path": str(gpkg), "layer": "rivers", "id_column": "wid"},
+        "protected_areas": {"path": str(gpkg), "layer": "protected", "id_column": "code", "type_column": "kind"},
+    }, base_dir=tmp)
+    x, y = sample_region().xy(2.0, -6.0)
+    cases = [("sample region", sample, load_aoi(box(x, y, x + math.sqrt(a * 1e6), y + math.sqrt(a * 1e6)).wkt,
+                                                 crs="EPSG:3035"), a) for a in (10.0, 100.0)]
+    cases += [("60 km square", big, load_aoi(polygon_lonlat(a).wkt), a) for a in (100.0, 900.0, 2500.0)]
+    print(f"\nland eligibility (wind rule set), median of {repeat} runs after a warm-up")
+    print(f"{'data':>14} {'AOI km²':>8} {'seconds':>8} {'eligible %':>10} {'patches':>8}")
+    for name, cat, aoi, area in cases:
+        out = {}
+
+        def run() -> None:
+            out["r"] = eligibility.analyse(aoi, cat, params)[0]
+
+        t, _ = timed_pair(run, lambda: None, repeat)
+        r = out["r"]
+        print(f"{name:>14} {area:>8,.0f} {t:>8.3f} {100 * r.eligible_share:>10.1f} {r.patches.count:>8}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-10m", action="store_true", help="only the 100 m raster (quick look)")
+    parser.add_argument("--only-eligibility", action="store_true", help="parts 2 and 3 only")
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aethera-bench-") as tmp:
-        bench_land_cover(Path(tmp), args.repeat, args.skip_10m)
+        if not args.only_eligibility:
+            bench_land_cover(Path(tmp), args.repeat, args.skip_10m)
         bench_pipeline(Path(tmp), args.repeat)
+        bench_eligibility(Path(tmp), args.repeat)
     print(f"\nbench/pipeline.py took {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
 

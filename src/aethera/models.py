@@ -109,6 +109,61 @@ class EmissionFactorOverrides(msgspec.Struct, kw_only=True, forbid_unknown_field
     )] | msgspec.UnsetType = msgspec.UNSET
 
 
+BufferM = Annotated[float, msgspec.Meta(ge=0, le=50_000, description="buffer, metres")]
+MAX_ELIGIBILITY_CODES = 64
+
+
+class _RuleSwitch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET  # false switches the rule off for this run
+
+
+class LandCoverRuleOverride(_RuleSwitch, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """CORINE level-3 codes to exclude, or the only codes eligible (one of the two)."""
+
+    exclude: Annotated[list[Annotated[int, msgspec.Meta(ge=100, le=999)]],
+                       msgspec.Meta(max_length=MAX_ELIGIBILITY_CODES)] | msgspec.UnsetType = msgspec.UNSET
+    include: Annotated[list[Annotated[int, msgspec.Meta(ge=100, le=999)]],
+                       msgspec.Meta(max_length=MAX_ELIGIBILITY_CODES)] | msgspec.UnsetType = msgspec.UNSET
+
+
+class ProtectedAreasRuleOverride(_RuleSwitch, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    scope: Annotated[str, msgspec.Meta(pattern=r"^(all|natura2000|types)(?!\n)$",
+                                       description="all, natura2000 or types")] | msgspec.UnsetType = msgspec.UNSET
+    types: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=40)]],
+                     msgspec.Meta(max_length=32)] | msgspec.UnsetType = msgspec.UNSET
+    buffer_m: BufferM | msgspec.UnsetType = msgspec.UNSET
+
+
+class BufferRuleOverride(_RuleSwitch, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    buffer_m: BufferM | msgspec.UnsetType = msgspec.UNSET
+
+
+class SlopeRuleOverride(_RuleSwitch, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    max_deg: Annotated[float, msgspec.Meta(gt=0, lt=90, description="degrees")] | msgspec.UnsetType = msgspec.UNSET
+
+
+class ElevationRuleOverride(_RuleSwitch, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    min_m: Annotated[float, msgspec.Meta(ge=-500, le=9000)] | msgspec.UnsetType = msgspec.UNSET
+    max_m: Annotated[float, msgspec.Meta(ge=-500, le=9000)] | msgspec.UnsetType = msgspec.UNSET
+
+
+class MinAreaRuleOverride(_RuleSwitch, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    min_area_ha: Annotated[float, msgspec.Meta(ge=0, le=100_000)] | msgspec.UnsetType = msgspec.UNSET
+
+
+class EligibilityOverrides(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """`config.eligibility`: per-run changes to the technology's land-eligibility rule set (a rule left out
+    keeps the file's values; `{"enabled": false}` switches a rule off)."""
+
+    land_cover: LandCoverRuleOverride | None = None
+    protected_areas: ProtectedAreasRuleOverride | None = None
+    settlements: BufferRuleOverride | None = None
+    water: BufferRuleOverride | None = None
+    slope: SlopeRuleOverride | None = None
+    elevation: ElevationRuleOverride | None = None
+    min_area: MinAreaRuleOverride | None = None
+
+
 class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """`RunCreate.config`: what a run screens for. Every key is optional; null means the default."""
 
@@ -122,6 +177,7 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_d
         ge=1, le=100, description="operating lifetime, years; default: the emission factor file's"
     )] | None = None
     emission_factors: EmissionFactorOverrides | None = None
+    eligibility: EligibilityOverrides | None = None
 
 
 class RunCreate(msgspec.Struct, kw_only=True):

@@ -77,7 +77,7 @@ def test_invalid(ptype: str, country: str | None, config: Any, error: type, fiel
     ({"buffer_km": 51}, "config.buffer_km must be a number from 0 to 50"),
     ({"lifetime_years": 0.5}, "config.lifetime_years must be a number from 1 to 100"),
     ({"colour": "red"}, "config.colour is not accepted here; use capacity_mw, buffer_km, lifetime_years, "
-                        "emission_factors"),
+                        "emission_factors, eligibility"),
     ({"emission_factors": {"grid": 1}}, "config.emission_factors.grid is not accepted here; use "
                                         "construction_tco2e_per_mw, operation_tco2e_per_mw_year, capacity_factor, "
                                         "grid_tco2e_per_mwh, footprint_share, carbon_loss_tco2e_per_ha, first_operating_year"),

@@ -55,8 +55,11 @@ def test_every_step_field_is_filled(spa_run) -> None:  # type: ignore[no-untyped
     out, _ = spa_run
     r = out.results
     assert r.aoi.aoi_area_ha == pytest.approx(300.0, rel=1e-6)
-    assert r.parameters.project_type == "wind" and r.parameters.capacity_mw == pytest.approx(9.0)
-    assert "density" in r.parameters.capacity_source
+    # no capacity requested: the project is what the eligible land holds (inside an SPA, with the wind
+    # rule set's 1.5 km around protected sites, nothing)
+    cap = r.eligibility.capacity_mw
+    assert r.parameters.project_type == "wind" and r.parameters.capacity_mw == cap == 0.0
+    assert r.parameters.capacity_source.startswith("eligible land: density 0.03 MW/ha")
     assert r.land_cover.source == "raster" and r.land_cover.buffer is not None
     assert sum(c.area_ha for c in r.land_cover.aoi.classes) == pytest.approx(300.0, rel=0.005)
     assert r.biodiversity.available and r.biodiversity.protected_overlap_pct > 50
@@ -69,7 +72,7 @@ def test_every_step_field_is_filled(spa_run) -> None:  # type: ignore[no-untyped
     assert [c.within_km for c in rd.counts] == [0.5, 1.0, 2.0, 5.0]
     assert r.terrain.available and r.terrain.mean_slope_deg is not None
     e = r.emissions
-    assert e.capacity_mw == pytest.approx(9.0) and e.construction_tco2e == pytest.approx(9.0 * 600)
+    assert e.capacity_mw == pytest.approx(cap) and e.construction_tco2e == pytest.approx(cap * 600)
     # avoided: summed on Germany's grid trajectory from the first operating year (a mean per year)
     assert e.lifetime_avoided_tco2e == pytest.approx(sum(y.avoided_tco2e for y in e.avoided_by_year), rel=1e-6)
     assert e.avoided_tco2e_per_year == pytest.approx(e.lifetime_avoided_tco2e / 25, rel=1e-6)
@@ -86,7 +89,8 @@ def test_every_step_field_is_filled(spa_run) -> None:  # type: ignore[no-untyped
     assert [d.layer for d in r.datasets] == ["land_cover", "protected_areas", "settlements", "water", "elevation"]
     assert all(d.available and d.synthetic for d in r.datasets)
     assert all("/" not in f for d in r.datasets for f in d.files)  # file names only, no directories
-    assert r.warnings == []
+    # the only warning: no land inside the SPA is eligible for wind, so the emission balance is of 0 MW
+    assert len(r.warnings) == 1 and r.warnings[0].startswith("no land of the AOI is eligible"), r.warnings
     assert set(r.step_durations_s) == {s.name for s in pipeline.STEPS}
     assert all(v >= 0 for v in r.step_durations_s.values())
 
@@ -145,8 +149,9 @@ def test_progress_and_outputs(spa_run) -> None:  # type: ignore[no-untyped-def]
     assert steps == [s.name for s in pipeline.STEPS] + ["done"]
     percents = [p[1] for p in rec.progress]
     assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
-    assert set(rec.outputs) == {"layers/natura.geojson", "layers/overlap.geojson", "layers/sensitivity.geojson"}
-    assert set(out.layers) == {"natura", "overlap", "sensitivity"}
+    assert set(rec.outputs) == {"layers/natura.geojson", "layers/overlap.geojson", "layers/sensitivity.geojson",
+                                "layers/eligible.geojson"}
+    assert set(out.layers) == {"natura", "overlap", "sensitivity", "eligible"} == set(pipeline.LAYER_NAMES_OUT)
     for name, data in out.layers.items():
         assert rec.outputs[f"layers/{name}.geojson"] == (data, "application/geo+json")
         fc = json.loads(data)

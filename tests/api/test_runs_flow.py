@@ -107,18 +107,23 @@ async def test_full_flow(make_service: Any, backend: str) -> None:
     for group in ("critical_violations", "warnings", "informational"):
         assert isinstance(legal[group], list)
 
-    for layer in ("natura", "overlap", "sensitivity"):
+    for layer in ("natura", "overlap", "sensitivity", "eligible"):
         resp = await c.get(f"/runs/{run_id}/biodiversity/{layer}")
         assert resp.status == 200, (layer, await resp.text())
         fc = await resp.json(content_type=None)
         assert fc["type"] == "FeatureCollection" and isinstance(fc["features"], list)
+        if layer == "eligible":  # each patch with its area; together the eligible land of the results
+            patches_ha = sum(f["properties"]["area_ha"] for f in fc["features"])
+            assert patches_ha == pytest.approx(results["eligibility"]["eligible_ha"], abs=1e-3)
+            assert fc["eligible_ha"] == results["eligibility"]["eligible_ha"]
 
     # the worker stored the whole run: the export holds every member, the report among them
     resp = await c.get(f"/runs/{run_id}/export")
     assert resp.status == 200 and resp.content_type == "application/zip"
     with zipfile.ZipFile(io.BytesIO(await resp.read())) as archive:
         names = set(archive.namelist())
-        assert {"manifest.json", "aoi.geojson", "results.json", "legal.json", "run.log", "report.html"} <= names
+        assert {"manifest.json", "aoi.geojson", "results.json", "legal.json", "run.log", "report.html",
+                "layers/eligible.geojson"} <= names
         manifest = json.loads(archive.read("manifest.json"))
         assert not manifest.get("not_included"), manifest.get("not_included")
         report = archive.read("report.html").decode()
@@ -131,7 +136,7 @@ async def test_full_flow(make_service: Any, backend: str) -> None:
     assert (detail["run_id"], detail["project_id"], detail["status"]) == (run_id, project_id, "COMPLETED")
     assert detail["project_type"] == "solar"
     assert detail["outputs"]["biodiversity_layers"] == {
-        layer: f"/runs/{run_id}/biodiversity/{layer}" for layer in ("natura", "overlap", "sensitivity")}
+        layer: f"/runs/{run_id}/biodiversity/{layer}" for layer in ("natura", "overlap", "sensitivity", "eligible")}
     assert detail["outputs"]["results"] == {"results": f"/runs/{run_id}/results", "legal": f"/runs/{run_id}/legal"}
     for group in detail["outputs"].values():  # every advertised output is served
         for url in group.values():

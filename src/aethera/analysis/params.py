@@ -15,6 +15,8 @@ what it accepts, read from the same declaration:
   "operation_tco2e_per_mw_year": 2, "footprint_share": 0.6,
   "carbon_loss_tco2e_per_ha": {"312": 300}, "first_operating_year": 2027}` (the first year of the
   grid trajectory the avoided emissions are summed on; default the year after the run)
+- `eligibility`: per-run changes to the land-eligibility rule set (`analysis/eligibility_rules.py`), e.g.
+  `{"settlements": {"buffer_m": 800}, "slope": {"max_deg": 15}, "water": {"enabled": false}}`
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class RunParams(msgspec.Struct, frozen=True):
     mw_per_ha: float | None = None  # None: DEFAULT_MW_PER_HA of the technology
     lifetime_years: float | None = None  # None: the technology's default from the emission factor file
     factor_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
+    # `config.eligibility` as plain data: per-run changes to the land-eligibility rule set
+    eligibility: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @classmethod
     def from_request(
@@ -78,6 +82,12 @@ class RunParams(msgspec.Struct, frozen=True):
                 overrides["carbon_loss_tco2e_per_ha"] = {
                     int(code): value for code, value in overrides["carbon_loss_tco2e_per_ha"].items()
                 }
+        eligibility: dict[str, Any] = {}
+        if run_config.eligibility is not None:
+            from aethera.analysis.eligibility_rules import effective_rules
+
+            eligibility = msgspec.to_builtins(run_config.eligibility)  # the rules and keys the client set
+            effective_rules(ptype, code, eligibility)  # a combination the rule checks refuse is refused now
         return cls(
             project_type=ptype,
             country=code,
@@ -86,6 +96,7 @@ class RunParams(msgspec.Struct, frozen=True):
             mw_per_ha=density,
             lifetime_years=run_config.lifetime_years,
             factor_overrides=overrides,
+            eligibility=eligibility,
         )
 
     @property

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from aethera.analysis import eligibility as eligibility_step
 from aethera.analysis import emissions as emissions_step
 from aethera.analysis import indices as indices_step
 from aethera.analysis import kpis as kpis_step
@@ -48,6 +49,7 @@ from aethera.analysis.projection import ETRS89_LAEA
 from aethera.analysis.results import (
     Biodiversity,
     DatasetStatus,
+    Eligibility,
     Emissions,
     KPI,
     LandCover,
@@ -64,7 +66,7 @@ ProgressFn = Callable[[str, float, str], None]
 CancelFn = Callable[[], bool]
 OutputFn = Callable[[str, bytes, str], None]
 
-LAYER_NAMES_OUT: tuple[str, ...] = ("natura", "overlap", "sensitivity")
+LAYER_NAMES_OUT: tuple[str, ...] = ("natura", "overlap", "sensitivity", "eligible")
 
 # What each optional layer feeds, for the message when it is missing.
 _DEPENDS = {
@@ -79,7 +81,7 @@ _DEPENDS = {
 class PipelineOutput:
     results: Results
     legal: Any  # the legal object (filled by the legal step; None until it exists)
-    layers: dict[str, bytes]  # natura, overlap, sensitivity: GeoJSON FeatureCollections in EPSG:4326
+    layers: dict[str, bytes]  # natura, overlap, sensitivity, eligible: GeoJSON FeatureCollections in EPSG:4326
 
 
 @dataclass
@@ -98,6 +100,7 @@ class RunContext:
     biodiversity: Biodiversity | None = None
     receptor_distances: ReceptorDistances | None = None
     terrain: Terrain | None = None
+    eligibility: Eligibility | None = None
     emissions: Emissions | None = None
     kpis: dict[str, KPI] | None = None
     landscape: landscape_step.LandscapeMetrics | None = None
@@ -213,6 +216,27 @@ def _step_terrain(ctx: RunContext) -> None:
     ctx.terrain = terrain_step.analyse(ctx.aoi, ctx.data)
 
 
+def _step_eligibility(ctx: RunContext) -> None:
+    result, layer = eligibility_step.analyse(ctx.aoi, ctx.data, ctx.params)
+    ctx.eligibility = result
+    ctx.emit_layer("eligible", layer)
+    ctx.warnings.extend(f"land eligibility: {note}" for note in result.notes)
+    if ctx.params.capacity_mw is None:
+        # The capacity choice: without a requested capacity, the project is what the eligible land holds
+        # (emissions, KPIs and the legal capacity metric all read ctx.capacity_mw from here on).
+        ctx.capacity_mw = result.capacity_mw
+        bound = ", an upper bound" if result.upper_bound else ""
+        ctx.capacity_source = (
+            f"eligible land: density {result.mw_per_ha:g} MW/ha x eligible area {result.eligible_ha:.2f} ha of the "
+            f"AOI's {result.aoi_area_ha:.2f} ha (results.eligibility{bound})"
+        )
+        if result.capacity_mw <= 0:
+            ctx.warnings.append(
+                "no land of the AOI is eligible under the rule set, so the emission balance is of a 0 MW project; "
+                "set config.capacity_mw (or relax config.eligibility) to screen a project of a given size"
+            )
+
+
 def _step_emissions(ctx: RunContext) -> None:
     assert ctx.land_cover is not None and ctx.terrain is not None
     lon, lat = ctx.aoi.centroid_lonlat
@@ -266,6 +290,7 @@ STEPS: list[Step] = [
     Step("protected_areas", 15, "intersecting protected areas", _step_protected_areas),
     Step("receptors", 15, "measuring distances to receptors", _step_receptors),
     Step("terrain", 8, "reading elevation and slope", _step_terrain),
+    Step("eligibility", 6, "finding the land the project could be built on", _step_eligibility),
     Step("emissions", 4, "computing the emission balance", _step_emissions),
     Step("kpis", 20, "computing indicators", _step_kpis),
     Step("indices", 2, "scoring sensitivity, suitability, hazard and cumulative impact", _step_indices),
@@ -336,6 +361,7 @@ def build_results(ctx: RunContext) -> Results:
         resm=ctx.resm,
         ahsm=ctx.ahsm,
         cim=ctx.cim,
+        eligibility=ctx.eligibility,
         datasets=ctx.datasets,
         warnings=ctx.warnings,
         step_durations_s=ctx.step_durations_s,

@@ -92,6 +92,13 @@ def area_crs_for(lon: float, lat: float) -> CRS:
     return CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs")
 
 
+def local_equal_area_crs(lon: float, lat: float) -> CRS:
+    """A Lambert azimuthal equal-area CRS centred on lon, lat (GRS80): areas are exact everywhere and
+    distances from the centre are off by less than 0.001 % within 50 km, so buffers drawn in it are true
+    to well below the figures' precision and their areas need no second projection."""
+    return CRS.from_proj4(f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +x_0=0 +y_0=0 +ellps=GRS80 +units=m +no_defs")
+
+
 def metric_crs_for(lon: float, lat: float) -> CRS:
     """The distance CRS for an AOI centred at lon, lat: azimuthal equidistant on that point."""
     return CRS.from_proj4(f"+proj=aeqd +lat_0={lat:.6f} +lon_0={lon:.6f} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs")

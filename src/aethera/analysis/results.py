@@ -294,6 +294,65 @@ class KPI(msgspec.Struct, kw_only=True):
     coverage_ratio: float | None = None
 
 
+# --- land eligibility ----------------------------------------------------------------------------
+
+
+class EligibilityRuleResult(msgspec.Struct, kw_only=True):
+    """One exclusion rule as applied: its effective parameters, its source, and what it excluded."""
+
+    rule: str  # land_cover | protected_areas | settlements | water | slope | elevation | min_area
+    status: Literal["applied", "not_applied", "disabled"]  # not_applied: its layer is missing (`reason`)
+    reason: str | None
+    parameters: dict[str, Any]  # the effective thresholds and buffers
+    source: str
+    screening_default: bool  # True: a screening threshold of this service, not a number from a law
+    overridden: list[str]  # parameters the run's config.eligibility replaced
+    method: str | None  # "exact geometry" or "gridded: ..." (with resolution_m)
+    resolution_m: float | None
+    excluded_ha: float | None  # what the rule excludes on its own (null when not applied)
+    excluded_share: float | None  # of the AOI, 0..1
+    exclusive_ha: float | None  # excluded by this rule and by no other: what relaxing it alone would free
+    unassessed_ha: float | None = None  # AOI land the rule's layer says nothing about (no data, outside)
+
+
+class EligiblePatchClass(msgspec.Struct, kw_only=True):
+    min_ha: float
+    max_ha: float | None  # null: no upper bound
+    count: int
+    area_ha: float
+
+
+class EligiblePatches(msgspec.Struct, kw_only=True):
+    count: int
+    min_ha: float | None
+    median_ha: float | None
+    mean_ha: float | None
+    max_ha: float | None
+    size_classes: list[EligiblePatchClass]
+
+
+class Eligibility(msgspec.Struct, kw_only=True):
+    """Where in the AOI the project could be built: the AOI minus every exclusion rule (`eligibility.py`)."""
+
+    technology: str
+    rule_set: dict[str, Any]  # id, version, name, overlays, overrides (the effective rules are in `rules`)
+    method: str
+    crs: str  # the local equal-area CRS every area and buffer is computed in
+    aoi_area_ha: float
+    eligible_ha: float
+    eligible_share: float  # of the AOI, 0..1
+    excluded_ha: float  # by any rule (min_area included)
+    overlap_ha: float  # excluded by two or more rules: excluded_ha = sum(exclusive_ha) + overlap_ha
+    upper_bound: bool  # True when a rule could not be applied: the eligible land is at most this
+    confidence: float  # 0..1: the share of the enabled rules' evidence that was there
+    rules: list[EligibilityRuleResult]
+    binding_constraints: list[str]  # rules by exclusive area, largest first (those that exclude anything)
+    patches: EligiblePatches
+    mw_per_ha: float
+    capacity_mw: float  # eligible_ha x mw_per_ha
+    notes: list[str] = msgspec.field(default_factory=list)
+
+
 # --- the whole run -------------------------------------------------------------------------------
 
 
@@ -323,6 +382,7 @@ class Results(msgspec.Struct, kw_only=True):
     resm: Any = None  # filled by the indices step
     ahsm: Any = None
     cim: Any = None
+    eligibility: Eligibility | None = None  # null only for results stored before the step existed
     datasets: list[DatasetStatus] = msgspec.field(default_factory=list)
     warnings: list[str] = msgspec.field(default_factory=list)
     step_durations_s: dict[str, float] = msgspec.field(default_factory=dict)

@@ -30,7 +30,7 @@ from aethera.models import (
     TaskStatus,
 )
 
-Layer = Literal["natura", "overlap", "sensitivity"]
+Layer = Literal["natura", "overlap", "sensitivity", "eligible"]
 # the route's own check, in JSON Schema's (ECMA) regex dialect: Python's end anchor \Z becomes $
 UploadName = Annotated[str, msgspec.Meta(pattern=keys.UPLOAD_NAME_RE.pattern.replace("\\Z", "$"))]
 JsonObject = dict[str, Any]
@@ -246,7 +246,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="runs",
         summary="Read a map layer of a run",
         responses={200: Body(JsonObject, media_type="application/geo+json",
-                             description="A GeoJSON FeatureCollection in EPSG:4326.")},
+                             description="A GeoJSON FeatureCollection in EPSG:4326 (`eligible`: the patches "
+                                         "of land-eligible area, each with its `area_ha`).")},
         errors={404: "No such run or layer.", **_NOT_DONE},
         path_params={"run_id": Id, "layer": Layer},
     ),

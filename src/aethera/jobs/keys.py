@@ -101,7 +101,7 @@ RESULTS_NAME = "results.json"
 LEGAL_NAME = "legal.json"
 RUN_LOG_NAME = "run.log"
 REPORT_NAME = "report.html"
-LAYER_NAMES = ("natura", "overlap", "sensitivity")
+LAYER_NAMES = ("natura", "overlap", "sensitivity", "eligible")
 
 
 def layer_name(layer: str) -> str:

@@ -657,6 +657,31 @@ def _section_terrain(results: Mapping[str, Any]) -> str:
     return "<h2>Terrain</h2>" + _generic({k: v for k, v in terrain.items() if k not in ("available", "reason")})
 
 
+_ELIGIBILITY_RULE_COLUMNS = ("rule", "status", "excluded_ha", "excluded_share", "exclusive_ha", "method", "source",
+                             "reason")
+
+
+def _section_eligibility(results: Mapping[str, Any]) -> str:
+    """Where the project could be built: the eligible share, the binding constraints, rule by rule."""
+    el = results.get("eligibility")
+    if not isinstance(el, Mapping):
+        return ""
+    out = ["<h2>Land eligibility</h2>"]
+    summary = {k: el.get(k) for k in ("technology", "eligible_ha", "eligible_share", "excluded_ha", "overlap_ha",
+                                      "capacity_mw", "mw_per_ha", "confidence", "upper_bound", "crs", "method")
+               if k in el}
+    out.append(_generic(summary))
+    binding = el.get("binding_constraints")
+    if isinstance(binding, list) and binding:
+        out.append(f'<p>Binding constraints, largest exclusive area first: {escape(", ".join(map(str, binding)))}.</p>')
+    rules = [r for r in el.get("rules") or [] if isinstance(r, Mapping)]
+    if rules:
+        out.append("<h3>Rules</h3>" + _table(rules, [c for c in _ELIGIBILITY_RULE_COLUMNS
+                                                     if any(c in r for r in rules)]))
+    out.append(_rest(el, {*summary, "binding_constraints", "rules"}))
+    return "".join(out)
+
+
 def _section_emissions(results: Mapping[str, Any]) -> str:
     em = results.get("emissions")
     out = ["<h2>Emissions</h2>"]
@@ -924,6 +949,7 @@ def render_report(
         _section_protected(results),
         _section_receptors(results),
         _section_terrain(results),
+        _section_eligibility(results),
         _section_emissions(results),
         _section_kpis(results),
         _section_indices(results),

@@ -1,7 +1,7 @@
 """The site map of `report.html`: inline SVG, nothing fetched, no script.
 
 It shows the AOI, the ring of the zone of influence, the protected areas the run found (its `natura`
-layer) and the land-cover classes of the zone in the CORINE legend colours, with a legend, a scale bar
+layer), the land the eligibility rules leave buildable (its `eligible` layer) and the land-cover classes of the zone in the CORINE legend colours, with a legend, a scale bar
 and a north arrow. It is drawn in the AOI's local projection (the run's azimuthal equidistant CRS,
 centred on the AOI: distances are true from the centre and north is up there), and every geometry is
 simplified to the drawing's pixel before it is written, so the SVG's size follows the map, not the data.
@@ -34,6 +34,7 @@ LAND_COVER_MAX_FEATURES = 3000  # a zone's land-cover patches drawn at most (the
 AOI_COLOUR = "#1f4e79"
 ZONE_COLOUR = "#5b6875"
 PROTECTED_COLOUR = "#1f7a3a"
+ELIGIBLE_COLOUR = "#d4a017"  # amber: apart from the protected green and the land-cover palette
 
 
 def site_map_svg(
@@ -41,6 +42,7 @@ def site_map_svg(
     buffer_km: float,
     *,
     protected_geojson: bytes | None = None,
+    eligible_geojson: bytes | None = None,
     catalog: Catalog | None = None,
 ) -> str:
     """The map as an SVG element followed by its legend (HTML); "" when there is no AOI to draw."""
@@ -85,6 +87,15 @@ def site_map_svg(
                           'stroke-width="1.2" fill-rule="evenodd"/>')
             legend.insert(0, (f"background:{PROTECTED_COLOUR}4d;border:1.5px solid {PROTECTED_COLOUR}",
                               "Protected area (Natura 2000 layer of the run)", "protected"))
+    eligible = _protected(eligible_geojson, local)
+    if eligible is not None:
+        clipped = eligible.intersection(aoi_m)
+        d = path(clipped) if not clipped.is_empty else ""
+        if d:
+            layers.append(f'<path d="{d}" fill="{ELIGIBLE_COLOUR}" fill-opacity="0.45" stroke="{ELIGIBLE_COLOUR}" '
+                          'stroke-width="1" fill-rule="evenodd" data-layer="eligible"/>')
+            legend.insert(0, (f"background:{ELIGIBLE_COLOUR}73;border:1px solid {ELIGIBLE_COLOUR}",
+                              "Eligible land (what no exclusion rule removes)", "eligible"))
     if buffer_km > 0:
         layers.append(f'<path d="{path(zone_m)}" fill="none" stroke="{ZONE_COLOUR}" stroke-width="1.2" '
                       'stroke-dasharray="6 4"/>')

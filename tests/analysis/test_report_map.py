@@ -73,3 +73,26 @@ def test_the_report_embeds_it(spa_site, sample_catalog: Catalog) -> None:  # typ
     bare = site_map_svg(geojson, 3.0, protected_geojson=out.layers["natura"], catalog=None)
     assert 'data-kind="class"' not in bare and 'data-kind="protected"' in bare
     assert site_map_svg(None, 3.0) == ""
+
+
+def test_the_map_draws_the_eligible_land_and_the_report_explains_it(sample_catalog: Catalog) -> None:
+    x, y = sample_region().xy(5.0, -3.0)
+    aoi = load_aoi(box(x, y, x + 2000, y + 2000).wkt, crs="EPSG:3035")
+    params = RunParams.from_request("solar", "DEU", {"buffer_km": 2}, None)
+    out = pipeline.run(aoi, params, sample_catalog, lambda *a: None, lambda: False)
+    el = out.results.eligibility
+    assert el is not None and 0 < el.eligible_ha < el.aoi_area_ha, "the site must be partly eligible"
+    geojson = json.loads(msgspec.json.encode({"type": "Feature", "properties": {},
+                                              "geometry": mapping(aoi.in_crs(CRS.from_epsg(4326)))}))
+    html = site_map_svg(geojson, 2.0, protected_geojson=out.layers["natura"],
+                        eligible_geojson=out.layers["eligible"], catalog=sample_catalog)
+    page = Tags()
+    page.feed(html)
+    assert "eligible" in [a.get("data-kind") for t, a in page.tags if t == "li"]
+    assert sum(1 for t, a in page.tags if t == "path" and a.get("data-layer") == "eligible") == 1
+    doc = {"run_id": "r" * 32, **document(out.results)}
+    report = render_report(doc, None, {"run_id": "r" * 32}, aoi_geojson=geojson, site_map=html).decode()
+    assert "<h2>Land eligibility</h2>" in report
+    assert f"Binding constraints, largest exclusive area first: {', '.join(el.binding_constraints)}." in report
+    for rule in el.rules:
+        assert f"<td>{rule.rule}</td>" in report or rule.rule in report

@@ -407,13 +407,15 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
     if is_cancelled():
         raise RunCancelled("the run was cancelled before its report")
     store(keys.REPORT_NAME, _render_report(document, legal, job.run, job.aoi_bytes, catalog=catalog,
-                                           protected_geojson=output.layers.get("natura")), HTML)
+                                           protected_geojson=output.layers.get("natura"),
+                                           eligible_geojson=output.layers.get("eligible")), HTML)
     return PipelineSummary(step_durations_s=dict(getattr(output.results, "step_durations_s", None) or {}),
                            has_legal=legal is not None)
 
 
 def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: dict[str, Any],
-                   aoi_bytes: bytes, *, catalog: Any = None, protected_geojson: bytes | None = None) -> bytes:
+                   aoi_bytes: bytes, *, catalog: Any = None, protected_geojson: bytes | None = None,
+                   eligible_geojson: bytes | None = None) -> bytes:
     from datetime import datetime, timezone
 
     import msgspec
@@ -428,7 +430,8 @@ def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: d
         aoi = None  # the outline is optional; the stored AOI was validated when the run was created
     buffer_km = (results.get("parameters") or {}).get("buffer_km") or 0.0
     try:
-        site_map = site_map_svg(aoi, float(buffer_km), protected_geojson=protected_geojson, catalog=catalog)
+        site_map = site_map_svg(aoi, float(buffer_km), protected_geojson=protected_geojson,
+                                eligible_geojson=eligible_geojson, catalog=catalog)
     except (AetheraError, ValueError, OSError) as exc:
         # the map illustrates; a layer that cannot be drawn leaves the outline and the tables
         log.warning("site map of run %s not drawn: %s", run.get("run_id"), getattr(exc, "detail", type(exc).__name__))

@@ -59,10 +59,10 @@ class ZoneAreas:
 def summarize(aoi: AOI, catalog: Catalog, buffer_km: float) -> LandCover:
     """Land cover of the AOI and of the ring from its boundary out to `buffer_km`."""
     source = catalog.land_cover()
-    crs = layer_crs(source)
     with ExitStack() as stack:
-        # One open of a raster layer for every zone (an open costs milliseconds, more on S3).
+        # One open of a raster layer for its CRS and every zone (an open costs milliseconds, more on S3).
         ds = stack.enter_context(open_raster(source)) if source.format == "raster" else None
+        crs = layer_crs(source, ds)
         aoi_areas = zone_areas(source, crs, aoi.in_crs(crs), aoi.area_geometry, aoi.area_crs, ds=ds)
         buffer_zone = None
         buffer_reason = None

@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import mapping
+from exactextract import exact_extract
+from exactextract.feature import JSONFeature, JSONFeatureSource
+from exactextract.raster import RasterioRasterSource
+from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 LEAF = 8  # pixels per side of a leaf: the exact band is 1-3 leaves wide along the boundary
@@ -49,9 +53,16 @@ def value_coverage(
     t = ds.transform
     north_up = t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0
     window = _window(ds, zone) if north_up else None
-    if window is None or window[2] * window[3] < direct_below_cells:
+    if window is None or window[2] * window[3] < direct_below_cells or _band_heavy(zone, abs(t.a * t.e)):
         return _exactextract(ds, band, [zone], fill)
     return _split(ds, band, zone, fill, window)
+
+
+def _band_heavy(zone: BaseGeometry, cell_area: float) -> bool:
+    """True when the exact band (about 3 leaves wide along the boundary) would be a third of the zone or
+    more: a thin ring on a coarse raster, a ragged zone. Then splitting saves nothing."""
+    band_cells = zone.length / math.sqrt(cell_area) * LEAF * 3
+    return band_cells * 3 > zone.area / cell_area
 
 
 def _window(ds: Any, zone: BaseGeometry) -> tuple[int, int, int, int] | None:
@@ -69,7 +80,7 @@ def _window(ds: Any, zone: BaseGeometry) -> tuple[int, int, int, int] | None:
 
 def _split(ds: Any, band: int, zone: BaseGeometry, fill: int, window: tuple[int, int, int, int]) -> tuple[
         dict[float, float], float]:
-    from rasterio.features import rasterize
+    from rasterio.features import rasterize, shapes
     from rasterio.transform import Affine
     from rasterio.windows import Window
 
@@ -98,16 +109,16 @@ def _split(ds: Any, band: int, zone: BaseGeometry, fill: int, window: tuple[int,
             for value, n in _count(data[mask[: data.shape[0], : data.shape[1]]], ds.nodata, fill).items():
                 units[value] += n
                 total += n
-        # The exact band of this strip: the zone clipped to its edge leaves (boxes of row runs, merged).
-        steps = np.diff(np.pad(edge[s0:s1].astype(np.int8), ((0, 0), (1, 1))), axis=1)
-        rows, starts = np.nonzero(steps == 1)
-        _, ends = np.nonzero(steps == -1)  # row-major order: the i-th end closes the i-th start
-        if rows.size:
-            rows = rows + s0
-            boxes = shapely.box(x0 + starts * LEAF * t.a, y0 + (rows + 1) * LEAF * t.e,
-                                x0 + ends * LEAF * t.a, y0 + rows * LEAF * t.e)
-            strip = shapely.clip_by_rect(zone, x0, y0 + s1 * LEAF * t.e, x0 + ncol * LEAF * t.a, y0 + s0 * LEAF * t.e)
-            piece = _polygonal(shapely.intersection(strip, shapely.union_all(boxes)))
+        # The exact band of this strip: the zone clipped to each connected group of its edge leaves,
+        # one piece per group, so each piece's bounding box (what exactextract reads and walks) is only
+        # as large as that stretch of boundary.
+        strip_edge = edge[s0:s1]
+        if not strip_edge.any():
+            continue
+        strip_t = leaf_t * Affine.translation(0, s0)
+        clipped = shapely.clip_by_rect(zone, x0, y0 + s1 * LEAF * t.e, x0 + ncol * LEAF * t.a, y0 + s0 * LEAF * t.e)
+        for group, _ in shapes(strip_edge.view(np.uint8), mask=strip_edge, connectivity=8, transform=strip_t):
+            piece = _polygonal(shapely.intersection(clipped, shape(group)))
             if piece is not None:
                 pieces.append(piece)
     if pieces:
@@ -177,14 +188,30 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry | None:
     return shapely.union_all(polys) if polys else None
 
 
-def _exactextract(ds: Any, band: int, zones: list[BaseGeometry], fill: int) -> tuple[dict[float, float], float]:
-    from exactextract import exact_extract
-    from exactextract.feature import JSONFeatureSource
-    from exactextract.raster import RasterioRasterSource
+class _Features(JSONFeatureSource):
+    """Zones handed to exactextract as GeoJSON text written by GEOS (no Python walk over coordinates)."""
 
+    def __init__(self, zones: list[BaseGeometry]) -> None:
+        super().__init__([{"type": "Feature", "properties": {}} for _ in zones])
+        self.texts = shapely.to_geojson(np.asarray(zones, dtype=object)).tolist()
+
+    def __iter__(self) -> Iterator[JSONFeature]:
+        for feature, text in zip(self.src, self.texts):
+            yield _Feature(feature, text)
+
+
+class _Feature(JSONFeature):
+    def __init__(self, feature: dict[str, Any], geojson: str) -> None:
+        super().__init__(feature)
+        self.geojson = geojson
+
+    def geometry(self) -> str:
+        return self.geojson
+
+
+def _exactextract(ds: Any, band: int, zones: list[BaseGeometry], fill: int) -> tuple[dict[float, float], float]:
     ops = [f"unique(default_value={fill})", f"frac(default_value={fill})", f"count(default_value={fill})"]
-    features = [{"type": "Feature", "properties": {}, "geometry": mapping(z)} for z in zones]
-    results = exact_extract(RasterioRasterSource(ds, band), JSONFeatureSource(features), ops)
+    results = exact_extract(RasterioRasterSource(ds, band), _Features(zones), ops)
     units: dict[float, float] = defaultdict(float)
     total = 0.0
     for feature in results:

@@ -35,7 +35,7 @@ from shapely.geometry.base import BaseGeometry
 
 LEAF = 8  # pixels per side of a leaf: the exact band is 1-3 leaves wide along the boundary
 STRIP_LEAVES = 16  # leaf rows read and clipped together
-DIRECT_BELOW_CELLS = 1 << 19  # crossover measured at 300k-1M pixels
+DIRECT_BELOW_CELLS = 1 << 21  # crossover measured at 0.5-3 M pixels (bench/pipeline.py)
 _MERGE_GAP_LEAVES = 4  # column runs closer than this are read as one window (fewer, larger reads)
 
 

@@ -66,3 +66,19 @@ async def test_finished_answers_are_kept_per_tenant_and_unfinished_never(make_se
         other = await c.get(path.replace(rid, unknown), headers=globex)
         assert theirs.status == other.status == 404
         assert (await theirs.text()).replace(rid, unknown) == await other.text()
+
+
+def test_a_final_record_keeps_the_finishing_attempts_last_progress() -> None:
+    """The poll between the worker's commit and its final Redis copy sees the last progress report."""
+    from aethera.jobs import records
+    from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
+
+    now = utc_now_iso()
+    run = RunRecord(run_id="r1", task_id="r1", project_id="p1", project_type="solar", params={},
+                    aoi_source="geojson", created_at=now, updated_at=now, status=RunStatus.PROCESSING, attempts=1)
+    progress = Progress(step="legal", percent=95.0, message="legal screening", updated_at=now)
+    copy = records.task_record(run, progress, max_attempts=3)
+    run.status = RunStatus.COMPLETED
+    assert records.task_view(copy, run).progress == progress
+    run.status, run.attempts = RunStatus.PENDING, 1  # handed back to the queue: no stale progress
+    assert records.task_view(copy, run).progress is None

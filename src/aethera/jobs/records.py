@@ -273,7 +273,11 @@ def task_view(copy: TaskRecord | None, run: RunRecord, stashed: RunRecord | None
     truth = effective_run(run, stashed)
     if copy is not None and copy.status == truth.status and copy.attempts == truth.attempts:
         return copy
-    return task_record(truth, None, max_attempts=copy.max_attempts if copy is not None else None)
+    # the finishing attempt's last progress report stays visible (a poll that lands between the commit
+    # and the worker's final copy must not lose it); a run handed back to the queue shows none
+    same_attempt = copy is not None and copy.attempts == truth.attempts and truth.status.is_final
+    progress = copy.progress if copy is not None and same_attempt else None
+    return task_record(truth, progress, max_attempts=copy.max_attempts if copy is not None else None)
 
 
 # --- final states that storage could not take yet ------------------------------------------------

@@ -172,7 +172,8 @@ def bench_pipeline(tmp: Path, repeat: int) -> None:
 
     started = time.perf_counter()
     catalog = load_catalog(generate_sample_data(tmp / "sample", seed=42))
-    print(f"\nwhole pipeline, 10 km² AOI on the sample region (sample data made in {time.perf_counter() - started:.2f} s)")
+    made_s = time.perf_counter() - started
+    print(f"\nwhole pipeline, 10 km² AOI on the sample region (sample data made in {made_s:.2f} s)")
     x, y = sample_region().xy(2.0, -6.0)
     side = math.sqrt(10e6)
     aoi = load_aoi(box(x, y, x + side, y + side).wkt, crs="EPSG:3035")

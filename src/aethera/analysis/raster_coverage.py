@@ -168,7 +168,8 @@ def _count(values: np.ndarray, nodata: float | None, fill: int) -> dict[float, f
     if np.issubdtype(values.dtype, np.integer):
         lo, hi = int(values.min()), int(values.max())
         if hi - lo < (1 << 20):
-            counts = np.bincount((values - lo).astype(np.intp, copy=False) if lo else values.astype(np.intp, copy=False))
+            shifted = values - lo if lo else values
+            counts = np.bincount(shifted.astype(np.intp, copy=False))
             for offset in np.flatnonzero(counts).tolist():
                 out[float(offset + lo)] += int(counts[offset])
             return dict(out)

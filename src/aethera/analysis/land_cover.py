@@ -1,8 +1,10 @@
 """Step 2: land cover of the AOI and, separately, of the buffer ring around it, per CORINE class.
 
-Raster layers: exact fractional pixel coverage (exactextract): a pixel half inside the zone counts half,
-so the class areas plus the no-data cells add up to the zone's area. Only the pixels under the zone are
-read (exactextract reads the window of the zone's bounding box through rasterio).
+Raster layers: exact fractional pixel coverage (exactextract's definition): a pixel half inside the zone
+counts half, so the class areas plus the no-data cells add up to the zone's area. Only the pixels under the
+zone are read. On a projected raster `raster_coverage` counts the interior pixels whole with numpy and asks
+exactextract only for the pixels along the boundary (same answer, O(perimeter) exact work); on a lon/lat
+raster exactextract weighs every pixel by its spherical area.
 
 Areas are always in the equal-area CRS, never in the layer's: a pixel's area in a projected layer CRS is
 scaled by the local ratio of the zone's true (equal-area) area to its area in the layer CRS (UTM, for
@@ -22,7 +24,9 @@ a gap never dilutes a ratio, and whoever reads a ratio can see how much land it 
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import shapely
@@ -30,6 +34,7 @@ from pyproj import CRS
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
+from aethera.analysis import raster_coverage
 from aethera.analysis.aoi import AOI
 from aethera.analysis.layers import layer_crs, open_raster, read_source_features
 from aethera.analysis.projection import densify, reproject, reproject_many, zone_buffer
@@ -54,22 +59,22 @@ class ZoneAreas:
 def summarize(aoi: AOI, catalog: Catalog, buffer_km: float) -> LandCover:
     """Land cover of the AOI and of the ring from its boundary out to `buffer_km`."""
     source = catalog.land_cover()
-    crs = layer_crs(source)
-    aoi_areas = zone_areas(source, crs, aoi.in_crs(crs), aoi.area_geometry, aoi.area_crs)
-    buffer_zone = None
-    buffer_reason = None
-    if buffer_km > 0:
-        ring_metric = buffer_ring(aoi, buffer_km)
-        ring_layer = reproject(densify(ring_metric, aoi.metric_crs), aoi.metric_crs, crs)
-        ring_area = reproject(densify(ring_metric, aoi.metric_crs), aoi.metric_crs, aoi.area_crs)
-        buffer_zone = _zone("buffer", zone_areas(source, crs, ring_layer, ring_area, aoi.area_crs))
-    else:
-        buffer_reason = "buffer_km is 0: no buffer ring"
+    with ExitStack() as stack:
+        # One open of a raster layer for its CRS and every zone (an open costs milliseconds, more on S3).
+        ds = stack.enter_context(open_raster(source)) if source.format == "raster" else None
+        crs = layer_crs(source, ds)
+        aoi_areas = zone_areas(source, crs, aoi.in_crs(crs), aoi.area_geometry, aoi.area_crs, ds=ds)
+        buffer_zone = None
+        buffer_reason = None
+        if buffer_km > 0:
+            ring_metric = buffer_ring(aoi, buffer_km)
+            ring_layer = reproject(densify(ring_metric, aoi.metric_crs), aoi.metric_crs, crs)
+            ring_area = reproject(densify(ring_metric, aoi.metric_crs), aoi.metric_crs, aoi.area_crs)
+            buffer_zone = _zone("buffer", zone_areas(source, crs, ring_layer, ring_area, aoi.area_crs, ds=ds))
+        else:
+            buffer_reason = "buffer_km is 0: no buffer ring"
+        resolution = float(abs(ds.res[0])) if ds is not None else None
     aoi_zone = _zone("aoi", aoi_areas)
-    resolution = None
-    if source.format == "raster":
-        with open_raster(source) as ds:
-            resolution = float(abs(ds.res[0]))
     return LandCover(
         source=source.format,
         layer=source.display,
@@ -97,40 +102,40 @@ def buffer_ring(aoi: AOI, buffer_km: float) -> BaseGeometry:
 
 
 def zone_areas(
-    source: LayerSource, crs: CRS, zone_layer: BaseGeometry, zone_area_geom: BaseGeometry, area_crs: CRS
+    source: LayerSource, crs: CRS, zone_layer: BaseGeometry, zone_area_geom: BaseGeometry, area_crs: CRS,
+    ds: Any = None,
 ) -> ZoneAreas:
-    """Per-class areas of a zone given in the layer's CRS (and in the equal-area CRS, for its area)."""
+    """Per-class areas of a zone given in the layer's CRS (and in the equal-area CRS, for its area).
+
+    `ds`: the raster layer already open (else it is opened here).
+    """
     if source.format == "raster":
-        return _raster_zone(source, crs, zone_layer, zone_area_geom, area_crs)
+        if ds is None:
+            with open_raster(source) as opened:
+                return _raster_zone(source, crs, zone_layer, zone_area_geom, area_crs, opened)
+        return _raster_zone(source, crs, zone_layer, zone_area_geom, area_crs, ds)
     return _vector_zone(source, crs, zone_layer, zone_area_geom, area_crs)
 
 
 def _raster_zone(
-    source: LayerSource, crs: CRS, zone_layer: BaseGeometry, zone_area_geom: BaseGeometry, area_crs: CRS
+    source: LayerSource, crs: CRS, zone_layer: BaseGeometry, zone_area_geom: BaseGeometry, area_crs: CRS, ds: Any
 ) -> ZoneAreas:
-    from exactextract import exact_extract
-    from exactextract.feature import JSONFeatureSource
-    from exactextract.raster import RasterioRasterSource
-
     zone_m2 = float(zone_area_geom.area)
-    with open_raster(source) as ds:
-        extent = box(*ds.bounds)
-        inside = zone_layer.intersection(extent)
-        if inside.is_empty or inside.area == 0:
-            return ZoneAreas(zone_m2, {}, 0.0, zone_m2)
-        inside_m2 = float(reproject(densify(inside, crs), crs, area_crs).area)
-        # Nodata cells take the value `fill` instead of being skipped, so one pass gives every class,
-        # the nodata cells and the total coverage (as cheap as unique+frac alone: measured in bench/).
-        nodata = ds.nodata
-        fill = int(nodata) if nodata is not None and float(nodata).is_integer() else 0
-        weight = ",coverage_weight=area_spherical_m2" if crs.is_geographic else ""
-        ops = [f"unique(default_value={fill}{weight})", f"frac(default_value={fill}{weight})",
-               f"count(default_value={fill}{weight})"]
-        cell_area = abs(ds.transform.a * ds.transform.e)
-        feature = [{"type": "Feature", "properties": {}, "geometry": mapping(inside)}]
-        raster = RasterioRasterSource(ds, source.band)
-        result = exact_extract(raster, JSONFeatureSource(feature), ops)[0]["properties"]
-    all_units = float(result["count"])
+    extent = box(*ds.bounds)
+    inside = zone_layer.intersection(extent)
+    if inside.is_empty or inside.area == 0:
+        return ZoneAreas(zone_m2, {}, 0.0, zone_m2)
+    inside_m2 = float(reproject(densify(inside, crs), crs, area_crs).area)
+    # Nodata cells take the value `fill` instead of being skipped, so one pass gives every class,
+    # the nodata cells and the total coverage.
+    nodata = ds.nodata
+    fill = int(nodata) if nodata is not None and float(nodata).is_integer() else 0
+    cell_area = abs(ds.transform.a * ds.transform.e)
+    if crs.is_geographic:
+        units, all_units = _geographic_units(ds, source.band, inside, fill)
+    else:
+        # Interior pixels counted whole, exact fractions only along the boundary (raster_coverage).
+        units, all_units = raster_coverage.value_coverage(ds, source.band, inside, fill)
     if crs.is_geographic:
         # Spherical cell areas scaled to the ellipsoidal equal-area measure of the same surface.
         m2_per_unit = inside_m2 / all_units if all_units > 0 else 0.0
@@ -139,14 +144,31 @@ def _raster_zone(
         m2_per_unit = cell_area * scale
     by_code: dict[int, float] = defaultdict(float)
     nodata_m2 = 0.0
-    for value, frac in zip(np.asarray(result["unique"]).tolist(), np.asarray(result["frac"]).tolist()):
-        area = frac * all_units * m2_per_unit
+    for value, cells in units.items():
+        area = cells * m2_per_unit
         code = None if int(value) == fill else _raster_code(int(value), source)
         if code is None:
             nodata_m2 += area
         else:
             by_code[code] += area
     return ZoneAreas(zone_m2, dict(by_code), nodata_m2, max(zone_m2 - inside_m2, 0.0))
+
+
+def _geographic_units(ds: Any, band: int, zone: BaseGeometry, fill: int) -> tuple[dict[float, float], float]:
+    """Per-value spherical-area-weighted coverage of a zone on a lon/lat raster (exactextract)."""
+    from exactextract import exact_extract
+    from exactextract.feature import JSONFeatureSource
+    from exactextract.raster import RasterioRasterSource
+
+    weight = ",coverage_weight=area_spherical_m2"
+    ops = [f"unique(default_value={fill}{weight})", f"frac(default_value={fill}{weight})",
+           f"count(default_value={fill}{weight})"]
+    feature = [{"type": "Feature", "properties": {}, "geometry": mapping(zone)}]
+    result = exact_extract(RasterioRasterSource(ds, band), JSONFeatureSource(feature), ops)[0]["properties"]
+    count = float(result["count"])
+    units = {float(v): f * count for v, f in zip(np.asarray(result["unique"]).tolist(),
+                                                 np.asarray(result["frac"]).tolist())}
+    return units, count
 
 
 def _raster_code(value: int, source: LayerSource) -> int | None:

@@ -46,16 +46,18 @@ class Features:
         return len(self.geoms)
 
 
-def layer_crs(source: LayerSource) -> CRS:
-    """The CRS of a source (the catalog's `crs` override, else the file's)."""
+def layer_crs(source: LayerSource, ds: Any = None) -> CRS:
+    """The CRS of a source (the catalog's `crs` override, else the file's); `ds`: the raster, already open."""
     if source.crs:
         return to_crs(source.crs)
     if source.format == "raster":
-        with open_raster(source) as ds:
-            if ds.crs is None:
-                raise DatasetError(f"layer {source.layer!r}: {source.display} has no CRS; set crs in the catalog",
-                                   layer=source.layer)
-            return to_crs(ds.crs)
+        if ds is None:
+            with open_raster(source) as opened:
+                return layer_crs(source, opened)
+        if ds.crs is None:
+            raise DatasetError(f"layer {source.layer!r}: {source.display} has no CRS; set crs in the catalog",
+                               layer=source.layer)
+        return to_crs(ds.crs)
     info = _vector_info(source)
     if not info.get("crs"):
         raise DatasetError(f"layer {source.layer!r}: {source.display} has no CRS; set crs in the catalog",

@@ -20,6 +20,7 @@ from aethera.api import keys as K
 from aethera.api.catalog_cache import CatalogCache
 from aethera.api.cors import setup_cors
 from aethera.api.errors import error_middleware
+from aethera.api.final_cache import FINAL_ANSWERS, FinalAnswers
 from aethera.api.middlewares import (
     REQUEST_ID_HEADER,
     body_deadline_middleware,
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     )
     app[K.SETTINGS] = settings
     app[K.CATALOG] = CatalogCache(settings.datasets)
+    app[FINAL_ANSWERS] = FinalAnswers()
     setup_security(app, settings)  # reads the keys file: a missing or malformed one stops start-up here
     setup_instrumentation(app)
     app.cleanup_ctx.extend([_storage_ctx, _redis_ctx, _queue_ctx])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 
 from aiohttp import web
 
 from aethera.api.errors import Handler
 from aethera.api.keys import REQUEST_ID, SETTINGS
+from aethera.observability.logs import new_request_id
 from aethera.errors import ClientClosedRequest, MalformedRequest, PayloadTooLarge, RequestTimeout
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -31,7 +31,7 @@ def body_limit(request: web.Request) -> int:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     supplied = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
+    request_id = supplied if _REQUEST_ID_RE.match(supplied) else new_request_id()
     request[REQUEST_ID] = request_id
     try:
         response = await handler(request)

@@ -8,6 +8,10 @@ from aiohttp import web
 _encoder = msgspec.json.Encoder()
 
 
+def encode_json(obj: object) -> bytes:
+    return _encoder.encode(obj)
+
+
 def json_response(obj: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=_encoder.encode(obj), content_type="application/json")
 

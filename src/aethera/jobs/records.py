@@ -275,9 +275,11 @@ def task_view(copy: TaskRecord | None, run: RunRecord, stashed: RunRecord | None
         return task_record(truth, None, max_attempts=None)
     if copy.status == truth.status and copy.attempts == truth.attempts:
         return copy
-    # the record moved on (a commit whose copy is not written yet, or a copy a lost write left behind):
-    # its state wins; the copy's last progress report of the same attempt still says how far it got
-    progress = copy.progress if copy.attempts == truth.attempts else None
+    # the record moved on (a commit whose copy is not written yet, or a copy a lost write left behind): its
+    # state wins; the finishing attempt's last progress report stays visible (a poll between the commit and
+    # the worker's final copy must not lose it); a run handed back to the queue shows none
+    same_attempt = copy.attempts == truth.attempts and truth.status.is_final
+    progress = copy.progress if same_attempt else None
     return task_record(truth, progress, max_attempts=copy.max_attempts)
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import random
 import re
 import sys
 import traceback
-import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import IO, Any, Literal
@@ -45,7 +45,12 @@ def make_request_id(supplied: str | None) -> str:
     """The request id for a request: the client's `X-Request-ID` when it is safe to reuse, else a new one."""
     if supplied and _REQUEST_ID_RE.match(supplied):
         return supplied
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """32 hex digits, unique enough to correlate log lines (not a secret: no urandom call per request)."""
+    return f"{random.getrandbits(128):032x}"
 
 
 @contextlib.contextmanager
@@ -78,8 +83,12 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
-        text = _URL_PASSWORD_RE.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-        return _BEARER_RE.sub(r"\1***", text)
+        # the regexes only where they can match (an access line is written per request: this is hot)
+        if "://" in text:
+            text = _URL_PASSWORD_RE.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+        if "bearer" in text.lower():
+            text = _BEARER_RE.sub(r"\1***", text)
+        return text
 
     @classmethod
     def from_settings(cls, settings: Settings | None) -> Redactor:

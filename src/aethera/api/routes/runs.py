@@ -15,9 +15,10 @@ from redis.exceptions import RedisError
 from aethera.analysis.params import config_error
 from aethera.api.aoi_input import aoi_geojson_bytes, validate_aoi
 from aethera.api.bodies import decode_json
+from aethera.api.final_cache import FINAL_ANSWERS
 from aethera.api.ids import path_id
 from aethera.api.keys import CATALOG, EXPORT_ENABLED, QUEUE, REDIS, SETTINGS, STORAGE
-from aethera.api.responses import json_response, raw_json_response
+from aethera.api.responses import encode_json, json_response, raw_json_response
 from aethera.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, ObjectNotFound
 from aethera.jobs import keys, records
 from aethera.jobs.queue import job_id_for
@@ -253,8 +254,15 @@ async def list_runs(request: web.Request) -> web.Response:
 
 async def get_run(request: web.Request) -> web.Response:
     run_id = path_id(request, "run_id", "run")
+    finals = request.app[FINAL_ANSWERS]
+    cached = finals.get("run", run_id)
+    if cached is not None:  # a finished run's answer never changes
+        if cached[0] != tenant_of(request):
+            raise NotFound(f"run {run_id} not found")
+        return raw_json_response(cached[1])
     storage = request.app[STORAGE]
     run = await request_run(request, storage, run_id)
+    final_in_storage = run.status.is_final
     if not run.status.is_final:  # a final state storage could not take yet is shown all the same
         run = records.effective_run(run, await records.load_stashed_final(request.app[REDIS], run_id))
     outputs: dict[str, dict[str, str]] = {}
@@ -284,7 +292,10 @@ async def get_run(request: web.Request) -> web.Response:
         error=run.error,
         error_code=run.error_code,
     )
-    return json_response(detail)
+    body = encode_json(detail)
+    if final_in_storage:  # not a stashed final state: storage may still take its write
+        finals.put("run", run_id, run.tenant, body)
+    return raw_json_response(body)
 
 
 # --- stored outputs ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import logging
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from aethera.api.final_cache import FINAL_ANSWERS
 from aethera.api.ids import path_id
 from aethera.api.keys import QUEUE, REDIS, SETTINGS, STORAGE
 from aethera.api.responses import json_response, raw_json_response
@@ -28,6 +29,13 @@ log = logging.getLogger(__name__)
 
 async def get_task(request: web.Request) -> web.Response:
     task_id = path_id(request, "task_id", "task")
+    tenant = tenant_of(request)
+    finals = request.app[FINAL_ANSWERS]
+    cached = finals.get("task", task_id)
+    if cached is not None:
+        if cached[0] != tenant:
+            raise NotFound(f"run {task_id} not found")
+        return raw_json_response(cached[1])
     redis = request.app[REDIS]
     try:
         stored = await records.load_task_json(redis, task_id)
@@ -35,16 +43,19 @@ async def get_task(request: web.Request) -> web.Response:
         stored = None  # answer from storage while Redis is away
     copy: TaskRecord | None = None
     if stored is not None:
-        if owner_of(stored) != tenant_of(request):
+        owner = owner_of(stored)
+        if owner != tenant:
             raise NotFound(f"run {task_id} not found")  # exactly what an unknown id gets below
         copy = records.decode_task(stored)
         if copy.status.is_final:
+            finals.put("task", task_id, owner, stored)
             return raw_json_response(stored)  # final states never change
     run = await request_run(request, request.app[STORAGE], task_id)
     stashed = None if run.status.is_final else await records.load_stashed_final(redis, task_id)
     answer = records.task_view(copy, run, stashed)
     if answer.status.is_final and run.status.is_final:
-        await records.publish_task(redis, run, max_attempts=request.app[SETTINGS].run_max_attempts)  # repair
+        await records.publish_task(redis, run, answer.progress,  # repair, keeping the last progress
+                                   max_attempts=request.app[SETTINGS].run_max_attempts)
     return json_response(answer)
 
 

@@ -118,6 +118,9 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_d
         ge=1, le=100, description="operating lifetime, years; default: the emission factor file's"
     )] | None = None
     emission_factors: EmissionFactorOverrides | None = None
+    reuse: Annotated[bool, msgspec.Meta(
+        description="false: compute afresh even when a COMPLETED run with the same content key exists; default true"
+    )] | None = None
 
 
 class RunCreate(msgspec.Struct, kw_only=True):
@@ -137,6 +140,7 @@ class RunCreateResponse(msgspec.Struct, kw_only=True):
     run_id: str
     status: RunStatus
     message: str
+    reused_from: str | None = None  # set when the run completed at once with an identical run's results
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -162,6 +166,8 @@ class RunDetail(RunSummary, kw_only=True):
     attempts: int = 0
     error: str | None = None
     error_code: str | None = None
+    reused_from: str | None = None  # the COMPLETED run whose outputs this run reuses (same content key)
+    batch_id: str | None = None
 
 
 class Progress(msgspec.Struct, kw_only=True):
@@ -228,6 +234,11 @@ class RunRecord(msgspec.Struct, kw_only=True):
     cancel_requested: bool = False
     idempotency_key_sha256: str | None = None
     tenant: str = DEFAULT_TENANT  # the project's owner; another tenant's request sees 404
+    # hash of everything the results depend on (jobs/reuse.py); None for runs stored before reuse existed
+    content_key: str | None = None
+    # the COMPLETED run whose committed outputs were copied into this run's generation 1 (result reuse)
+    reused_from: str | None = None
+    batch_id: str | None = None  # the batch this run is a site of
 
 
 class TaskRecord(TaskStatus, kw_only=True):

@@ -256,3 +256,77 @@ class IdempotencyRecord(msgspec.Struct, kw_only=True):
     run_id: str
     created_at: str
     request_sha256: str | None = None  # the same key with another body is refused, not replayed
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+SiteProperty = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class BatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of `POST /projects/{id}/batches`: many sites screened with one project type and config.
+
+    Exactly one of `features` (an inline GeoJSON FeatureCollection) and `upload_id` (a GeoJSON
+    FeatureCollection uploaded with `POST /uploads`)."""
+
+    project_type: ProjectType
+    features: dict[str, Any] | None = None
+    upload_id: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)] | None = None
+    country: str | None = None
+    config: RunConfig | None = None
+    name_property: SiteProperty = "name"  # the feature property naming each site; else its index
+    on_invalid: Annotated[str, msgspec.Meta(pattern=r"^(reject|skip)(?!\n)$")] = "reject"
+
+
+class InvalidSite(msgspec.Struct, kw_only=True):
+    index: int  # the feature's position in the collection, from 0
+    name: str
+    reason: str
+
+
+class BatchSite(msgspec.Struct, kw_only=True):
+    index: int
+    name: str
+    run_id: str
+    area_ha: float  # of the AOI as validated (equal-area CRS)
+
+
+class BatchRecord(msgspec.Struct, kw_only=True):
+    """`batches/{batch_id}/batch.json`: a batch and the run of each of its sites (written by the API)."""
+
+    batch_id: str
+    project_id: str
+    tenant: str = DEFAULT_TENANT
+    project_type: str
+    config: dict[str, Any] = msgspec.field(default_factory=dict)
+    name_property: str = "name"
+    created_at: str
+    sites: list[BatchSite] = msgspec.field(default_factory=list)
+    invalid: list[InvalidSite] = msgspec.field(default_factory=list)
+    cancel_requested: bool = False
+
+
+class BatchCreated(msgspec.Struct, kw_only=True):
+    """Answer (202) of `POST /projects/{id}/batches`."""
+
+    batch_id: str
+    project_id: str
+    sites: int  # runs created, one per valid site
+    reused: int  # of which completed at once (result reuse)
+    invalid: list[InvalidSite]  # skipped (on_invalid: skip); with reject the request is a 422 listing them
+    not_created: list[InvalidSite] = msgspec.field(default_factory=list)  # valid, but storage or the queue refused
+
+
+class BatchStatus(msgspec.Struct, kw_only=True):
+    """`GET /batches/{id}` and the answer of `DELETE /batches/{id}`."""
+
+    batch_id: str
+    project_id: str
+    created_at: str
+    total: int
+    counts: dict[str, int]  # runs by status (PENDING, PROCESSING, COMPLETED, FAILED, REVOKED)
+    finished: int
+    progress_pct: float
+    done: bool
+    cancel_requested: bool
+    invalid: list[InvalidSite]

@@ -4,7 +4,8 @@ Either the run's content key finds a COMPLETED run of the tenant (result reuse, 
 committed outputs are copied under the new run's `attempts/1/` and the record is created COMPLETED
 naming generation 1, in one create-only write, and nothing is queued; or the record is created
 PENDING(1) and its job queued. A copy that fails part-way leaves files under a run id that never gets
-a record (so nothing can serve them), and the run is computed under a fresh id instead.
+a record (so nothing can serve them), and the run is computed under a fresh id instead (a batch,
+which names its runs beforehand, records the site as not created).
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ async def compute_key(new: NewRun, catalog: Any) -> str:
     return await asyncio.to_thread(reuse.content_key, aoi=new.aoi, params=new.params, catalog=catalog)
 
 
-async def create(app: web.Application, new: NewRun, catalog: Any, *, key: str | None = None) -> RunRecord:
-    """Store (and queue, unless reused) one run; returns its record as created."""
+async def create(app: web.Application, new: NewRun, catalog: Any, *, key: str | None = None,
+                 run_id: str | None = None) -> RunRecord:
+    """Store (and queue, unless reused) one run; returns its record as created.
+
+    `run_id`: an id chosen beforehand (a batch names its sites' runs before it creates them); without
+    one, a reuse whose copy fails is computed under a fresh id, with one the error is raised."""
     storage, settings = app[STORAGE], app[SETTINGS]
     if key is None:
         key = await compute_key(new, catalog)
@@ -60,14 +65,19 @@ async def create(app: web.Application, new: NewRun, catalog: Any, *, key: str | 
         source = await reuse.find_reusable(storage, tenant=new.tenant, key=key,
                                            cross_tenant=settings.reuse_cross_tenant)
         if source is not None:
-            run = await _create_reused(app, new, key, source)
-            if run is not None:
+            try:
+                run = await _create_reused(app, new, key, source, run_id or uuid.uuid4().hex)
+            except AetheraError as exc:
+                if run_id is not None:
+                    raise
+                log.warning("run reuse of %s failed (%s); computing afresh", source.run_id, exc.code)
+            else:
                 await record_reuse(app[REDIS], "hit")
                 return run
         await record_reuse(app[REDIS], "miss")
     else:
         await record_reuse(app[REDIS], "off")
-    return await _create_queued(app, new, key)
+    return await _create_queued(app, new, key, run_id or uuid.uuid4().hex)
 
 
 def _record(new: NewRun, run_id: str, key: str) -> RunRecord:
@@ -93,16 +103,11 @@ def _record(new: NewRun, run_id: str, key: str) -> RunRecord:
     )
 
 
-async def _create_reused(app: web.Application, new: NewRun, key: str, source: RunRecord) -> RunRecord | None:
+async def _create_reused(app: web.Application, new: NewRun, key: str, source: RunRecord, run_id: str) -> RunRecord:
     storage, redis = app[STORAGE], app[REDIS]
-    run_id = uuid.uuid4().hex
-    try:
-        await reuse.copy_outputs(storage, source, run_id, 1)
-        # the source's stored AOI (the same geometry, canonically): the two exports then match
-        aoi_bytes = await storage.read(keys.run_aoi_key(source.run_id))
-    except AetheraError as exc:
-        log.warning("run reuse of %s failed (%s); computing afresh", source.run_id, exc.code)
-        return None
+    # the source's stored AOI (the same geometry, canonically): the two exports then match
+    aoi_bytes = await storage.read(keys.run_aoi_key(source.run_id))
+    await reuse.copy_outputs(storage, source, run_id, 1)
     run = _record(new, run_id, key)
     run.status = RunStatus.COMPLETED
     run.output_generation = 1  # the copied outputs: stored before the record that names them
@@ -116,10 +121,10 @@ async def _create_reused(app: web.Application, new: NewRun, key: str, source: Ru
     return run
 
 
-async def _create_queued(app: web.Application, new: NewRun, key: str) -> RunRecord:
+async def _create_queued(app: web.Application, new: NewRun, key: str, run_id: str) -> RunRecord:
     storage, redis, settings, queue = app[STORAGE], app[REDIS], app[SETTINGS], app[QUEUE]
     aoi_bytes = await asyncio.to_thread(aoi_geojson_bytes, new.aoi)
-    run = _record(new, uuid.uuid4().hex, key)
+    run = _record(new, run_id, key)
     await records.create_run(storage, run, aoi_bytes, records.now_ms())
     try:
         await records.save_task(redis, records.task_record(run, None, max_attempts=settings.run_max_attempts))

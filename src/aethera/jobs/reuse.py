@@ -158,14 +158,20 @@ def code_fingerprint() -> list[Any]:
     return out
 
 
-def content_key(*, aoi: Any, params: dict[str, Any], catalog: Any) -> str:
+def key_context(catalog: Any) -> dict[str, Any]:
+    """What every run's key shares at one moment: the data and code fingerprints (a batch takes them
+    once for all its sites)."""
+    return {"catalog": catalog_fingerprint(catalog), "code": code_fingerprint()}
+
+
+def content_key(*, aoi: Any, params: dict[str, Any], catalog: Any = None,
+                context: dict[str, Any] | None = None) -> str:
     """The content key of a run (blocking: file stats and hashing; call it in a thread)."""
     parts = {
         "aoi": canonical_aoi(aoi).hex(),
         "repairs": list(getattr(aoi, "repairs", ())),
-        "params": params,
-        "catalog": catalog_fingerprint(catalog),
-        "code": code_fingerprint(),
+        "params": msgspec.to_builtins(params, str_keys=True),  # CORINE codes are int keys
+        **(context if context is not None else key_context(catalog)),
     }
     return hashlib.sha256(msgspec.json.encode(parts, order="sorted")).hexdigest()
 

@@ -210,3 +210,30 @@ async def test_a_batch_does_not_hold_back_another_tenants_single_run(make_servic
     assert batch["finished"] <= 1, batch
     # and the batch is another tenant's: globex cannot see it
     assert (await c.get(f"/batches/{created['batch_id']}", headers=g)).status == 404
+
+
+async def test_batch_export_is_one_zip_of_the_summary_and_each_sites_run(make_service: Any) -> None:
+    import json
+    import zipfile
+
+    svc = await make_service()
+    c = svc.client
+    pid = await _project(c)
+    created = await _batch(c, pid, grid(3))
+    async with kit.in_process_worker(svc.settings):
+        await _wait_batch(c, created["batch_id"], lambda b: b["done"], timeout_s=300)
+    resp = await c.get(f"/batches/{created['batch_id']}/export")
+    assert resp.status == 200 and resp.content_type == "application/zip"
+    data = await resp.read()
+    assert len(data) == int(resp.headers["Content-Length"])
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+        assert names[:2] == ["summary.csv", "summary.geojson"]
+        table = list(csv.reader(io.StringIO(archive.read("summary.csv").decode())))
+        assert len(table) == 4
+        for n in range(3):
+            folder = f"sites/{n:05d}_S{n:03d}/"
+            assert {folder + m for m in ("manifest.json", "results.json", "legal.json", "aoi.geojson")} <= set(names)
+            run_id = json.loads(archive.read(folder + "manifest.json"))["run_id"]
+            assert archive.read(folder + "results.json") == await (await c.get(f"/runs/{run_id}/results")).read()

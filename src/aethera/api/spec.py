@@ -180,6 +180,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ],
         path_params={"batch_id": Id},
     ),
+    ("GET", "/batches/{batch_id}/export"): Operation(
+        tag="batches",
+        summary="Download a batch as one ZIP",
+        responses={200: Body(schema={"type": "string", "contentMediaType": "application/zip"},
+                             media_type="application/zip",
+                             description="summary.csv, summary.geojson and each completed site's run folder "
+                             "under sites/<index>_<name>/; exact `Content-Length`.")},
+        errors={404: "No such batch (or not visible to this key)."},
+        path_params={"batch_id": Id},
+    ),
     # --- runs ------------------------------------------------------------------------------------
     ("POST", "/projects/{project_id}/runs"): Operation(
         tag="runs",

@@ -12,8 +12,12 @@ durable cancellation as `DELETE /tasks` (a conditional write of each run record 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
+import re
 import uuid
+import zlib
 from typing import Any
 
 import msgspec
@@ -31,6 +35,14 @@ from aethera.api.responses import json_response
 from aethera.api.routes.runs import _params
 from aethera.api.routes.uploads import load_upload
 from aethera.errors import AetheraError, InvalidInput, NotFound, ObjectNotFound
+from aethera.export import (
+    ExportMember,
+    ExportPlan,
+    completion_time,
+    iter_archive,
+    layout,
+    plan_export,
+)
 from aethera.jobs import keys, records, reuse
 from aethera.models import (
     BatchCreate,
@@ -321,7 +333,7 @@ async def get_summary(request: web.Request) -> web.Response:
     batch = await _load_batch(request)
     sort = batch_summary.parse_sort(request.query.get("sort"))
     fmt = _wanted_format(request)
-    rows, runs = await summary_rows(request, batch)
+    rows, _ = await summary_rows(request, batch)
     rows = batch_summary.rank(rows, sort)
     if fmt == "csv":
         text = await asyncio.to_thread(batch_summary.to_csv, rows)
@@ -344,8 +356,71 @@ async def get_summary(request: web.Request) -> web.Response:
                           "rows": rows})
 
 
+def _member_dir(site: BatchSite) -> str:
+    """`sites/00012_north-field/`: the index keeps names unique, the slug keeps them readable and safe."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", site.name).strip("-")[:60] or "site"
+    return f"sites/{site.index:05d}_{slug}/"
+
+
+async def export_batch(request: web.Request) -> web.StreamResponse:
+    """GET /batches/{id}/export: one ZIP with the summary (CSV, GeoJSON) and each completed site's run
+    folder (its own export's members). Laid out up front like a run's export (`aethera.export`): an
+    exact length, stored members streamed from storage one chunk at a time, nothing built on disk."""
+    storage = request.app[STORAGE]
+    batch = await _load_batch(request)
+    rows, runs = await summary_rows(request, batch)
+    rows = batch_summary.rank(rows, batch_summary.DEFAULT_SORT)
+    geoms: dict[str, Any] = {}
+    for site in batch.sites:
+        doc = await _read_json(storage, keys.run_aoi_key(site.run_id))
+        features = doc.get("features") if isinstance(doc, dict) else None
+        geoms[site.run_id] = features[0].get("geometry") if isinstance(features, list) and features else None
+
+    def inline(name: str, data: bytes, media_type: str) -> ExportMember:
+        return ExportMember(name=name, size=len(data), crc32=zlib.crc32(data) & 0xFFFFFFFF,
+                            sha256=hashlib.sha256(data).hexdigest(), media_type=media_type, data=data)
+
+    members = [
+        inline("summary.csv", batch_summary.to_csv(rows).encode(), "text/csv"),
+        inline("summary.geojson", msgspec.json.encode(batch_summary.to_geojson(rows, geoms)), "application/geo+json"),
+    ]
+    for site, run in zip(batch.sites, runs, strict=True):
+        if run is None or run.status is not RunStatus.COMPLETED:
+            continue
+        plan = await plan_export(storage, run.run_id, tenant=batch.tenant)
+        prefix = _member_dir(site)
+        members += [ExportMember(name=prefix + m.name, size=m.size, crc32=m.crc32, sha256=m.sha256,
+                                 media_type=m.media_type, key=m.key, data=m.data) for m in plan.members]
+    modified = completion_time({"created_at": batch.created_at})
+    segments, size = await asyncio.to_thread(layout, members, modified)
+    tag = hashlib.sha256(b"".join(f"{m.name}\0{m.sha256}\n".encode() for m in members)).hexdigest()[:40]
+    plan = ExportPlan(run_id=batch.batch_id, members=tuple(members), segments=segments, size=size,
+                      etag=f'"{tag}"', modified=modified)
+    response = web.StreamResponse(status=200, headers={
+        "Content-Disposition": f'attachment; filename="batch_{batch.batch_id}_export.zip"',
+        "ETag": plan.etag, "Cache-Control": "private, no-cache"})
+    response.content_type = "application/zip"
+    response.content_length = size
+    await response.prepare(request)
+    try:
+        async with contextlib.aclosing(iter_archive(plan, storage)) as chunks:
+            async for chunk in chunks:
+                await response.write(chunk)
+    except ConnectionError:
+        return response  # the client went away; the storage stream was closed on the way out
+    except AetheraError as exc:
+        # headers (and an exact length) are sent: cut the connection rather than send a wrong archive
+        log.error("export of batch %s aborted: %s", batch.batch_id, exc.code)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/projects/{project_id}/batches", create_batch, name="create_batch")
     app.router.add_get("/batches/{batch_id}", get_batch, name="get_batch")
     app.router.add_delete("/batches/{batch_id}", cancel_batch, name="cancel_batch")
     app.router.add_get("/batches/{batch_id}/summary", get_summary, name="get_batch_summary")
+    app.router.add_get("/batches/{batch_id}/export", export_batch, name="export_batch")

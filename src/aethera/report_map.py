@@ -78,24 +78,22 @@ def site_map_svg(
             shown_codes.setdefault(code, corine.label(code))
     for code in sorted(shown_codes):
         legend.append((f"background:{corine.colour(code)}", f"{code} {shown_codes[code]}", "class"))
-    protected = _protected(protected_geojson, local)
-    if protected is not None:
-        clipped = protected.intersection(zone_m)
-        d = path(clipped) if not clipped.is_empty else ""
+    def overlay(data: bytes | None, within: BaseGeometry, colour: str, opacity: float, stroke_px: float,
+                label: str, kind: str) -> None:
+        """A run layer (GeoJSON polygons) clipped to `within`, drawn translucent, with its legend line."""
+        geom = _polygons(data, local)
+        clipped = geom.intersection(within) if geom is not None else None
+        d = path(clipped) if clipped is not None and not clipped.is_empty else ""
         if d:
-            layers.append(f'<path d="{d}" fill="{PROTECTED_COLOUR}" fill-opacity="0.3" stroke="{PROTECTED_COLOUR}" '
-                          'stroke-width="1.2" fill-rule="evenodd"/>')
-            legend.insert(0, (f"background:{PROTECTED_COLOUR}4d;border:1.5px solid {PROTECTED_COLOUR}",
-                              "Protected area (Natura 2000 layer of the run)", "protected"))
-    eligible = _protected(eligible_geojson, local)
-    if eligible is not None:
-        clipped = eligible.intersection(aoi_m)
-        d = path(clipped) if not clipped.is_empty else ""
-        if d:
-            layers.append(f'<path d="{d}" fill="{ELIGIBLE_COLOUR}" fill-opacity="0.45" stroke="{ELIGIBLE_COLOUR}" '
-                          'stroke-width="1" fill-rule="evenodd" data-layer="eligible"/>')
-            legend.insert(0, (f"background:{ELIGIBLE_COLOUR}73;border:1px solid {ELIGIBLE_COLOUR}",
-                              "Eligible land (what no exclusion rule removes)", "eligible"))
+            layers.append(f'<path d="{d}" fill="{colour}" fill-opacity="{opacity:g}" stroke="{colour}" '
+                          f'stroke-width="{stroke_px:g}" fill-rule="evenodd" data-layer="{kind}"/>')
+            legend.insert(0, (f"background:{colour}{int(opacity * 255 + 0.5):02x};border:{stroke_px:g}px solid {colour}",
+                              label, kind))
+
+    overlay(protected_geojson, zone_m, PROTECTED_COLOUR, 0.3, 1.2, "Protected area (Natura 2000 layer of the run)",
+            "protected")
+    overlay(eligible_geojson, aoi_m, ELIGIBLE_COLOUR, 0.45, 1.0, "Eligible land (what no exclusion rule removes)",
+            "eligible")
     if buffer_km > 0:
         layers.append(f'<path d="{path(zone_m)}" fill="none" stroke="{ZONE_COLOUR}" stroke-width="1.2" '
                       'stroke-dasharray="6 4"/>')
@@ -161,7 +159,8 @@ def _land_cover(catalog: Catalog | None, zone_m: BaseGeometry, local: Any) -> li
     return out
 
 
-def _protected(data: bytes | None, local: Any) -> BaseGeometry | None:
+def _polygons(data: bytes | None, local: Any) -> BaseGeometry | None:
+    """The union of a GeoJSON FeatureCollection's polygons, in the map's CRS; None when there are none."""
     if not data:
         return None
     try:

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aethera",
         description="Environmental screening of planned solar and wind projects.",
-        epilog="Every setting comes from the environment (AETHERA_*, REDIS_URL, STORAGE_*, S3_*; the README "
+        epilog="Every setting comes from the environment (AETHERA_*, REDIS_URL, STORAGE_*, S3_*; docs/configuration.md "
         "lists them all). Production runs one `aethera serve` and any number of `aethera worker` processes "
         "(systemd units in deploy/systemd/); `aethera COMMAND --help` explains each command.",
     )

@@ -2,7 +2,7 @@
 
 Every setting is declared once in `_SPECS`: its environment variable, type, default and whether it is
 a secret. `load_settings()` reads them; a bad value raises `ConfigError` naming the variable (never its
-value when the variable is a secret). The README's table of variables mirrors `_SPECS`.
+value when the variable is a secret). docs/configuration.md's table of variables mirrors `_SPECS`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The run lifecycle under faults (README "Run lifecycle"): every invariant attacked with real processes.
+"""The run lifecycle under faults (docs/architecture.md, "Run lifecycle"): every invariant attacked with real processes.
 
 - a worker partitioned from Redis (a TCP proxy that stops forwarding) mid-run past its lease;
 - SIGKILL at each boundary of an attempt (after pick-up, mid-step, after outputs before the commit,

@@ -1,6 +1,6 @@
 """A bounded, short-lived in-process copy of answers that can no longer change.
 
-A final run record never changes again (README, "Run lifecycle"), so the answer of `GET /tasks/{id}`
+A final run record never changes again (docs/architecture.md, "Run lifecycle"), so the answer of `GET /tasks/{id}`
 and `GET /runs/{id}` for a finished run is the same bytes forever. The frontend keeps polling those
 after a run ended; keeping the bytes here for a short while saves the Redis round trip (tasks) and two
 storage reads on the thread pool (runs) per poll. Entries carry their owner: the tenant check runs on

@@ -4,7 +4,7 @@ A run record (`runs/{id}/run.json`) is only ever changed by `update_run()`: read
 tag, apply a change, write it back on condition that nobody wrote it in between (S3 `If-Match`, or a
 compare-and-replace under a file lock on disk), and start over on a conflict. A worker's changes are
 additionally fenced by the generation it started (`fenced()`): once recovery or a retry moved the run
-to a newer generation, the old attempt's writes are refused. See the README's "Run lifecycle".
+to a newer generation, the old attempt's writes are refused. See docs/architecture.md, "Run lifecycle".
 
 The task record in Redis is a cache of the run record plus live progress. A final copy is kept for a
 week; a non-final one lives `LIVE_TASK_TTL_S` and is renewed by the running attempt's heartbeat, and

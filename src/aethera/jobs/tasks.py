@@ -1,6 +1,6 @@
 """The run task: one attempt of one analysis run, executed by a worker.
 
-An attempt belongs to one *generation* of its run (the job carries it; see the README's "Run
+An attempt belongs to one *generation* of its run (the job carries it; see docs/architecture.md, "Run
 lifecycle"). It:
 1. takes the run's lease for its generation in Redis (before anything else, so recovery can tell a job
    the queue handed out to a worker that died from one a worker is starting);

@@ -74,7 +74,8 @@ class WorkerDeps:
     storage: Storage
     redis: Redis
     queue: JobQueue
-    name: str  # this worker's id, held in the leases it takes
+    name: str  # this worker's stable name (host-instance): heartbeats, metrics labels, logs
+    owner: str  # unique to this process, held in the leases it takes (a restart never inherits one)
 
 
 def backoff_s(settings: Settings, attempt: int) -> float:
@@ -550,7 +551,7 @@ class _Attempt:
 
     @property
     def _owner(self) -> str:
-        return self.deps.name
+        return self.deps.owner
 
 
 def _set_final(run: RunRecord, status: RunStatus, error: str | None, code: str | None,

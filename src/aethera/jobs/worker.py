@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from aethera.errors import ConfigError
 from aethera.jobs import pipeline_process, queue, recovery
 from aethera.jobs.tasks import WorkerDeps, run_analysis
-from aethera.observability.heartbeat import HeartbeatLoop, heartbeat_interval_s
+from aethera.observability.heartbeat import HeartbeatLoop, default_worker_name, heartbeat_interval_s
 from aethera.observability.logs import configure_logging
 from aethera.settings import Settings, load_settings
 from aethera.storage.base import Storage
@@ -31,8 +30,9 @@ def require_redis_url(settings: Settings) -> str:
     return settings.redis_url
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+def lease_owner(name: str) -> str:
+    """Unique to this process: a restarted worker keeps its name but never a lease of its predecessor."""
+    return f"{name}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 StorageOpener = Callable[[Settings], Awaitable[Storage]]
@@ -45,8 +45,9 @@ def _hooks(settings: Settings, open_storage: StorageOpener | None = None) -> tup
         storage = await (open_storage or default_opener)(settings)
         redis = ctx["redis"]
         await queue.bound_socket_reads(redis)
+        name = default_worker_name()
         deps = WorkerDeps(settings=settings, storage=storage, redis=redis,
-                          queue=queue.JobQueue.wrapping(redis), name=worker_name())
+                          queue=queue.JobQueue.wrapping(redis), name=name, owner=lease_owner(name))
         ctx["aethera"] = deps
         ctx["aethera_recovery"] = asyncio.create_task(
             recovery.sweep_forever(storage, redis, deps.queue, settings), name="aethera-recovery"

@@ -171,31 +171,32 @@ async def test_logs_are_json_with_request_id_echoed(client: Any, log_stream: io.
     assert access[0]["path"] == "/projects/" + "0" * 32
 
 
-async def test_ready_reports_each_check(client: Any, ops_redis: Redis) -> None:
+async def test_ready_needs_no_worker_and_health_reports_the_workers(client: Any, ops_redis: Redis) -> None:
     resp = await client.get("/ready")
-    assert resp.status == 503  # no worker yet
     body = await resp.json()
-    assert body["status"] == "not_ready"
-    assert body["redis"] == {"ok": True, "detail": None}
-    assert body["storage"] == {"ok": True, "detail": None}
-    assert body["workers"]["ok"] is False and "no worker heartbeat" in body["workers"]["detail"]
+    assert resp.status == 200, body  # no worker yet: results and exports are still served from storage
+    assert body == {"status": "ready", "storage": {"ok": True, "detail": None}, "draining": False}
+    health = await (await client.get("/health")).json()
+    assert health["status"] == "ok"
+    assert health["workers"]["ok"] is False and health["workers"]["alive"] == 0
+    assert "no worker heartbeat" in health["workers"]["detail"]
 
     await beat(ops_redis, "w-ready", info={}, ttl_s=30)
-    resp = await client.get("/ready")
-    body = await resp.json()
-    assert resp.status == 200, body
-    assert body["status"] == "ready" and body["workers"]["alive"] == 1
+    health = await (await client.get("/health")).json()
+    assert health["workers"] == {"ok": True, "alive": 1, "window_s": 60.0, "detail": None}
 
 
-async def test_ready_503_names_redis_when_it_is_down(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_ready_stays_200_while_redis_is_down(aiohttp_client: Any, tmp_path: Path) -> None:
     app = create_app(_settings(tmp_path, "redis://127.0.0.1:1/0"))
     client = await aiohttp_client(app)
     resp = await client.get("/ready")
-    assert resp.status == 503
-    body = await resp.json()
+    assert resp.status == 200, await resp.text()
+    health = await client.get("/health")
+    assert health.status == 503
+    body = await health.json()
     assert body["redis"]["ok"] is False and "redis" in body["redis"]["detail"]
+    assert body["workers"]["alive"] is None and "Redis is unreachable" in body["workers"]["detail"]
     assert "127.0.0.1" not in json.dumps(body)  # no host or URL in the answer
     assert body["storage"]["ok"] is True
-    assert body["workers"]["ok"] is False
     # metrics still answer (the API's own part) while Redis is down
     assert (await client.get("/metrics")).status == 200

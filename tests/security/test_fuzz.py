@@ -106,7 +106,7 @@ def running_api(tmp_path_factory: pytest.TempPathFactory, redis_url: str, sample
     log = root / "service.log"
     processes = []
     with open(log, "wb") as out:
-        # a worker too: /ready answers 503 (rightly) while no worker has reported in
+        # a worker too: the service is up once /health sees its first heartbeat
         for entry_point in ("worker.py", "server.py"):
             processes.append(subprocess.Popen([sys.executable, entry_point], cwd=ROOT, env=env, stdout=out,
                                               stderr=subprocess.STDOUT))
@@ -114,9 +114,9 @@ def running_api(tmp_path_factory: pytest.TempPathFactory, redis_url: str, sample
 
     def ready() -> bool:
         try:
-            urllib.request.urlopen(f"{url}/ready", timeout=2).close()
-            return True
-        except OSError:  # not listening yet, or 503 until the worker's first heartbeat
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                return bool(json.loads(resp.read())["workers"]["alive"])
+        except OSError:  # not listening yet
             return False
 
     deadline = time.monotonic() + 90

@@ -319,7 +319,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="operations",
         summary="Liveness",
         responses={
-            200: Body(Health, description="The API process is up."),
+            200: Body(Health, description="The API process is up; `workers` says how many workers were seen "
+                      "lately (informative: it does not change the status)."),
             503: Body(Health, description="Redis or storage is unreachable; the body says which."),
         },
         public=True,
@@ -328,8 +329,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="operations",
         summary="Readiness",
         responses={
-            200: Body(Readiness, description="Ready: a run submitted now would be executed."),
-            503: Body(Readiness, description="Not ready: the failing checks say what is wrong."),
+            200: Body(Readiness, description="Ready: this process serves requests (storage answers, not stopping)."),
+            503: Body(Readiness, description="Not ready: storage fails its check or the process is stopping."),
         },
         public=True,
     ),

@@ -70,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_keys_file: str | None = None
     rate_limit_per_s: float = 10.0
     rate_limit_burst: int = 60
+    # reverse proxies whose X-Forwarded-For is believed (CIDRs); empty: the TCP peer is the client
+    trusted_proxies: tuple[str, ...] = ()
     archive_max_members: int = 64
     archive_max_unpacked_bytes: int = 100 * 1024 * 1024
     archive_max_ratio: float = 200.0
@@ -136,6 +138,7 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("api_keys_file", "AETHERA_API_KEYS_FILE", doc="API keys file (salted hashes)"),
     _Spec("rate_limit_per_s", "AETHERA_RATE_LIMIT_PER_S", doc="requests per second per key (0: off)"),
     _Spec("rate_limit_burst", "AETHERA_RATE_LIMIT_BURST", doc="requests a key may send at once"),
+    _Spec("trusted_proxies", "AETHERA_TRUSTED_PROXIES", doc="comma-separated CIDRs of reverse proxies"),
     _Spec("archive_max_members", "AETHERA_ARCHIVE_MAX_MEMBERS", doc="most files in an uploaded zip"),
     _Spec("archive_max_unpacked_bytes", "AETHERA_ARCHIVE_MAX_UNPACKED_BYTES", doc="largest unpacked zip"),
     _Spec("archive_max_ratio", "AETHERA_ARCHIVE_MAX_RATIO", doc="largest compression ratio of a member"),
@@ -146,7 +149,7 @@ ENV_VARIABLES: dict[str, str] = {spec.env: spec.field for spec in _SPECS}
 
 def _parse(spec: _Spec, raw: str) -> Any:
     field_type = Settings.__annotations__[spec.field]
-    if spec.field == "cors_origins":
+    if spec.field in ("cors_origins", "trusted_proxies"):
         return tuple(o.strip() for o in raw.split(",") if o.strip())
     if raw == "" and "None" in str(field_type):
         return None
@@ -219,5 +222,8 @@ def _check(s: Settings) -> None:
         )
     if s.auth == "on" and not s.api_keys_file:
         raise ConfigError("AETHERA_API_KEYS_FILE is required when AETHERA_AUTH=on")
+    from aethera.security.client_address import parse_trusted_proxies  # the one parser of the setting
+
+    parse_trusted_proxies(s.trusted_proxies)
     if s.redis_url is not None and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL is invalid: it must start with redis://, rediss:// or unix://")

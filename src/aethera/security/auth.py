@@ -26,6 +26,7 @@ from aiohttp import web
 from aethera.errors import AetheraError, ConfigError, Forbidden, RateLimited, Unauthorized
 from aethera.models import DEFAULT_TENANT
 from aethera.security.apikeys import KeyStore, Principal, parse_key
+from aethera.security.client_address import Network, client_address, parse_trusted_proxies
 from aethera.security.keycheck import KeyChecker
 from aethera.security.ratelimit import Decision, RateLimiter
 from aethera.settings import Settings
@@ -46,6 +47,7 @@ KEY_STORE = web.AppKey("aethera_key_store", KeyStore)
 KEY_CHECKER = web.AppKey("aethera_key_checker", KeyChecker)
 RATE_LIMITER = web.AppKey("aethera_rate_limiter", RateLimiter)
 FAILURE_LIMITER = web.AppKey("aethera_auth_failure_limiter", RateLimiter)
+TRUSTED_PROXIES = web.AppKey("aethera_trusted_proxies", tuple[Network, ...])
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -224,7 +226,9 @@ def make_ratelimit_middleware() -> Callable[[web.Request, Handler], Awaitable[we
 
 
 def _address_bucket(request: web.Request) -> str:
-    remote = request.remote or "unknown"
+    """The client's address (behind trusted proxies, from X-Forwarded-For) as a bucket name."""
+    forwarded = request.headers.getall("X-Forwarded-For", ())
+    remote = client_address(request.remote, forwarded, request.app.get(TRUSTED_PROXIES, ())) or "unknown"
     # IPv6 addresses hold ':' which the bucket pattern allows; anything else odd is folded away
     return "".join(c if c.isalnum() or c in ":._-" else "_" for c in remote)[:64]
 
@@ -238,6 +242,7 @@ def setup_security(app: web.Application, settings: Settings) -> None:
     throttle gets another with a few connections and long timeouts: a hung Redis delays the check of a
     key not yet verified by up to `_FAIL_LIMITER_TIMEOUT_S` (verified keys never wait for it).
     """
+    app[TRUSTED_PROXIES] = parse_trusted_proxies(settings.trusted_proxies)
     if auth_enabled(settings):
         if not settings.api_keys_file:
             raise ConfigError("authentication is on but AETHERA_API_KEYS_FILE is not set")

@@ -37,6 +37,8 @@ from typing import Any
 import msgspec
 
 from aethera.errors import AetheraError, Conflict, NotFound, ObjectNotFound, StorageError, StorageUnavailable
+from aethera.keyspace import ID_RE
+from aethera.models import RunRecord, RunStatus
 from aethera.storage.artifacts import INDEX_NAME, ArtifactIndex, artifact_key
 from aethera.storage.base import DEFAULT_CHUNK_BYTES, Storage
 from aethera.timestamps import parse_utc
@@ -62,7 +64,6 @@ COMPLETED = "COMPLETED"
 # document larger than this is not parsed (the manifest says so) rather than held in memory.
 MAX_RESULTS_PARSE_BYTES = 32 * 1024 * 1024
 
-_RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")  # \Z: `$` would let "<id>\n" through
 _U32_LIMIT = 0xFFFFFFFF  # a 32-bit field holding this value means "see the ZIP64 extra field"
 _U16_LIMIT = 0xFFFF
 _DOS_EPOCH = datetime(1980, 1, 1, tzinfo=UTC)
@@ -348,29 +349,28 @@ class PlanCache:
 
 
 
-def completion_time(record: Mapping[str, Any]) -> datetime:
+def completion_time(record: RunRecord) -> datetime:
     """When the run finished: the archive's fixed modification time."""
-    for field in ("completed_at", "finished_at", "updated_at", "created_at"):
-        when = parse_utc(record.get(field))
+    for value in (record.finished_at, record.updated_at, record.created_at):
+        when = parse_utc(value)
         if when is not None:
             return when.astimezone(UTC).replace(microsecond=0)
     return _DOS_EPOCH
 
 
-async def _read_run_record(storage: Storage, run_id: str) -> tuple[bytes, dict[str, Any]]:
-    if not _RUN_ID.match(run_id):
+async def _read_run_record(storage: Storage, run_id: str) -> tuple[bytes, RunRecord]:
+    if not ID_RE.match(run_id):
         raise NotFound("no run with this id")
     try:
         raw = await storage.read(artifact_key(run_id, RUN_RECORD_NAME))
     except ObjectNotFound:
         raise NotFound("no run with this id") from None
     try:
-        record = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+        # the typed record (the worker wrote it from this Struct): a field of the wrong type is caught
+        # here, not as a TypeError deep in the layout
+        return raw, msgspec.json.decode(raw, type=RunRecord)
+    except msgspec.DecodeError:  # ValidationError included
         raise AetheraError("the run record is unreadable") from None
-    if not isinstance(record, dict):
-        raise AetheraError("the run record is unreadable")
-    return raw, record
 
 
 async def _digest_object(storage: Storage, key: str) -> tuple[int, int, str]:
@@ -418,26 +418,27 @@ _RUN_FIELDS = (
     "run_id", "project_id", "project_type", "params", "config", "aoi_source", "status", "attempts",
     "created_at", "started_at", "finished_at",
 )
-_RUN_TIME_FIELDS = ("created_at", "queued_at", "started_at", "completed_at", "finished_at", "updated_at")
+_RUN_TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
 
 
 def build_manifest(
     run_id: str,
-    record: Mapping[str, Any],
+    record: RunRecord,
     members: Iterable[ExportMember],
     summary: Mapping[str, Any],
     missing: Mapping[str, str],
 ) -> bytes:
     """manifest.json: what the run was asked, which data it used, how long it took, and a checksum of
     every other member. Keys are sorted so the same run always gives the same bytes."""
+    fields = msgspec.to_builtins(record)
     manifest = {
         "format": "aethera-run-export",
         "layout_version": LAYOUT_VERSION,
         "run_id": run_id,
-        "run": {k: record[k] for k in _RUN_FIELDS if k in record},
+        "run": {k: fields[k] for k in _RUN_FIELDS},
         "datasets": summary.get("datasets"),
         "timings": {
-            "run": {k: record[k] for k in _RUN_TIME_FIELDS if record.get(k) is not None},
+            "run": {k: fields[k] for k in _RUN_TIME_FIELDS if fields[k] is not None},
             "step_durations_s": summary.get("step_durations_s"),
         },
         "warnings": summary.get("warnings"),
@@ -487,16 +488,13 @@ async def plan_export(
     """
     record_raw, record = await _read_run_record(storage, run_id)
     # records written before tenants existed belong to models.DEFAULT_TENANT ("default")
-    if tenant is not None and record.get("tenant", "default") != tenant:
+    if tenant is not None and record.tenant != tenant:
         raise NotFound("no run with this id")
-    status = record.get("status")
-    if status != COMPLETED:
-        raise Conflict(f"the run is {status or 'not finished'}; its export exists once it is COMPLETED",
-                       status=status)
+    status = record.status.value
+    if record.status is not RunStatus.COMPLETED:
+        raise Conflict(f"the run is {status}; its export exists once it is COMPLETED", status=status)
     # only the committed attempt's outputs: nothing writes under that prefix after the commit
-    generation = record.get("output_generation")
-    if generation is not None and not isinstance(generation, int):
-        raise AetheraError("the run record is unreadable")
+    generation = record.output_generation
     try:
         index_raw = await storage.read(artifact_key(run_id, INDEX_NAME, generation))
     except ObjectNotFound:

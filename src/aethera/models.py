@@ -17,10 +17,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-# 32 lowercase hex characters (uuid4().hex): the only form an id of a project, run or task takes.
+from aethera.keyspace import ID_PATTERN
+
 # `(?!\n)`: in Python `$` also matches before a final newline ("DEU\n" would pass); the lookahead
-# refuses that and reads the same in every JSON Schema (ECMA-262) regex engine
-ID_PATTERN = r"^[0-9a-f]{32}(?!\n)$"
+# refuses that and reads the same in every JSON Schema (ECMA-262) regex engine (ID_PATTERN: keyspace)
 COUNTRY_PATTERN = r"^[A-Z]{3}(?!\n)$"
 # who owns records written while auth is off, and records written before tenants existed
 DEFAULT_TENANT = "default"

@@ -11,7 +11,7 @@ import redis as sync_redis
 from servicekit import aoi_feature
 
 from aethera.api.final_cache import FinalAnswers
-from aethera.jobs import keys
+from aethera import keyspace as keys
 from aethera.security.apikeys import create_key
 
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 import servicekit as kit
-from aethera.jobs import keys
+from aethera import keyspace as keys
 from aethera.jobs.queue import JobQueue, JobState, job_id_for
 
 

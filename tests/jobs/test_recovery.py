@@ -13,7 +13,7 @@ import redis as sync_redis
 
 import servicekit as kit
 from aethera.errors import StorageUnavailable
-from aethera.jobs import keys
+from aethera import keyspace as keys
 from aethera.jobs.tasks import OPERATION_TRIES
 from aethera.storage.artifacts import artifact_key
 from aethera.storage.factory import open_storage

@@ -14,7 +14,7 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 import servicekit as kit
-from aethera.jobs import keys
+from aethera import keyspace as keys
 
 # A large AOI with a wide zone of influence: a run long enough (seconds) to be caught while it runs.
 SLOW = {"east_km": -12.0, "north_km": -12.0, "side_km": 24.0}

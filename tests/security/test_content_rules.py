@@ -23,7 +23,7 @@ import pytest
 import servicekit as kit
 
 from aethera.api.keys import STORAGE
-from aethera.jobs import keys
+from aethera import keyspace as keys
 from aethera.security.apikeys import create_key
 
 MIB = 1024 * 1024

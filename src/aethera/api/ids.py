@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from aethera.errors import NotFound
-from aethera.jobs.keys import ID_RE
+from aethera.keyspace import ID_RE
 
 
 def path_id(request: web.Request, name: str, what: str) -> str:

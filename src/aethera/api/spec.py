@@ -18,7 +18,7 @@ from aethera.api.routes.health import Health
 from aethera.api.routes.projects import Upload
 from aethera.api.routes.ready import Readiness
 from aethera.api.routes.uploads import FILE_FIELD, UploadCreated
-from aethera.jobs import keys
+from aethera import keyspace as keys
 from aethera.models import (
     Id,
     Project,

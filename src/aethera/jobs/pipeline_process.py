@@ -36,7 +36,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from aethera.errors import AetheraError, RunCancelled
-from aethera.jobs import keys
+from aethera import keyspace as keys
 
 log = logging.getLogger(__name__)
 

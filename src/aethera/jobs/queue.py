@@ -29,7 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from aethera.jobs.keys import QUEUE_NAME
+from aethera.keyspace import QUEUE_NAME
 from aethera.settings import Settings
 
 RUN_FUNCTION = "run_analysis"

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from aethera.errors import BackendUnavailable, NotFound, ObjectNotFound, PreconditionFailed, StaleAttempt, StorageError
-from aethera.jobs import keys
+from aethera import keyspace as keys
 from aethera.models import (
     IdempotencyRecord,
     Progress,

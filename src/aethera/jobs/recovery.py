@@ -35,7 +35,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from aethera.errors import AetheraError, NotFound
-from aethera.jobs import keys, records
+from aethera.jobs import records
+from aethera import keyspace as keys
 from aethera.jobs.queue import JobQueue, JobState, job_id_for
 from aethera.models import RunRecord, RunStatus, utc_now_iso
 from aethera.observability.metrics import record_run_status

@@ -48,7 +48,8 @@ from aethera.errors import (
     StorageError,
     TimeLimitExceeded,
 )
-from aethera.jobs import failures, keys, pipeline_process, records
+from aethera.jobs import failures, pipeline_process, records
+from aethera import keyspace as keys
 from aethera.jobs.queue import JobQueue, job_id_for
 from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
 from aethera.observability.logs import log_context, task_id_var

@@ -1,12 +1,12 @@
 """Strict patterns for the identifiers the security layer takes from requests and from its keys file.
 
 Each kind of request value is checked in exactly one place before it is used:
-- ids of projects, runs, tasks and uploads: `jobs.keys.ID_RE` (here `is_id`/`check_id`, and `api.ids`);
+- ids of projects, runs, tasks and uploads: `keyspace.ID_RE` (here `is_id`/`check_id`, and `api.ids`);
 - tenant names: `TENANT_RE` here (they end up in records, logs and index keys);
 - countries: the `CountryCode` pattern of `models` and the known-code list of `data.countries`;
-- layer names: `jobs.keys.LAYER_NAMES`;
+- layer names: `keyspace.LAYER_NAMES`;
 - storage keys: `storage.keys` (every backend refuses traversal, absolute paths, control characters);
-- upload names and `aoi_path`: `jobs.keys.UPLOAD_NAME_RE` / `AOI_PATH_RE`, or an upload id.
+- upload names and `aoi_path`: `keyspace.UPLOAD_NAME_RE` / `AOI_PATH_RE`, or an upload id.
 Patterns end in `\\Z`, not `$`, which would also accept a trailing newline.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from aethera.errors import InvalidInput, NotFound
-from aethera.jobs.keys import ID_RE
+from aethera.keyspace import ID_RE
 
 TENANT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")
 

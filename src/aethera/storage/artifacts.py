@@ -21,11 +21,11 @@ import zlib
 import msgspec
 
 from aethera.errors import InvalidKey, ObjectNotFound
+from aethera.keyspace import ID_RE
 from aethera.storage.base import Storage
 
 INDEX_NAME = "artifacts.json"
 # \Z, not $: `$` also matches before a final newline
-_RUN_ID = re.compile(r"^[0-9a-f]{32}\Z")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*\Z")
 
 
@@ -48,7 +48,7 @@ class ArtifactIndex(msgspec.Struct):
 
 
 def run_prefix(run_id: str) -> str:
-    if not _RUN_ID.match(run_id):
+    if not ID_RE.match(run_id):
         raise InvalidKey("run id must be 32 lowercase hex characters")
     return f"runs/{run_id}/"
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from aethera.api.instrumentation import METRICS
 from aethera.api.keys import REDIS, SETTINGS
-from aethera.jobs.keys import QUEUE_NAME
+from aethera.keyspace import QUEUE_NAME
 from aethera.observability.metrics import CONTENT_TYPE
 from aethera.security.auth import require_scope
 

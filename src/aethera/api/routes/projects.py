@@ -14,7 +14,8 @@ from aethera.api.keys import SETTINGS, STORAGE
 from aethera.api.middlewares import UPLOAD_ROUTE
 from aethera.api.responses import json_response
 from aethera.errors import InvalidInput
-from aethera.jobs import keys, records
+from aethera.jobs import records
+from aethera import keyspace as keys
 from aethera.models import Project, ProjectCreate, utc_now_iso
 from aethera.security.auth import tenant_of
 from aethera.security.tenancy import request_project

@@ -20,7 +20,8 @@ from aethera.api.ids import path_id
 from aethera.api.keys import CATALOG, EXPORT_ENABLED, QUEUE, REDIS, SETTINGS, STORAGE
 from aethera.api.responses import encode_json, json_response, raw_json_response
 from aethera.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, ObjectNotFound
-from aethera.jobs import keys, records
+from aethera.jobs import records
+from aethera import keyspace as keys
 from aethera.jobs.queue import job_id_for
 from aethera.models import (
     IdempotencyRecord,

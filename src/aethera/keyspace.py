@@ -1,7 +1,10 @@
-"""Every key name the service uses: Redis keys and the storage keys of records and indexes.
+"""Every key name the service uses: Redis keys, the storage keys of records and indexes, and the one
+pattern of an id.
 
 One module, so a reader sees the whole key space at a glance and two modules never disagree on a name.
-The queue's own keys (arq's) stay inside `jobs/queue.py`.
+It imports nothing of the service, so every layer (api, security, jobs, storage, export) can use it.
+The queue's own keys (arq's) stay inside `jobs/queue.py`; the observability counters' keys in
+`observability/keys.py`.
 """
 
 from __future__ import annotations
@@ -57,8 +60,12 @@ def idempotency_lock_key(digest: str) -> str:
 
 # --- storage ---------------------------------------------------------------------------------------
 
-# `\Z`, not `$`: `$` also matches before a final newline, and "<id>\n" must not pass for an id
-ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
+# 32 lowercase hex characters (uuid4().hex): the only form an id of a project, run, task or upload takes.
+# `(?!\n)`: in Python `$` also matches before a final newline ("<id>\n" would pass); the lookahead
+# refuses that and reads the same in every JSON Schema (ECMA-262) regex engine, so the request
+# Structs (models.Id) and the OpenAPI document use this very pattern
+ID_PATTERN = r"^[0-9a-f]{32}(?!\n)$"
+ID_RE = re.compile(ID_PATTERN)
 _INV_BASE_MS = 10**13 - 1  # run index names sort newest first: (this - created ms) zero-padded to 13
 
 

@@ -58,8 +58,9 @@ _FINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.REVOKED})
 # --- projects ------------------------------------------------------------------------------------
 
 
-class ProjectCreate(msgspec.Struct, kw_only=True):
-    """Body of `POST /projects`."""
+class ProjectCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of `POST /projects`. An unknown key is a 422 naming it, not silently dropped (a misspelt
+    `contry` would otherwise create a project without its country)."""
 
     name: Name
     country: CountryCode | None = None
@@ -180,8 +181,9 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_d
     eligibility: EligibilityOverrides | None = None
 
 
-class RunCreate(msgspec.Struct, kw_only=True):
-    """Body of `POST /projects/{id}/runs`: exactly one of `aoi_geojson` and `aoi_path`."""
+class RunCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of `POST /projects/{id}/runs`: exactly one of `aoi_geojson` and `aoi_path`; an unknown key
+    is a 422 naming it (the frontend contract, ../shared/docs/api.md, sends only these)."""
 
     project_type: ProjectType
     aoi_geojson: dict[str, Any] | None = None

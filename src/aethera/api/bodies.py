@@ -16,6 +16,8 @@ T = TypeVar("T")
 _READ_CHUNK = 64 * 1024
 _PATH_RE = re.compile(r" - at `\$\.?(.*)`$")
 _MISSING_RE = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN_RE = re.compile(r"^Object contains unknown field `([^`]*)`")
+_MAX_NAME_SHOWN = 64  # a client-chosen name is cut, so the answer (and a log line) stays small
 
 
 async def read_body(request: web.Request, limit: int | None = None) -> bytes:
@@ -37,12 +39,21 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
     return b"".join(chunks)
 
 
-def validation_error(exc: msgspec.ValidationError) -> InvalidInput:
-    """A 422 naming the offending field, e.g. `config.capacity_mw`."""
+def validation_error(exc: msgspec.ValidationError, type_: type | None = None) -> InvalidInput:
+    """A 422 naming the offending field, e.g. `config.capacity_mw`; an unknown field is named too, with
+    the fields `type_` (the body's Struct) accepts."""
     message = str(exc)
     match = _PATH_RE.search(message)
     field = match.group(1) if match else None
     reason = _PATH_RE.sub("", message)
+    unknown = _UNKNOWN_RE.match(reason)
+    if unknown:
+        name = unknown.group(1)
+        name = name if len(name) <= _MAX_NAME_SHOWN else name[:_MAX_NAME_SHOWN] + "…"
+        field = f"{field}.{name}" if field else name
+        accepted = getattr(type_, "__struct_fields__", None) if not match or not match.group(1) else None
+        hint = f"; use {', '.join(accepted)}" if accepted else ""
+        return InvalidInput(f"unknown field '{field}' is not accepted here{hint}", field=field)
     if field is None:
         missing = _MISSING_RE.search(message)
         field = missing.group(1) if missing else None
@@ -63,7 +74,7 @@ async def decode_json(
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
-        raise (explain and explain(exc)) or validation_error(exc) from None
+        raise (explain and explain(exc)) or validation_error(exc, type_) from None
     except msgspec.DecodeError as exc:
         raise MalformedRequest(f"request body is not valid JSON ({exc})") from None
     except RecursionError:  # msgspec's answer to nesting past its depth limit (a few KB of "[" do it)

@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project-type", required=True, help="solar or wind (solar_farm / wind_farm accepted)")
     p.add_argument("--country", default=None, help="ISO 3166-1 alpha-3 country code, e.g. DEU")
     p.add_argument("--capacity-mw", type=float, default=None, help="installed capacity (default from density)")
-    p.add_argument("--buffer-km", type=float, default=None, help="zone of influence (default 5 km)")
+    p.add_argument("--buffer-km", type=float, default=None, help="zone of influence, km (default AETHERA_DEFAULT_BUFFER_KM)")
     p.add_argument("--datasets", default=None, help="dataset catalog file (default AETHERA_DATASETS)")
     p.set_defaults(handler=_cmd_analyze)
 

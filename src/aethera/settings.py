@@ -92,6 +92,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Path(self.storage_base_path).resolve()
 
 
+# The one statement of every default (capacity densities, the zone of influence, zip limits, ...):
+# code that runs without settings of its own (the CLI, tests, a Python caller) reads it from here at
+# call time, never from a copy of the number.
+DEFAULTS = Settings()
+
+
 @dataclass(frozen=True)
 class _Spec:
     field: str

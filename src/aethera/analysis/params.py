@@ -29,6 +29,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import inspect as mi
 
+from aethera import settings as config_module
 from aethera.data.countries import normalize_country
 from aethera.errors import InvalidInput
 from aethera.models import RunConfig
@@ -36,8 +37,12 @@ from aethera.models import RunConfig
 ProjectType = Literal["solar", "wind"]
 
 _ALIASES = {"solar": "solar", "solar_farm": "solar", "wind": "wind", "wind_farm": "wind"}
-# Built-in densities, the same numbers as the settings' defaults (for callers without settings).
-DEFAULT_MW_PER_HA = {"solar": 0.5, "wind": 0.03}
+
+
+def default_mw_per_ha(project_type: ProjectType) -> float:
+    """The technology's capacity density for callers without settings: the settings' default."""
+    defaults = config_module.DEFAULTS
+    return defaults.solar_mw_per_ha if project_type == "solar" else defaults.wind_mw_per_ha
 
 
 class RunParams(msgspec.Struct, frozen=True):
@@ -47,7 +52,7 @@ class RunParams(msgspec.Struct, frozen=True):
     country: str | None
     capacity_mw: float | None  # None: derived from the AOI area and `mw_per_ha`
     buffer_km: float
-    mw_per_ha: float | None = None  # None: DEFAULT_MW_PER_HA of the technology
+    mw_per_ha: float | None = None  # None: default_mw_per_ha() of the technology
     lifetime_years: float | None = None  # None: the technology's default from the emission factor file
     factor_overrides: dict[str, Any] = msgspec.field(default_factory=dict)
     # `config.eligibility` as plain data: per-run changes to the land-eligibility rule set
@@ -71,7 +76,7 @@ class RunParams(msgspec.Struct, frozen=True):
         ptype: ProjectType = _ALIASES[project_type.strip().lower()]  # type: ignore[assignment]
         code = normalize_country(country)
         run_config = _run_config(config)
-        buffer_default = float(getattr(settings, "default_buffer_km", 5.0)) if settings is not None else 5.0
+        buffer_default = float((settings or config_module.DEFAULTS).default_buffer_km)
         density = None
         if settings is not None:
             density = float(settings.solar_mw_per_ha if ptype == "solar" else settings.wind_mw_per_ha)
@@ -101,7 +106,7 @@ class RunParams(msgspec.Struct, frozen=True):
 
     @property
     def density_mw_per_ha(self) -> float:
-        return self.mw_per_ha if self.mw_per_ha is not None else DEFAULT_MW_PER_HA[self.project_type]
+        return self.mw_per_ha if self.mw_per_ha is not None else default_mw_per_ha(self.project_type)
 
     def resolved_capacity(self, aoi_area_ha: float) -> tuple[float, str]:
         """The capacity in MW and where it came from (the request, or the density x the AOI area)."""

@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from aethera.keyspace import QUEUE_NAME
-from aethera.settings import Settings
+from aethera.settings import DEFAULTS, Settings
 
 RUN_FUNCTION = "run_analysis"
 # how long a queued job may wait for a worker before the queue forgets it (recovery re-queues it then)
@@ -57,7 +57,7 @@ def _decode(data: bytes) -> Any:
     return msgspec.json.decode(data)
 
 
-DEFAULT_DEADLINE_S = 5.0  # AETHERA_BACKEND_DEADLINE_S's default
+DEFAULT_DEADLINE_S = DEFAULTS.backend_deadline_s  # AETHERA_BACKEND_DEADLINE_S's default
 
 
 def connection_pool(redis_url: str, max_connections: int = 64, *,

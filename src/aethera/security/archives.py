@@ -18,10 +18,12 @@ import io
 import stat
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from aethera import settings as _config
 from aethera.errors import UnsafeArchive
+from aethera.settings import Settings
 
 _READ_CHUNK = 256 * 1024
 # a ratio is only meaningful past this size: a 2 KiB file of blanks compresses 500:1 and is harmless
@@ -47,16 +49,18 @@ _CORRUPT = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedErr
 
 @dataclass(frozen=True)
 class ArchiveLimits:
-    max_members: int = 64
-    max_unpacked_bytes: int = 100 * 1024 * 1024
-    max_ratio: float = 200.0
+    """Limits of one uploaded archive; a limit left out is the settings' default (stated there only)."""
+
+    max_members: int = field(default_factory=lambda: _config.DEFAULTS.archive_max_members)
+    max_unpacked_bytes: int = field(default_factory=lambda: _config.DEFAULTS.archive_max_unpacked_bytes)
+    max_ratio: float = field(default_factory=lambda: _config.DEFAULTS.archive_max_ratio)
 
     @classmethod
-    def from_settings(cls, settings: object) -> ArchiveLimits:
+    def from_settings(cls, settings: Settings) -> ArchiveLimits:
         return cls(
-            max_members=int(getattr(settings, "archive_max_members")),
-            max_unpacked_bytes=int(getattr(settings, "archive_max_unpacked_bytes")),
-            max_ratio=float(getattr(settings, "archive_max_ratio")),
+            max_members=settings.archive_max_members,
+            max_unpacked_bytes=settings.archive_max_unpacked_bytes,
+            max_ratio=settings.archive_max_ratio,
         )
 
 

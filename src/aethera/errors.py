@@ -7,18 +7,23 @@ Every failure the service knows about is a subclass of `AetheraError` with a sta
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
 class AetheraError(Exception):
-    """Base of every error the service raises on purpose."""
+    """Base of every error the service raises on purpose.
+
+    `extra` goes into the answer's JSON body; `headers` into its HTTP headers (a 401's challenge, a
+    429's `Retry-After`, a 416's `Content-Range`), both applied by `api/errors.py`."""
 
     code: str = "internal_error"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.headers: dict[str, str] = dict(headers or {})
 
     def to_dict(self) -> dict[str, Any]:
         return {"detail": self.detail, "code": self.code, **self.extra}
@@ -79,9 +84,12 @@ class Conflict(AetheraError):
 
 
 class Unauthorized(AetheraError):
-    """No valid credentials were presented."""
+    """No valid credentials were presented; the answer says how to present them (RFC 6750)."""
 
     code = "unauthorized"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="aethera"'}, **extra)
 
 
 class Forbidden(AetheraError):
@@ -91,9 +99,18 @@ class Forbidden(AetheraError):
 
 
 class RateLimited(AetheraError):
-    """Too many requests for this key; retry later."""
+    """Too many requests for this key; retry in `retry_after_s` (body and `Retry-After` header)."""
 
     code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)}, retry_after_s=retry_after_s, **extra)
+
+
+class RangeNotSatisfiable(AetheraError):
+    """The request's `Range` selects no byte of the resource; `Content-Range` says its size."""
+
+    code = "range_not_satisfiable"
 
 
 class RequestTimeout(AetheraError):

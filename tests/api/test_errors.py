@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from aethera import errors as e
 from aethera.api.errors import error_middleware
 from aethera.api.instrumentation import observability_middleware, setup_instrumentation
 from aethera.api.middlewares import REQUEST_ID_HEADER, request_id_middleware
@@ -77,3 +78,36 @@ async def test_unexpected_exception_is_a_generic_500_and_only_the_log_has_the_tr
     assert "Traceback" in errors[0]["traceback"] and "_boom" in errors[0]["traceback"]
     everything = server_log.getvalue()
     assert REDIS_PASSWORD not in everything and S3_SECRET not in everything
+
+
+@pytest.mark.parametrize(("raised", "status", "body", "headers"), [
+    (e.Unauthorized("invalid API key"), 401,
+     {"detail": "invalid API key", "code": "unauthorized"}, {"WWW-Authenticate": 'Bearer realm="aethera"'}),
+    (e.Forbidden("this API key is read-only"), 403,
+     {"detail": "this API key is read-only", "code": "forbidden"}, {}),
+    (e.RateLimited("slow down", retry_after_s=7), 429,
+     {"detail": "slow down", "code": "rate_limited", "retry_after_s": 7}, {"Retry-After": "7"}),
+    (e.RangeNotSatisfiable(
+        "the requested range lies outside the archive (10 bytes)", headers={"Content-Range": "bytes */10"}), 416,
+     {"detail": "the requested range lies outside the archive (10 bytes)", "code": "range_not_satisfiable"},
+     {"Content-Range": "bytes */10"}),
+])
+async def test_401_403_429_416_come_from_the_one_error_table(aiohttp_client: Any, raised: Any, status: int,
+                                                            body: dict[str, Any], headers: dict[str, str]) -> None:
+    """The auth, rate-limit and export code raise; the error table alone turns that into the answer."""
+    from aethera.api.errors import status_for
+
+    exc = raised
+    assert status_for(exc) == status
+
+    async def handler(request: web.Request) -> web.Response:
+        raise exc
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/x", handler)
+    client = await aiohttp_client(app)
+    resp = await client.get("/x")
+    assert resp.status == status
+    assert await resp.json() == body
+    for name, value in headers.items():
+        assert resp.headers[name] == value

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from aethera.api.errors import error_middleware
 from aethera.errors import ConfigError
 from aethera.security import apikeys
 from aethera.security.apikeys import create_key
@@ -38,7 +39,7 @@ async def public(request: web.Request) -> web.Response:
 
 
 def build_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[make_auth_middleware(settings), make_ratelimit_middleware()])
+    app = web.Application(middlewares=[error_middleware, make_auth_middleware(settings), make_ratelimit_middleware()])
     setup_security(app, settings)
     app.router.add_get("/health", public)
     app.router.add_get("/openapi.json", public)

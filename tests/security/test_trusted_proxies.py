@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from aethera.api.errors import error_middleware
 from aethera.errors import ConfigError
 from aethera.security.apikeys import create_key
 from aethera.security.auth import make_auth_middleware, make_ratelimit_middleware, setup_security
@@ -31,7 +32,7 @@ async def hello(request: web.Request) -> web.Response:
 
 def _app(redis_url: str, **env: str) -> web.Application:
     settings = load_settings({"REDIS_URL": redis_url, **env})
-    app = web.Application(middlewares=[make_auth_middleware(settings), make_ratelimit_middleware()])
+    app = web.Application(middlewares=[error_middleware, make_auth_middleware(settings), make_ratelimit_middleware()])
     setup_security(app, settings)
     app.router.add_get("/hello", hello)
     return app

@@ -35,6 +35,7 @@ STATUS_BY_ERROR: dict[type[e.AetheraError], int] = {
     e.RequestTimeout: 408,
     e.PayloadTooLarge: 413,
     e.RateLimited: 429,
+    e.RangeNotSatisfiable: 416,
     e.ClientClosedRequest: 499,  # nginx's convention; the answer never reaches anyone, the access line has it
     e.ConfigError: 500,
     e.StorageError: 500,
@@ -61,6 +62,7 @@ CODE_BY_STATUS: dict[int, str] = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    416: "range_not_satisfiable",
     422: "invalid_input",
     429: "rate_limited",
     503: "backend_unavailable",
@@ -100,7 +102,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if status >= 500:
             log.warning("%s %s -> %d %s: %s", request.method, request.path, status, exc.code, exc.detail)
         extra = {k: v for k, v in exc.extra.items() if k not in ("detail", "code")}
-        return error_response(status, exc.detail, exc.code, **extra)
+        resp = error_response(status, exc.detail, exc.code, **extra)
+        resp.headers.update(exc.headers)
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

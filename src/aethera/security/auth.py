@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import redis.exceptions
 from aiohttp import web
 
-from aethera.errors import AetheraError, ConfigError, Forbidden, RateLimited, Unauthorized
+from aethera.errors import ConfigError, Forbidden, RateLimited, Unauthorized
 from aethera.models import DEFAULT_TENANT
 from aethera.security.apikeys import KeyStore, Principal, parse_key
 from aethera.security.client_address import Network, client_address, parse_trusted_proxies
@@ -101,11 +101,6 @@ def startup_warning(settings: Settings) -> str | None:
     )
 
 
-def error_response(exc: AetheraError, status: int, headers: dict[str, str] | None = None) -> web.Response:
-    """The service's JSON error shape, for the few errors that must carry a header."""
-    return web.json_response(exc.to_dict(), status=status, headers=headers)
-
-
 class _Outages:
     """Logs a Redis outage of the limiter at most every `_OUTAGE_LOG_EVERY_S`, not once per request."""
 
@@ -151,11 +146,10 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
             return await handler(request)
         store = request.app[KEY_STORE]
         checker = request.app[KEY_CHECKER]
-        challenge = {"WWW-Authenticate": 'Bearer realm="aethera"'}
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return error_response(Unauthorized("an API key is required: send Authorization: Bearer <key>"), 401, challenge)
+            raise Unauthorized("an API key is required: send Authorization: Bearer <key>")
         if store.due_for_reload():
             await asyncio.to_thread(store.reload_if_changed)
         # a key already verified passes at once: failed attempts from its address (a shared NAT, an
@@ -171,12 +165,12 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
                 give_back=lambda: give_back(failure_limiter, address),
             )
             if verdict.retry_after_s:
-                exc = RateLimited("too many failed authentication attempts; retry later", retry_after_s=verdict.retry_after_s)
-                return error_response(exc, 429, {"Retry-After": str(verdict.retry_after_s)})
+                raise RateLimited("too many failed authentication attempts; retry later",
+                                  retry_after_s=verdict.retry_after_s)
             principal = verdict.principal
         if principal is None:
             # the same answer for a malformed key, an unknown key id and a wrong secret
-            return error_response(Unauthorized("invalid API key"), 401, challenge)
+            raise Unauthorized("invalid API key")
         if request.path in ADMIN_PATHS:
             needed = "admin"
             why = "this route needs an API key with the admin scope"
@@ -186,7 +180,7 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
             needed = "write"
             why = "this API key is read-only" if principal.has("read") else "this API key may not change tenant data"
         if not principal.has(needed):
-            return error_response(Forbidden(why), 403)
+            raise Forbidden(why)
         request[PRINCIPAL] = principal
         return await handler(request)
 
@@ -214,12 +208,11 @@ def make_ratelimit_middleware() -> Callable[[web.Request, Handler], Awaitable[we
             outages.report("rate limiter", exc)
             return await handler(request)
         if not decision.allowed:
-            exc = RateLimited(
+            raise RateLimited(
                 f"rate limit of {limiter.rate_per_s:g} requests/s (burst {limiter.burst}) exceeded; "
                 f"retry in {decision.retry_after_s} s",
                 retry_after_s=decision.retry_after_s,
             )
-            return error_response(exc, 429, {"Retry-After": str(decision.retry_after_s)})
         return await handler(request)
 
     return ratelimit_middleware

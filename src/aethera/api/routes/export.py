@@ -19,6 +19,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from aiohttp import web
 
 from aethera.api.keys import REQUEST_ID, STORAGE
+from aethera.errors import RangeNotSatisfiable
 from aethera.export import ExportPlan, PlanCache, iter_archive, plan_export
 from aethera.security.auth import tenant_of
 
@@ -131,12 +132,8 @@ async def export_run(request: web.Request) -> web.StreamResponse:
         try:
             wanted = parse_range(range_header, plan.size)
         except _Unsatisfiable:
-            return web.json_response(
-                {"detail": f"the requested range lies outside the archive ({plan.size} bytes)",
-                 "code": "range_not_satisfiable"},
-                status=416,
-                headers={**headers, "Content-Range": f"bytes */{plan.size}"},
-            )
+            raise RangeNotSatisfiable(f"the requested range lies outside the archive ({plan.size} bytes)",
+                                      headers={**headers, "Content-Range": f"bytes */{plan.size}"}) from None
         if wanted is not None:
             start, end, status = *wanted, 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{plan.size}"

@@ -48,6 +48,7 @@ PRELOAD = ("aethera.jobs.pipeline_preload", "aethera.jobs.worker", "aethera.cli"
 JSON, GEOJSON, HTML = "application/json", "application/geo+json", "text/html; charset=utf-8"
 
 TERMINATE_GRACE_S = 3.0  # SIGTERM, then SIGKILL after this long
+KILL_WAIT_S = 10.0  # after SIGKILL the status comes within this; else it is given up on
 EXIT_WAIT_S = 10.0  # a child that sent its result exits on its own within this; else it is terminated
 
 _context: Any = None
@@ -254,8 +255,14 @@ def _stop_and_reap(proc: Any, wait_s: float) -> int | None:
         proc.join(TERMINATE_GRACE_S)
     if proc.exitcode is None:
         proc.kill()
-        proc.join()
+        proc.join(KILL_WAIT_S)
     code = proc.exitcode
+    if code is None:
+        # killed, yet its exit status never came back (the forkserver reports it): the attempt must not
+        # wait for it forever while its heartbeat keeps the lease alive
+        log.error("pipeline process %s: no exit status %.0f s after SIGKILL; not waiting longer", proc.pid,
+                  KILL_WAIT_S)
+        return None
     proc.close()
     return code
 

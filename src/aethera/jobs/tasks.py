@@ -49,6 +49,7 @@ from aethera.errors import (
     TimeLimitExceeded,
 )
 from aethera.jobs import failures, pipeline_process, records
+from aethera.jobs.latest_writer import LatestWriter
 from aethera import keyspace as keys
 from aethera.jobs.queue import JobQueue, job_id_for
 from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
@@ -121,8 +122,8 @@ class _Attempt:
     started_mono: float = 0.0
     soft_deadline: float = 0.0
     lease_ok_mono: float = 0.0  # when the lease was last known to be ours
-    _progress_dirty: asyncio.Event = field(default_factory=asyncio.Event)
-    _writer: asyncio.Task[None] | None = None
+    _writer: LatestWriter | None = None
+    _beating: bool = False  # the heartbeat loop runs while this holds: certain even if a cancellation is lost
 
     # --- the attempt --------------------------------------------------------------------------
 
@@ -203,14 +204,17 @@ class _Attempt:
         await self._publish_copy()
         await record_run_status(self.deps.redis, RunStatus.PROCESSING.value)
 
+        self._beating = True
         heartbeat = asyncio.create_task(self._heartbeat())
-        self._writer = asyncio.create_task(self._progress_writer())
+        self._writer = LatestWriter(self._publish_copy, name=f"run {self.run_id} progress writer")
+        self._writer.start()
         try:
             outcome = await self._run_pipeline_and_commit()
         except asyncio.CancelledError:
             await asyncio.shield(self._on_cancelled())
             raise
         finally:
+            self._beating = False
             heartbeat.cancel()
             await self._stop_writer()
         return outcome
@@ -282,22 +286,15 @@ class _Attempt:
         self.progress = Progress(step=step, percent=round(float(percent), 1), message=message,
                                  updated_at=utc_now_iso())
         self._log(f"{step} {self.progress.percent:.0f}% {message}")
-        self._progress_dirty.set()
+        if self._writer is not None:
+            self._writer.mark()
 
     # --- loop-side helpers ---------------------------------------------------------------------
-
-    async def _progress_writer(self) -> None:
-        # latest value wins: a slow Redis sees fewer writes, never out-of-order ones
-        while True:
-            await self._progress_dirty.wait()
-            self._progress_dirty.clear()
-            await self._publish_copy()
 
     async def _stop_writer(self) -> None:
         """No progress write may land after (and so overwrite) a new state."""
         if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+            await self._writer.close()
             self._writer = None
 
     async def _heartbeat(self) -> None:
@@ -305,8 +302,10 @@ class _Attempt:
         interval = records.heartbeat_interval_s(s)
         ttl = records.lease_ttl_s(s)
         beats = 0
-        while True:
+        while self._beating:
             await asyncio.sleep(interval)
+            if not self._beating:
+                return  # the attempt is over: a lost cancellation must not keep its lease alive
             beats += 1
             try:
                 # bounded: a Redis that hangs (a partition) must count as a lost lease, not stall the check
@@ -322,7 +321,8 @@ class _Attempt:
                 async with asyncio.timeout(interval):
                     if await records.cancel_requested(self.deps.redis, self.run_id):
                         self._request_stop("cancel")
-                self._progress_dirty.set()  # renews the task copy's TTL with the lease
+                if self._writer is not None:
+                    self._writer.mark()  # renews the task copy's TTL with the lease
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("run %s: heartbeat failed (%s)", self.run_id, type(exc).__name__)
             if time.monotonic() - self.lease_ok_mono > ttl:

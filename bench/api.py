@@ -4,10 +4,13 @@ aiohttp handler serving the same bytes from memory.
 Method: one embedded Redis; two API processes (`server.py`, local storage in a temp dir, one with
 authentication off and one with it on and a verified key); a baseline process (one aiohttp handler,
 the body decoded and re-encoded with msgspec per request, as a minimal JSON service would). Each is
-loaded in turn, after a 2 s warm-up, by wrk (`-t2 -c64 -d10s` by default) with the identical URL and
-headers; the baseline is measured right before the first API and right after the last, and each API
-figure is set against the mean of the two. Printed: req/s, p50 and p99 of every server and the
-ratios. The run is COMPLETED (stored record, final task copy in Redis), as polled after it ended.
+warmed up once (2 s), then loaded by wrk (`-t2 -c64 -d5s` by default) with the identical URL and
+headers. Paired rounds: in each round every API target is measured right next to the baseline
+(baseline then API, the next round API then baseline, so a drift in the machine's load falls on both
+sides alike), and a round's ratio is the API's req/s over the baseline's of the same pair. Printed per
+target: the median over rounds of req/s, p50, p99 and the ratio, and the baseline's median req/s (the
+load generator reached at least that). The run is COMPLETED (stored record, final task copy in Redis),
+as polled after it ended.
 
 Load generator: wrk when on PATH (`apt-get install -y wrk` on Debian; it is C and event-driven, so it is
 not the bottleneck: the baseline's req/s is printed so a reader can check). Without wrk, N processes of
@@ -21,9 +24,10 @@ auth) runs as in production; access lines are written at INFO to a file (not a t
 
 Bias: wrk, the server and Redis share the machine's cores, so absolute numbers are lower than on
 separate machines; both servers suffer the same, which is why the ratio is the figure to read. Other
-engineers' jobs on a shared machine add noise: run it twice before trusting a change of 10 %.
+engineers' jobs on a shared machine add noise (the pairing and the median over rounds damp it; the
+spread of the per-round ratios is printed): run it twice before trusting a change of 10 %.
 
-Usage: `python bench/api.py [--seconds 10] [--connections 64] [--threads 2]`
+Usage: `python bench/api.py [--seconds 5] [--rounds 3] [--connections 64] [--threads 2]`
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,9 +131,13 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _wrk(url: str, auth: str, seconds: float, connections: int, threads: int) -> dict[str, float]:
+def _wrk_warmup(url: str, auth: str, connections: int, threads: int) -> None:
     head = ["-H", f"Authorization: {auth}"] if auth else []
     subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", "-d2s", *head, url], capture_output=True, check=True)
+
+
+def _wrk(url: str, auth: str, seconds: float, connections: int, threads: int) -> dict[str, float]:
+    head = ["-H", f"Authorization: {auth}"] if auth else []
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", *head, url],
                          capture_output=True, check=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -195,7 +204,8 @@ async def _seed(settings_env: dict[str, str], redis_url: str, tenant: str) -> st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -205,7 +215,6 @@ def main() -> None:
                  "install it, this generator may be the bottleneck)")
 
     procs: list[subprocess.Popen[bytes]] = []
-    rows: list[tuple[str, dict[str, float], dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="aethera-bench-api-") as tmp_name:
         tmp = Path(tmp_name)
         redis = EmbeddedRedis(tmp / "redis")
@@ -240,26 +249,46 @@ def main() -> None:
             procs.append(subprocess.Popen([sys.executable, "-c", BASELINE, str(base_port), str(body_file)]))
             base_url = f"http://127.0.0.1:{base_port}/tasks/x"
             _wait_http(base_url, {})
-            base_before = load(base_url, "", args.seconds, args.connections, args.threads)
-            measured = [(label, load(url, auth, args.seconds, args.connections, args.threads))
-                        for label, url, auth in urls]
-            base_after = load(base_url, "", args.seconds, args.connections, args.threads)
+            if load is _wrk:  # the Python generator warms up inside every measurement
+                for _, url, auth in [("baseline", base_url, ""), *urls]:
+                    _wrk_warmup(url, auth, args.connections, args.threads)
+            pairs: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {label: [] for label, _, _ in urls}
+            for round_no in range(args.rounds):
+                for label, url, auth in urls:
+                    if round_no % 2 == 0:
+                        base_r = load(base_url, "", args.seconds, args.connections, args.threads)
+                        api_r = load(url, auth, args.seconds, args.connections, args.threads)
+                    else:
+                        api_r = load(url, auth, args.seconds, args.connections, args.threads)
+                        base_r = load(base_url, "", args.seconds, args.connections, args.threads)
+                    pairs[label].append((api_r, base_r))
         finally:
             for p in procs:
                 p.terminate()
                 p.wait(timeout=10)
             redis.stop()
 
-    base = {k: (base_before[k] + base_after[k]) / 2 for k in base_before}
-    print(f"API hot path, completed run; load: {generator}; task body {len(body)} bytes")
-    print(f"{'':16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'x baseline':>10} {'p99 x':>6}")
-    for label, r in [("baseline before", base_before), *measured, ("baseline after", base_after)]:
-        print(f"{label:16} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:8.0f} "
-              f"{r['rps'] / base['rps']:10.2f} {r['p99_ms'] / base['p99_ms']:6.2f}")
-    rows = [(label, r, base) for label, r in measured]
-    worst = min(r["rps"] / base["rps"] for _, r, _ in rows)
-    print(f"baseline (mean of before/after): {base['rps']:.0f} req/s, p99 {base['p99_ms']:.2f} ms; "
-          f"worst API throughput ratio {worst:.2f}x, worst p99 {max(r['p99_ms'] for _, r, _ in rows):.2f} ms")
+    def med(rows: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    print(f"API hot path, completed run; load: {generator}; {args.rounds} paired rounds; task body {len(body)} bytes")
+    print(f"{'':16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'base req/s':>10} {'base p99':>9} "
+          f"{'x baseline':>10} {'(min-max)':>11}")
+    all_base: list[dict[str, float]] = []
+    worst_ratio, worst_p99 = float("inf"), 0.0
+    for label, rounds in pairs.items():
+        api_rows = [a for a, _ in rounds]
+        base_rows = [b for _, b in rounds]
+        all_base += base_rows
+        ratios = [a["rps"] / b["rps"] for a, b in rounds]
+        ratio, p99 = statistics.median(ratios), med(api_rows, "p99_ms")
+        worst_ratio, worst_p99 = min(worst_ratio, ratio), max(worst_p99, p99)
+        print(f"{label:16} {med(api_rows, 'rps'):9.0f} {med(api_rows, 'p50_ms'):8.2f} {p99:8.2f} "
+              f"{sum(a['errors'] for a in api_rows):8.0f} {med(base_rows, 'rps'):10.0f} {med(base_rows, 'p99_ms'):9.2f} "
+              f"{ratio:10.2f} {min(ratios):5.2f}-{max(ratios):.2f}")
+    print(f"baseline (bare aiohttp + msgspec), median of {len(all_base)} runs: {med(all_base, 'rps'):.0f} req/s "
+          f"(max {max(b['rps'] for b in all_base):.0f}), p99 {med(all_base, 'p99_ms'):.2f} ms; "
+          f"worst API throughput ratio {worst_ratio:.2f}x, worst API p99 {worst_p99:.2f} ms")
 
 
 if __name__ == "__main__":

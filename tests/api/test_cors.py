@@ -71,3 +71,19 @@ async def test_preflight_from_the_frontend_dev_server(make_service: Any) -> None
             "Access-Control-Request-Headers": "Content-Type"})
         assert resp.status == 200, (path, await resp.text())
         assert granted(resp)
+
+
+async def test_routed_answers_get_the_grant_only_with_an_origin(aiohttp_client: Any, tmp_path: Any, redis_db: str,
+                                                                sample_catalog: Any) -> None:
+    # aiohttp-cors' hook is skipped without an Origin header (it would change nothing): both ways checked
+    from aethera.api.app import create_app
+
+    env = kit.service_env(tmp_path=tmp_path, redis_url=redis_db, catalog=sample_catalog,
+                          AETHERA_CORS_ORIGINS=ORIGIN)
+    client = await aiohttp_client(create_app(kit.settings_from(env)))
+    resp = await client.get("/projects", headers={"Origin": ORIGIN})
+    assert resp.status == 200 and granted(resp)
+    assert "X-REQUEST-ID" in resp.headers["Access-Control-Expose-Headers"].upper()
+    resp = await client.get("/projects")
+    assert resp.status == 200
+    assert not [h for h in resp.headers if h.lower().startswith("access-control-")]

@@ -140,6 +140,16 @@ async def test_metrics_after_a_few_requests(client: Any, ops_redis: Redis) -> No
     assert value(dur, dur + "_count", route="/openapi.json", method="GET") == 3
     assert value("aethera_runs", "aethera_runs_total", status="COMPLETED") == 1
     assert value("aethera_workers_alive", "aethera_workers_alive") == 1
+    # the scrape itself is the one request in flight (the gauge reads the drain's count)
+    assert value("aethera_http_requests_in_flight", "aethera_http_requests_in_flight") == 1
+
+    # label sets seen before keep counting (their children are kept, not looked up per request)
+    assert (await client.get("/openapi.json")).status == 200
+    families = {f.name: f for f in text_string_to_metric_families(await (await client.get("/metrics")).text())}
+    assert value(req, req + "_total", route="/openapi.json", method="GET", status="200") == 4
+    assert value(dur, dur + "_count", route="/openapi.json", method="GET") == 4
+    assert value(req, req + "_total", route="/metrics", method="GET", status="200") == 1
+    assert value("aethera_http_requests_in_flight", "aethera_http_requests_in_flight") == 1
 
 
 async def test_export_bytes_are_counted(client: Any) -> None:

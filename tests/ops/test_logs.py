@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import logging
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aethera.observability.logs import Redactor, configure_logging, log_context, make_request_id
+from aethera.observability.logs import Redactor, _utc_iso_ms, configure_logging, log_context, make_request_id
 from aethera.settings import load_settings
 
 
@@ -111,3 +112,26 @@ def test_request_id_reused_only_when_safe(supplied: str | None, kept: bool) -> N
     assert (rid == supplied) is kept
     if not kept:
         assert len(rid) == 32 and int(rid, 16) >= 0
+
+
+@pytest.mark.parametrize("created", [0.0, 1.0005, 1170590979.425, 1e9 + 0.9999995, 1e9 + 0.9994999,
+                                     1_780_000_000.123456, 1_780_000_059.9999999])
+def test_timestamp_is_the_isoformat_of_the_utc_time(created: float) -> None:
+    # the cached-prefix timestamp rounds like datetime (to the microsecond, then cut to ms) at every edge
+    expected = dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat(timespec="milliseconds")
+    assert _utc_iso_ms(created) == expected
+    assert _utc_iso_ms(created + 1) == dt.datetime.fromtimestamp(created + 1, dt.timezone.utc).isoformat(
+        timespec="milliseconds")  # the next second: a new prefix
+    assert _utc_iso_ms(created) == expected  # and back: the cache follows the time it is given
+
+
+def test_extra_fields_all_present_in_name_order(restore_logging: None) -> None:
+    out = io.StringIO()
+    configure_logging(load_settings({}), "api", stream=out)
+    extra = {"status": 200, "route": "/x", "bytes_sent": None, "_private": 1, "duration_ms": 1.5}
+    logging.getLogger("aethera.access").info("GET /x", extra=extra)
+    line = json.loads(out.getvalue())
+    fields = [k for k in line if k in extra]
+    assert fields == ["bytes_sent", "duration_ms", "route", "status"]  # no underscore field
+    assert line["status"] == 200 and line["bytes_sent"] is None
+    assert "lineno" not in line and "thread" not in line  # standard record attributes stay out

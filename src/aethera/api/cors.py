@@ -33,6 +33,7 @@ def setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
         max_age=600,
     )
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
+    _only_with_origin(app)
     for route in list(app.router.routes()):
         if route.method != "OPTIONS":
             cors.add(route)
@@ -48,3 +49,22 @@ def setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
         response.headers.add(hdrs.VARY, hdrs.ORIGIN)
 
     app.on_response_prepare.append(_grant_unrouted)
+
+
+def _only_with_origin(app: web.Application) -> None:
+    """Run aiohttp-cors' answer hook only for requests that carry an Origin header.
+
+    Without one the hook changes nothing (CORS 6.1.1: not a CORS request), yet it resolves the route's
+    CORS config first; that lookup ran on every answer, polls from scripts and same-origin pages
+    included, so it is skipped where the header is absent (a request-header check)."""
+    hooks = app.on_response_prepare
+    index = next((i for i, hook in enumerate(hooks) if getattr(hook, "__name__", "") == "_on_response_prepare"), None)
+    if index is None:  # another aiohttp-cors layout: keep its hook as it is
+        return
+    library_hook = hooks[index]
+
+    async def cors_when_origin(request: web.Request, response: web.StreamResponse) -> None:
+        if hdrs.ORIGIN in request.headers:
+            await library_hook(request, response)
+
+    hooks[index] = cors_when_origin

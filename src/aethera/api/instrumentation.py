@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from aethera.api.errors import Handler
 from aethera.api.keys import REQUEST_ID
@@ -68,7 +68,8 @@ _SENT = web.RequestKey("zip_bytes_sent", _Sent)
 
 async def _remember_prepared(request: web.Request, response: web.StreamResponse) -> None:
     request[_PREPARED] = response
-    if response.content_type == ZIP:
+    # the raw header, not `content_type` (which parses it): this runs for every answer
+    if response.headers.get(hdrs.CONTENT_TYPE, "").startswith(ZIP):
         # count each chunk as it is written, so a download cut short counts what really left; aiohttp's
         # own `body_length` is known only after the last byte and includes the headers
         sent = request[_SENT] = _Sent()
@@ -85,7 +86,10 @@ def setup_instrumentation(app: web.Application) -> ApiMetrics:
     """Give `app` its metrics registry; call once from the app factory."""
     metrics = ApiMetrics()
     app[METRICS] = metrics
-    app[DRAIN] = Drain()
+    drain = app[DRAIN] = Drain()
+    # the drain counts requests in flight already: the gauge reads it at scrape time instead of taking
+    # the metric's lock twice per request
+    metrics.in_flight.set_function(lambda: drain.active)
     app.on_response_prepare.append(_remember_prepared)
     return metrics
 
@@ -99,8 +103,6 @@ async def observability_middleware(request: web.Request, handler: Handler) -> we
     drain = request.app.get(DRAIN)
     started = time.perf_counter()
     status = 500
-    if metrics is not None:
-        metrics.in_flight.inc()
     if drain is not None:
         drain.enter()
     try:
@@ -124,7 +126,6 @@ async def observability_middleware(request: web.Request, handler: Handler) -> we
         if drain is not None:
             drain.leave()
         if metrics is not None:
-            metrics.in_flight.dec()
             metrics.observe_request(route, request.method, status, elapsed)
             if zip_sent is not None and zip_sent.bytes:
                 metrics.export_bytes.inc(zip_sent.bytes)

@@ -257,10 +257,17 @@ class ApiMetrics:
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.request_duration.labels(route, method).observe(seconds)
+        # `labels()` validates and locks on every call; the label sets are few (route templates x methods
+        # x statuses), so each one's pair of children is looked up once and kept
+        children = self._request_children.get((route, method, status))
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.request_duration.labels(route, method))
+            self._request_children[(route, method, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def exposition(
         self, redis: Redis | None, *, queue_key: str | None, workers_seen_within_s: float

@@ -347,8 +347,9 @@ class InvalidSite(msgspec.Struct, kw_only=True):
 class BatchSite(msgspec.Struct, kw_only=True):
     index: int
     name: str
-    run_id: str
+    run_id: str  # chosen before the run exists: the feeder creates it under this id, once
     area_ha: float  # of the AOI as validated (equal-area CRS)
+    content_key: str | None = None  # the run's content key (jobs/reuse.py), computed at validation
 
 
 class BatchRecord(msgspec.Struct, kw_only=True):
@@ -359,6 +360,8 @@ class BatchRecord(msgspec.Struct, kw_only=True):
     tenant: str = DEFAULT_TENANT
     project_type: str
     config: dict[str, Any] = msgspec.field(default_factory=dict)
+    params: dict[str, Any] = msgspec.field(default_factory=dict)  # every site's validated run params
+    reuse: bool = True  # config.reuse
     name_property: str = "name"
     created_at: str
     sites: list[BatchSite] = msgspec.field(default_factory=list)
@@ -371,10 +374,8 @@ class BatchCreated(msgspec.Struct, kw_only=True):
 
     batch_id: str
     project_id: str
-    sites: int  # runs created, one per valid site
-    reused: int  # of which completed at once (result reuse)
+    sites: int  # valid sites: each gets a run, created in the background by the batch feeder
     invalid: list[InvalidSite]  # skipped (on_invalid: skip); with reject the request is a 422 listing them
-    not_created: list[InvalidSite] = msgspec.field(default_factory=list)  # valid, but storage or the queue refused
 
 
 class BatchStatus(msgspec.Struct, kw_only=True):
@@ -384,6 +385,7 @@ class BatchStatus(msgspec.Struct, kw_only=True):
     project_id: str
     created_at: str
     total: int
+    created: int  # sites whose run exists (the feeder creates them in chunks); the others count as PENDING
     counts: dict[str, int]  # runs by status (PENDING, PROCESSING, COMPLETED, FAILED, REVOKED)
     finished: int
     progress_pct: float

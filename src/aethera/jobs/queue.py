@@ -136,6 +136,16 @@ class JobQueue:
         )
         return None if job is None else job_id
 
+    async def enqueue_job(self, function: str, job_id: str, *args: Any) -> str | None:
+        """Queue a service job other than a run's (say a batch's feeder), due now and ahead of background
+        jobs like an interactive run; None when a job with this id is already queued or running."""
+        job = await self._redis.enqueue_job(
+            function, *args, _job_id=job_id, _queue_name=QUEUE_NAME,
+            _defer_until=datetime.fromtimestamp(time.time() - INTERACTIVE_LEAD_S, tz=UTC),
+            _expires=JOB_EXPIRES_S,
+        )
+        return None if job is None else job_id
+
     async def abort(self, job_id: str) -> None:
         """Ask the queue to drop a job: a queued one never starts, a running one is cancelled."""
         await self._redis.zadd(abort_jobs_ss, {job_id: timestamp_ms()})

@@ -1,12 +1,12 @@
 """Batches: many candidate sites screened at once, one run per site.
 
-`POST /projects/{id}/batches` validates every feature before anything is queued (one thread, off the
-loop), then stores the batch record naming each site's run id, then creates the runs (result reuse
-applies to each). Sites' jobs are queued as *background* jobs (`JobQueue.enqueue_run`): a single run
-of any tenant goes ahead of every batch job already waiting, so a batch of 10,000 sites never starves
-other requests; the batch's own sites share the workers in the order they were queued. One site's run
-failing never fails the batch. `DELETE /batches/{id}` cancels every unfinished site with the same
-durable cancellation as `DELETE /tasks` (a conditional write of each run record first).
+`POST /projects/{id}/batches` validates every feature before anything is stored (one thread, off the
+loop), stores the batch (every site's run id, content key and AOI) and answers 202; the runs are
+created in the background by the batch feeder, a chunk at a time (`jobs/batch_feed.py`: durable,
+resumable, never a site twice). Sites' jobs are *background* jobs (`jobs/queue.py`): a single run of
+any tenant goes ahead of every batch job already waiting. One site's run failing never fails the
+batch. `DELETE /batches/{id}` records the cancellation in the batch (the feeder creates no more runs)
+and cancels every created, unfinished site as `DELETE /tasks` does.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from aethera import batch_summary
 from aethera.analysis.params import config_error
-from aethera.api import run_creation
-from aethera.api.aoi_input import check_aoi_sync
+from aethera.api.aoi_input import aoi_geojson_bytes, check_aoi_sync
 from aethera.api.bodies import decode_json
 from aethera.api.ids import path_id
-from aethera.api.keys import CATALOG, QUEUE, REDIS, SETTINGS, STORAGE
+from aethera.api.keys import CATALOG, QUEUE, REDIS, SETTINGS, STORAGE, AppBackends
 from aethera.api.responses import json_response
 from aethera.api.routes.runs import _params
 from aethera.api.routes.uploads import load_upload
@@ -43,7 +41,7 @@ from aethera.export import (
     layout,
     plan_export,
 )
-from aethera.jobs import keys, records, reuse
+from aethera.jobs import batch_feed, keys, records, reuse
 from aethera.models import (
     BatchCreate,
     BatchCreated,
@@ -56,20 +54,13 @@ from aethera.models import (
     RunStatus,
     utc_now_iso,
 )
-from aethera.observability.metrics import record_run_status
 from aethera.security.auth import tenant_of
 from aethera.security.tenancy import request_project
 from aethera.storage.artifacts import artifact_key
 
 log = logging.getLogger(__name__)
-_CREATE_CONCURRENCY = 8
 _READ_CONCURRENCY = 16
-_batch_decoder = msgspec.json.Decoder(BatchRecord)
 _run_decoder = msgspec.json.Decoder(RunRecord)
-
-
-def batch_key(batch_id: str) -> str:
-    return f"batches/{batch_id}/batch.json"
 
 
 # --- POST /projects/{id}/batches -----------------------------------------------------------------
@@ -84,9 +75,9 @@ def _site_name(feature: Any, index: int, prop: str) -> str:
 
 
 def _validate_sites(features: list[Any], prop: str, catalog: Any, settings: Any,
-                    params: dict[str, Any]) -> tuple[list[tuple[int, str, Any, str]], list[InvalidSite]]:
-    """Every feature checked as an AOI (in a thread): (index, name, AOI, content key) of the valid ones,
-    and the invalid ones with their reasons."""
+                    params: dict[str, Any]) -> tuple[list[tuple[BatchSite, bytes]], list[InvalidSite]]:
+    """Every feature checked as an AOI (in a thread): each valid one as a site (its run id chosen now)
+    with its AOI as a run stores it, and the invalid ones with their reasons."""
     context = reuse.key_context(catalog)
     valid, invalid = [], []
     for i, feature in enumerate(features):
@@ -100,7 +91,9 @@ def _validate_sites(features: list[Any], prop: str, catalog: Any, settings: Any,
         except AetheraError as exc:
             invalid.append(InvalidSite(index=i, name=name, reason=exc.detail))
             continue
-        valid.append((i, name, aoi, reuse.content_key(aoi=aoi, params=params, context=context)))
+        site = BatchSite(index=i, name=name, run_id=uuid.uuid4().hex, area_ha=round(aoi.area_m2 / 1e4, 4),
+                         content_key=reuse.content_key(aoi=aoi, params=params, context=context))
+        valid.append((site, aoi_geojson_bytes(aoi)))
     return valid, invalid
 
 
@@ -148,37 +141,16 @@ async def create_batch(request: web.Request) -> web.Response:
             f"(on_invalid: \"skip\" queues the valid ones)", field="features", invalid=shown,
             invalid_count=len(invalid))
 
-    tenant = tenant_of(request)
     batch = BatchRecord(
-        batch_id=uuid.uuid4().hex, project_id=project_id, tenant=tenant, project_type=body.project_type,
-        config=msgspec.to_builtins(body.config) if body.config is not None else {},
+        batch_id=uuid.uuid4().hex, project_id=project_id, tenant=tenant_of(request), project_type=body.project_type,
+        config=msgspec.to_builtins(body.config) if body.config is not None else {}, params=params,
+        reuse=not (body.config is not None and body.config.reuse is False),
         name_property=body.name_property, created_at=utc_now_iso(), invalid=invalid,
-        sites=[BatchSite(index=i, name=name, run_id=uuid.uuid4().hex, area_ha=round(aoi.area_m2 / 1e4, 4))
-               for i, name, aoi, _ in valid],
+        sites=[site for site, _ in valid],
     )
-    # the record first, naming every run: a site whose creation is cut short shows as not created
-    await storage.save_if(batch_key(batch.batch_id), msgspec.json.encode(batch), None)
-    config = batch.config
-    wants_reuse = not (body.config is not None and body.config.reuse is False)
-    sem = asyncio.Semaphore(_CREATE_CONCURRENCY)
-
-    async def one(site: BatchSite, aoi: Any, key: str) -> tuple[BatchSite, RunRecord | None, str | None]:
-        new = run_creation.NewRun(tenant=tenant, project_id=project_id, project_type=body.project_type,
-                                  params=params, config=config, aoi_source="geojson", aoi_path=None, aoi=aoi,
-                                  reuse=wants_reuse, batch_id=batch.batch_id, background=True)
-        async with sem:
-            try:
-                return site, await run_creation.create(app, new, catalog, key=key, run_id=site.run_id), None
-            except AetheraError as exc:
-                return site, None, exc.detail
-
-    outcomes = await asyncio.gather(*(one(site, aoi, key) for site, (_, _, aoi, key) in zip(batch.sites, valid,
-                                                                                            strict=True)))
-    not_created = [InvalidSite(index=s.index, name=s.name, reason=err or "") for s, run, err in outcomes
-                   if run is None]
-    reused = sum(1 for _, run, _ in outcomes if run is not None and run.reused_from is not None)
-    answer = BatchCreated(batch_id=batch.batch_id, project_id=project_id, sites=len(batch.sites) - len(not_created),
-                          reused=reused, invalid=invalid, not_created=not_created)
+    # stored whole before the answer; the feeder (a worker) creates the runs in the background
+    await batch_feed.store_new_batch(app[STORAGE], app[QUEUE], batch, [aoi for _, aoi in valid])
+    answer = BatchCreated(batch_id=batch.batch_id, project_id=project_id, sites=len(batch.sites), invalid=invalid)
     resp = json_response(answer, status=202)
     resp.headers["Location"] = f"/batches/{batch.batch_id}"
     return resp
@@ -188,11 +160,7 @@ async def create_batch(request: web.Request) -> web.Response:
 
 
 async def _load_batch(request: web.Request) -> BatchRecord:
-    batch_id = path_id(request, "batch_id", "batch")
-    try:
-        batch = _batch_decoder.decode(await request.app[STORAGE].read(batch_key(batch_id)))
-    except ObjectNotFound:
-        raise NotFound("batch not found") from None
+    batch = await batch_feed.load_batch(request.app[STORAGE], path_id(request, "batch_id", "batch"))
     if batch.tenant != tenant_of(request):  # another tenant's batch answers like an unknown one
         raise NotFound("batch not found")
     return batch
@@ -223,14 +191,22 @@ async def _runs(request: web.Request, batch: BatchRecord) -> list[RunRecord | No
     return await _bounded([one(s.run_id) for s in batch.sites])
 
 
+def _site_status(batch: BatchRecord, run: RunRecord | None) -> RunStatus:
+    """A site whose run the feeder has not created yet is PENDING, or REVOKED once the batch is cancelled
+    (the feeder then never creates it)."""
+    if run is not None:
+        return run.status
+    return RunStatus.REVOKED if batch.cancel_requested else RunStatus.PENDING
+
+
 def _status(batch: BatchRecord, runs: list[RunRecord | None]) -> BatchStatus:
     counts = {s.value: 0 for s in RunStatus}
     for run in runs:
-        counts[run.status.value if run is not None else RunStatus.FAILED.value] += 1
+        counts[_site_status(batch, run).value] += 1
     total = len(batch.sites)
     finished = sum(counts[s.value] for s in RunStatus if s.is_final)
     return BatchStatus(batch_id=batch.batch_id, project_id=batch.project_id, created_at=batch.created_at,
-                       total=total, counts=counts, finished=finished,
+                       total=total, created=sum(1 for run in runs if run is not None), counts=counts, finished=finished,
                        progress_pct=round(100.0 * finished / total, 1) if total else 100.0,
                        done=finished == total, cancel_requested=batch.cancel_requested, invalid=batch.invalid)
 
@@ -241,50 +217,15 @@ async def get_batch(request: web.Request) -> web.Response:
 
 
 async def cancel_batch(request: web.Request) -> web.Response:
-    """Every unfinished site is cancelled exactly as `DELETE /tasks/{id}` cancels one run: recorded in
-    its run record first (conditional write), then flagged in Redis and its job aborted."""
-    app = request.app
-    storage, redis, queue, settings = app[STORAGE], app[REDIS], app[QUEUE], app[SETTINGS]
+    """Recorded in the batch first (the feeder then creates no more runs), then every created, unfinished
+    site is cancelled exactly as `DELETE /tasks/{id}` cancels one run."""
+    storage = request.app[STORAGE]
     batch = await _load_batch(request)
     if not batch.cancel_requested:
-        batch.cancel_requested = True
-        await storage.save(batch_key(batch.batch_id), msgspec.json.encode(batch))
-
-    def cancel(run: RunRecord) -> bool:
-        if run.status.is_final:
-            return False
-        run.cancel_requested = True
-        if run.status is RunStatus.PENDING:
-            run.status = RunStatus.REVOKED
-            run.finished_at = utc_now_iso()
-            run.error = run.error_code = None
-        return True
-
-    async def one(run_id: str) -> None:
-        changed = False
-
-        def change(run: RunRecord) -> bool:
-            nonlocal changed
-            changed = cancel(run)  # decided again on every retry of the conditional write
-            return changed
-
-        try:
-            run = await records.update_run(storage, run_id, change)
-        except NotFound:
-            return  # never created
-        if not changed:
-            return  # already final
-        try:
-            await records.request_cancel(redis, run_id)
-            if run.job_id:
-                await queue.abort(run.job_id)
-        except (RedisError, OSError):
-            log.warning("run %s: cancellation recorded in storage only (Redis unreachable)", run_id)
-        await records.publish_task(redis, run, max_attempts=settings.run_max_attempts)
-        if run.status is RunStatus.REVOKED:
-            await record_run_status(redis, RunStatus.REVOKED.value)
-
-    await _bounded([one(s.run_id) for s in batch.sites])
+        batch.cancel_requested = True  # the API is the batch record's only writer after its creation
+        await storage.save(keys.batch_key(batch.batch_id), msgspec.json.encode(batch))
+    backends = AppBackends(request.app)
+    await _bounded([batch_feed.cancel_run(backends, s.run_id) for s in batch.sites])
     return json_response(_status(batch, await _runs(request, batch)), status=202)
 
 
@@ -308,8 +249,8 @@ async def summary_rows(request: web.Request, batch: BatchRecord) -> tuple[list[d
         if run is not None and run.status is RunStatus.COMPLETED:
             results = await _read_json(storage, artifact_key(run.run_id, keys.RESULTS_NAME, run.output_generation))
             legal = await _read_json(storage, artifact_key(run.run_id, keys.LEGAL_NAME, run.output_generation))
-        return batch_summary.site_row(msgspec.to_builtins(site), msgspec.to_builtins(run) if run else None,
-                                      results, legal)
+        shown = msgspec.to_builtins(run) if run else {"status": _site_status(batch, run).value}
+        return batch_summary.site_row(msgspec.to_builtins(site), shown, results, legal)
 
     rows = await _bounded([one(s, r) for s, r in zip(batch.sites, runs, strict=True)])
     return rows, runs

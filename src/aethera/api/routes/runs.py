@@ -11,16 +11,15 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from aethera.analysis.params import config_error
-from aethera.api import run_creation
 from aethera.api.aoi_input import validate_aoi
 from aethera.api.bodies import decode_json
 from aethera.api.final_cache import FINAL_ANSWERS
 from aethera.api.ids import path_id
-from aethera.api.keys import CATALOG, EXPORT_ENABLED, REDIS, SETTINGS, STORAGE
+from aethera.api.keys import CATALOG, EXPORT_ENABLED, REDIS, SETTINGS, STORAGE, AppBackends
 from aethera.api.responses import encode_json, json_response, raw_json_response
 from aethera.api.routes.uploads import load_upload
 from aethera.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, ObjectNotFound
-from aethera.jobs import keys, records
+from aethera.jobs import creation, keys, records
 from aethera.models import (
     IdempotencyRecord,
     RunCreate,
@@ -134,7 +133,7 @@ async def _create(
         (source, filename), aoi_source = await _uploaded_aoi(request, project_id, body.aoi_path or ""), "upload"
     catalog = await app[CATALOG].get()
     aoi = await validate_aoi(source, filename=filename, catalog=catalog, settings=settings)
-    new = run_creation.NewRun(
+    new = creation.NewRun(
         tenant=tenant_of(request),
         project_id=project_id,
         project_type=body.project_type,
@@ -146,7 +145,7 @@ async def _create(
         reuse=not (body.config is not None and body.config.reuse is False),
         idempotency_key_sha256=digest,
     )
-    run = await run_creation.create(app, new, catalog)
+    run = await creation.create(AppBackends(app), new, catalog)
     if digest is not None:
         await records.save_idempotency(
             storage, IdempotencyRecord(project_id=project_id, run_id=run.run_id, created_at=run.created_at,

@@ -149,12 +149,12 @@ async def in_process_worker(settings: Settings, open_storage: Any = None) -> Asy
 class WorkerProcess:
     """`python worker.py` as a child process, pointed at the test's Redis, storage and catalog."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, script: Path | None = None) -> None:
         full = {k: v for k, v in os.environ.items() if not k.startswith(("AETHERA_", "S3_", "STORAGE_"))}
         full.update(env)
         full["PYTHONUNBUFFERED"] = "1"
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=full, cwd=str(ROOT),
+        self.proc = subprocess.Popen([sys.executable, str(script or ROOT / "worker.py")], env=full, cwd=str(ROOT),
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:

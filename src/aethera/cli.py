@@ -48,6 +48,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     path = Path(args.aoi_file)
     if not path.is_file():
         raise InvalidInput(f"AOI file {args.aoi_file!r} not found")
+    if args.sites is None and _is_multi_feature_geojson(path):
+        args.sites = "name"  # a file of many sites: each feature screened as its own site
     if args.sites is None:
         aoi = load_aoi(path.read_bytes(), filename=path.name, max_area_km2=settings.max_aoi_km2)
     config: dict[str, float] = {}
@@ -74,6 +76,20 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     document["legal"] = msgspec.to_builtins(output.legal) if output.legal is not None else None
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n")
     return 0
+
+
+def _is_multi_feature_geojson(path: Any) -> bool:
+    """A GeoJSON FeatureCollection with more than one feature: `analyze` screens each as its own site."""
+    import msgspec
+
+    if path.suffix.lower() not in (".geojson", ".json"):
+        return False
+    try:
+        doc = msgspec.json.decode(path.read_bytes())
+    except msgspec.DecodeError:
+        return False
+    features = doc.get("features") if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else None
+    return isinstance(features, list) and len(features) > 1
 
 
 def _analyze_sites(path: Any, name_property: str, params: Any, catalog: Any, settings: Any, progress: Any) -> int:
@@ -240,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", default=None, help="dataset catalog file (default AETHERA_DATASETS)")
     p.add_argument("--sites", nargs="?", const="name", default=None, metavar="NAME_PROPERTY",
                    help="screen each feature of a GeoJSON FeatureCollection as its own site and print the "
-                   "ranked summary as CSV (sites named by this property, default name, else their index)")
+                   "ranked summary as CSV (sites named by this property, default name, else their index); "
+                   "the default for a FeatureCollection of more than one feature")
     p.set_defaults(handler=_cmd_analyze)
 
     p = sub.add_parser(

@@ -1,5 +1,5 @@
-"""`aethera analyze --sites`: each feature of a FeatureCollection screened as its own site, the ranked
-summary as CSV on stdout (the batch summary's columns and order)."""
+"""`aethera analyze` of a multi-feature file: each feature of a FeatureCollection screened as its own
+site, the ranked summary as CSV on stdout (the batch summary's columns and order), progress on stderr."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _feature(east_km: float, north_km: float, name: str | None) -> dict:
     x, y = region.xy(east_km, north_km)
     aoi = load_aoi(box(x, y, x + 600, y + 600).wkt, crs="EPSG:3035")
     feature = msgspec.json.decode(aoi.to_geojson())["features"][0]
-    feature["properties"] = {} if name is None else {"site": name}
+    feature["properties"] = {} if name is None else {"name": name}
     return feature
 
 
@@ -31,13 +31,16 @@ def test_analyze_sites_prints_the_summary_csv(tmp_path: Path, sample_dir: Path,
     from aethera.cli import main
 
     features = [_feature(2.0, -6.0, "east"), _feature(-4.0, 3.0, None),
-                {"type": "Feature", "properties": {"site": "a point"},
+                {"type": "Feature", "properties": {"name": "a point"},
                  "geometry": {"type": "Point", "coordinates": [14.3, 51.7]}}]
     path = tmp_path / "sites.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-    code = main(["analyze", str(path), "--sites", "site", "--project-type", "solar", "--country", "DEU",
+    # no --sites: a FeatureCollection of several features is screened site by site
+    code = main(["analyze", str(path), "--project-type", "solar", "--country", "DEU",
                  "--datasets", str(sample_dir / "catalog.toml")])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "site 1/3: east" in captured.err  # progress on stderr, the table alone on stdout
     assert code == 0
     table = list(csv.DictReader(io.StringIO(out)))
     assert tuple(csv.reader(io.StringIO(out)).__next__()) == COLUMN_NAMES

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from aethera.batch_summary import COLUMN_NAMES
 from aethera.security.apikeys import create_key
 
 FINAL = {"COMPLETED", "FAILED", "REVOKED"}
+COUNTING_WORKER = Path(__file__).with_name("counting_worker.py")
 
 
 def site(east_km: float, north_km: float, name: str | None, side_km: float = 0.5) -> dict[str, Any]:
@@ -91,9 +93,10 @@ async def _wait_batch(client: Any, batch_id: str, predicate: Any, timeout_s: flo
 def workers(tmp_path: Path) -> Any:
     started: list[kit.WorkerProcess] = []
 
-    def start(env: dict[str, str], count: int = 1) -> None:
-        for n in range(count):
-            started.append(kit.WorkerProcess(env, tmp_path / f"worker{len(started)}-{n}.log"))
+    def start(env: dict[str, str], count: int = 1, script: Path | None = None) -> list[kit.WorkerProcess]:
+        new = [kit.WorkerProcess(env, tmp_path / f"worker{len(started)}-{n}.log", script) for n in range(count)]
+        started.extend(new)
+        return new
 
     yield start
     for w in started:
@@ -128,18 +131,28 @@ async def test_a_batch_of_200_sites_with_two_worker_processes(make_service: Any,
     batch_id = created["batch_id"]
     status = await (await c.get(f"/batches/{batch_id}")).json()
     assert status["total"] == 200 and status["counts"]["PENDING"] == 200  # no worker yet: nothing created
-    workers(svc.env, count=2)
+    counted = [Path(svc.settings.storage_root).parent / f"requests{n}.json" for n in range(2)]
+    two = [workers({**svc.env, "AETHERA_TEST_COUNT_FILE": str(path)}, script=COUNTING_WORKER)[0] for path in counted]
     status = await _wait_batch(c, batch_id, lambda b: b["done"])
     calls = redis_calls(redis_db) - calls_before
     objects, written = (a - b for a, b in zip(stored(root), (objects_before, bytes_before), strict=True))
+    for w in two:
+        w.stop()  # the counting worker writes its counts as it stops
+    requests: dict[str, int] = {}
+    for path in counted:
+        for method, n in json.loads(path.read_text()).items():
+            requests[method] = requests.get(method, 0) + n
     assert status["total"] == 200 and status["finished"] == 200 and status["progress_pct"] == 100.0
     assert status["created"] == 200 and status["counts"]["COMPLETED"] == 200, status["counts"]
     # per-site costs for the throughput model (docs/batches.md), printed for the record; the bounds
     # catch a regression by an order of magnitude, not noise (idle workers poll Redis meanwhile)
     with capsys.disabled():
         print(f"\n200-site batch: {calls / 200:.0f} Redis commands/site (incl. idle polling), "
-              f"{objects / 200:.1f} objects/site, {written / 200 / 1024:.0f} KiB written/site")
+              f"{objects / 200:.1f} objects/site, {written / 200 / 1024:.0f} KiB written/site, storage requests "
+              f"of the workers per site: " + ", ".join(f"{k} {v / 200:.1f}" for k, v in sorted(requests.items())))
     assert objects / 200 < 40 and written / 200 < 4 * 1024 * 1024
+    # the per-site request counts the throughput model of docs/batches.md is built on, with headroom
+    assert requests.get("PUT", 0) / 200 < 60 and requests.get("GET", 0) / 200 < 80, requests
 
     runs = await (await c.get(f"/runs?project_id={pid}&limit=500")).json()
     assert len(runs) == 200 and len({r["run_id"] for r in runs}) == 200  # every site once, none twice

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -44,13 +45,18 @@ def sample_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return catalog if catalog.suffix == ".toml" else directory / "catalog.toml"
 
 
-def _square_lonlat(east_km: float, north_km: float, side_km: float) -> list[list[float]]:
+@functools.cache
+def _region_and_transformer() -> tuple[Any, Any]:
+    """Built once: a pyproj Transformer takes a second or more on a busy machine (a 200-site grid)."""
     from pyproj import Transformer
 
     from aethera.data.sample import sample_region
 
-    region = sample_region()
-    to_wgs84 = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
+    return sample_region(), Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
+
+
+def _square_lonlat(east_km: float, north_km: float, side_km: float) -> list[list[float]]:
+    region, to_wgs84 = _region_and_transformer()
     corners = [(east_km, north_km), (east_km + side_km, north_km), (east_km + side_km, north_km + side_km),
                (east_km, north_km + side_km), (east_km, north_km)]
     ring = []

@@ -256,6 +256,13 @@ async def summary_rows(request: web.Request, batch: BatchRecord) -> tuple[list[d
     return rows, runs
 
 
+async def _geometry(storage: Any, run_id: str) -> tuple[str, Any]:
+    """A site's stored AOI geometry (EPSG:4326), or None when its run was not created."""
+    doc = await _read_json(storage, keys.run_aoi_key(run_id))
+    features = doc.get("features") if isinstance(doc, dict) else None
+    return run_id, features[0].get("geometry") if isinstance(features, list) and features else None
+
+
 def _wanted_format(request: web.Request) -> str:
     fmt = request.query.get("format")
     if fmt is not None:
@@ -284,13 +291,7 @@ async def get_summary(request: web.Request) -> web.Response:
     if fmt == "geojson":
         storage = request.app[STORAGE]
 
-        async def geometry(run_id: str) -> tuple[str, Any]:
-            doc = await _read_json(storage, keys.run_aoi_key(run_id))
-            features = doc.get("features") if isinstance(doc, dict) else None
-            geom = features[0].get("geometry") if isinstance(features, list) and features else None
-            return run_id, geom
-
-        geoms = dict(await _bounded([geometry(s.run_id) for s in batch.sites]))
+        geoms = dict(await _bounded([_geometry(storage, s.run_id) for s in batch.sites]))
         body = await asyncio.to_thread(msgspec.json.encode, batch_summary.to_geojson(rows, geoms))
         return web.Response(body=body, content_type="application/geo+json")
     return json_response({"batch_id": batch.batch_id, "sort": list(sort), "columns": dict(batch_summary.COLUMNS),
@@ -311,11 +312,7 @@ async def export_batch(request: web.Request) -> web.StreamResponse:
     batch = await _load_batch(request)
     rows, runs = await summary_rows(request, batch)
     rows = batch_summary.rank(rows, batch_summary.DEFAULT_SORT)
-    geoms: dict[str, Any] = {}
-    for site in batch.sites:
-        doc = await _read_json(storage, keys.run_aoi_key(site.run_id))
-        features = doc.get("features") if isinstance(doc, dict) else None
-        geoms[site.run_id] = features[0].get("geometry") if isinstance(features, list) and features else None
+    geoms = dict(await _bounded([_geometry(storage, s.run_id) for s in batch.sites]))
 
     def inline(name: str, data: bytes, media_type: str) -> ExportMember:
         return ExportMember(name=name, size=len(data), crc32=zlib.crc32(data) & 0xFFFFFFFF,
@@ -325,13 +322,13 @@ async def export_batch(request: web.Request) -> web.StreamResponse:
         inline("summary.csv", batch_summary.to_csv(rows).encode(), "text/csv"),
         inline("summary.geojson", msgspec.json.encode(batch_summary.to_geojson(rows, geoms)), "application/geo+json"),
     ]
-    for site, run in zip(batch.sites, runs, strict=True):
-        if run is None or run.status is not RunStatus.COMPLETED:
-            continue
-        plan = await plan_export(storage, run.run_id, tenant=batch.tenant)
+    done = [(site, run) for site, run in zip(batch.sites, runs, strict=True)
+            if run is not None and run.status is RunStatus.COMPLETED]
+    plans = await _bounded([plan_export(storage, run.run_id, tenant=batch.tenant) for _, run in done])
+    for (site, _), run_plan in zip(done, plans, strict=True):
         prefix = _member_dir(site)
         members += [ExportMember(name=prefix + m.name, size=m.size, crc32=m.crc32, sha256=m.sha256,
-                                 media_type=m.media_type, key=m.key, data=m.data) for m in plan.members]
+                                 media_type=m.media_type, key=m.key, data=m.data) for m in run_plan.members]
     modified = completion_time({"created_at": batch.created_at})
     segments, size = await asyncio.to_thread(layout, members, modified)
     tag = hashlib.sha256(b"".join(f"{m.name}\0{m.sha256}\n".encode() for m in members)).hexdigest()[:40]

@@ -388,6 +388,7 @@ class BatchStatus(msgspec.Struct, kw_only=True):
     created: int  # sites whose run exists (the feeder creates them in chunks); the others count as PENDING
     counts: dict[str, int]  # runs by status (PENDING, PROCESSING, COMPLETED, FAILED, REVOKED)
     finished: int
+    reused: int  # of the created runs, those that completed at once with an identical run's results
     progress_pct: float
     done: bool
     cancel_requested: bool

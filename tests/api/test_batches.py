@@ -205,7 +205,7 @@ async def test_a_batch_of_200_sites_with_two_worker_processes(make_service: Any,
     # the same batch again: every site completes at once from the runs above
     again = await _batch(c, pid, grid(SITES, side_km=0.2))
     status = await _wait_batch(c, again["batch_id"], lambda b: b["done"], timeout_s=900)
-    assert status["counts"]["COMPLETED"] == SITES
+    assert status["counts"]["COMPLETED"] == SITES and status["reused"] == SITES
     summary = await (await c.get(f"/batches/{again['batch_id']}/summary")).json()
     assert all(r["reused_from"] for r in summary["rows"])
 

@@ -195,7 +195,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="batches",
         summary="Screen many sites at once",
         request=Body(BatchCreate, description="Exactly one of `features` (a FeatureCollection) and `upload_id`."),
-        responses={202: Body(BatchCreated, description="One run per valid site, created and queued (or reused).")},
+        responses={202: Body(BatchCreated, description="The batch is stored; one run per valid site is created in the background (result reuse applies).")},
         errors={
             **_NOT_FOUND_PROJECT,
             422: "A site is invalid (`invalid` lists them with reasons; nothing was queued), or a parameter is.",
@@ -212,7 +212,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/batches/{batch_id}"): Operation(
         tag="batches",
         summary="Cancel every unfinished site of a batch",
-        responses={202: Body(BatchStatus, description="Cancellation recorded in each unfinished run.")},
+        responses={202: Body(BatchStatus, description="Cancellation recorded in the batch (no more runs are created) and in each unfinished run.")},
         errors={404: "No such batch (or not visible to this key)."},
         path_params={"batch_id": Id},
     ),

@@ -205,8 +205,10 @@ def _status(batch: BatchRecord, runs: list[RunRecord | None]) -> BatchStatus:
         counts[_site_status(batch, run).value] += 1
     total = len(batch.sites)
     finished = sum(counts[s.value] for s in RunStatus if s.is_final)
+    created = [run for run in runs if run is not None]
     return BatchStatus(batch_id=batch.batch_id, project_id=batch.project_id, created_at=batch.created_at,
-                       total=total, created=sum(1 for run in runs if run is not None), counts=counts, finished=finished,
+                       total=total, created=len(created), counts=counts, finished=finished,
+                       reused=sum(1 for run in created if run.reused_from is not None),
                        progress_pct=round(100.0 * finished / total, 1) if total else 100.0,
                        done=finished == total, cancel_requested=batch.cancel_requested, invalid=batch.invalid)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -44,13 +45,18 @@ def sample_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return catalog if catalog.suffix == ".toml" else directory / "catalog.toml"
 
 
-def _square_lonlat(east_km: float, north_km: float, side_km: float) -> list[list[float]]:
+@functools.cache
+def _region_and_transformer() -> tuple[Any, Any]:
+    """Built once: a pyproj Transformer takes a second or more on a busy machine (a 200-site grid)."""
     from pyproj import Transformer
 
     from aethera.data.sample import sample_region
 
-    region = sample_region()
-    to_wgs84 = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
+    return sample_region(), Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
+
+
+def _square_lonlat(east_km: float, north_km: float, side_km: float) -> list[list[float]]:
+    region, to_wgs84 = _region_and_transformer()
     corners = [(east_km, north_km), (east_km + side_km, north_km), (east_km + side_km, north_km + side_km),
                (east_km, north_km + side_km), (east_km, north_km)]
     ring = []
@@ -149,12 +155,12 @@ async def in_process_worker(settings: Settings, open_storage: Any = None) -> Asy
 class WorkerProcess:
     """`python worker.py` as a child process, pointed at the test's Redis, storage and catalog."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, script: Path | None = None) -> None:
         full = {k: v for k, v in os.environ.items() if not k.startswith(("AETHERA_", "S3_", "STORAGE_"))}
         full.update(env)
         full["PYTHONUNBUFFERED"] = "1"
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=full, cwd=str(ROOT),
+        self.proc = subprocess.Popen([sys.executable, str(script or ROOT / "worker.py")], env=full, cwd=str(ROOT),
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from aethera.errors import AetheraError
 
@@ -47,7 +48,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     path = Path(args.aoi_file)
     if not path.is_file():
         raise InvalidInput(f"AOI file {args.aoi_file!r} not found")
-    aoi = load_aoi(path.read_bytes(), filename=path.name, max_area_km2=settings.max_aoi_km2)
+    if args.sites is None and _is_multi_feature_geojson(path):
+        args.sites = "name"  # a file of many sites: each feature screened as its own site
+    if args.sites is None:
+        aoi = load_aoi(path.read_bytes(), filename=path.name, max_area_km2=settings.max_aoi_km2)
     config: dict[str, float] = {}
     if args.capacity_mw is not None:
         config["capacity_mw"] = args.capacity_mw
@@ -63,12 +67,66 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         line = f"[{'#' * filled}{'.' * (30 - filled)}] {percent:5.1f}%  {step}: {message}"
         print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
+    if args.sites is not None:
+        return _analyze_sites(path, args.sites, params, catalog, settings, progress)
     output = run(aoi, params, catalog, progress, lambda: False)
     if tty:
         print(file=sys.stderr)
     document = results_document(output.results)
     document["legal"] = msgspec.to_builtins(output.legal) if output.legal is not None else None
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n")
+    return 0
+
+
+def _is_multi_feature_geojson(path: Any) -> bool:
+    """A GeoJSON FeatureCollection with more than one feature: `analyze` screens each as its own site."""
+    import msgspec
+
+    if path.suffix.lower() not in (".geojson", ".json"):
+        return False
+    try:
+        doc = msgspec.json.decode(path.read_bytes())
+    except msgspec.DecodeError:
+        return False
+    features = doc.get("features") if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else None
+    return isinstance(features, list) and len(features) > 1
+
+
+def _analyze_sites(path: Any, name_property: str, params: Any, catalog: Any, settings: Any, progress: Any) -> int:
+    """Screen each feature of a GeoJSON FeatureCollection as its own site; the batch summary as CSV on
+    stdout (the columns and default order of `GET /batches/{id}/summary`)."""
+    import msgspec
+
+    from aethera import batch_summary
+    from aethera.analysis.aoi import load_aoi
+    from aethera.analysis.pipeline import run
+    from aethera.errors import AetheraError, InvalidInput
+
+    try:
+        collection = msgspec.json.decode(path.read_bytes())
+    except msgspec.DecodeError:
+        raise InvalidInput("--sites needs a GeoJSON FeatureCollection") from None
+    features = collection.get("features") if isinstance(collection, dict) else None
+    if not isinstance(features, list) or not features:
+        raise InvalidInput("--sites needs a GeoJSON FeatureCollection with features")
+    rows = []
+    for i, feature in enumerate(features):
+        props = feature.get("properties") if isinstance(feature, dict) else None
+        value = props.get(name_property) if isinstance(props, dict) else None
+        name = str(value).strip() if isinstance(value, (str, int, float)) and str(value).strip() else str(i)
+        site = {"index": i, "name": name, "run_id": None, "area_ha": None}
+        print(f"site {i + 1}/{len(features)}: {name}", file=sys.stderr, flush=True)
+        try:
+            aoi = load_aoi(msgspec.json.encode(feature), max_area_km2=settings.max_aoi_km2)
+            site["area_ha"] = round(aoi.area_m2 / 1e4, 4)
+            output = run(aoi, params, catalog, progress, lambda: False)
+        except AetheraError as exc:  # one bad site is a row saying why, not the end of the screening
+            rows.append(batch_summary.site_row(site, {"status": "FAILED", "error": exc.detail}, None, None))
+            continue
+        results = msgspec.to_builtins(output.results)
+        legal = msgspec.to_builtins(output.legal) if output.legal is not None else None
+        rows.append(batch_summary.site_row(site, {"status": "COMPLETED"}, results, legal))
+    sys.stdout.write(batch_summary.to_csv(batch_summary.rank(rows, batch_summary.DEFAULT_SORT)))
     return 0
 
 
@@ -196,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity-mw", type=float, default=None, help="installed capacity (default from density)")
     p.add_argument("--buffer-km", type=float, default=None, help="zone of influence, km (default AETHERA_DEFAULT_BUFFER_KM)")
     p.add_argument("--datasets", default=None, help="dataset catalog file (default AETHERA_DATASETS)")
+    p.add_argument("--sites", nargs="?", const="name", default=None, metavar="NAME_PROPERTY",
+                   help="screen each feature of a GeoJSON FeatureCollection as its own site and print the "
+                   "ranked summary as CSV (sites named by this property, default name, else their index); "
+                   "the default for a FeatureCollection of more than one feature")
     p.set_defaults(handler=_cmd_analyze)
 
     p = sub.add_parser(

@@ -412,6 +412,20 @@ async def _results_summary(storage: Storage, run_id: str, index: ArtifactIndex,
     }
 
 
+async def _computed_record(storage: Storage, record: dict[str, Any]) -> dict[str, Any]:
+    """The record that describes how the outputs were computed: for a run that reused another run's
+    results (`reused_from`), that run's record (parameters, timings, completion time), so the two
+    exports are the same bytes apart from the run id; the run's own record otherwise."""
+    source_id = record.get("reused_from")
+    if not isinstance(source_id, str):
+        return record
+    try:
+        _, source = await _read_run_record(storage, source_id)
+    except NotFound:
+        return record
+    return {**source, "run_id": record.get("run_id")}
+
+
 # What the manifest shows of the run record: its parameters and history, not bookkeeping such as the
 # queue's job id or the hash of the client's idempotency key.
 _RUN_FIELDS = (
@@ -549,6 +563,7 @@ async def plan_export(
     members.sort(key=lambda m: _member_order(m.name))
 
     summary = await _results_summary(storage, run_id, index, generation)
+    record = await _computed_record(storage, record)
     manifest_bytes = build_manifest(run_id, record, members, summary, missing)
     manifest = ExportMember(
         name=MANIFEST_NAME,

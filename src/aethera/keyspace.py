@@ -123,6 +123,24 @@ def run_index_name(created_ms: int, run_id: str) -> str:
 RUN_INDEX_NAME_RE = re.compile(r"^[0-9]{13}-[0-9a-f]{32}\Z")
 ALL_RUNS_INDEX = "index/runs/"
 ACTIVE_RUNS_INDEX = "index/active-runs/"  # one marker per run not yet final: what recovery sweeps
+ACTIVE_BATCHES_INDEX = "index/active-batches/"  # one marker per batch whose runs are not all created yet
+
+
+def batch_key(batch_id: str) -> str:
+    return f"batches/{batch_id}/batch.json"
+
+
+def batch_aois_key(batch_id: str) -> str:
+    """Every site's AOI (a JSON array of GeoJSON Features, in site order), read by the batch feeder."""
+    return f"batches/{batch_id}/aois.json"
+
+
+def batch_feed_key(batch_id: str) -> str:
+    return f"batches/{batch_id}/feed.json"
+
+
+def active_batch_key(batch_id: str) -> str:
+    return ACTIVE_BATCHES_INDEX + batch_id
 
 
 def tenant_runs_index(tenant: str) -> str:

@@ -179,6 +179,9 @@ class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_d
     )] | None = None
     emission_factors: EmissionFactorOverrides | None = None
     eligibility: EligibilityOverrides | None = None
+    reuse: Annotated[bool, msgspec.Meta(
+        description="false: compute afresh even when a COMPLETED run with the same content key exists; default true"
+    )] | None = None
 
 
 class RunCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -199,6 +202,7 @@ class RunCreateResponse(msgspec.Struct, kw_only=True):
     run_id: str
     status: RunStatus
     message: str
+    reused_from: str | None = None  # set when the run completed at once with an identical run's results
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -224,6 +228,8 @@ class RunDetail(RunSummary, kw_only=True):
     attempts: int = 0
     error: str | None = None
     error_code: str | None = None
+    reused_from: str | None = None  # the COMPLETED run whose outputs this run reuses (same content key)
+    batch_id: str | None = None
 
 
 class Progress(msgspec.Struct, kw_only=True):
@@ -290,6 +296,11 @@ class RunRecord(msgspec.Struct, kw_only=True):
     cancel_requested: bool = False
     idempotency_key_sha256: str | None = None
     tenant: str = DEFAULT_TENANT  # the project's owner; another tenant's request sees 404
+    # hash of everything the results depend on (jobs/reuse.py); None for runs stored before reuse existed
+    content_key: str | None = None
+    # the COMPLETED run whose committed outputs were copied into this run's generation 1 (result reuse)
+    reused_from: str | None = None
+    batch_id: str | None = None  # the batch this run is a site of
 
 
 class TaskRecord(TaskStatus, kw_only=True):
@@ -307,3 +318,80 @@ class IdempotencyRecord(msgspec.Struct, kw_only=True):
     run_id: str
     created_at: str
     request_sha256: str | None = None  # the same key with another body is refused, not replayed
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+SiteProperty = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class BatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of `POST /projects/{id}/batches`: many sites screened with one project type and config.
+
+    Exactly one of `features` (an inline GeoJSON FeatureCollection) and `upload_id` (a GeoJSON
+    FeatureCollection uploaded with `POST /uploads`)."""
+
+    project_type: ProjectType
+    features: dict[str, Any] | None = None
+    upload_id: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)] | None = None
+    country: str | None = None
+    config: RunConfig | None = None
+    name_property: SiteProperty = "name"  # the feature property naming each site; else its index
+    on_invalid: Annotated[str, msgspec.Meta(pattern=r"^(reject|skip)(?!\n)$")] = "reject"
+
+
+class InvalidSite(msgspec.Struct, kw_only=True):
+    index: int  # the feature's position in the collection, from 0
+    name: str
+    reason: str
+
+
+class BatchSite(msgspec.Struct, kw_only=True):
+    index: int
+    name: str
+    run_id: str  # chosen before the run exists: the feeder creates it under this id, once
+    area_ha: float  # of the AOI as validated (equal-area CRS)
+    content_key: str | None = None  # the run's content key (jobs/reuse.py), computed at validation
+
+
+class BatchRecord(msgspec.Struct, kw_only=True):
+    """`batches/{batch_id}/batch.json`: a batch and the run of each of its sites (written by the API)."""
+
+    batch_id: str
+    project_id: str
+    tenant: str = DEFAULT_TENANT
+    project_type: str
+    config: dict[str, Any] = msgspec.field(default_factory=dict)
+    params: dict[str, Any] = msgspec.field(default_factory=dict)  # every site's validated run params
+    reuse: bool = True  # config.reuse
+    name_property: str = "name"
+    created_at: str
+    sites: list[BatchSite] = msgspec.field(default_factory=list)
+    invalid: list[InvalidSite] = msgspec.field(default_factory=list)
+    cancel_requested: bool = False
+
+
+class BatchCreated(msgspec.Struct, kw_only=True):
+    """Answer (202) of `POST /projects/{id}/batches`."""
+
+    batch_id: str
+    project_id: str
+    sites: int  # valid sites: each gets a run, created in the background by the batch feeder
+    invalid: list[InvalidSite]  # skipped (on_invalid: skip); with reject the request is a 422 listing them
+
+
+class BatchStatus(msgspec.Struct, kw_only=True):
+    """`GET /batches/{id}` and the answer of `DELETE /batches/{id}`."""
+
+    batch_id: str
+    project_id: str
+    created_at: str
+    total: int
+    created: int  # sites whose run exists (the feeder creates them in chunks); the others count as PENDING
+    counts: dict[str, int]  # runs by status (PENDING, PROCESSING, COMPLETED, FAILED, REVOKED)
+    finished: int
+    reused: int  # of the created runs, those that completed at once with an identical run's results
+    progress_pct: float
+    done: bool
+    cancel_requested: bool
+    invalid: list[InvalidSite]

@@ -76,6 +76,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     archive_max_unpacked_bytes: int = 100 * 1024 * 1024
     archive_max_ratio: float = 200.0
 
+    # result reuse (jobs/reuse.py): off across tenants unless the operator allows it
+    reuse_cross_tenant: bool = False
+    batch_max_sites: int = 10_000
+
     def __repr__(self) -> str:  # secrets never reach a log line through repr()
         shown = []
         for spec in _SPECS:
@@ -148,6 +152,9 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("archive_max_members", "AETHERA_ARCHIVE_MAX_MEMBERS", doc="most files in an uploaded zip"),
     _Spec("archive_max_unpacked_bytes", "AETHERA_ARCHIVE_MAX_UNPACKED_BYTES", doc="largest unpacked zip"),
     _Spec("archive_max_ratio", "AETHERA_ARCHIVE_MAX_RATIO", doc="largest compression ratio of a member"),
+    _Spec("reuse_cross_tenant", "AETHERA_REUSE_CROSS_TENANT",
+          doc="reuse a COMPLETED run of another tenant with the same content key (default false)"),
+    _Spec("batch_max_sites", "AETHERA_BATCH_MAX_SITES", doc="most sites one batch may hold"),
 )
 
 ENV_VARIABLES: dict[str, str] = {spec.env: spec.field for spec in _SPECS}
@@ -206,6 +213,7 @@ def _check(s: Settings) -> None:
         "AETHERA_ARCHIVE_MAX_MEMBERS": s.archive_max_members,
         "AETHERA_ARCHIVE_MAX_UNPACKED_BYTES": s.archive_max_unpacked_bytes,
         "AETHERA_ARCHIVE_MAX_RATIO": s.archive_max_ratio,
+        "AETHERA_BATCH_MAX_SITES": s.batch_max_sites,
     }
     for name, value in positive.items():
         if value <= 0:

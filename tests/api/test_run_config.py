@@ -122,7 +122,7 @@ async def test_openapi_shows_the_config_schema(make_service: Any) -> None:
     run_config = schemas["RunConfig"]
     assert run_config["additionalProperties"] is False
     assert set(run_config["properties"]) == {"capacity_mw", "buffer_km", "lifetime_years", "emission_factors",
-                                             "eligibility"}
+                                             "eligibility", "reuse"}
     assert schemas["EligibilityOverrides"]["additionalProperties"] is False
     capacity = next(s for s in run_config["properties"]["capacity_mw"]["anyOf"] if s.get("type") == "number")
     assert (capacity["exclusiveMinimum"], capacity["maximum"]) == (0, 100_000)

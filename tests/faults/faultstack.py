@@ -267,7 +267,8 @@ class Stack:
         return str(resp.json()["id"])
 
     def create_run(self, project_id: str, **aoi: float) -> str:
-        body = {"project_type": "solar", "aoi_geojson": sample_aoi(**aoi), "config": {"capacity_mw": 10}}
+        # reuse off: these tests attack the computation of every run, and their runs share one AOI
+        body = {"project_type": "solar", "aoi_geojson": sample_aoi(**aoi), "config": {"capacity_mw": 10, "reuse": False}}
         resp = self.request("POST", f"/projects/{project_id}/runs", body)
         assert resp.status == 202, resp
         return str(resp.json()["run_id"])

@@ -229,8 +229,9 @@ def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
     def post(n: int) -> None:
         for _ in range(n):
             offset = rng.uniform(-4.0, 4.0)
+            # reuse off: the schedule attacks the computation of every run
             resp = stack.request("POST", f"/projects/{project_id}/runs", {
-                "project_type": "solar", "config": {"capacity_mw": 5},
+                "project_type": "solar", "config": {"capacity_mw": 5, "reuse": False},
                 "aoi_geojson": _aoi(offset)})
             assert resp.status == 202, resp
             run_ids.append(resp.json()["run_id"])

@@ -39,11 +39,13 @@ EXAMPLES_PER_OPERATION = 100
 # Every check schemathesis has (no 5xx, documented status, content type, headers and body schema,
 # invalid data refused, required header and auth enforced, ...), except one where a schema cannot say
 # enough: bodies whose meaning is checked beyond their shape ("any file" that must load as an AOI; a run
-# whose AOI must be one valid polygon over the datasets) are schema-valid yet rightly refused (422).
+# whose AOI must be one valid polygon over the datasets; a batch whose sites must be such polygons) are
+# schema-valid yet rightly refused (422).
 SEMANTIC_BODIES = frozenset({
     ("POST", "/uploads"),
     ("PUT", "/projects/{project_id}/uploads/{name}"),
     ("POST", "/projects/{project_id}/runs"),
+    ("POST", "/projects/{project_id}/batches"),
 })
 
 

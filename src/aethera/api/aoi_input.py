@@ -40,6 +40,11 @@ def _load_and_check(source: bytes, filename: str | None, catalog: Any, settings:
     return aoi
 
 
+def check_aoi_sync(source: bytes, filename: str | None, catalog: Any, settings: Settings) -> Any:
+    """`validate_aoi` for a caller already off the loop (a batch checks its sites in one thread)."""
+    return _load_and_check(source, filename, catalog, settings)
+
+
 async def validate_aoi(source: bytes, *, filename: str | None, catalog: Any, settings: Settings) -> Any:
     """The parsed AOI (`aethera.analysis.aoi.AOI`), or InvalidAOI saying what is wrong with it."""
     return await asyncio.to_thread(_load_and_check, source, filename, catalog, settings)

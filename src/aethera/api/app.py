@@ -34,7 +34,7 @@ from aethera.api.routes import docs, metrics, ready
 from aethera.errors import ConfigError, StorageUnavailable
 from aethera.jobs.queue import JobQueue, connection_pool
 from aethera.observability.logs import configure_logging
-from aethera.api.routes import uploads
+from aethera.api.routes import batches, uploads
 from aethera.security.auth import make_auth_middleware, make_ratelimit_middleware, setup_security
 from aethera.settings import Settings, load_settings
 from aethera.storage.deadline import BoundedStorage
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     setup_security(app, settings)  # reads the keys file: a missing or malformed one stops start-up here
     setup_instrumentation(app)
     app.cleanup_ctx.extend([_storage_ctx, _redis_ctx, _queue_ctx])
-    for module in (health, ready, metrics, docs, projects, runs, tasks, uploads, layers):
+    for module in (health, ready, metrics, docs, projects, runs, tasks, uploads, layers, batches):
         module.add_routes(app)
     app[K.EXPORT_ENABLED] = _add_export_routes(app)
     setup_cors(app, settings.cors_origins)

@@ -19,3 +19,11 @@ EXPORT_ENABLED = web.AppKey("export_enabled", bool)
 
 # per-request state
 REQUEST_ID = web.RequestKey("request_id", str)
+
+
+class AppBackends:
+    """The application's backends under the names `jobs.creation.Deps` asks for."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.storage, self.redis = app[STORAGE], app[REDIS]
+        self.settings, self.queue = app[SETTINGS], app[QUEUE]

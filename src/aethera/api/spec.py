@@ -20,6 +20,9 @@ from aethera.api.routes.ready import Readiness
 from aethera.api.routes.uploads import FILE_FIELD, UploadCreated
 from aethera import keyspace as keys
 from aethera.models import (
+    BatchCreate,
+    BatchCreated,
+    BatchStatus,
     Id,
     Project,
     ProjectCreate,
@@ -186,6 +189,56 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         responses={200: Body(UploadCreated)},
         errors={404: "No such upload (or not visible to this key)."},
         path_params={"upload_id": Id},
+    ),
+    # --- batches ---------------------------------------------------------------------------------
+    ("POST", "/projects/{project_id}/batches"): Operation(
+        tag="batches",
+        summary="Screen many sites at once",
+        request=Body(BatchCreate, description="Exactly one of `features` (a FeatureCollection) and `upload_id`."),
+        responses={202: Body(BatchCreated, description="The batch is stored; one run per valid site is created in the background (result reuse applies).")},
+        errors={
+            **_NOT_FOUND_PROJECT,
+            422: "A site is invalid (`invalid` lists them with reasons; nothing was queued), or a parameter is.",
+        },
+        path_params=_ids("project_id"),
+    ),
+    ("GET", "/batches/{batch_id}"): Operation(
+        tag="batches",
+        summary="A batch's progress",
+        responses={200: Body(BatchStatus, description="Runs by status, and how many have finished.")},
+        errors={404: "No such batch (or not visible to this key)."},
+        path_params={"batch_id": Id},
+    ),
+    ("DELETE", "/batches/{batch_id}"): Operation(
+        tag="batches",
+        summary="Cancel every unfinished site of a batch",
+        responses={202: Body(BatchStatus, description="Cancellation recorded in the batch (no more runs are created) and in each unfinished run.")},
+        errors={404: "No such batch (or not visible to this key)."},
+        path_params={"batch_id": Id},
+    ),
+    ("GET", "/batches/{batch_id}/summary"): Operation(
+        tag="batches",
+        summary="One ranked row per site",
+        responses={200: _json_any(
+            "`{batch_id, sort, columns, rows}`; `text/csv` (Accept or `?format=csv`) and GeoJSON "
+            "(`application/geo+json` or `?format=geojson`) carry the same columns, units in their names."
+        )},
+        errors={404: "No such batch (or not visible to this key).", 422: "`sort` or `format` is not known."},
+        params=[
+            Param("sort", "query", str, "Comma-separated columns, `-` for descending (default: most promising first)."),
+            Param("format", "query", str, "json (default), csv or geojson."),
+        ],
+        path_params={"batch_id": Id},
+    ),
+    ("GET", "/batches/{batch_id}/export"): Operation(
+        tag="batches",
+        summary="Download a batch as one ZIP",
+        responses={200: Body(schema={"type": "string", "contentMediaType": "application/zip"},
+                             media_type="application/zip",
+                             description="summary.csv, summary.geojson and each completed site's run folder "
+                             "under sites/<index>_<name>/; exact `Content-Length`.")},
+        errors={404: "No such batch (or not visible to this key)."},
+        path_params={"batch_id": Id},
     ),
     # --- runs ------------------------------------------------------------------------------------
     ("POST", "/projects/{project_id}/runs"): Operation(

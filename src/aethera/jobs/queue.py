@@ -15,6 +15,7 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -33,6 +34,8 @@ from aethera.keyspace import QUEUE_NAME
 from aethera.settings import DEFAULTS, Settings
 
 RUN_FUNCTION = "run_analysis"
+# how far ahead of background (batch) jobs a job due now is placed in the queue's order
+INTERACTIVE_LEAD_S = 24 * 3600
 # how long a queued job may wait for a worker before the queue forgets it (recovery re-queues it then)
 JOB_EXPIRES_S = 7 * 24 * 3600
 
@@ -108,9 +111,19 @@ class JobQueue:
         self._redis = redis
         return self
 
-    async def enqueue_run(self, run_id: str, generation: int, *, defer_s: float = 0.0) -> str | None:
-        """Queue the job of one generation of a run; None when that job is already queued."""
+    async def enqueue_run(self, run_id: str, generation: int, *, defer_s: float = 0.0,
+                          background: bool = False) -> str | None:
+        """Queue the job of one generation of a run; None when that job is already queued.
+
+        Workers take due jobs in score order (arq: the time a job is due, in ms). A run due now is
+        queued with its score set `INTERACTIVE_LEAD_S` in the past, so it goes ahead of every
+        `background` job (a batch's sites, queued with the plain time) queued within that lead: a batch
+        of 10,000 sites never makes another request's single run wait behind it. Jobs due later (retry
+        backoff) keep their due time."""
         job_id = job_id_for(run_id, generation)
+        defer_until = None
+        if defer_s <= 0 and not background:
+            defer_until = datetime.fromtimestamp(time.time() - INTERACTIVE_LEAD_S, tz=UTC)
         job = await self._redis.enqueue_job(
             RUN_FUNCTION,
             run_id,
@@ -118,7 +131,18 @@ class JobQueue:
             _job_id=job_id,
             _queue_name=QUEUE_NAME,
             _defer_by=defer_s if defer_s > 0 else None,
-            _expires=JOB_EXPIRES_S + defer_s,
+            _defer_until=defer_until,
+            _expires=JOB_EXPIRES_S + max(defer_s, 0.0),
+        )
+        return None if job is None else job_id
+
+    async def enqueue_job(self, function: str, job_id: str, *args: Any) -> str | None:
+        """Queue a service job other than a run's (say a batch's feeder), due now and ahead of background
+        jobs like an interactive run; None when a job with this id is already queued or running."""
+        job = await self._redis.enqueue_job(
+            function, *args, _job_id=job_id, _queue_name=QUEUE_NAME,
+            _defer_until=datetime.fromtimestamp(time.time() - INTERACTIVE_LEAD_S, tz=UTC),
+            _expires=JOB_EXPIRES_S,
         )
         return None if job is None else job_id
 

@@ -142,13 +142,18 @@ def fenced(generation: int, change: RunChange) -> RunChange:
 
 
 async def create_run(storage: Storage, run: RunRecord, aoi_geojson: bytes, created_ms: int) -> None:
-    """Store a new run: its AOI, its record (create-only), and its lines in the listing and recovery indexes."""
+    """Store a new run: its AOI, its record (create-only), and its lines in the listing and recovery indexes.
+
+    A run may be created already COMPLETED (result reuse): its outputs must then be stored under the
+    generation it names before this is called."""
     await storage.save(keys.run_aoi_key(run.run_id), aoi_geojson)
     run.updated_at = utc_now_iso()
     await storage.save_if(keys.run_record_key(run.run_id), _encoder.encode(run), None)
     name = keys.run_index_name(created_ms, run.run_id)
+    # a run created final (a reused result) has nothing for recovery to sweep
+    active = () if run.status.is_final else (storage.save(keys.active_run_key(run.run_id), b""),)
     await asyncio.gather(
-        storage.save(keys.active_run_key(run.run_id), b""),
+        *active,
         storage.save(keys.ALL_RUNS_INDEX + name, b""),
         storage.save(keys.tenant_runs_index(run.tenant) + name, b""),
         storage.save(keys.project_runs_index(run.project_id) + name, b""),

@@ -14,6 +14,8 @@ Redis lock) over the runs that storage still lists as active:
   Redis server's clock), so a job a worker is just starting, or one the API is just queuing, is left
   alone. Neither depends on arq's in-progress key, which outlives a dead worker by the job timeout.
 - A cancellation recorded meanwhile (in the record, or the Redis flag) wins: the run becomes REVOKED.
+- A batch still marked active in storage gets the feeder job of its cursor's chunk queued (a no-op
+  while that job is queued or running: same job id), so a feeder lost with Redis resumes.
 
 Every change is a conditional write of the record that re-checks the generation and state it was
 decided on, so a sweep racing a worker (or another sweep) changes nothing that moved meanwhile, and
@@ -35,8 +37,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from aethera.errors import AetheraError, NotFound
-from aethera.jobs import records
 from aethera import keyspace as keys
+from aethera.jobs import batch_feed, records
 from aethera.jobs.queue import JobQueue, JobState, job_id_for
 from aethera.models import RunRecord, RunStatus, utc_now_iso
 from aethera.observability.metrics import record_run_status
@@ -63,6 +65,9 @@ async def sweep(storage: Storage, redis: Redis, queue: JobQueue, settings: Setti
             if action:
                 actions[run_id] = action
                 log.info("recovery: run %s %s", run_id, action)
+        for batch_id in await batch_feed.resume_batches(storage, queue):
+            actions[batch_id] = "batch feeder queued again"
+            log.info("recovery: batch %s: feeder queued again", batch_id)
     finally:
         try:
             if (await redis.get(keys.RECOVERY_LOCK)) == token.encode():

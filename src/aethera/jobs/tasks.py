@@ -48,9 +48,9 @@ from aethera.errors import (
     StorageError,
     TimeLimitExceeded,
 )
-from aethera.jobs import failures, pipeline_process, records
-from aethera.jobs.latest_writer import LatestWriter
 from aethera import keyspace as keys
+from aethera.jobs import failures, pipeline_process, records, reuse
+from aethera.jobs.latest_writer import LatestWriter
 from aethera.jobs.queue import JobQueue, job_id_for
 from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
 from aethera.observability.logs import log_context, task_id_var
@@ -495,6 +495,7 @@ class _Attempt:
         await record_run_status(self.deps.redis, self.run.status.value, duration_s=ran_s)
         if self.run.status is RunStatus.COMPLETED:
             await self._collect_garbage(keep=self.generation)
+            await reuse.record_completed(self.deps.storage, self.run)  # after the commit, never before
         return status.value.lower() if self.run.status is status else self.run.status.value.lower()
 
     async def _write(self, change: records.RunChange) -> RunRecord:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aethera.errors import ConfigError
-from aethera.jobs import pipeline_process, queue, recovery
+from aethera.jobs import batch_feed, pipeline_process, queue, recovery
 from aethera.jobs.tasks import WorkerDeps, run_analysis
 from aethera.observability.heartbeat import HeartbeatLoop, default_worker_name, heartbeat_interval_s
 from aethera.observability.logs import configure_logging
@@ -89,7 +89,7 @@ def worker_settings(settings: Settings) -> type:
     """An arq `WorkerSettings` class for these settings."""
     on_startup, on_shutdown = _hooks(settings)
     options = queue.worker_options(settings, run_analysis, on_startup=on_startup, on_shutdown=on_shutdown,
-                                   redis_url=require_redis_url(settings))
+                                   redis_url=require_redis_url(settings), extra_functions=[batch_feed.feed_batch])
     return type("WorkerSettings", (), options)
 
 
@@ -100,7 +100,8 @@ def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool
     `open_storage` replaces the storage factory (fault-injection tests wrap the real backend)."""
     on_startup, on_shutdown = _hooks(settings, open_storage)
     return queue.build_worker(settings, run_analysis, on_startup=on_startup, on_shutdown=on_shutdown,
-                              redis_url=require_redis_url(settings), handle_signals=handle_signals, burst=burst)
+                              redis_url=require_redis_url(settings), handle_signals=handle_signals, burst=burst,
+                              extra_functions=[batch_feed.feed_batch])
 
 
 def run_worker(settings: Settings | None = None) -> int:

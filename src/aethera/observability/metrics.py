@@ -81,7 +81,14 @@ WORKER_HEARTBEATS = SharedMetric(
     "Heartbeats sent by all worker processes.",
     "counter",
 )
-SHARED_METRICS: tuple[SharedMetric, ...] = (RUNS_TOTAL, RUN_DURATION, STEP_DURATION, WORKER_HEARTBEATS)
+RUN_REUSE = SharedMetric(
+    "aethera_run_reuse_total",
+    "Runs created by outcome of the result-reuse lookup: hit (completed at once with the outputs of an "
+    "identical COMPLETED run), miss (computed), off (config.reuse false).",
+    "counter",
+    ("outcome",),
+)
+SHARED_METRICS: tuple[SharedMetric, ...] = (RUNS_TOTAL, RUN_DURATION, STEP_DURATION, WORKER_HEARTBEATS, RUN_REUSE)
 
 # API-process histogram buckets: from a cached task poll (ms) to a large export (minutes)
 _SHARED_READ_TIMEOUT_S = 5.0
@@ -131,6 +138,14 @@ async def record_run_status(redis: Redis, status: str, *, duration_s: float | No
             await metrics.observe(RUN_DURATION, duration_s, status=status)
     except (RedisError, OSError) as exc:
         log.warning("run metrics not recorded (%s)", type(exc).__name__)
+
+
+async def record_reuse(redis: Redis, outcome: str) -> None:
+    """Count one reuse lookup (`hit`, `miss`, `off`). Never raises for a Redis outage."""
+    try:
+        await SharedMetrics(redis).inc(RUN_REUSE, outcome=outcome)
+    except (RedisError, OSError) as exc:
+        log.warning("reuse metrics not recorded (%s)", type(exc).__name__)
 
 
 async def record_step_durations(redis: Redis, durations_s: Mapping[str, float | None]) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-import uuid
 from typing import Any
 
 import msgspec
@@ -13,16 +11,16 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from aethera.analysis.params import config_error
-from aethera.api.aoi_input import aoi_geojson_bytes, validate_aoi
+from aethera.api.aoi_input import validate_aoi
 from aethera.api.bodies import decode_json
 from aethera.api.final_cache import FINAL_ANSWERS
 from aethera.api.ids import path_id
-from aethera.api.keys import CATALOG, EXPORT_ENABLED, QUEUE, REDIS, SETTINGS, STORAGE
+from aethera.api.keys import CATALOG, EXPORT_ENABLED, REDIS, SETTINGS, STORAGE, AppBackends
 from aethera.api.responses import encode_json, json_response, raw_json_response
+from aethera.api.routes.uploads import load_upload
 from aethera.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, ObjectNotFound
-from aethera.jobs import records
 from aethera import keyspace as keys
-from aethera.jobs.queue import job_id_for
+from aethera.jobs import creation, records
 from aethera.models import (
     IdempotencyRecord,
     RunCreate,
@@ -31,10 +29,7 @@ from aethera.models import (
     RunRecord,
     RunStatus,
     RunSummary,
-    utc_now_iso,
 )
-from aethera.observability.metrics import record_run_status
-from aethera.api.routes.uploads import load_upload
 from aethera.security.auth import tenant_of
 from aethera.security.tenancy import request_project, request_run
 from aethera.security.validation import is_id
@@ -124,7 +119,7 @@ async def _create(
     digest: str | None, request_sha: str,
 ) -> web.Response:
     app = request.app
-    storage, redis, settings, queue = app[STORAGE], app[REDIS], app[SETTINGS], app[QUEUE]
+    storage, settings = app[STORAGE], app[SETTINGS]
 
     if (body.aoi_geojson is None) == (body.aoi_path is None):
         raise InvalidInput("give exactly one AOI source: aoi_geojson or aoi_path", field="aoi_geojson")
@@ -139,55 +134,32 @@ async def _create(
         (source, filename), aoi_source = await _uploaded_aoi(request, project_id, body.aoi_path or ""), "upload"
     catalog = await app[CATALOG].get()
     aoi = await validate_aoi(source, filename=filename, catalog=catalog, settings=settings)
-    aoi_bytes = await asyncio.to_thread(aoi_geojson_bytes, aoi)
-
-    run_id = uuid.uuid4().hex
-    now = utc_now_iso()
-    run = RunRecord(
-        run_id=run_id,
-        task_id=run_id,  # one task per run: the ids are the same, so either finds both after Redis loss
+    new = creation.NewRun(
+        tenant=tenant_of(request),
         project_id=project_id,
         project_type=body.project_type,
         params=params,
         config=msgspec.to_builtins(body.config) if body.config is not None else {},  # the keys the client set
         aoi_source=aoi_source,
         aoi_path=body.aoi_path,
-        created_at=now,
-        updated_at=now,
-        status=RunStatus.PENDING,
-        attempts=0,
-        job_id=job_id_for(run_id, 1),
+        aoi=aoi,
+        reuse=not (body.config is not None and body.config.reuse is False),
         idempotency_key_sha256=digest,
-        tenant=tenant_of(request),
     )
-    await records.create_run(storage, run, aoi_bytes, records.now_ms())
+    run = await creation.create(AppBackends(app), new, catalog)
     if digest is not None:
         await records.save_idempotency(
-            storage, IdempotencyRecord(project_id=project_id, run_id=run_id, created_at=now,
+            storage, IdempotencyRecord(project_id=project_id, run_id=run.run_id, created_at=run.created_at,
                                        request_sha256=request_sha), digest)
-    try:
-        await records.save_task(redis, records.task_record(run, None, max_attempts=settings.run_max_attempts))
-        await queue.enqueue_run(run_id, 1)
-    except (RedisError, OSError):
-        # the run must not linger as PENDING with no job: it ends FAILED, and the key may be reused
-        def unqueued(r: RunRecord) -> bool:
-            if r.status is not RunStatus.PENDING or r.generation != 1:
-                return False  # a worker or recovery got to it after all
-            r.status = RunStatus.FAILED
-            r.error = "the run could not be queued: the queue is unreachable"
-            r.error_code = "backend_unavailable"
-            r.finished_at = utc_now_iso()
-            return True
-
-        await records.update_run(storage, run_id, unqueued)
-        if digest is not None:
-            await records.delete_idempotency(storage, project_id, digest)
-        raise BackendUnavailable("the queue is unreachable; the run was not queued, try again shortly") from None
-    await record_run_status(redis, RunStatus.PENDING.value)
-    answer = RunCreateResponse(task_id=run.task_id, run_id=run_id, status=RunStatus.PENDING,
-                               message="run queued; poll GET /tasks/{task_id} for its progress")
+    if run.reused_from is not None:
+        message = (f"completed at once: the results of run {run.reused_from}, which had the same inputs, "
+                   "were reused (config.reuse: false computes afresh)")
+    else:
+        message = "run queued; poll GET /tasks/{task_id} for its progress"
+    answer = RunCreateResponse(task_id=run.task_id, run_id=run.run_id, status=run.status, message=message,
+                               reused_from=run.reused_from)
     resp = json_response(answer, status=202)
-    resp.headers["Location"] = f"/runs/{run_id}"
+    resp.headers["Location"] = f"/runs/{run.run_id}"
     return resp
 
 
@@ -292,6 +264,8 @@ async def get_run(request: web.Request) -> web.Response:
         attempts=run.attempts,
         error=run.error,
         error_code=run.error_code,
+        reused_from=run.reused_from,
+        batch_id=run.batch_id,
     )
     body = encode_json(detail)
     if final_in_storage:  # not a stashed final state: storage may still take its write

@@ -1,0 +1,367 @@
+"""Batches: many candidate sites screened at once, one run per site.
+
+`POST /projects/{id}/batches` validates every feature before anything is stored (one thread, off the
+loop), stores the batch (every site's run id, content key and AOI) and answers 202; the runs are
+created in the background by the batch feeder, a chunk at a time (`jobs/batch_feed.py`: durable,
+resumable, never a site twice). Sites' jobs are *background* jobs (`jobs/queue.py`): a single run of
+any tenant goes ahead of every batch job already waiting. One site's run failing never fails the
+batch. `DELETE /batches/{id}` records the cancellation in the batch (the feeder creates no more runs)
+and cancels every created, unfinished site as `DELETE /tasks` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import uuid
+import zlib
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from aethera import batch_summary
+from aethera.analysis.params import config_error
+from aethera.api.aoi_input import aoi_geojson_bytes, check_aoi_sync
+from aethera.api.bodies import decode_json
+from aethera.api.ids import path_id
+from aethera.api.keys import CATALOG, QUEUE, REDIS, SETTINGS, STORAGE, AppBackends
+from aethera.api.responses import json_response
+from aethera.api.routes.runs import _params
+from aethera.api.routes.uploads import load_upload
+from aethera.errors import AetheraError, InvalidInput, NotFound, ObjectNotFound
+from aethera.export import (
+    ExportMember,
+    ExportPlan,
+    completion_time,
+    iter_archive,
+    layout,
+    plan_export,
+)
+from aethera import keyspace as keys
+from aethera.jobs import batch_feed, records, reuse
+from aethera.models import (
+    BatchCreate,
+    BatchCreated,
+    BatchRecord,
+    BatchSite,
+    BatchStatus,
+    InvalidSite,
+    RunCreate,
+    RunRecord,
+    RunStatus,
+    utc_now_iso,
+)
+from aethera.security.auth import tenant_of
+from aethera.security.tenancy import request_project
+from aethera.storage.artifacts import artifact_key
+
+log = logging.getLogger(__name__)
+_READ_CONCURRENCY = 16
+_run_decoder = msgspec.json.Decoder(RunRecord)
+
+
+# --- POST /projects/{id}/batches -----------------------------------------------------------------
+
+
+def _site_name(feature: Any, index: int, prop: str) -> str:
+    props = feature.get("properties") if isinstance(feature, dict) else None
+    value = props.get(prop) if isinstance(props, dict) else None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+        return str(value).strip()[:200]
+    return str(index)
+
+
+def _validate_sites(features: list[Any], prop: str, catalog: Any, settings: Any,
+                    params: dict[str, Any]) -> tuple[list[tuple[BatchSite, bytes]], list[InvalidSite]]:
+    """Every feature checked as an AOI (in a thread): each valid one as a site (its run id chosen now)
+    with its AOI as a run stores it, and the invalid ones with their reasons."""
+    context = reuse.key_context(catalog)
+    valid, invalid = [], []
+    for i, feature in enumerate(features):
+        name = _site_name(feature, i, prop)
+        if not isinstance(feature, dict) or feature.get("type") != "Feature" or not isinstance(
+                feature.get("geometry"), dict):
+            invalid.append(InvalidSite(index=i, name=name, reason="not a GeoJSON Feature with a geometry"))
+            continue
+        try:
+            aoi = check_aoi_sync(msgspec.json.encode(feature), None, catalog, settings)
+        except AetheraError as exc:
+            invalid.append(InvalidSite(index=i, name=name, reason=exc.detail))
+            continue
+        site = BatchSite(index=i, name=name, run_id=uuid.uuid4().hex, area_ha=round(aoi.area_m2 / 1e4, 4),
+                         content_key=reuse.content_key(aoi=aoi, params=params, context=context))
+        valid.append((site, aoi_geojson_bytes(aoi)))
+    return valid, invalid
+
+
+async def _features(request: web.Request, body: BatchCreate) -> list[Any]:
+    if (body.features is None) == (body.upload_id is None):
+        raise InvalidInput("give exactly one source of sites: features or upload_id", field="features")
+    collection: Any = body.features
+    if body.upload_id is not None:
+        try:
+            data, _ = await load_upload(request.app[STORAGE], tenant_of(request), body.upload_id)
+        except NotFound:
+            raise InvalidInput(f"upload_id {body.upload_id!r}: no such upload", field="upload_id") from None
+        try:
+            collection = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            raise InvalidInput("a batch upload must be a GeoJSON FeatureCollection", field="upload_id") from None
+    if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection" or not isinstance(
+            collection.get("features"), list):
+        raise InvalidInput("the sites must be a GeoJSON FeatureCollection", field="features")
+    features = collection["features"]
+    limit = request.app[SETTINGS].batch_max_sites
+    if not features:
+        raise InvalidInput("the FeatureCollection holds no features", field="features")
+    if len(features) > limit:
+        raise InvalidInput(f"a batch holds at most {limit} sites; this one has {len(features)}", field="features")
+    return features
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    app = request.app
+    storage, settings = app[STORAGE], app[SETTINGS]
+    project_id = path_id(request, "project_id", "project")
+    project = await request_project(request, storage, project_id)
+    body = await decode_json(request, BatchCreate, explain=config_error)
+    features = await _features(request, body)
+    country = body.country if body.country is not None else project.country
+    params = _params(RunCreate(project_type=body.project_type, config=body.config), country, settings)
+    catalog = await app[CATALOG].get()
+    valid, invalid = await asyncio.to_thread(_validate_sites, features, body.name_property, catalog, settings,
+                                             params)
+    if invalid and (body.on_invalid == "reject" or not valid):
+        shown = [msgspec.to_builtins(s) for s in invalid[:100]]
+        raise InvalidInput(
+            f"{len(invalid)} of {len(features)} sites are invalid; nothing was queued "
+            f"(on_invalid: \"skip\" queues the valid ones)", field="features", invalid=shown,
+            invalid_count=len(invalid))
+
+    batch = BatchRecord(
+        batch_id=uuid.uuid4().hex, project_id=project_id, tenant=tenant_of(request), project_type=body.project_type,
+        config=msgspec.to_builtins(body.config) if body.config is not None else {}, params=params,
+        reuse=not (body.config is not None and body.config.reuse is False),
+        name_property=body.name_property, created_at=utc_now_iso(), invalid=invalid,
+        sites=[site for site, _ in valid],
+    )
+    # stored whole before the answer; the feeder (a worker) creates the runs in the background
+    await batch_feed.store_new_batch(app[STORAGE], app[QUEUE], batch, [aoi for _, aoi in valid])
+    answer = BatchCreated(batch_id=batch.batch_id, project_id=project_id, sites=len(batch.sites), invalid=invalid)
+    resp = json_response(answer, status=202)
+    resp.headers["Location"] = f"/batches/{batch.batch_id}"
+    return resp
+
+
+# --- reading a batch -----------------------------------------------------------------------------
+
+
+async def _load_batch(request: web.Request) -> BatchRecord:
+    batch = await batch_feed.load_batch(request.app[STORAGE], path_id(request, "batch_id", "batch"))
+    if batch.tenant != tenant_of(request):  # another tenant's batch answers like an unknown one
+        raise NotFound("batch not found")
+    return batch
+
+
+async def _bounded(coros: list[Any], limit: int = _READ_CONCURRENCY) -> list[Any]:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(c: Any) -> Any:
+        async with sem:
+            return await c
+
+    return list(await asyncio.gather(*(one(c) for c in coros)))
+
+
+async def _runs(request: web.Request, batch: BatchRecord) -> list[RunRecord | None]:
+    storage, redis = request.app[STORAGE], request.app[REDIS]
+
+    async def one(run_id: str) -> RunRecord | None:
+        try:
+            run = _run_decoder.decode(await storage.read(keys.run_record_key(run_id)))
+        except ObjectNotFound:
+            return None
+        if not run.status.is_final:  # a final state storage could not take yet
+            run = records.effective_run(run, await records.load_stashed_final(redis, run_id))
+        return run
+
+    return await _bounded([one(s.run_id) for s in batch.sites])
+
+
+def _site_status(batch: BatchRecord, run: RunRecord | None) -> RunStatus:
+    """A site whose run the feeder has not created yet is PENDING, or REVOKED once the batch is cancelled
+    (the feeder then never creates it)."""
+    if run is not None:
+        return run.status
+    return RunStatus.REVOKED if batch.cancel_requested else RunStatus.PENDING
+
+
+def _status(batch: BatchRecord, runs: list[RunRecord | None]) -> BatchStatus:
+    counts = {s.value: 0 for s in RunStatus}
+    for run in runs:
+        counts[_site_status(batch, run).value] += 1
+    total = len(batch.sites)
+    finished = sum(counts[s.value] for s in RunStatus if s.is_final)
+    created = [run for run in runs if run is not None]
+    return BatchStatus(batch_id=batch.batch_id, project_id=batch.project_id, created_at=batch.created_at,
+                       total=total, created=len(created), counts=counts, finished=finished,
+                       reused=sum(1 for run in created if run.reused_from is not None),
+                       progress_pct=round(100.0 * finished / total, 1) if total else 100.0,
+                       done=finished == total, cancel_requested=batch.cancel_requested, invalid=batch.invalid)
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    batch = await _load_batch(request)
+    return json_response(_status(batch, await _runs(request, batch)))
+
+
+async def cancel_batch(request: web.Request) -> web.Response:
+    """Recorded in the batch first (the feeder then creates no more runs), then every created, unfinished
+    site is cancelled exactly as `DELETE /tasks/{id}` cancels one run."""
+    storage = request.app[STORAGE]
+    batch = await _load_batch(request)
+    if not batch.cancel_requested:
+        batch.cancel_requested = True  # the API is the batch record's only writer after its creation
+        await storage.save(keys.batch_key(batch.batch_id), msgspec.json.encode(batch))
+    backends = AppBackends(request.app)
+    await _bounded([batch_feed.cancel_run(backends, s.run_id) for s in batch.sites])
+    return json_response(_status(batch, await _runs(request, batch)), status=202)
+
+
+async def _read_json(storage: Any, key: str) -> Any:
+    try:
+        raw = await storage.read(key)
+    except ObjectNotFound:
+        return None
+    try:
+        return await asyncio.to_thread(msgspec.json.decode, raw) if len(raw) > 1 << 20 else msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
+async def summary_rows(request: web.Request, batch: BatchRecord) -> tuple[list[dict[str, Any]], list[Any]]:
+    storage = request.app[STORAGE]
+    runs = await _runs(request, batch)
+
+    async def one(site: BatchSite, run: RunRecord | None) -> dict[str, Any]:
+        results = legal = None
+        if run is not None and run.status is RunStatus.COMPLETED:
+            results = await _read_json(storage, artifact_key(run.run_id, keys.RESULTS_NAME, run.output_generation))
+            legal = await _read_json(storage, artifact_key(run.run_id, keys.LEGAL_NAME, run.output_generation))
+        shown = msgspec.to_builtins(run) if run else {"status": _site_status(batch, run).value}
+        return batch_summary.site_row(msgspec.to_builtins(site), shown, results, legal)
+
+    rows = await _bounded([one(s, r) for s, r in zip(batch.sites, runs, strict=True)])
+    return rows, runs
+
+
+async def _geometry(storage: Any, run_id: str) -> tuple[str, Any]:
+    """A site's stored AOI geometry (EPSG:4326), or None when its run was not created."""
+    doc = await _read_json(storage, keys.run_aoi_key(run_id))
+    features = doc.get("features") if isinstance(doc, dict) else None
+    return run_id, features[0].get("geometry") if isinstance(features, list) and features else None
+
+
+def _wanted_format(request: web.Request) -> str:
+    fmt = request.query.get("format")
+    if fmt is not None:
+        if fmt not in ("json", "csv", "geojson"):
+            raise InvalidInput("format is json, csv or geojson", field="format")
+        return fmt
+    accept = request.headers.get("Accept", "")
+    if "text/csv" in accept:
+        return "csv"
+    if "application/geo+json" in accept:
+        return "geojson"
+    return "json"
+
+
+async def get_summary(request: web.Request) -> web.Response:
+    batch = await _load_batch(request)
+    sort = batch_summary.parse_sort(request.query.get("sort"))
+    fmt = _wanted_format(request)
+    rows, _ = await summary_rows(request, batch)
+    rows = batch_summary.rank(rows, sort)
+    if fmt == "csv":
+        text = await asyncio.to_thread(batch_summary.to_csv, rows)
+        resp = web.Response(text=text, content_type="text/csv", charset="utf-8")
+        resp.headers["Content-Disposition"] = f'attachment; filename="batch_{batch.batch_id}_summary.csv"'
+        return resp
+    if fmt == "geojson":
+        storage = request.app[STORAGE]
+
+        geoms = dict(await _bounded([_geometry(storage, s.run_id) for s in batch.sites]))
+        body = await asyncio.to_thread(msgspec.json.encode, batch_summary.to_geojson(rows, geoms))
+        return web.Response(body=body, content_type="application/geo+json")
+    return json_response({"batch_id": batch.batch_id, "sort": list(sort), "columns": dict(batch_summary.COLUMNS),
+                          "rows": rows})
+
+
+def _member_dir(site: BatchSite) -> str:
+    """`sites/00012_north-field/`: the index keeps names unique, the slug keeps them readable and safe."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", site.name).strip("-")[:60] or "site"
+    return f"sites/{site.index:05d}_{slug}/"
+
+
+async def export_batch(request: web.Request) -> web.StreamResponse:
+    """GET /batches/{id}/export: one ZIP with the summary (CSV, GeoJSON) and each completed site's run
+    folder (its own export's members). Laid out up front like a run's export (`aethera.export`): an
+    exact length, stored members streamed from storage one chunk at a time, nothing built on disk."""
+    storage = request.app[STORAGE]
+    batch = await _load_batch(request)
+    rows, runs = await summary_rows(request, batch)
+    rows = batch_summary.rank(rows, batch_summary.DEFAULT_SORT)
+    geoms = dict(await _bounded([_geometry(storage, s.run_id) for s in batch.sites]))
+
+    def inline(name: str, data: bytes, media_type: str) -> ExportMember:
+        return ExportMember(name=name, size=len(data), crc32=zlib.crc32(data) & 0xFFFFFFFF,
+                            sha256=hashlib.sha256(data).hexdigest(), media_type=media_type, data=data)
+
+    members = [
+        inline("summary.csv", batch_summary.to_csv(rows).encode(), "text/csv"),
+        inline("summary.geojson", msgspec.json.encode(batch_summary.to_geojson(rows, geoms)), "application/geo+json"),
+    ]
+    done = [(site, run) for site, run in zip(batch.sites, runs, strict=True)
+            if run is not None and run.status is RunStatus.COMPLETED]
+    plans = await _bounded([plan_export(storage, run.run_id, tenant=batch.tenant) for _, run in done])
+    for (site, _), run_plan in zip(done, plans, strict=True):
+        prefix = _member_dir(site)
+        members += [ExportMember(name=prefix + m.name, size=m.size, crc32=m.crc32, sha256=m.sha256,
+                                 media_type=m.media_type, key=m.key, data=m.data) for m in run_plan.members]
+    modified = completion_time({"created_at": batch.created_at})
+    segments, size = await asyncio.to_thread(layout, members, modified)
+    tag = hashlib.sha256(b"".join(f"{m.name}\0{m.sha256}\n".encode() for m in members)).hexdigest()[:40]
+    plan = ExportPlan(run_id=batch.batch_id, members=tuple(members), segments=segments, size=size,
+                      etag=f'"{tag}"', modified=modified)
+    response = web.StreamResponse(status=200, headers={
+        "Content-Disposition": f'attachment; filename="batch_{batch.batch_id}_export.zip"',
+        "ETag": plan.etag, "Cache-Control": "private, no-cache"})
+    response.content_type = "application/zip"
+    response.content_length = size
+    await response.prepare(request)
+    try:
+        async with contextlib.aclosing(iter_archive(plan, storage)) as chunks:
+            async for chunk in chunks:
+                await response.write(chunk)
+    except ConnectionError:
+        return response  # the client went away; the storage stream was closed on the way out
+    except AetheraError as exc:
+        # headers (and an exact length) are sent: cut the connection rather than send a wrong archive
+        log.error("export of batch %s aborted: %s", batch.batch_id, exc.code)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/projects/{project_id}/batches", create_batch, name="create_batch")
+    app.router.add_get("/batches/{batch_id}", get_batch, name="get_batch")
+    app.router.add_delete("/batches/{batch_id}", cancel_batch, name="cancel_batch")
+    app.router.add_get("/batches/{batch_id}/summary", get_summary, name="get_batch_summary")
+    app.router.add_get("/batches/{batch_id}/export", export_batch, name="export_batch")

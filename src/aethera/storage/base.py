@@ -6,6 +6,7 @@ errors (`aethera.errors`): `ObjectNotFound`, `InvalidKey`, `StorageUnavailable`,
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol, runtime_checkable
 
@@ -73,7 +74,7 @@ class Storage(Protocol):
         ...
 
     async def list_page(self, prefix: str = "", *, start_after: str | None = None,
-                        limit: int = MAX_PAGE_KEYS) -> list[ObjectStat]:
+                        limit: int = MAX_PAGE_KEYS) -> builtins.list[ObjectStat]:
         """At most `limit` (1 to `MAX_PAGE_KEYS`) objects whose key starts with `prefix` and sorts after
         `start_after`, in key order: one request to the backend (S3 `ListObjectsV2` with `StartAfter` and
         `MaxKeys`), so a listing page costs the same however many keys follow it."""

@@ -23,10 +23,10 @@ one object a second or two. Should the delete after a timed-out write fail, a pr
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import functools
 import inspect
-import builtins
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from typing import Any, TypeVar

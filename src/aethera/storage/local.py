@@ -466,7 +466,7 @@ class LocalStorage:
         out: builtins.list[ObjectStat] = []
 
         def walk(rel: str, dirpath: str, first: bool) -> bool:  # True once the page is full
-            for sort_key, name, is_dir in self._names(dirpath):
+            for _, name, is_dir in self._names(dirpath):
                 if first and not name.startswith(partial):
                     continue
                 key = rel + name

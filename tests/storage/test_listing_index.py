@@ -177,3 +177,20 @@ async def test_records_stored_before_the_indexes_are_listed(storage: Storage) ->
 
     again = await listings.migrate(storage)  # idempotent: a second pass finds nothing to write
     assert (again.projects_seen, again.runs_seen, again.markers_written) == (4, 3, 0)
+
+
+def test_the_migrate_listings_command_is_idempotent(tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
+    from aethera.cli import main
+
+    root = tmp_path / "root"
+    old = Project(id=uuid.uuid4().hex, name="old", created_at="2025-01-01T00:00:00.000+00:00", tenant="acme")
+    (root / "projects").mkdir(parents=True)
+    (root / keys.project_key(old.id)).write_bytes(msgspec.json.encode(old))
+    monkeypatch.setenv("STORAGE_BACKEND", "local")
+    monkeypatch.setenv("STORAGE_BASE_PATH", str(root))
+    assert main(["migrate-listings"]) == 0
+    first = msgspec.json.decode(capsys.readouterr().out)
+    assert (first["projects_indexed"], first["markers_written"]) == (1, 1)
+    assert (root / (keys.tenant_projects_index("acme") + keys.run_index_name(1735689600000, old.id))).exists()
+    assert main(["migrate-listings"]) == 0
+    assert msgspec.json.decode(capsys.readouterr().out)["markers_written"] == 0

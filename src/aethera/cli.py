@@ -1,4 +1,5 @@
-"""The `aethera` command: serve, worker, dev, analyze, sample-data, datasets check, keys create."""
+"""The `aethera` command: serve, worker, dev, analyze, sample-data, datasets check, keys create,
+migrate-listings."""
 
 from __future__ import annotations
 
@@ -198,6 +199,27 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate_listings(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import msgspec
+
+    from aethera.jobs.listings import MigrationReport, migrate
+    from aethera.settings import load_settings
+    from aethera.storage.factory import open_storage
+
+    async def go() -> MigrationReport:
+        storage = await open_storage(load_settings())
+        try:
+            return await migrate(storage)
+        finally:
+            await storage.close()
+
+    report = asyncio.run(go())
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(report), indent=2).decode() + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aethera",
@@ -304,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--file", default=None, help="keys file (default AETHERA_API_KEYS_FILE); created when missing")
     c.set_defaults(handler=_cmd_keys_create)
+
+    p = sub.add_parser(
+        "migrate-listings",
+        help="index projects and runs stored before the per-tenant listing indexes",
+        description="Write the listing-index markers (docs/architecture.md, 'Listings and their index') of "
+        "every project and run in storage that lacks them, then the done marker. Idempotent and resumable; "
+        "reads the whole bucket once. The API runs it by itself on its first listing when it was never "
+        "done; run it again after the last instance of an older version has stopped. Prints what it did.",
+    )
+    p.set_defaults(handler=_cmd_migrate_listings)
 
     return parser
 

@@ -116,11 +116,16 @@ def layer_name(layer: str) -> str:
 
 
 def run_index_name(created_ms: int, run_id: str) -> str:
-    """Name of a run in a listing index; key order is newest first, ties broken by run id."""
+    """Name of a run (or a project) in a listing index; key order is newest first, ties broken by id."""
     return f"{_INV_BASE_MS - created_ms:013d}-{run_id}"
 
 
 RUN_INDEX_NAME_RE = re.compile(r"^[0-9]{13}-[0-9a-f]{32}\Z")
+
+
+def index_name_ms(name: str) -> int:
+    """The creation time (ms since the epoch) a listing index name encodes."""
+    return _INV_BASE_MS - int(name[:13])
 ALL_RUNS_INDEX = "index/runs/"
 ACTIVE_RUNS_INDEX = "index/active-runs/"  # one marker per run not yet final: what recovery sweeps
 ACTIVE_BATCHES_INDEX = "index/active-batches/"  # one marker per batch whose runs are not all created yet
@@ -146,6 +151,15 @@ def active_batch_key(batch_id: str) -> str:
 def tenant_runs_index(tenant: str) -> str:
     """A tenant's runs (`GET /runs` lists only the caller's); `tenant` matches security.validation.TENANT_RE."""
     return f"index/tenant-runs/{tenant}/"
+
+
+def tenant_projects_index(tenant: str) -> str:
+    """A tenant's projects (`GET /projects` lists only the caller's); names as `run_index_name` gives."""
+    return f"index/tenant-projects/{tenant}/"
+
+
+# written once every record stored before the listing indexes has its markers (jobs/listings.py)
+LISTINGS_MIGRATED = "index/migrations/listings-v1.json"
 
 
 def project_runs_index(project_id: str) -> str:

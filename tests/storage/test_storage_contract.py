@@ -169,6 +169,38 @@ async def test_listing_a_hostile_prefix_is_refused(storage: Storage) -> None:
             storage.list(prefix)
 
 
+async def test_list_page_is_one_slice_of_the_listing(storage: Storage) -> None:
+    # the same tricky order as above, plus a directory that sorts wholly before the start
+    keys = ["p/ab", "p/a0", "p/a/b", "p/a-b", "p/a/a/z", "p/Z", "p/é", "p/0/0", "p/0/1", "pq"]
+    for key in keys:
+        await storage.save(key, b"..")
+    every = sorted(k for k in keys if k.startswith("p/"))
+    assert [o.key for o in await storage.list_page("p/")] == every
+    assert all(o.size == 2 for o in await storage.list_page("p/"))
+    for i, after in enumerate(every):
+        for limit in (1, 2, 100):
+            page = await storage.list_page("p/", start_after=after, limit=limit)
+            assert [o.key for o in page] == every[i + 1:i + 1 + limit], (after, limit)
+    # a start that names no key, inside and outside a "directory", and before the prefix
+    assert [o.key for o in await storage.list_page("p/", start_after="p/a/a")] == every[every.index("p/a/a/z"):]
+    assert [o.key for o in await storage.list_page("p/", start_after="p/a/c", limit=2)] == ["p/a0", "p/ab"]
+    assert [o.key for o in await storage.list_page("p/", start_after="a", limit=1)] == every[:1]
+    assert await storage.list_page("p/", start_after="q") == []
+    assert [o.key for o in await storage.list_page("p/a", limit=3)] == ["p/a-b", "p/a/a/z", "p/a/b"]
+    assert await storage.list_page("nothing/") == []
+
+
+async def test_list_page_checks_its_arguments(storage: Storage) -> None:
+    for limit in (0, -1, 1001, True, 2.0):
+        with pytest.raises(InvalidKey):
+            await storage.list_page("p/", limit=limit)  # type: ignore[arg-type]
+    for bad in ("a\x00", 7):
+        with pytest.raises(InvalidKey):
+            await storage.list_page("p/", start_after=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKey):
+        await storage.list_page("../")
+
+
 # --- missing objects and deletes -----------------------------------------------------------------
 
 

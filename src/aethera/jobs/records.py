@@ -13,12 +13,10 @@ week; a non-final one lives `LIVE_TASK_TTL_S` and is renewed by the running atte
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from collections.abc import Callable
 
 import msgspec
 from redis.asyncio import Redis
@@ -26,6 +24,7 @@ from redis.exceptions import RedisError
 
 from aethera.errors import BackendUnavailable, NotFound, ObjectNotFound, PreconditionFailed, StaleAttempt, StorageError
 from aethera import keyspace as keys
+from aethera.jobs import listings
 from aethera.models import (
     IdempotencyRecord,
     Progress,
@@ -40,7 +39,6 @@ from aethera.settings import Settings
 from aethera.storage.base import Storage
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _run_decoder = msgspec.json.Decoder(RunRecord)
 _task_decoder = msgspec.json.Decoder(TaskRecord)
@@ -51,7 +49,10 @@ _encoder = msgspec.json.Encoder()
 # --- projects ------------------------------------------------------------------------------------
 
 
-async def save_project(storage: Storage, project: Project) -> None:
+async def create_project(storage: Storage, project: Project) -> None:
+    """Store a new project: its marker in the tenant's listing index first, then the record, so a
+    project is never missing from its listing (a marker without a record is skipped; jobs/listings.py)."""
+    await listings.write_markers(storage, [listings.project_marker(project)])
     await storage.save(keys.project_key(project.id), _encoder.encode(project))
 
 
@@ -61,21 +62,6 @@ async def load_project(storage: Storage, project_id: str) -> Project:
     except ObjectNotFound:
         raise NotFound(f"project {project_id} not found") from None
     return _project_decoder.decode(raw)
-
-
-async def list_projects(storage: Storage, tenant: str | None = None) -> list[Project]:
-    """Every project (of `tenant`, when given), newest first."""
-    project_keys = [
-        stat.key
-        async for stat in storage.list(keys.PROJECTS_PREFIX)
-        if stat.key.count("/") == 1 and stat.key.endswith(".json")
-    ]
-    raws = await _bounded_gather(_read_or_none(storage, k) for k in project_keys)
-    projects = [_project_decoder.decode(raw) for raw in raws if raw is not None]
-    if tenant is not None:
-        projects = [p for p in projects if p.tenant == tenant]
-    projects.sort(key=lambda p: (p.created_at, p.id), reverse=True)
-    return projects
 
 
 # --- runs in storage -----------------------------------------------------------------------------
@@ -142,49 +128,24 @@ def fenced(generation: int, change: RunChange) -> RunChange:
 
 
 async def create_run(storage: Storage, run: RunRecord, aoi_geojson: bytes, created_ms: int) -> None:
-    """Store a new run: its AOI, its record (create-only), and its lines in the listing and recovery indexes.
+    """Store a new run: its AOI, its listing markers, its record (create-only), its recovery marker.
+
+    The one place a run is created (the API's POST and anything that creates runs in bulk), so every path
+    gets its markers. Listing markers go before the record: a run is never missing from a listing, and a
+    marker whose record never came is skipped, then dropped (jobs/listings.py). The recovery marker goes
+    after it: recovery drops a marker with no record, which would race a create still in flight.
 
     A run may be created already COMPLETED (result reuse): its outputs must then be stored under the
-    generation it names before this is called."""
+    generation it names before this is called, and it gets no recovery marker (nothing to sweep)."""
     await storage.save(keys.run_aoi_key(run.run_id), aoi_geojson)
+    markers = listings.run_markers(run, keys.run_index_name(created_ms, run.run_id))
+    await listings.write_markers(storage, markers)
     run.updated_at = utc_now_iso()
+    # a failed write keeps its markers: it may have landed all the same (a timeout after the PUT went
+    # out), and a marker is dropped only once its record is known missing for longer than any create
     await storage.save_if(keys.run_record_key(run.run_id), _encoder.encode(run), None)
-    name = keys.run_index_name(created_ms, run.run_id)
-    # a run created final (a reused result) has nothing for recovery to sweep
-    active = () if run.status.is_final else (storage.save(keys.active_run_key(run.run_id), b""),)
-    await asyncio.gather(
-        *active,
-        storage.save(keys.ALL_RUNS_INDEX + name, b""),
-        storage.save(keys.tenant_runs_index(run.tenant) + name, b""),
-        storage.save(keys.project_runs_index(run.project_id) + name, b""),
-    )
-
-
-async def list_runs(
-    storage: Storage, *, project_id: str | None, limit: int, cursor: str | None, tenant: str | None = None
-) -> tuple[list[RunRecord], str | None]:
-    """One page of runs, newest first, and the cursor of the next page (None on the last page).
-
-    The index names sort newest first, so a page is the next `limit` names after `cursor`.
-    """
-    # a project's runs share its tenant (the caller checks the project); else the tenant's own index
-    if project_id:
-        prefix = keys.project_runs_index(project_id)
-    else:
-        prefix = keys.tenant_runs_index(tenant) if tenant is not None else keys.ALL_RUNS_INDEX
-    names: list[str] = []
-    async for stat in storage.list(prefix):
-        name = stat.key[len(prefix):]
-        if not keys.RUN_INDEX_NAME_RE.match(name) or (cursor is not None and name <= cursor):
-            continue
-        names.append(name)
-        if len(names) > limit:
-            break
-    more = len(names) > limit
-    names = names[:limit]
-    raws = await _bounded_gather(_read_or_none(storage, keys.run_record_key(n[14:])) for n in names)
-    runs = [_run_decoder.decode(raw) for raw in raws if raw is not None]
-    return runs, (names[-1] if more and names else None)
+    if not run.status.is_final:  # a run created final (a reused result) has nothing for recovery to sweep
+        await storage.save(keys.active_run_key(run.run_id), b"")
 
 
 async def active_run_ids(storage: Storage) -> list[str]:
@@ -421,16 +382,6 @@ async def _read_or_none(storage: Storage, key: str) -> bytes | None:
         return await storage.read(key)
     except ObjectNotFound:
         return None
-
-
-async def _bounded_gather(coros: Iterable[Awaitable[T]], limit: int = 16) -> list[T]:
-    sem = asyncio.Semaphore(limit)
-
-    async def one(c: Awaitable[T]) -> T:
-        async with sem:
-            return await c
-
-    return list(await asyncio.gather(*(one(c) for c in coros)))
 
 
 def now_ms() -> int:

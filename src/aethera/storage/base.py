@@ -6,12 +6,14 @@ errors (`aethera.errors`): `ObjectNotFound`, `InvalidKey`, `StorageUnavailable`,
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol, runtime_checkable
 
 import msgspec
 
 DEFAULT_CHUNK_BYTES = 256 * 1024
+MAX_PAGE_KEYS = 1000  # S3 answers at most 1,000 keys per ListObjectsV2 request
 
 
 class ObjectStat(msgspec.Struct, frozen=True):
@@ -69,6 +71,13 @@ class Storage(Protocol):
 
     def list(self, prefix: str = "") -> AsyncIterator[ObjectStat]:
         """Every object whose key starts with `prefix`, in key order, paginated underneath."""
+        ...
+
+    async def list_page(self, prefix: str = "", *, start_after: str | None = None,
+                        limit: int = MAX_PAGE_KEYS) -> builtins.list[ObjectStat]:
+        """At most `limit` (1 to `MAX_PAGE_KEYS`) objects whose key starts with `prefix` and sorts after
+        `start_after`, in key order: one request to the backend (S3 `ListObjectsV2` with `StartAfter` and
+        `MaxKeys`), so a listing page costs the same however many keys follow it."""
         ...
 
     async def presigned_url(self, key: str, expires_s: int = 3600) -> str | None:

@@ -23,6 +23,7 @@ one object a second or two. Should the delete after a timed-out write fail, a pr
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import functools
 import inspect
@@ -31,7 +32,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from aethera.errors import StorageUnavailable
-from aethera.storage.base import DEFAULT_CHUNK_BYTES, ObjectStat, Storage
+from aethera.storage.base import DEFAULT_CHUNK_BYTES, MAX_PAGE_KEYS, ObjectStat, Storage
 
 T = TypeVar("T")
 
@@ -141,6 +142,10 @@ class BoundedStorage:
 
     def list(self, prefix: str = "") -> AsyncIterator[ObjectStat]:
         return self._idle("list", self.inner.list(prefix))
+
+    async def list_page(self, prefix: str = "", *, start_after: str | None = None,
+                        limit: int = MAX_PAGE_KEYS) -> builtins.list[ObjectStat]:
+        return await self._bounded("list", self.inner.list_page(prefix, start_after=start_after, limit=limit))
 
     async def presigned_url(self, key: str, expires_s: int = 3600) -> str | None:
         return await self._bounded("presign", self.inner.presigned_url(key, expires_s))

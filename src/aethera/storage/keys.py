@@ -89,3 +89,12 @@ def split_prefix(prefix: str) -> tuple[str, str]:
     """
     directory, _, partial = prefix.rpartition("/")
     return directory, partial
+
+
+def validate_page(start_after: object, limit: object, max_keys: int) -> str | None:
+    """Check `list_page`'s arguments: `start_after` is a key-like text (or None), `limit` 1 to `max_keys`."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= max_keys:
+        raise InvalidKey(f"a listing page holds 1 to {max_keys} keys")
+    if start_after is None:
+        return None
+    return _check_text(start_after, "start_after")

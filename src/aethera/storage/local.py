@@ -38,8 +38,8 @@ from aethera.errors import (
     StorageUnavailable,
     StorageWriteFailed,
 )
-from aethera.storage.base import DEFAULT_CHUNK_BYTES, ObjectStat
-from aethera.storage.keys import TEMP_PREFIX, split_prefix, validate_key, validate_prefix
+from aethera.storage.base import DEFAULT_CHUNK_BYTES, MAX_PAGE_KEYS, ObjectStat
+from aethera.storage.keys import TEMP_PREFIX, split_prefix, validate_key, validate_page, validate_prefix
 
 T = TypeVar("T")
 _Entry = tuple[str, str, os.stat_result | None]  # (sort key, name, stat; None for a directory)
@@ -445,6 +445,89 @@ class LocalStorage:
             except InvalidKey:
                 continue  # a file put there by hand that no key can name
             yield _to_stat(key, st)
+
+    async def list_page(self, prefix: str = "", *, start_after: str | None = None,
+                        limit: int = MAX_PAGE_KEYS) -> builtins.list[ObjectStat]:
+        prefix = validate_prefix(prefix)
+        start_after = validate_page(start_after, limit, MAX_PAGE_KEYS)
+        root = await self._ready()
+        # one thread hop for the whole page: a page walks few directories, but one of them may be big
+        return await self._run(self._page, root, prefix, start_after, limit)
+
+    def _page(self, root: str, prefix: str, start_after: str | None, limit: int) -> builtins.list[ObjectStat]:
+        """The keys `list_page` answers, by a depth-first walk in key order that skips every directory
+        sorting wholly before `start_after` and stats only the files it returns (an index directory
+        holds one marker per record: statting each would make a page cost O(index))."""
+        directory, partial = split_prefix(prefix)
+        start = self._resolve_dir(root, directory)
+        if start is None:
+            return []
+        after = start_after or ""
+        out: builtins.list[ObjectStat] = []
+
+        def walk(rel: str, dirpath: str, first: bool) -> bool:  # True once the page is full
+            for _, name, is_dir in self._names(dirpath):
+                if first and not name.startswith(partial):
+                    continue
+                key = rel + name
+                if is_dir:
+                    sub = key + "/"
+                    if sub < after and not after.startswith(sub):
+                        continue  # every key below sorts before start_after
+                    if walk(sub, os.path.join(dirpath, name), False):
+                        return True
+                    continue
+                if key <= after:
+                    continue
+                stat = self._page_stat(root, os.path.join(dirpath, name), key)
+                if stat is not None:
+                    out.append(stat)
+                    if len(out) >= limit:
+                        return True
+            return False
+
+        walk(directory + "/" if directory else "", start, True)
+        return out
+
+    @staticmethod
+    def _names(dirpath: str) -> builtins.list[tuple[str, str, bool]]:
+        """One directory's entries as (sort key, name, is a directory), sorted, without a stat each:
+        links and files count as files here, and `_page_stat` checks them when they are returned."""
+        out: builtins.list[tuple[str, str, bool]] = []
+        try:
+            with os.scandir(dirpath) as it:
+                for e in it:
+                    if e.name.startswith(TEMP_PREFIX):
+                        continue
+                    try:
+                        is_dir = e.is_dir(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    out.append((e.name + "/" if is_dir else e.name, e.name, is_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage failed: {exc.strerror or 'I/O error'}") from None
+        out.sort(key=lambda entry: entry[0])
+        return out
+
+    def _page_stat(self, root: str, path: str, key: str) -> ObjectStat | None:
+        """The stat of one listed file, or None for what `list` would skip (gone, a link out of the root,
+        not a regular file, a name no key can have)."""
+        try:
+            validate_key(key)
+            if os.path.islink(path):
+                real = os.path.realpath(path)
+                if not self._inside(root, real):
+                    return None
+                st = os.stat(real)
+            else:
+                st = os.stat(path, follow_symlinks=False)
+        except (InvalidKey, FileNotFoundError):
+            return None
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage failed: {exc.strerror or 'I/O error'}") from None
+        return _to_stat(key, st) if stat_mod.S_ISREG(st.st_mode) else None
 
     def _resolve_dir(self, root: str, directory: str) -> str | None:
         if not directory:

@@ -9,6 +9,7 @@ credentials, the endpoint's address or botocore's own text.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AsyncExitStack
@@ -31,8 +32,8 @@ from aethera.errors import (
     StorageWriteFailed,
 )
 from aethera.settings import Settings
-from aethera.storage.base import DEFAULT_CHUNK_BYTES, ObjectStat
-from aethera.storage.keys import validate_key, validate_prefix
+from aethera.storage.base import DEFAULT_CHUNK_BYTES, MAX_PAGE_KEYS, ObjectStat
+from aethera.storage.keys import validate_key, validate_page, validate_prefix
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,19 @@ _TRANSIENT_CODES = {"RequestTimeout", "SlowDown", "Throttling", "ThrottlingExcep
 
 def _etag(raw: str | None) -> str | None:
     return raw.strip('"') if raw else None
+
+
+def _object_stat(obj: dict[str, Any]) -> ObjectStat | None:
+    """One entry of a ListObjectsV2 answer; None for a key put there by another tool that no operation
+    here could name."""
+    key = obj["Key"]
+    try:
+        validate_key(key)
+    except InvalidKey:
+        return None
+    modified = obj.get("LastModified")
+    return ObjectStat(key=key, size=int(obj["Size"]), etag=_etag(obj.get("ETag")),
+                      modified=modified.timestamp() if modified is not None else None)
 
 
 def _error_code(exc: ClientError) -> tuple[str, int | None]:
@@ -419,18 +433,23 @@ class S3Storage:
             if page is None:
                 return
             for obj in page.get("Contents", ()):
-                key = obj["Key"]
-                try:
-                    validate_key(key)
-                except InvalidKey:
-                    continue  # put there by another tool; no operation here could name it
-                modified = obj.get("LastModified")
-                yield ObjectStat(
-                    key=key,
-                    size=int(obj["Size"]),
-                    etag=_etag(obj.get("ETag")),
-                    modified=modified.timestamp() if modified is not None else None,
-                )
+                stat = _object_stat(obj)
+                if stat is not None:
+                    yield stat
+
+    async def list_page(self, prefix: str = "", *, start_after: str | None = None,
+                        limit: int = MAX_PAGE_KEYS) -> builtins.list[ObjectStat]:
+        prefix = validate_prefix(prefix)
+        start_after = validate_page(start_after, limit, MAX_PAGE_KEYS)
+        client = self._need()
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
+        if start_after:
+            args["StartAfter"] = start_after
+        try:
+            page = await client.list_objects_v2(**args)
+        except _FAILURES as exc:
+            raise self._map(exc, "ListObjectsV2") from None
+        return [stat for obj in page.get("Contents", ()) if (stat := _object_stat(obj)) is not None]
 
     async def presigned_url(self, key: str, expires_s: int = 3600) -> str | None:
         key = validate_key(key)

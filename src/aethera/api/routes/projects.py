@@ -12,10 +12,11 @@ from aethera.api.bodies import decode_json, read_body
 from aethera.api.ids import path_id
 from aethera.api.keys import SETTINGS, STORAGE
 from aethera.api.middlewares import UPLOAD_ROUTE
+from aethera.api.paging import Page, link_next
 from aethera.api.responses import json_response
 from aethera.errors import InvalidInput
-from aethera.jobs import records
 from aethera import keyspace as keys
+from aethera.jobs import listings, records
 from aethera.models import Project, ProjectCreate, utc_now_iso
 from aethera.security.auth import tenant_of
 from aethera.security.tenancy import request_project
@@ -25,12 +26,16 @@ async def create_project(request: web.Request) -> web.Response:
     body = await decode_json(request, ProjectCreate)
     project = Project(id=uuid.uuid4().hex, name=body.name, country=body.country, sector=body.sector,
                       created_at=utc_now_iso(), tenant=tenant_of(request))
-    await records.save_project(request.app[STORAGE], project)
+    await records.create_project(request.app[STORAGE], project)
     return json_response(project, status=201)
 
 
 async def list_projects(request: web.Request) -> web.Response:
-    return json_response(await records.list_projects(request.app[STORAGE], tenant=tenant_of(request)))
+    """The caller's projects only, newest first, a page at a time (as `GET /runs`)."""
+    page = Page(request)
+    projects, next_cursor = await listings.list_projects(request.app[STORAGE], tenant=tenant_of(request),
+                                                         limit=page.limit, cursor=page.cursor)
+    return link_next(request, json_response(projects), page, next_cursor)
 
 
 async def get_project(request: web.Request) -> web.Response:

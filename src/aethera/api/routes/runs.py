@@ -16,11 +16,12 @@ from aethera.api.bodies import decode_json
 from aethera.api.final_cache import FINAL_ANSWERS
 from aethera.api.ids import path_id
 from aethera.api.keys import CATALOG, EXPORT_ENABLED, REDIS, SETTINGS, STORAGE, AppBackends
+from aethera.api.paging import Page, link_next
 from aethera.api.responses import encode_json, json_response, raw_json_response
 from aethera.api.routes.uploads import load_upload
 from aethera.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, ObjectNotFound
 from aethera import keyspace as keys
-from aethera.jobs import creation, records
+from aethera.jobs import creation, listings, records
 from aethera.models import (
     IdempotencyRecord,
     RunCreate,
@@ -38,9 +39,6 @@ from aethera.storage.artifacts import artifact_key, load_index
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_RE = re.compile(r"^[\x21-\x7e]{1,200}\Z")  # printable ASCII, no spaces
 _IDEMPOTENCY_LOCK_S = 60
-DEFAULT_PAGE = 200  # a project's whole history in one answer for most clients; the cursor for the rest
-MAX_PAGE = 500
-_LIMIT_RE = re.compile(r"^[0-9]{1,9}\Z")
 
 
 # --- POST /projects/{id}/runs --------------------------------------------------------------------
@@ -197,32 +195,19 @@ def summary(run: RunRecord) -> RunSummary:
 
 
 async def list_runs(request: web.Request) -> web.Response:
-    q = request.query
-    project_id = q.get("project_id")
+    project_id = request.query.get("project_id")
     if project_id is not None and not keys.ID_RE.match(project_id):
         raise InvalidInput("project_id must be a project id (32 hex characters)", field="project_id")
-    raw_limit = q.get("limit", str(DEFAULT_PAGE))
-    # ASCII digits only, and few: isdigit() also accepts "²" and int() refuses over 4300 digits (both a 500)
-    if not _LIMIT_RE.match(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE:
-        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
-    cursor = q.get("cursor")
-    if cursor is not None and not keys.RUN_INDEX_NAME_RE.match(cursor):
-        raise InvalidInput("cursor is not one this service issued (take X-Next-Cursor)", field="cursor")
+    page = Page(request)
     if project_id is not None:
         try:
             await request_project(request, request.app[STORAGE], project_id)
         except NotFound:
             return json_response([])  # another tenant's project lists like an unknown one: nothing
-    runs, next_cursor = await records.list_runs(request.app[STORAGE], project_id=project_id,
-                                                limit=int(raw_limit), cursor=cursor, tenant=tenant_of(request))
+    runs, next_cursor = await listings.list_runs(request.app[STORAGE], tenant=tenant_of(request),
+                                                 project_id=project_id, limit=page.limit, cursor=page.cursor)
     resp = json_response([summary(r) for r in runs])
-    if next_cursor is not None:
-        resp.headers["X-Next-Cursor"] = next_cursor
-        params = {"limit": raw_limit, "cursor": next_cursor}
-        if project_id:
-            params["project_id"] = project_id
-        resp.headers["Link"] = f'<{request.rel_url.with_query(params)}>; rel="next"'
-    return resp
+    return link_next(request, resp, page, next_cursor, **({"project_id": project_id} if project_id else {}))
 
 
 async def get_run(request: web.Request) -> web.Response:

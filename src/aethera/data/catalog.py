@@ -348,6 +348,8 @@ def inspect_source(source: LayerSource, *, bounds: bool = True) -> SourceReport:
             _inspect_vector(source, report, bounds)
         if bounds:
             _wgs84_bounds(report)
+    except DatasetUnavailable:
+        raise  # not a problem of the file: the caller tries again
     except DatasetError as exc:
         report.problems.append(exc.detail)
     return report

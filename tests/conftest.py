@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,52 @@ def s3_endpoint() -> Iterator[str]:
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint_process() -> Iterator[str]:
+    """moto's S3 server in a process of its own, for tests in which GDAL reads from it.
+
+    The session's in-process server cannot serve GDAL: pyogrio holds the GIL in some GDAL calls, so a
+    /vsis3/ read waiting on a server thread of the same interpreter deadlocks.
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def gdal_settings() -> Iterator[Callable[..., None]]:
+    """`configure(**settings)`: GDAL of this process configured as the service would from those settings;
+    back to the defaults after the test (GDAL's options are process-wide)."""
+    from aethera.data.gdal_io import configure_gdal, gdal_options
+    from aethera.settings import Settings
+
+    def configure(**settings: Any) -> None:
+        configure_gdal(gdal_options(Settings(**settings)))
+
+    yield configure
+    configure()
 
 
 @pytest.fixture(scope="session")

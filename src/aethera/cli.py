@@ -42,6 +42,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from aethera.analysis.pipeline import run
     from aethera.analysis.results import document as results_document
     from aethera.data.catalog import load_catalog
+    from aethera.data.gdal_io import configure_gdal, gdal_options
     from aethera.errors import InvalidInput
     from aethera.settings import load_settings
 
@@ -59,6 +60,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if args.buffer_km is not None:
         config["buffer_km"] = args.buffer_km
     params = RunParams.from_request(args.project_type, args.country, config, settings)
+    configure_gdal(gdal_options(settings))
     catalog = load_catalog(args.datasets or settings.datasets)
     tty = sys.stderr.isatty()
 
@@ -148,9 +150,12 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
 
 def _cmd_datasets_check(args: argparse.Namespace) -> int:
     from aethera.data.catalog import check_catalog, load_catalog
+    from aethera.data.gdal_io import configure_gdal, gdal_options
     from aethera.settings import load_settings
 
-    path = args.file or load_settings().datasets
+    settings = load_settings()
+    configure_gdal(gdal_options(settings))
+    path = args.file or settings.datasets
     catalog = load_catalog(path)
     print(f"catalog: {path}  ({catalog.title}{', SYNTHETIC' if catalog.synthetic else ''})")
     failed = False

@@ -195,6 +195,13 @@ class DatasetError(AnalysisError):
     code = "dataset_error"
 
 
+class DatasetUnavailable(DatasetError, BackendUnavailable):
+    """A layer's file could not be read for a transient reason (its server answered 5xx or throttled,
+    the connection was reset or timed out, after GDAL's own retries); the run is tried again."""
+
+    code = "dataset_unavailable"
+
+
 class RunCancelled(AnalysisError):
     """The run was cancelled by the user."""
 

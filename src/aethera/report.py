@@ -10,38 +10,38 @@ computed" with the reason the results give, never as a number. Every piece of te
 HTML-escaped. The key figures carry `data-figure` (name) and `data-value` (the exact value) attributes
 so a program can read them back from the page.
 
-The renderer knows the sections of the results (analysis.md) and shows their main figures in fixed
+The page itself is the Jinja2 template `templates/report.html.j2` (autoescaped; its styles are
+`templates/report.css`, both shipped as package data); the sections are still built here as HTML
+fragments that escape every value themselves. The renderer knows the sections of the results (analysis.md) and shows their main figures in fixed
 tables; anything else a section holds is rendered generically (nested tables), so the report stays
 complete when the results gain fields.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
 
+import jinja2
 import numpy as np
+from markupsafe import Markup
 
 from aethera.timestamps import parse_utc
 
 REPORT_MEDIA_TYPE = "text/html; charset=utf-8"
 NOT_COMPUTED = "not computed"
 
-# Index sections of the results and where each may live (the first path that holds an index wins).
-_INDEX_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "biodiversity_sensitivity": (
-        ("biodiversity", "sensitivity"),
-        ("biodiversity", "sensitivity_index"),
-        ("biodiversity", "biodiversity_sensitivity"),
-        ("biodiversity_sensitivity",),
-        ("indices", "biodiversity_sensitivity"),
-    ),
-    "resm": (("resm",), ("indices", "resm")),
-    "ahsm": (("ahsm",), ("indices", "ahsm")),
-    "cim": (("cim",), ("indices", "cim")),
+# Where each index lives in the results (analysis/results.py: `Results.biodiversity.sensitivity`,
+# `Results.resm`, `.ahsm`, `.cim`).
+_INDEX_PATHS: dict[str, tuple[str, ...]] = {
+    "biodiversity_sensitivity": ("biodiversity", "sensitivity"),
+    "resm": ("resm",),
+    "ahsm": ("ahsm",),
+    "cim": ("cim",),
 }
 _INDEX_TITLES = {
     "biodiversity_sensitivity": "Biodiversity sensitivity",
@@ -55,37 +55,6 @@ _RECEPTORS = (
     ("nearest_water_body", "Nearest water body", "distance_to_water_km"),
 )
 
-_CSS = """
-:root { --ink:#1d2733; --muted:#5b6875; --line:#d5dbe1; --bg:#f6f8fa; --ok:#1f7a3a; --bad:#b3261e;
-  --warn:#8a5a00; }
-* { box-sizing: border-box; }
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
-  margin: 0 auto; max-width: 980px; padding: 24px; }
-h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 20px; margin: 32px 0 8px;
-  border-bottom: 2px solid var(--line); padding-bottom: 4px; } h3 { font-size: 16px; margin: 18px 0 6px; }
-.sub { color: var(--muted); margin: 0 0 16px; }
-table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; font-size: 14px; }
-th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: var(--bg); font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.na { color: var(--muted); font-style: italic; }
-.pass { color: var(--ok); font-weight: 600; } .fail { color: var(--bad); font-weight: 600; }
-.neutral { color: var(--warn); font-weight: 600; }
-.verdict { padding: 10px 14px; border-left: 4px solid var(--line); background: var(--bg); margin: 8px 0; }
-.verdict.pass { border-color: var(--ok); } .verdict.fail { border-color: var(--bad); }
-.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 8px; }
-.figure { border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; }
-.figure .label { color: var(--muted); font-size: 13px; } .figure .value { font-size: 18px; font-weight: 600; }
-svg.aoi { width: 100%; max-width: 320px; height: auto; border: 1px solid var(--line); background: #fff; }
-figure.sitemap { margin: 0 0 12px; } svg.sitemap { width: 100%; max-width: 640px; height: auto;
-  border: 1px solid var(--line); }
-ul.legend { list-style: none; padding: 0; margin: 6px 0; columns: 2; font-size: 13px; }
-ul.legend li { margin: 2px 0; break-inside: avoid; }
-ul.legend .sw { display: inline-block; width: 14px; height: 12px; margin-right: 6px; vertical-align: -1px; }
-ul.refs { margin: 2px 0; padding-left: 18px; font-size: 13px; color: var(--muted); }
-footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
-@media print { body { padding: 0; } h2 { break-after: avoid; } tr { break-inside: avoid; } }
-"""
 
 
 # --- value formatting ----------------------------------------------------------------------------
@@ -266,11 +235,8 @@ def _rest(section: Mapping[str, Any], shown: Iterable[str], title: str = "Furthe
 
 
 def _index(results: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-    for path in _INDEX_PATHS[name]:
-        value = _get(results, *path)
-        if isinstance(value, Mapping) and ("score" in value or "drivers" in value):
-            return value
-    return None
+    value = _get(results, *_INDEX_PATHS[name])
+    return value if isinstance(value, Mapping) else None
 
 
 def _emission(emissions: Any, *names: str, contains: str | None = None, suffix: str = "") -> Any:
@@ -321,7 +287,8 @@ def key_figures(results: Mapping[str, Any], legal: Mapping[str, Any] | None, run
     return figures
 
 
-def _figure_html(name: str, label: str, value: Any) -> str:
+def _figure(name: str, label: str, value: Any) -> dict[str, Any]:
+    """One key figure for the template: its name, label, exact value (`data-value`) and shown text."""
     raw = "" if value is None else ("true" if value is True else "false" if value is False else repr(value))
     if name == "overall_compliant" and isinstance(value, bool):
         shown = f'<span class="{"pass" if value else "fail"}">{"yes" if value else "no"}</span>'
@@ -329,10 +296,7 @@ def _figure_html(name: str, label: str, value: Any) -> str:
         shown = escape(f"{value:.1f} / 100")
     else:
         shown = _fmt(value, name)
-    return (
-        f'<div class="figure"><div class="label">{escape(label)}</div>'
-        f'<div class="value" data-figure="{escape(name)}" data-value="{escape(raw)}">{shown}</div></div>'
-    )
+    return {"name": name, "label": label, "raw": raw, "shown": Markup(shown)}  # shown: escaped by _fmt
 
 
 # --- the AOI outline -----------------------------------------------------------------------------
@@ -928,8 +892,8 @@ def render_report(
     project_type = run.get("project_type") or results.get("project_type")
     country = _get(run, "params", "country") or (legal or {}).get("country_code")
     when = generated_at or parse_utc(run.get("finished_at"))
-    subtitle = " · ".join(
-        escape(str(x))
+    subtitle = [
+        str(x)
         for x in (
             f"run {run_id}" if run_id else None,
             f"project {run.get('project_id') or results.get('project_id')}"
@@ -939,11 +903,8 @@ def render_report(
             f"completed {when.isoformat(timespec='seconds')}" if when else None,
         )
         if x
-    )
-    figures = "".join(_figure_html(*f) for f in key_figures(results, legal, run))
-    body = [
-        f"<h1>Environmental screening report</h1><p class=\"sub\">{subtitle}</p>",
-        f'<h2>Key figures</h2><div class="figures">{figures}</div>',
+    ]
+    sections = [
         _section_aoi(results, aoi_geojson, site_map),
         _section_land_cover(results),
         _section_protected(results),
@@ -955,17 +916,19 @@ def render_report(
         _section_indices(results),
         _section_legal(legal),
         _section_provenance(results, run),
-        "<footer>A screening of the listed datasets, not a substitute for an environmental impact "
-        "assessment. Areas are computed in an equal-area projection and distances in a metric one; "
-        "values the run could not compute are marked “not computed”.</footer>",
     ]
-    title = escape(f"Screening report {run_id}".strip())
-    page = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{title}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(part for part in body if part)
-        + "\n</body></html>\n"
+    page = _template().render(
+        title=f"Screening report {run_id}".strip(),
+        subtitle=subtitle,
+        figures=[_figure(*f) for f in key_figures(results, legal, run)],
+        sections=[Markup(section) for section in sections],  # HTML the section builders escaped
     )
     return page.encode("utf-8")
 
+
+@functools.cache
+def _template() -> jinja2.Template:
+    """The page template, loaded once per process from the package's `templates` folder."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("aethera", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.get_template("report.html.j2")

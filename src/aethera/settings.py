@@ -20,6 +20,7 @@ from aethera.errors import ConfigError
 StorageBackend = Literal["local", "s3"]
 Environment = Literal["development", "production"]
 AuthMode = Literal["auto", "on", "off"]
+S3Addressing = Literal["auto", "path", "virtual"]
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +53,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     wind_mw_per_ha: float = 0.03
     default_buffer_km: float = 5.0
     basemap_max_features: int = 5000
+    # GDAL's reads of s3:// and https:// catalog layers (data/gdal_io.py)
+    datasets_s3_addressing: S3Addressing = "auto"
+    gdal_http_max_retry: int = 4
+    gdal_http_retry_delay_s: float = 1.0
+    gdal_http_timeout_s: float = 60.0
+    gdal_http_connect_timeout_s: float = 10.0
 
     worker_concurrency: int = 2
     run_soft_time_limit_s: float = 1800.0
@@ -133,6 +140,12 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("wind_mw_per_ha", "AETHERA_WIND_MW_PER_HA", doc="default onshore wind capacity density"),
     _Spec("default_buffer_km", "AETHERA_DEFAULT_BUFFER_KM", doc="default zone of influence"),
     _Spec("basemap_max_features", "AETHERA_BASEMAP_MAX_FEATURES", doc="most features of one base map answer"),
+    _Spec("datasets_s3_addressing", "AETHERA_DATASETS_S3_ADDRESSING",
+          doc="auto, path or virtual: S3 addressing of s3:// layers (auto: path with S3_ENDPOINT_URL)"),
+    _Spec("gdal_http_max_retry", "AETHERA_GDAL_HTTP_MAX_RETRY", doc="GDAL's retries of a failed layer read"),
+    _Spec("gdal_http_retry_delay_s", "AETHERA_GDAL_HTTP_RETRY_DELAY_S", doc="GDAL's first retry delay"),
+    _Spec("gdal_http_timeout_s", "AETHERA_GDAL_HTTP_TIMEOUT_S", doc="one HTTP request of a layer read"),
+    _Spec("gdal_http_connect_timeout_s", "AETHERA_GDAL_HTTP_CONNECT_TIMEOUT_S", doc="connecting to a layer's server"),
     _Spec("worker_concurrency", "AETHERA_WORKER_CONCURRENCY", doc="runs one worker runs at once"),
     _Spec("run_soft_time_limit_s", "AETHERA_RUN_SOFT_TIME_LIMIT_S", doc="run stops cleanly, FAILED"),
     _Spec("run_hard_time_limit_s", "AETHERA_RUN_HARD_TIME_LIMIT_S", doc="arq job timeout"),
@@ -200,6 +213,8 @@ def _check(s: Settings) -> None:
         "AETHERA_WIND_MW_PER_HA": s.wind_mw_per_ha,
         "AETHERA_DEFAULT_BUFFER_KM": s.default_buffer_km,
         "AETHERA_BASEMAP_MAX_FEATURES": s.basemap_max_features,
+        "AETHERA_GDAL_HTTP_TIMEOUT_S": s.gdal_http_timeout_s,
+        "AETHERA_GDAL_HTTP_CONNECT_TIMEOUT_S": s.gdal_http_connect_timeout_s,
         "AETHERA_WORKER_CONCURRENCY": s.worker_concurrency,
         "AETHERA_RUN_SOFT_TIME_LIMIT_S": s.run_soft_time_limit_s,
         "AETHERA_RUN_HARD_TIME_LIMIT_S": s.run_hard_time_limit_s,
@@ -226,6 +241,8 @@ def _check(s: Settings) -> None:
         raise ConfigError("AETHERA_RUN_HARD_TIME_LIMIT_S must not be below AETHERA_RUN_SOFT_TIME_LIMIT_S")
     if s.storage_backend == "s3" and not s.s3_bucket:
         raise ConfigError("S3_BUCKET is required when STORAGE_BACKEND=s3")
+    if s.gdal_http_max_retry < 0 or s.gdal_http_retry_delay_s < 0:
+        raise ConfigError("AETHERA_GDAL_HTTP_MAX_RETRY and AETHERA_GDAL_HTTP_RETRY_DELAY_S must be 0 or greater")
     if s.rate_limit_per_s < 0:
         raise ConfigError("AETHERA_RATE_LIMIT_PER_S is invalid: must be 0 (off) or greater")
     # production never runs open by accident: auth is on unless the operator says off in so many words

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -21,39 +18,8 @@ from aethera.data.catalog import check_catalog, load_catalog
 from aethera.data.sample import sample_region
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint_process() -> Iterator[str]:
-    """moto's S3 server in a process of its own.
-
-    The session's in-process server cannot serve GDAL: pyogrio holds the GIL in some GDAL calls, so a
-    /vsis3/ read waiting on a server thread of the same interpreter deadlocks.
-    """
-    import urllib.request
-
-    from aethera.embedded_redis import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture()
-def s3_sample(s3_endpoint_process: str, sample_catalog_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def s3_sample(s3_endpoint_process: str, sample_catalog_path: Path, gdal_settings: Any, tmp_path: Path) -> Path:
     bucket = f"layers-{uuid.uuid4().hex[:12]}"
     s3_endpoint = s3_endpoint_process
     client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
@@ -63,11 +29,8 @@ def s3_sample(s3_endpoint_process: str, sample_catalog_path: Path, monkeypatch: 
     for f in sample_catalog_path.parent.iterdir():
         if f.suffix in (".tif", ".gpkg"):
             client.upload_file(str(f), bucket, f"sample/{f.name}")
-    # GDAL reads its S3 settings from the environment (both rasterio's and pyogrio's GDAL).
-    for key, value in {"AWS_S3_ENDPOINT": s3_endpoint.removeprefix("http://"), "AWS_HTTPS": "NO",
-                       "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
+    # GDAL (rasterio's and pyogrio's) gets its S3 endpoint and credentials from the service's settings
+    gdal_settings(s3_endpoint_url=s3_endpoint, s3_access_key_id="testing", s3_secret_access_key="testing")
     text = sample_catalog_path.read_text()
     for name in ("land_cover.tif", "elevation.tif", "protected_areas.gpkg", "settlements.gpkg", "water.gpkg"):
         text = text.replace(f'path = "{name}"', f'path = "s3://{bucket}/sample/{name}"')

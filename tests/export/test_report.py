@@ -243,3 +243,19 @@ def test_report_of_a_real_pipeline_run(sample_screening: tuple[dict, dict, dict]
     for row in results["land_cover"]["aoi"]["classes"]:
         assert row["label"] in text
     assert "SYNTHETIC" in text  # the sample data says what it is, and the report passes it on
+
+
+def test_the_page_template_ships_as_package_data_and_escapes_by_itself() -> None:
+    import tomllib
+    from importlib.resources import files
+    from pathlib import Path
+
+    templates = files("aethera") / "templates"
+    assert (templates / "report.html.j2").is_file() and (templates / "report.css").is_file()
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["aethera"]
+    assert "templates/*.j2" in shipped and "templates/*.css" in shipped
+    run = {"run_id": "<b>x</b>", "project_type": "<script>alert(1)</script>"}
+    html = render_report(fixture_results(RUN_ID, PROJECT_ID), None, run).decode()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<title>Screening report &lt;b&gt;x&lt;/b&gt;</title>" in html

@@ -34,6 +34,7 @@ CASES: list[tuple[BaseException, Failure]] = [
     (e.InvalidAOI("bad aoi"), P),
     (e.AnalysisError("step failed"), P),
     (e.DatasetError("layer missing"), P),
+    (e.DatasetUnavailable("layer server answered 503"), T),
     (e.TimeLimitExceeded("too long"), P),
     (e.ConfigError("bad setting"), P),
     (e.RulePackError("bad pack"), P),

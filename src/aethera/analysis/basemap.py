@@ -40,7 +40,7 @@ from aethera.analysis.projection import reproject_bounds, reproject_many, round_
 from aethera.analysis.protected_areas import NATURA_TYPES, is_natura2000
 from aethera.data import corine
 from aethera.data.catalog import Catalog, LayerSource, inspect_source
-from aethera.errors import DatasetError
+from aethera.data.gdal_io import read_error
 
 WGS84 = CRS.from_epsg(4326)
 TARGET_PX = 1024  # simplification: a vertex may move by 1/TARGET_PX of the extent's longer side
@@ -220,8 +220,8 @@ def _vector_fids(source: LayerSource, bbox_src: Bbox, limit: int, natura_only: b
                                         read_geometry=False, fid_as_index=True, where=where,
                                         max_features=limit + 1)
     except Exception as exc:  # GDAL's text may carry a server path: name the file only
-        raise DatasetError(f"layer {source.layer!r}: {source.display} cannot be read",
-                           layer=source.layer) from exc
+        raise read_error(exc, source.layer, f"layer {source.layer!r}: {source.display} cannot be read",
+                         source.display) from exc
     fids = np.asarray(df.index, dtype=np.int64)
     return fids[:limit], len(fids) > limit
 
@@ -237,8 +237,8 @@ def _vector_batches(source: LayerSource, fids: np.ndarray, crs: CRS, tol: float)
                 warnings.simplefilter("ignore", RuntimeWarning)
                 df = pyogrio.read_dataframe(source.path, layer=source.sublayer, fids=chunk, columns=columns)
         except Exception as exc:
-            raise DatasetError(f"layer {source.layer!r}: {source.display} cannot be read",
-                               layer=source.layer) from exc
+            raise read_error(exc, source.layer, f"layer {source.layer!r}: {source.display} cannot be read",
+                             source.display) from exc
         geoms = np.asarray(df.geometry.values, dtype=object)
         keep = np.array([g is not None and not g.is_empty for g in geoms], dtype=bool)
         geoms = geoms[keep]

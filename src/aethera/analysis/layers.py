@@ -3,7 +3,9 @@
 Vector reads go through pyogrio with a `bbox` in the layer's own CRS (computed by reprojecting the
 search region, densified), so a continental Natura 2000 file costs what the AOI's neighbourhood holds.
 Raster reads go through rasterio windows. Any failure to open a file becomes a `DatasetError` naming the
-layer and the file's name (never its directory).
+layer and the file's name (never its directory); a transient one (a layer on S3 or a web server whose
+server failed, throttled or timed out) a `DatasetUnavailable`, so the run is tried again
+(`aethera.data.gdal_io`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from shapely.geometry.base import BaseGeometry
 
 from aethera.analysis.projection import reproject, reproject_bounds, reproject_many, to_crs
 from aethera.data.catalog import Catalog, LayerSource
+from aethera.data.gdal_io import read_error
 from aethera.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -73,11 +76,9 @@ def open_raster(source: LayerSource) -> Iterator[Any]:
 
     try:
         ds = rasterio.open(source.path)
-    except RasterioIOError:
-        raise DatasetError(
-            f"layer {source.layer!r}: file {source.display} is missing or not a readable raster",
-            layer=source.layer,
-        ) from None
+    except RasterioIOError as exc:
+        raise read_error(exc, source.layer, f"layer {source.layer!r}: file {source.display} is missing or not a "
+                         "readable raster", source.display) from None
     try:
         if source.band > ds.count:
             raise DatasetError(f"layer {source.layer!r}: {source.display} has no band {source.band}", layer=source.layer)
@@ -92,11 +93,9 @@ def _vector_info(source: LayerSource) -> dict[str, Any]:
 
     try:
         return pyogrio.read_info(source.path, layer=source.sublayer)
-    except (DataSourceError, DataLayerError):
-        raise DatasetError(
-            f"layer {source.layer!r}: file {source.display} is missing or not a readable vector layer",
-            layer=source.layer,
-        ) from None
+    except (DataSourceError, DataLayerError) as exc:
+        raise read_error(exc, source.layer, f"layer {source.layer!r}: file {source.display} is missing or not a "
+                         "readable vector layer", source.display) from None
 
 
 def land_cover_extent(catalog: Catalog) -> tuple[BaseGeometry, CRS]:
@@ -111,10 +110,9 @@ def land_cover_extent(catalog: Catalog) -> tuple[BaseGeometry, CRS]:
 
     try:
         info = pyogrio.read_info(source.path, layer=source.sublayer, force_total_bounds=True)
-    except (DataSourceError, DataLayerError):
-        raise DatasetError(
-            f"layer 'land_cover': file {source.display} is missing or not a readable vector layer", layer="land_cover"
-        ) from None
+    except (DataSourceError, DataLayerError) as exc:
+        raise read_error(exc, "land_cover", f"layer 'land_cover': file {source.display} is missing or not a "
+                         "readable vector layer", source.display) from None
     crs = to_crs(source.crs or info["crs"])
     return box(*info["total_bounds"]), crs
 
@@ -210,10 +208,8 @@ def _read(source: LayerSource, bbox: tuple[float, float, float, float]) -> Any:
                 f"layer {source.layer!r}: {source.display} lacks a configured column ({', '.join(cols)})",
                 layer=source.layer,
             ) from None
-        raise DatasetError(
-            f"layer {source.layer!r}: file {source.display} is missing or not a readable vector layer",
-            layer=source.layer,
-        ) from None
+        raise read_error(exc, source.layer, f"layer {source.layer!r}: file {source.display} is missing or not a "
+                         "readable vector layer", source.display) from None
     except ValueError as exc:  # pyogrio raises ValueError for unknown columns in some versions
         # the library's text can carry the server path of the file, so neither the user nor the log sees it
         log.warning("layer %r: %s could not be read (%s)", source.layer, source.display, type(exc).__name__)

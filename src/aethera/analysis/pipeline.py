@@ -13,7 +13,8 @@ Failures: a bad AOI is `InvalidAOI` (from `load_aoi`, before a run); a missing o
 land-cover layer is `DatasetError` naming it; a missing optional layer is not a failure: it is named in
 `results.datasets` and `results.warnings`, and what depends on it is null with a reason or falls back.
 An unexpected error inside a step becomes `AnalysisError` naming the step (the original is chained for
-the logs; its text never reaches the user).
+the logs; its text never reaches the user); a read of a layer that failed for a transient reason
+(`gdal_io.transient_reason`) becomes `DatasetUnavailable`, and the worker tries the run again.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ from aethera.analysis.results import (
     Terrain,
 )
 from aethera.data.catalog import LAYER_NAMES, REQUIRED_LAYERS, Catalog, inspect_source
-from aethera.errors import AetheraError, AnalysisError, DatasetError, RunCancelled
+from aethera.data.gdal_io import transient_reason
+from aethera.errors import AetheraError, AnalysisError, DatasetError, DatasetUnavailable, RunCancelled
 from aethera.legal import engine as legal_engine
 
 ProgressFn = Callable[[str, float, str], None]
@@ -324,6 +326,10 @@ def run(
         except AetheraError:
             raise
         except Exception as exc:  # a bug or a library failure: name the step, keep details for the logs
+            reason = transient_reason(exc)
+            if reason is not None:  # a layer's server failed mid-read (after GDAL's retries): try again
+                raise DatasetUnavailable(f"the {step.name} step could not read a dataset layer for now ({reason})",
+                                         step=step.name) from exc
             raise AnalysisError(f"the {step.name} step failed unexpectedly") from exc
         ctx.step_durations_s[step.name] = round(time.perf_counter() - started, 4)
         done += step.weight

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from aethera.api import keys as K
 from aethera.api.catalog_cache import CatalogCache
+from aethera.data.gdal_io import configure_gdal, gdal_options
 from aethera.api.cors import setup_cors
 from aethera.api.errors import error_middleware
 from aethera.api.final_cache import FINAL_ANSWERS, FinalAnswers
@@ -108,6 +109,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
         client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + 1,
     )
     app[K.SETTINGS] = settings
+    # the AOI check and the base layers read catalog layers, which may be on S3 or a web server
+    configure_gdal(gdal_options(settings))
     app[K.CATALOG] = CatalogCache(settings.datasets)
     app[FINAL_ANSWERS] = FinalAnswers()
     setup_security(app, settings)  # reads the keys file: a missing or malformed one stops start-up here

@@ -48,6 +48,7 @@ STATUS_BY_ERROR: dict[type[e.AetheraError], int] = {
     e.BackendUnavailable: 503,
     e.StorageUnavailable: 503,
     e.DatasetError: 503,  # at the API a broken catalog is the deployment's fault, not the request's
+    e.DatasetUnavailable: 503,  # a layer's server failed or timed out: ask again later
     e.AetheraError: 500,
 }
 

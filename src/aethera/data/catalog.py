@@ -30,7 +30,8 @@ vector layers an array of tables when the layer is spread over several files (ri
 Loading validates the structure (unknown keys, wrong types, a vector-only key on a raster) and raises
 `ConfigError` naming the layer and key. Whether the files exist and hold the configured columns is
 checked by `inspect_source` (what `aethera datasets check` prints) and again when a run reads them; a
-missing file raises `DatasetError` naming the layer, and only the file's name, never a server path.
+missing file raises `DatasetError` naming the layer, and only the file's name, never a server path; a
+file that cannot be read for now (its server failed or timed out) raises `DatasetUnavailable`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aethera.errors import ConfigError, DatasetError
+from aethera.errors import ConfigError, DatasetError, DatasetUnavailable
 
 LayerFormat = Literal["raster", "vector"]
 
@@ -347,6 +348,8 @@ def inspect_source(source: LayerSource, *, bounds: bool = True) -> SourceReport:
             _inspect_vector(source, report, bounds)
         if bounds:
             _wgs84_bounds(report)
+    except DatasetUnavailable:
+        raise  # not a problem of the file: the caller tries again
     except DatasetError as exc:
         report.problems.append(exc.detail)
     return report
@@ -370,7 +373,8 @@ def _inspect_raster(source: LayerSource, report: SourceReport) -> None:
                 report.problems.append(f"band {source.band} requested but the file has {ds.count}")
             if crs is None:
                 report.problems.append("the file has no CRS; set crs in the catalog")
-    except RasterioIOError:
+    except RasterioIOError as exc:
+        _raise_if_transient(exc, source)
         report.problems.append("file cannot be opened as a raster")
 
 
@@ -380,7 +384,8 @@ def _inspect_vector(source: LayerSource, report: SourceReport, bounds: bool = Tr
 
     try:
         info = pyogrio.read_info(source.path, layer=source.sublayer, force_total_bounds=bounds)
-    except (DataSourceError, DataLayerError):
+    except (DataSourceError, DataLayerError) as exc:
+        _raise_if_transient(exc, source)
         report.problems.append(
             "file cannot be opened as a vector layer" + (f" (or has no layer {source.sublayer!r})" if source.sublayer else "")
         )
@@ -399,6 +404,16 @@ def _inspect_vector(source: LayerSource, report: SourceReport, bounds: bool = Tr
             report.problems.append(f"column {col!r} not found (columns: {', '.join(sorted(fields)) or 'none'})")
     if report.crs is None:
         report.problems.append("the file has no CRS; set crs in the catalog")
+
+
+def _raise_if_transient(exc: BaseException, source: LayerSource) -> None:
+    """A file that failed to open for a transient reason is not "missing": the caller must try again
+    (a run's attempt), not drop the layer or fail the run."""
+    from aethera.data.gdal_io import read_error
+
+    error = read_error(exc, source.layer, "", source.display)
+    if isinstance(error, DatasetUnavailable):
+        raise error from None
 
 
 def _wgs84_bounds(report: SourceReport) -> None:
@@ -430,5 +445,11 @@ def check_catalog(catalog: Catalog) -> list[SourceReport]:
                 )
             )
             continue
-        reports.extend(inspect_source(s) for s in sources)
+        for source in sources:
+            try:
+                reports.append(inspect_source(source))
+            except DatasetUnavailable as exc:  # a check reports it; only a run retries
+                reports.append(SourceReport(layer=name, display=source.display, path=source.path,
+                                            format=source.format, found=False, required=name in REQUIRED_LAYERS,
+                                            problems=[exc.detail]))
     return reports

@@ -1,7 +1,7 @@
 """Which failures of a run are worth trying again: the one table.
 
 Transient: a backend did not answer or answered "not now" (storage or Redis unreachable, S3 throttling
-or a 5xx, a timeout). Doing the same thing again later can succeed, so the worker retries the failed
+or a 5xx, a timeout; the same for a dataset layer GDAL reads over HTTP). Doing the same thing again later can succeed, so the worker retries the failed
 operation (a save, the commit) with backoff, and a run whose attempt ran out of those retries is
 re-queued as a new attempt while attempts are left.
 
@@ -40,6 +40,7 @@ KIND_BY_ERROR: dict[type[BaseException], Failure] = {
     e.InvalidInput: Failure.PERMANENT,
     e.AnalysisError: Failure.PERMANENT,
     e.DatasetError: Failure.PERMANENT,
+    e.DatasetUnavailable: Failure.TRANSIENT,  # a layer's server failed or throttled, a read timed out
     e.ConfigError: Failure.PERMANENT,
     e.RulePackError: Failure.PERMANENT,
     e.AetheraError: Failure.PERMANENT,

@@ -71,6 +71,7 @@ class PipelineJob:
     max_aoi_km2: float
     soft_deadline_mono: float  # time.monotonic() is system-wide on Linux: the same clock in the child
     run: dict[str, Any] = field(default_factory=dict)  # the run record as plain data (results and report)
+    gdal_options: dict[str, str] = field(default_factory=dict)  # `gdal_io.gdal_options` of the worker's settings
 
 
 @dataclass(frozen=True)
@@ -362,6 +363,7 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
     from aethera.analysis.params import RunParams
     from aethera.analysis.results import document as results_document
     from aethera.data.catalog import load_catalog
+    from aethera.data.gdal_io import configure_gdal
 
     def is_cancelled() -> bool:
         return stop.is_set() or time.monotonic() > job.soft_deadline_mono
@@ -387,6 +389,7 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
         on_output(name, data, media_type)
         sent.add(name)
 
+    configure_gdal(job.gdal_options)  # before any layer is opened: S3 endpoint, credentials, retries
     catalog = load_catalog(job.datasets)
     # the stored AOI is the service's own (validated, its repairs noted by the API): trusted as written
     aoi = load_aoi(job.aoi_bytes, filename="aoi.geojson", max_area_km2=job.max_aoi_km2, client_input=False)

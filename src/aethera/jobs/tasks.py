@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from aethera.data.gdal_io import gdal_options
 from aethera.errors import (
     AetheraError,
     NotFound,
@@ -271,7 +272,7 @@ class _Attempt:
         job = pipeline_process.PipelineJob(run_id=self.run_id, aoi_bytes=aoi_bytes, params=dict(self.run.params),
                                            datasets=s.datasets, max_aoi_km2=s.max_aoi_km2,
                                            soft_deadline_mono=self.soft_deadline,
-                                           run=msgspec.to_builtins(self.run))
+                                           run=msgspec.to_builtins(self.run), gdal_options=gdal_options(s))
         result = await pipeline_process.run_pipeline(job, self.stop, self._on_progress, self._save)
         assert isinstance(result, pipeline_process.PipelineSummary)
         return result

@@ -37,7 +37,7 @@ def s3_endpoint_process() -> Iterator[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # patience: a busy machine starts moto slowly
         while True:
             try:
                 urllib.request.urlopen(url + "/moto-api/", timeout=1)

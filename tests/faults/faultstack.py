@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 SLOW_WORKER = Path(__file__).with_name("slow_worker.py")
 BOUNDARY_WORKER = Path(__file__).with_name("boundary_worker.py")
 FINAL = frozenset({"COMPLETED", "FAILED", "REVOKED"})
-START_TIMEOUT_S = 90.0  # two cores shared by everyone: importing geopandas can be slow
+START_TIMEOUT_S = 120.0  # two cores shared by everyone: importing geopandas can be slow
 # the service works normally again by this request (counted, not timed) after a backend is reachable
 # again: no cool-down, no cached "down"; one request may still meet a connection the outage broke
 RECOVERY_TRIES = 3

@@ -28,7 +28,9 @@ import pytest
 from blackhole import BlackHoleProxy
 from faultstack import BOUNDARY_WORKER, FINAL, PATIENCE_S, Stack, s3_settings
 
-LEASE_S = 4.0
+# long enough that a healthy worker on two busy cores keeps its lease (at 4 s, load 20+ made a healthy
+# rescuer miss its heartbeat and hand the run on once more)
+LEASE_S = 6.0
 CHAOS_WORKER = Path(__file__).with_name("chaos_worker.py")
 
 
@@ -103,17 +105,18 @@ def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed
         final = stack.wait_for_status(run_id, FINAL, 180)
         assert final["status"] == "COMPLETED", f"{final}\n{stack.logs()}"
         # the cut-off worker noticed by itself (its lease could not be renewed) and wrote nothing more
-        stack.wait_until(lambda: "lease-lost" in stack.log_of(cut_off), 60, "the cut-off worker did not stop")
+        stack.wait_until(lambda: "lease-lost" in stack.log_of(cut_off), PATIENCE_S, "the cut-off worker did not stop")
         committed = stack.read_object(f"runs/{run_id}/run.json")
         proxy.resume()
-        stack.wait_until(lambda: "worker heartbeat restored" in stack.log_of(cut_off), 60,
+        stack.wait_until(lambda: "worker heartbeat restored" in stack.log_of(cut_off), PATIENCE_S,
                          "the cut-off worker did not reach Redis again")
         assert stack.read_object(f"runs/{run_id}/run.json") == committed
         record = stack.run_record(run_id)
         print(f"partition: taken over {taken_s:.2f} s after the cut (lease {LEASE_S:g} s); "
               f"record generation {record['generation']}, attempts {record['attempts']}")
         stack.assert_moved_on_by_recovery(run_id)  # by the lease (the cause, not a number of seconds)
-        assert record["output_generation"] == 2 and record["attempts"] == 2, record
+        # the new attempt committed (generation 2, or later if even `other` lost a lease on busy cores)
+        assert record["output_generation"] == record["generation"] >= 2, record
         assert "attempt generation 1 is no longer current" not in stack.log_of(other)
         assert_agrees(stack, run_id)
     finally:
@@ -126,12 +129,13 @@ def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed
 BOUNDARIES = ("pickup", "mid-step", "commit", "copy")
 
 
-@pytest.mark.timeout(900)  # four kills and four take-overs in a row, each waiting on a lease
+@pytest.mark.timeout(1500)  # four kills and four take-overs in a row, each waiting on a lease
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_sigkill_at_every_boundary_of_an_attempt(make_stack: Callable[..., Stack], s3_server: dict[str, object],
                                                  backend: str, tmp_path: Path) -> None:
     settings = s3_settings(str(s3_server["url"]), "aethera-boundaries") if backend == "s3" else {}
-    stack = make_stack(AETHERA_RUN_LEASE_S=str(LEASE_S), **settings)
+    # attempts to spare: a loaded machine may make even the rescuer lose a lease, which costs one more
+    stack = make_stack(AETHERA_RUN_LEASE_S=str(LEASE_S), AETHERA_RUN_MAX_ATTEMPTS="6", **settings)
     stack.start_api()
     project_id = stack.create_project()
     rescuer = stack.start_worker()
@@ -166,10 +170,14 @@ def test_sigkill_at_every_boundary_of_an_attempt(make_stack: Callable[..., Stack
         report.append(f"{boundary}: {final['status']} in generation {record['generation']} "
                       f"(moved on {settled_s:.2f} s after the kill)")
         assert final["status"] == "COMPLETED", f"{boundary}: {final}\n{stack.logs()}"
-        expected_generation = 1 if boundary == "copy" else 2
-        if expected_generation == 2:
-            stack.assert_moved_on_by_recovery(run_id)  # by the lease, not by arq's job timeout
-        assert record["generation"] == record["output_generation"] == expected_generation, (boundary, record)
+        if boundary == "copy":
+            # killed after its commit: nothing moves on, the committed attempt is the answer
+            assert record["generation"] == record["output_generation"] == 1, (boundary, record)
+        else:
+            # moved on by the lease, not by arq's job timeout; the committed attempt is a later one (2, or
+            # more when the machine was so busy that a healthy worker too lost its lease: fenced, not wrong)
+            stack.assert_moved_on_by_recovery(run_id)
+            assert record["generation"] == record["output_generation"] >= 2, (boundary, record)
         assert_agrees(stack, run_id)
     print(f"{backend}: " + "; ".join(report))
 
@@ -188,7 +196,7 @@ def test_redis_blip_at_the_final_write(make_stack: Callable[..., Stack], tmp_pat
     # Redis keeps (in its snapshot) the copy that says PROCESSING; the final copy is never written
     stack.stop_redis(keep_data=True)
     (tmp_path / "go").touch()
-    stack.wait_until(lambda: "task copy not written" in stack.log_of(worker), 60, "the final copy was written")
+    stack.wait_until(lambda: "task copy not written" in stack.log_of(worker), PATIENCE_S, "the final copy was written")
     stack.start_redis()
     first = stack.task(run_id)  # the first poll after Redis is back
     assert first.status == 200 and first.json()["status"] == "COMPLETED", f"{first}\n{stack.logs()}"
@@ -208,7 +216,7 @@ SCHEDULE_FAULTS = ("kill", "kill", "kill", "redis restart (data kept)", "redis r
 WAVE_RUNS = 8
 
 
-@pytest.mark.timeout(900)  # 48 runs through six faults, then every run checked end to end
+@pytest.mark.timeout(1500)  # 48 runs through six faults, then every run checked end to end
 def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
     rng = random.Random(SCHEDULE_SEED)
     faults = list(SCHEDULE_FAULTS)

@@ -20,7 +20,7 @@ def test_killed_worker_run_is_picked_up_and_completes(make_stack: Callable[..., 
     assert running["attempts"] == 1
     second = stack.start_worker(step_delay_s=0.2)
     stack.wait_worker_ready(second)
-    stack.wait_until(lambda: stack.task(run_id).json().get("progress"), 60, "no progress reported")
+    stack.wait_until(lambda: stack.task(run_id).json().get("progress"), PATIENCE_S, "no progress reported")
 
     stack.kill(first)
     killed_at = time.monotonic()

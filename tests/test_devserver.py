@@ -54,8 +54,8 @@ def test_dev_starts_everything_and_sigint_stops_everything(tmp_path: Path) -> No
         assert "redis-server" in names and "worker" in names and "serve" in names
 
         dev.send_signal(signal.SIGINT)
-        assert dev.wait(timeout=40) == 0
-        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert dev.wait(timeout=120) == 0  # patience for busy cores
+        gone, alive = psutil.wait_procs(children, timeout=60)
         assert not alive, [p.cmdline() for p in alive]
     finally:
         if dev.poll() is None:

@@ -3,8 +3,8 @@
     python tests/tools/burn.py -- python -m pytest -n 4      # burns until the command ends, exits with its status
     python tests/tools/burn.py --seconds 600                  # burns for a while on its own
 
-One busy-looping process per core (the `--cores` option overrides it), each at the lowest priority it
-may not lower (nice 0 by default, so it competes with the suite as another engineer's work would).
+One busy-looping process per core (`--cores` overrides it), at normal priority, so it competes with the
+suite the way other engineers' work on a shared machine does.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -62,7 +63,7 @@ def s3_endpoint_process() -> Iterator[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # patience: a busy machine starts moto slowly
         while True:
             try:
                 urllib.request.urlopen(url + "/moto-api/", timeout=1)
@@ -96,3 +97,24 @@ def lanjaron_dir() -> Path:
     if not LANJARON.exists():
         pytest.fail(f"shared test data missing: {LANJARON}")
     return LANJARON
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic sample region (seed 42) and its catalog; returns the catalog's path.
+
+    Written once per test run, not once per folder and pytest worker (10-30 s each on busy cores): under
+    pytest-xdist the first worker to need it writes it into the run's shared temporary folder while
+    holding a lock; the others wait on the lock and read it. Tests only read it."""
+    from aethera.data.sample import generate_sample_data
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    directory = shared / "sample-data-shared"
+    with open(shared / "sample-data.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done = shared / "sample-data.complete"  # outside the folder, whose files tests compare
+        if not done.exists():
+            generate_sample_data(directory, seed=42)
+            done.touch()
+    return directory / "catalog.toml"

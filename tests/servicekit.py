@@ -35,14 +35,9 @@ def db_url(redis_url: str, db: int = TEST_DB) -> str:
 
 
 @pytest.fixture(scope="session")
-def sample_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic sample region and its catalog, written once per session."""
-    from aethera.data.sample import generate_sample_data
-
-    directory = tmp_path_factory.mktemp("sample-data")
-    result = generate_sample_data(directory)
-    catalog = Path(result)
-    return catalog if catalog.suffix == ".toml" else directory / "catalog.toml"
+def sample_catalog(sample_data: Path) -> Path:
+    """The synthetic sample region's catalog (written once per test run, tests/conftest.py)."""
+    return sample_data
 
 
 @functools.cache
@@ -143,7 +138,7 @@ async def in_process_worker(settings: Settings, open_storage: Any = None) -> Asy
     finally:
         # a job whose run is already final may still be doing the queue's bookkeeping: let it finish,
         # as a worker stopping on SIGTERM would (cancelling it mid-way fails arq's close())
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while any(not t.done() for t in worker.tasks.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         await worker.close()
@@ -180,7 +175,7 @@ class WorkerProcess:
         self._log.close()
 
 
-async def poll_task(client: Any, task_id: str, until: set[str] | None = None, timeout_s: float = 60.0,
+async def poll_task(client: Any, task_id: str, until: set[str] | None = None, timeout_s: float = 120.0,
                     interval_s: float = 0.1) -> dict[str, Any]:
     """GET /tasks/{id} until its status is in `until` (default: final)."""
     until = until or FINAL
@@ -196,7 +191,7 @@ async def poll_task(client: Any, task_id: str, until: set[str] | None = None, ti
     raise AssertionError(f"task {task_id} still {body.get('status')} after {timeout_s} s: {body}")
 
 
-async def wait_for(predicate: Any, timeout_s: float = 30.0, interval_s: float = 0.1) -> Any:
+async def wait_for(predicate: Any, timeout_s: float = 120.0, interval_s: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = await predicate()

@@ -14,12 +14,8 @@ from aethera.data.catalog import Catalog, load_catalog, parse_catalog  # noqa: E
 
 
 @pytest.fixture(scope="session")
-def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from aethera.data.sample import generate_sample_data
-
-    directory = tmp_path_factory.mktemp("sample")
-    generate_sample_data(directory, seed=42)
-    return directory
+def sample_dir(sample_data: Path) -> Path:
+    return sample_data.parent
 
 
 @pytest.fixture(scope="session")

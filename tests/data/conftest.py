@@ -8,7 +8,5 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def sample_catalog_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from aethera.data.sample import generate_sample_data
-
-    return generate_sample_data(tmp_path_factory.mktemp("sample-data"), seed=42)
+def sample_catalog_path(sample_data: Path) -> Path:
+    return sample_data

@@ -102,7 +102,7 @@ async def _download_then_vanish(port: int, path: str, after_bytes: int) -> int:
     return got
 
 
-async def _settle(predicate, timeout_s: float = 10.0) -> bool:
+async def _settle(predicate, timeout_s: float = 60.0) -> bool:  # patience for busy cores, not a bound
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while loop.time() < deadline:

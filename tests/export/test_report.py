@@ -8,6 +8,7 @@ import io
 import re
 import zipfile
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -206,7 +207,7 @@ async def test_report_in_the_export_carries_the_key_figures(service) -> None:
 
 
 @pytest.fixture(scope="module")
-def sample_screening(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any], dict]:
+def sample_screening(sample_data: Path) -> tuple[dict[str, Any], dict[str, Any], dict]:
     """A real screening: the pipeline on the synthetic sample region, then the legal engine."""
     from pyproj import Transformer
 
@@ -215,11 +216,11 @@ def sample_screening(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str
     from aethera.analysis.metrics import natura_sites, screening_metrics
     from aethera.analysis.params import RunParams
     from aethera.data.catalog import load_catalog
-    from aethera.data.sample import generate_sample_data, sample_region
+    from aethera.data.sample import sample_region
     from aethera.legal.engine import evaluate
     from aethera.settings import load_settings
 
-    catalog = load_catalog(generate_sample_data(tmp_path_factory.mktemp("sample")))
+    catalog = load_catalog(sample_data)
     region = sample_region()
     to_wgs84 = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
     ring = [list(to_wgs84.transform(*region.xy(e, n))) for e, n in ((6, -8), (7, -8), (7, -7), (6, -7), (6, -8))]

@@ -7,20 +7,15 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from aethera.embedded_redis import free_port
-
 import pytest
 
 from aethera.embedded_redis import free_port
-
 from faultstack import Stack
 
 
 @pytest.fixture(scope="session")
-def sample_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from aethera.data.sample import generate_sample_data
-
-    return Path(generate_sample_data(tmp_path_factory.mktemp("sample-data")))
+def sample_catalog(sample_data: Path) -> Path:
+    return sample_data
 
 
 @pytest.fixture

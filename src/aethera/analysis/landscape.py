@@ -106,7 +106,7 @@ def class_grid(aoi: AOI, catalog: Catalog) -> ClassGrid | None:
     mask = geometry_mask([geom], out_shape=codes.shape, transform=transform, invert=True)
     inside = mask & (codes > 0)
     # Cell size in metres, equal-area sense.
-    a, e = abs(transform.a), abs(transform.e)  # type: ignore[attr-defined]
+    a, e = abs(transform.a), abs(transform.e)
     if crs.is_geographic:
         lon, lat = aoi.wgs84.centroid.x, aoi.wgs84.centroid.y
         geod = Geod(ellps="WGS84")

@@ -91,7 +91,8 @@ def _vector_info(source: LayerSource) -> dict[str, Any]:
     from pyogrio.errors import DataLayerError, DataSourceError
 
     try:
-        return pyogrio.read_info(source.path, layer=source.sublayer)
+        info: dict[str, Any] = pyogrio.read_info(source.path, layer=source.sublayer)
+        return info
     except (DataSourceError, DataLayerError):
         raise DatasetError(
             f"layer {source.layer!r}: file {source.display} is missing or not a readable vector layer",

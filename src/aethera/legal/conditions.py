@@ -114,17 +114,17 @@ def metrics_of(node: Node) -> list[str]:
 
 def _compare(op: str, value: Any, target: Any) -> bool:
     if op == ">":
-        return value > target
+        return bool(value > target)
     if op == ">=":
-        return value >= target
+        return bool(value >= target)
     if op == "<":
-        return value < target
+        return bool(value < target)
     if op == "<=":
-        return value <= target
+        return bool(value <= target)
     if op == "==":
-        return value == target
+        return bool(value == target)
     if op == "!=":
-        return value != target
+        return bool(value != target)
     if op == "in":
         return value in target
     return value not in target  # not_in; any other op was refused when the pack loaded

@@ -191,7 +191,7 @@ def evaluate(
             if st.status == "triggered":
                 triggered_rules.append((rule, st.message, st.details["metrics"]))
 
-    by_severity = {s: SeverityCounts() for s in SEVERITIES}
+    by_severity: dict[str, SeverityCounts] = {s: SeverityCounts() for s in SEVERITIES}
     for st in statuses:
         c = by_severity[st.severity]
         c.total += 1

@@ -182,7 +182,7 @@ def parse_pack(text: str, *, expected_id: str | None = None) -> RulePack:
             raise RulePackError(f"{where}: uses a national area metric but the pack states no area_crs")
         rules.append(
             Rule(id=r.id, pack=pid, name=r.name, description=r.description, category=r.category,
-                 severity=r.severity, condition=condition, message=r.message,  # type: ignore[arg-type]
+                 severity=r.severity, condition=condition, message=r.message,
                  pass_message=r.pass_message, references=tuple(r.references), heuristic=r.heuristic,
                  basis=r.basis, annex_iii=tuple(r.annex_iii), metrics=tuple(used), min_coverage=min_coverage)
         )

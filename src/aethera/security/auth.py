@@ -69,7 +69,7 @@ def is_public(request: web.Request) -> bool:
 
 def principal_of(request: web.Request) -> Principal:
     """The caller of a non-public route (set by the auth middleware)."""
-    principal = request.get(PRINCIPAL)
+    principal: Principal | None = request.get(PRINCIPAL)
     if principal is None:  # a route reached without the middleware: fail closed
         raise Unauthorized("authentication required")
     return principal
@@ -212,12 +212,12 @@ def make_ratelimit_middleware() -> Callable[[web.Request, Handler], Awaitable[we
             outages.report("rate limiter", exc)
             return await handler(request)
         if not decision.allowed:
-            exc = RateLimited(
+            limited = RateLimited(
                 f"rate limit of {limiter.rate_per_s:g} requests/s (burst {limiter.burst}) exceeded; "
                 f"retry in {decision.retry_after_s} s",
                 retry_after_s=decision.retry_after_s,
             )
-            return error_response(exc, 429, {"Retry-After": str(decision.retry_after_s)})
+            return error_response(limited, 429, {"Retry-After": str(decision.retry_after_s)})
         return await handler(request)
 
     return ratelimit_middleware

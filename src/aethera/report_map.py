@@ -133,7 +133,7 @@ def _aoi_geometry(geojson: Mapping[str, Any] | None) -> BaseGeometry | None:
         elif geojson.get("type") == "Feature":
             geom = shape(geojson["geometry"]) if geojson.get("geometry") else None
         else:
-            geom = shape(geojson)
+            geom = shape(dict(geojson))
     except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException):
         return None
     if geom is None or geom.is_empty:

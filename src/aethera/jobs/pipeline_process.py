@@ -33,6 +33,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from aethera.errors import AetheraError, RunCancelled
@@ -195,11 +196,11 @@ async def _exchange(conn: Connection, messages: asyncio.Queue[tuple[Any, ...]], 
         elif kind == "result":
             return body[0]
         elif kind == "error":
-            exc = _rebuild(*body)
-            if (output_error is not None and type(output_error) is type(exc)
-                    and getattr(output_error, "detail", None) == exc.detail):
+            rebuilt = _rebuild(*body)
+            if (output_error is not None and type(output_error) is type(rebuilt)
+                    and getattr(output_error, "detail", None) == rebuilt.detail):
                 raise output_error  # the storage error itself, as the worker saw it
-            raise exc
+            raise rebuilt
         elif kind == "crash":
             raise PipelineCrashed(body[0])
         else:  # "eof": the child ended without a word
@@ -247,7 +248,7 @@ async def _reap(started: asyncio.Future[None], proc: Any, conn: Connection, chil
     log.info("pipeline process %d ended (exit code %s)", pid, code)
 
 
-def _stop_and_reap(proc: Any, wait_s: float) -> int | None:
+def _stop_and_reap(proc: BaseProcess, wait_s: float) -> int | None:
     proc.join(wait_s)
     if proc.exitcode is None:
         proc.terminate()
@@ -268,14 +269,13 @@ def _describe(exc: AetheraError) -> tuple[str, str, str, dict[str, Any]]:
 
 
 def _rebuild(module: str | None, qualname: str | None, detail: str, extra: dict[str, Any]) -> AetheraError:
-    cls: Any = None
+    found: object = None
     if module and qualname and module.startswith("aethera."):
         try:
-            cls = getattr(importlib.import_module(module), qualname)
+            found = getattr(importlib.import_module(module), qualname)
         except (ImportError, AttributeError):
-            cls = None
-    if not (isinstance(cls, type) and issubclass(cls, AetheraError)):
-        cls = AetheraError
+            found = None
+    cls = found if isinstance(found, type) and issubclass(found, AetheraError) else AetheraError
     try:
         return cls(detail, **extra)
     except TypeError:

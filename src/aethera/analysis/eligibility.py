@@ -23,6 +23,7 @@ Per rule the result gives the area it excludes on its own and the area it alone 
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -456,8 +457,8 @@ def _share(part: float, whole: float) -> float:
 
 def _patch_stats(sizes_ha: list[float]) -> EligiblePatches:
     classes = []
-    bounds = list(PATCH_CLASSES_HA) + [None]
-    for low, high in zip(bounds[:-1], bounds[1:]):
+    bounds = [*PATCH_CLASSES_HA, None]
+    for low, high in itertools.pairwise(bounds):
         inside = [s for s in sizes_ha if s >= low and (high is None or s < high)]  # type: ignore[operator]
         classes.append(EligiblePatchClass(min_ha=low, max_ha=high, count=len(inside),  # type: ignore[arg-type]
                                           area_ha=round(sum(inside), 4)))

@@ -47,11 +47,11 @@ from aethera.analysis.metrics import (
 from aethera.analysis.params import RunParams
 from aethera.analysis.projection import ETRS89_LAEA
 from aethera.analysis.results import (
+    KPI,
     Biodiversity,
     DatasetStatus,
     Eligibility,
     Emissions,
-    KPI,
     LandCover,
     Parameters,
     ReceptorDistances,

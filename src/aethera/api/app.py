@@ -21,20 +21,18 @@ from aethera.api.catalog_cache import CatalogCache
 from aethera.api.cors import setup_cors
 from aethera.api.errors import error_middleware
 from aethera.api.final_cache import FINAL_ANSWERS, FinalAnswers
+from aethera.api.instrumentation import observability_middleware, setup_instrumentation
+from aethera.api.lifecycle import run_api
 from aethera.api.middlewares import (
     REQUEST_ID_HEADER,
     body_deadline_middleware,
     body_limit_middleware,
     request_id_middleware,
 )
-from aethera.api.routes import health, layers, projects, runs, tasks
-from aethera.api.instrumentation import observability_middleware, setup_instrumentation
-from aethera.api.lifecycle import run_api
-from aethera.api.routes import docs, metrics, ready
+from aethera.api.routes import docs, health, layers, metrics, projects, ready, runs, tasks, uploads
 from aethera.errors import ConfigError, StorageUnavailable
 from aethera.jobs.queue import JobQueue, connection_pool
 from aethera.observability.logs import configure_logging
-from aethera.api.routes import uploads
 from aethera.security.auth import make_auth_middleware, make_ratelimit_middleware, setup_security
 from aethera.settings import Settings, load_settings
 from aethera.storage.deadline import BoundedStorage
@@ -130,4 +128,4 @@ def serve(settings: Settings | None = None) -> int:
     return 0
 
 
-__all__ = ["create_app", "serve", "REQUEST_ID_HEADER"]
+__all__ = ["REQUEST_ID_HEADER", "create_app", "serve"]

@@ -107,7 +107,7 @@ def example_of(schema: Mapping[str, Any], components: Mapping[str, Any], depth: 
         return None
     if "$ref" in schema:
         return example_of(components.get(_ref_name(schema["$ref"]), {}), components, depth + 1)
-    if "examples" in schema and schema["examples"]:
+    if schema.get("examples"):
         return schema["examples"][0]
     if "default" in schema:
         return schema["default"]

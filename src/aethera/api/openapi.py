@@ -163,10 +163,7 @@ def build_openapi(
         schema_of.setdefault(id(tp), schema)
 
     def body_content(body: Body) -> dict[str, Any]:
-        if body.type is not None:
-            schema = schema_of[id(body.type)]
-        else:
-            schema = dict(body.schema or {})
+        schema = schema_of[id(body.type)] if body.type is not None else dict(body.schema or {})
         return {body.media_type: {"schema": schema}}
 
     paths: dict[str, dict[str, Any]] = {}

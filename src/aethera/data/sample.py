@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -185,7 +185,7 @@ def _rivers(region: SampleRegion, rng: np.random.Generator) -> list[_Water]:
     from shapely.ops import nearest_points
 
     end = nearest_points(main, tributary.boundary.geoms[1])[0]
-    coords = list(tributary.coords)[:-1] + [(end.x, end.y)]
+    coords = [*tributary.coords[:-1], (end.x, end.y)]
     tributary = LineString(coords)
     return [("Spree (SYNTHETIC)", "river", main), ("Malxe (SYNTHETIC)", "stream", tributary)]
 
@@ -322,7 +322,7 @@ def _land_cover(region: SampleRegion, rng: np.random.Generator, n: int, rivers: 
     burn(lake_shapes, 512, lc)
 
     # Settlements: continuous core, discontinuous ring, parks, industry, sport, an airfield.
-    for name, kind, pop, point in settlements:
+    for _name, kind, pop, point in settlements:
         radius = 120.0 * math.sqrt(pop / 100.0) ** 0.8
         ring = _blob(region, rng, (point.x - region.center_x) / 1000, (point.y - region.center_y) / 1000,
                      radius / 1000, radius / 1000 * 0.85)
@@ -365,11 +365,10 @@ def _write_raster(path: Path, data: np.ndarray, region: SampleRegion, dtype: str
         "blockysize": 256,
     }
     tmp = path.with_suffix(".tmp.tif")
-    with rasterio.Env(GDAL_PAM_ENABLED="NO"):  # no .aux.xml side files
-        with rasterio.open(tmp, "w", **profile) as ds:
-            ds.write(data.astype(dtype), 1)
-            ds.update_tags(SYNTHETIC="true", SOURCE=_SOURCE, SEED=str(seed))
-            ds.set_band_description(1, description)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(tmp, "w", **profile) as ds:  # no .aux.xml files
+        ds.write(data.astype(dtype), 1)
+        ds.update_tags(SYNTHETIC="true", SOURCE=_SOURCE, SEED=str(seed))
+        ds.set_band_description(1, description)
     os.replace(tmp, path)
 
 

@@ -32,6 +32,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -222,7 +223,7 @@ def _read_messages(conn: Connection, loop: asyncio.AbstractEventLoop, messages: 
         except (EOFError, OSError):
             put(("eof",))
             return
-        except Exception:  # noqa: BLE001 - a message that does not unpickle
+        except Exception:  # a message that does not unpickle
             put(("crash", traceback.format_exc()))
             return
         put(msg)
@@ -234,7 +235,7 @@ async def _reap(started: asyncio.Future[None], proc: Any, conn: Connection, chil
                 reader: threading.Thread | None, finished: bool) -> None:
     try:
         await started  # closing the child's end while start() pickles it would break the start
-    except BaseException:  # noqa: BLE001 - never started: nothing to reap
+    except BaseException:  # never started: nothing to reap
         conn.close()
         child_conn.close()
         return
@@ -339,7 +340,7 @@ def _child_main(conn: Connection, stop: Any, job: PipelineJob, log_level: int) -
             if result[0] != "error":
                 raise
             send(("error", *result[1:4], {}))
-    except BaseException:  # noqa: BLE001 - reported to the worker, which logs it
+    except BaseException:  # reported to the worker, which logs it
         with contextlib.suppress(Exception):  # the worker is gone
             send(("crash", traceback.format_exc()))
     finally:
@@ -416,7 +417,7 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
 def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: dict[str, Any],
                    aoi_bytes: bytes, *, catalog: Any = None, protected_geojson: bytes | None = None,
                    eligible_geojson: bytes | None = None) -> bytes:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import msgspec
 
@@ -436,5 +437,5 @@ def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: d
         # the map illustrates; a layer that cannot be drawn leaves the outline and the tables
         log.warning("site map of run %s not drawn: %s", run.get("run_id"), getattr(exc, "detail", type(exc).__name__))
         site_map = ""
-    return render_report(results, legal, run, aoi_geojson=aoi, generated_at=datetime.now(timezone.utc),
+    return render_report(results, legal, run, aoi_geojson=aoi, generated_at=datetime.now(UTC),
                          site_map=site_map)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, Literal
 
@@ -197,7 +197,7 @@ def national_pack(country: str | None) -> RulePack | None:
     return load_pack(country)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_pack(pack_id: str) -> RulePack:
     """The registered pack `pack_id`, parsed once per process. KeyError when no such pack is registered."""
     filename = PACK_FILES[pack_id]

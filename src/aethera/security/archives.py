@@ -20,8 +20,12 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from aethera.errors import UnsafeArchive
+
+if TYPE_CHECKING:
+    from aethera.settings import Settings
 
 _READ_CHUNK = 256 * 1024
 # a ratio is only meaningful past this size: a 2 KiB file of blanks compresses 500:1 and is harmless
@@ -52,11 +56,11 @@ class ArchiveLimits:
     max_ratio: float = 200.0
 
     @classmethod
-    def from_settings(cls, settings: object) -> ArchiveLimits:
+    def from_settings(cls, settings: Settings) -> ArchiveLimits:
         return cls(
-            max_members=int(getattr(settings, "archive_max_members")),
-            max_unpacked_bytes=int(getattr(settings, "archive_max_unpacked_bytes")),
-            max_ratio=float(getattr(settings, "archive_max_ratio")),
+            max_members=int(settings.archive_max_members),
+            max_unpacked_bytes=int(settings.archive_max_unpacked_bytes),
+            max_ratio=float(settings.archive_max_ratio),
         )
 
 

@@ -18,6 +18,7 @@ from aethera.api.routes.health import fault, storage_probe
 from aethera.errors import AetheraError
 from aethera.observability.heartbeat import worker_ages
 
+
 class ReadyCheck(msgspec.Struct, kw_only=True):
     """One dependency: `ok`, and when not, `detail` says what is wrong."""
 

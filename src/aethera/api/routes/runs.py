@@ -19,6 +19,7 @@ from aethera.api.final_cache import FINAL_ANSWERS
 from aethera.api.ids import path_id
 from aethera.api.keys import CATALOG, EXPORT_ENABLED, QUEUE, REDIS, SETTINGS, STORAGE
 from aethera.api.responses import encode_json, json_response, raw_json_response
+from aethera.api.routes.uploads import load_upload
 from aethera.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, ObjectNotFound
 from aethera.jobs import keys, records
 from aethera.jobs.queue import job_id_for
@@ -33,7 +34,6 @@ from aethera.models import (
     utc_now_iso,
 )
 from aethera.observability.metrics import record_run_status
-from aethera.api.routes.uploads import load_upload
 from aethera.security.auth import tenant_of
 from aethera.security.tenancy import request_project, request_run
 from aethera.security.validation import is_id

@@ -7,13 +7,10 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from aethera.embedded_redis import free_port
-
 import pytest
+from faultstack import Stack
 
 from aethera.embedded_redis import free_port
-
-from faultstack import Stack
 
 
 @pytest.fixture(scope="session")

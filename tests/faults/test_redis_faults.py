@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-
 from faultstack import FINAL, RECOVERY_DEADLINE_S, Stack, assert_not_5xx_except_unavailable, sample_aoi
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 import pytest
-
 import servicekit as kit
+
 from aethera.jobs import keys
 from aethera.jobs.queue import JobQueue, JobState, job_id_for
 

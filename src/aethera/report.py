@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
-from typing import Any
+from typing import Any, TypeGuard
 
 import jinja2
 import numpy as np
@@ -60,7 +60,7 @@ _RECEPTORS = (
 # --- value formatting ----------------------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -154,14 +154,14 @@ def _reason(container: Any, key: str) -> str | None:
         return None
     for name in (f"{key}_reason", "reason", "unavailable_reason", "missing_reason"):
         if isinstance(container.get(name), str) and (name != "reason" or container.get(key) is None):
-            return container[name]
+            return str(container[name])
     for name in ("reasons", "missing_reasons", "null_reasons"):
         reasons = container.get(name)
         if isinstance(reasons, Mapping) and isinstance(reasons.get(key), str):
-            return reasons[key]
+            return str(reasons[key])
     value = container.get(key)
     if isinstance(value, Mapping) and isinstance(value.get("reason"), str):
-        return value["reason"]
+        return str(value["reason"])
     return None
 
 
@@ -383,17 +383,20 @@ def _thin(xy: np.ndarray, ring_of: np.ndarray, cell_px: float) -> np.ndarray:
     last[:-1] = ring_of[1:] != ring_of[:-1]
     closing = last & (first != np.arange(len(xy))) & (cell == cell[first]).all(axis=1)
     keep &= ~closing
-    return keep & _rings_of_three(ring_of, keep)
+    kept: np.ndarray = keep & _rings_of_three(ring_of, keep)
+    return kept
 
 
 def _rings_of_three(ring_of: np.ndarray, keep: np.ndarray) -> np.ndarray:
     counts = np.bincount(ring_of[keep], minlength=int(ring_of.max()) + 1 if len(ring_of) else 0)
-    return counts[ring_of] >= 3
+    three_or_more: np.ndarray = counts[ring_of] >= 3
+    return three_or_more
 
 
 def _every_kth(ring_of: np.ndarray, k: int) -> np.ndarray:
     """Every k-th vertex of each ring (its first one included)."""
-    return (np.arange(len(ring_of)) - _ring_starts(ring_of)) % k == 0
+    kth: np.ndarray = (np.arange(len(ring_of)) - _ring_starts(ring_of)) % k == 0
+    return kth
 
 
 def _outline(xy: np.ndarray, ring_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -586,10 +589,12 @@ def _section_receptors(results: Mapping[str, Any]) -> str:
         else:
             shown = _fmt(distance, "distance_km")
         notes = []
-        if _get(item, "kind"):
-            notes.append(escape(str(item["kind"])))
-        if _is_number(_get(item, "population")):
-            notes.append(f"population {escape(format_number(item['population']))}")
+        item_kind = _get(item, "kind")
+        if item_kind:
+            notes.append(escape(str(item_kind)))
+        population = _get(item, "population")
+        if _is_number(population):
+            notes.append(f"population {escape(format_number(population))}")
         if _get(item, "source") == "land_cover_fallback":
             notes.append("from CORINE land-cover classes (no dedicated layer)")
         if reason:
@@ -606,8 +611,8 @@ def _section_receptors(results: Mapping[str, Any]) -> str:
     counts = rec.get("counts")
     if isinstance(counts, list) and counts:
         out.append("<h3>Receptors near the AOI boundary</h3>" + _generic(counts))
-    shown = [k for k, _l, _f in _RECEPTORS] + ["reasons", "missing_reasons", "null_reasons", "counts"]
-    out.append(_rest(rec, shown, "Further details"))
+    listed = [k for k, _l, _f in _RECEPTORS] + ["reasons", "missing_reasons", "null_reasons", "counts"]
+    out.append(_rest(rec, listed, "Further details"))
     return "".join(out)
 
 
@@ -670,7 +675,7 @@ def _section_kpis(results: Mapping[str, Any]) -> str:
     if isinstance(kpis, Mapping) and isinstance(definitions, Mapping):
         # the published shape: kpis holds the values, kpi_definitions their unit, definition and caveats
         items = [{"indicator": k.replace("_", " "), "value": v,
-                  **(definitions.get(k) if isinstance(definitions.get(k), Mapping) else {})}
+                  **(d if isinstance(d := definitions.get(k), Mapping) else {})}
                  for k, v in kpis.items()]
     elif isinstance(kpis, Mapping) and all(isinstance(v, Mapping) for v in kpis.values()):
         items = [{"indicator": k.replace("_", " "), **v} for k, v in kpis.items()]
@@ -800,7 +805,8 @@ def _section_legal(legal: Mapping[str, Any] | None) -> str:
         return out[0] + f'<p class="na">{NOT_COMPUTED}: the run stored no legal verdict</p>'
     compliant = legal.get("overall_compliant")
     cls = "pass" if compliant is True else "fail" if compliant is False else ""
-    verdict = {True: "Compliant", False: "Not compliant"}.get(compliant, "Compliance not determinable")
+    verdict = ("Compliant" if compliant is True else "Not compliant" if compliant is False
+               else "Compliance not determinable")
     packs = legal.get("packs_applied")
     out.append(
         f'<div class="verdict {cls}"><strong>{verdict}</strong>'

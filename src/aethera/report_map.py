@@ -133,7 +133,7 @@ def _aoi_geometry(geojson: Mapping[str, Any] | None) -> BaseGeometry | None:
         elif geojson.get("type") == "Feature":
             geom = shape(geojson["geometry"]) if geojson.get("geometry") else None
         else:
-            geom = shape(geojson)
+            geom = shape(dict(geojson))
     except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException):
         return None
     if geom is None or geom.is_empty:
@@ -196,7 +196,7 @@ def _svg_path(geom: BaseGeometry, to_px: Any) -> str:
 
 def _nice_length_m(max_m: float) -> float:
     """The largest 1, 2 or 5 x 10^k metres not above `max_m`."""
-    exp = 10 ** math.floor(math.log10(max_m))
+    exp: float = 10 ** math.floor(math.log10(max_m))
     for step in (5, 2, 1):
         if step * exp <= max_m:
             return step * exp

@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # geokit
 
-from aethera.analysis.aoi import AOI, load_aoi  # noqa: E402
-from aethera.data.catalog import Catalog, load_catalog, parse_catalog  # noqa: E402
+from aethera.analysis.aoi import AOI, load_aoi
+from aethera.data.catalog import Catalog, load_catalog, parse_catalog
 
 
 @pytest.fixture(scope="session")

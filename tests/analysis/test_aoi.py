@@ -7,6 +7,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import geokit
 import geopandas as gpd
 import pytest
 import shapely
@@ -15,8 +16,6 @@ from shapely.geometry import Polygon, box
 
 from aethera.analysis.aoi import AOI, check_within_catalog, load_aoi
 from aethera.errors import InvalidAOI
-
-import geokit
 
 LONLAT_BOX = box(14.30, 51.70, 14.34, 51.73)
 RING = [list(c) for c in LONLAT_BOX.exterior.coords]

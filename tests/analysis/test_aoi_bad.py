@@ -119,7 +119,7 @@ def test_the_table_is_big_enough() -> None:
 @pytest.mark.filterwarnings("ignore:'crs' was not provided")
 def test_shapefile_without_prj_needs_a_crs(tmp_path: Path) -> None:
     data = _shapefile_without_prj(tmp_path)
-    with pytest.raises(InvalidAOI, match="no .prj"):
+    with pytest.raises(InvalidAOI, match=r"no \.prj"):
         load_aoi(data, filename="aoi.zip")
     # ... and is accepted once the caller says which CRS it is in
     assert load_aoi(data, filename="aoi.zip", crs="EPSG:4326").area_ha > 0

@@ -154,7 +154,7 @@ def test_hostile_zips_are_refused_under_any_name(tmp_path: Path) -> None:
         "nested zip named .dat": _zip({"inner.dat": inner, "site.shp": b"x"}),
         "nested gzip named .dbf": _zip({"site.dbf": gzip.compress(b"x" * 100)}),
     }
-    for case, data in hostile.items():
+    for _case, data in hostile.items():
         for name in (None, "site.zip", "site.kmz"):
             with pytest.raises(UnsafeArchive):
                 load_aoi(data, filename=name)

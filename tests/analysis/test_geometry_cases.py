@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import geokit
 import numpy as np
 import pytest
+from geokit import X0, Y0
 from pyproj import Geod, Transformer
 from shapely.geometry import LineString, Point, box
 
 from aethera.analysis import land_cover, protected_areas, receptors
 from aethera.analysis.aoi import load_aoi
-
-import geokit
-from geokit import X0, Y0
 
 # A 1 km x 1 km AOI 1 km in from the raster's top-left corner (raster: 5 km x 5 km, 100 m pixels).
 AOI_BOX = box(X0 + 1000, Y0 - 2000, X0 + 2000, Y0 - 1000)
@@ -38,7 +37,7 @@ def _protected(tmp: Path, geoms, codes, types=None):  # type: ignore[no-untyped-
 def test_aoi_inside_a_protected_area(lc_only: Path) -> None:
     cat = _protected(lc_only, [box(X0, Y0 - 5000, X0 + 5000, Y0)], ["DE0000001"])
     aoi = geokit.aoi_3035(AOI_BOX)
-    bio, layers = protected_areas.analyse(aoi, cat, buffer_km=2.0)
+    bio, _layers = protected_areas.analyse(aoi, cat, buffer_km=2.0)
     assert bio.protected_overlap_pct == pytest.approx(100.0, abs=1e-9)
     assert bio.protected_overlap_ha == pytest.approx(100.0, rel=1e-9)
     assert [s.site_code for s in bio.sites_overlapping] == ["DE0000001"]
@@ -54,7 +53,7 @@ def test_two_overlapping_sites_never_exceed_100_percent(lc_only: Path) -> None:
     a = box(X0 + 500, Y0 - 2500, X0 + 1700, Y0 - 500)
     b = box(X0 + 1400, Y0 - 2500, X0 + 2500, Y0 - 500)
     cat = _protected(lc_only, [a, b], ["DE0000001", "DE0000002"], ["SPA", "National park"])
-    bio, layers = protected_areas.analyse(geokit.aoi_3035(AOI_BOX), cat, buffer_km=1.0)
+    bio, _layers = protected_areas.analyse(geokit.aoi_3035(AOI_BOX), cat, buffer_km=1.0)
     per_site = {s.site_code: s.overlap_pct for s in bio.sites_overlapping}
     assert per_site == {"DE0000001": pytest.approx(70.0), "DE0000002": pytest.approx(60.0)}
     assert bio.protected_overlap_pct == pytest.approx(100.0, abs=1e-9)  # not 130
@@ -83,7 +82,7 @@ def test_sites_in_the_buffer_with_distances(lc_only: Path) -> None:
     near = box(X0 + 2400, Y0 - 2000, X0 + 3000, Y0 - 1000)  # 400 m east of the AOI
     far = box(X0 + 4500, Y0 - 2000, X0 + 5000, Y0 - 1000)  # 2.5 km east: outside a 2 km buffer
     cat = _protected(lc_only, [near, far], ["NEAR", "FAR"])
-    bio, layers = protected_areas.analyse(geokit.aoi_3035(AOI_BOX), cat, buffer_km=2.0)
+    bio, _layers = protected_areas.analyse(geokit.aoi_3035(AOI_BOX), cat, buffer_km=2.0)
     assert [s.site_code for s in bio.sites_in_buffer] == ["NEAR"]
     assert bio.sites_in_buffer[0].distance_km == pytest.approx(0.4, rel=0.005)
     assert bio.protected_overlap_pct == 0.0
@@ -192,7 +191,7 @@ def test_missing_layers_give_null_with_reason_and_corine_fallbacks(tmp_path: Pat
     assert rec.population_within_1km is None and "population" in rec.reasons
     assert [c.protected_areas for c in rec.counts] == [None] * 4
     assert [c.settlements for c in rec.counts] == [0, 0, 0, 1]
-    bio, layers = protected_areas.analyse(aoi, cat, buffer_km=5.0)
+    bio, _layers = protected_areas.analyse(aoi, cat, buffer_km=5.0)
     assert not bio.available and bio.protected_overlap_pct is None and "no protected_areas" in bio.reason
 
 

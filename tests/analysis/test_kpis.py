@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import geokit
 import numpy as np
 import pytest
+from geokit import X0, Y0
 from shapely.geometry import box
 
 from aethera.analysis import kpis, landscape
@@ -15,9 +17,6 @@ from aethera.analysis.land_cover import summarize
 from aethera.analysis.params import RunParams
 from aethera.analysis.results import ReceptorDistances, Terrain
 from aethera.data import corine
-
-import geokit
-from geokit import X0, Y0
 
 
 def test_coefficients_cover_every_class_and_cite_sources() -> None:

@@ -8,9 +8,9 @@ import msgspec
 import pytest
 
 from aethera.analysis import indices
-from aethera.analysis.metrics import metric_provenance, index_features, metric_reasons, natura_sites, screening_metrics
-from aethera.legal.metrics import METRICS
+from aethera.analysis.metrics import index_features, metric_provenance, metric_reasons, natura_sites, screening_metrics
 from aethera.analysis.results import Results
+from aethera.legal.metrics import METRICS
 
 
 def _receptor(kind: str, rid: str, km: float, source: str = "layer") -> dict[str, Any]:

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import servicekit as kit
 import shapely
 from pyproj import Transformer
 from shapely.geometry import Point, box, shape
 
-import servicekit as kit
 from aethera.analysis.basemap import TARGET_PX
 from aethera.data.sample import sample_region
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import servicekit as kit
 from aiohttp import web
 
-import servicekit as kit
 from aethera.settings import load_settings
 
 ORIGIN = "http://localhost:3000"

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-
 import servicekit as kit
 
 ORIGIN = "http://localhost:3000"

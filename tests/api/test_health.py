@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import servicekit as kit
+
 from aethera.api.app import create_app
 from aethera.embedded_redis import EmbeddedRedis
 

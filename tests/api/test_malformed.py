@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 import servicekit as kit
 
 ZERO = "0" * 32

@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 import pytest
-
 import servicekit as kit
+
 from aethera.api.keys import STORAGE
 from aethera.storage.artifacts import artifact_key
 

@@ -10,7 +10,7 @@ from aethera.errors import UnknownCountry
 
 def test_table() -> None:
     assert len(COUNTRIES) == 250  # 249 ISO codes + XKX
-    assert EU27 <= set(COUNTRIES) and len(EU27) == 27
+    assert set(COUNTRIES) >= EU27 and len(EU27) == 27
     assert all(len(c) == 3 and c.isupper() for c in COUNTRIES)
 
 

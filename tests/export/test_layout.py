@@ -199,7 +199,7 @@ async def test_zip64_member_past_4_gib_read_through_ranges(local_service, tmp_pa
     assert first_name == "manifest.json"
     assert first_needs < 45 and 0x0001 not in extra_ids(first_extra)  # the first member is Zip32
     huge = found["huge"]
-    assert huge.file_size == HUGE and huge.CRC == crc
+    assert huge.file_size == HUGE and crc == huge.CRC
     assert huge.extract_version == 45
     # every member stored after the huge one sits past 4 GiB and still reads back intact
     assert found["after"], "the layout put no member after the huge one"

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from faultstack import Stack
 
 from aethera.embedded_redis import free_port
 from faultstack import Stack

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from blackhole import BlackHoleProxy
 
 from aethera.errors import StorageUnavailable, StorageWriteFailed
 from aethera.storage.base import ObjectStat
 from aethera.storage.deadline import PROBE_PREFIX, BoundedStorage
 from aethera.storage.local import LocalStorage
 from aethera.storage.s3 import S3Storage
-from blackhole import BlackHoleProxy
 
 DEADLINE_S = 0.5
 # the test's patience, not a timing of the deadline: a call to the black hole never ends by itself (the S3

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from faultstack import Stack
 
 HEADER_TIMEOUT_S = 2.0

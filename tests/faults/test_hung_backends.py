@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from blackhole import BlackHoleProxy
 from faultstack import PATIENCE_S, Response, Stack, assert_not_5xx_except_unavailable
 

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from blackhole import BlackHoleProxy
 from faultstack import BOUNDARY_WORKER, FINAL, PATIENCE_S, Stack, s3_settings
 

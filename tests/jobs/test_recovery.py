@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 import redis as sync_redis
-
 import servicekit as kit
+
 from aethera.errors import StorageUnavailable
 from aethera import keyspace as keys
 from aethera.jobs.tasks import OPERATION_TRIES

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aethera.legal.metrics import METRICS
 from aethera.errors import UnknownCountry
 from aethera.legal import packs
 from aethera.legal.engine import evaluate, to_builtins
+from aethera.legal.metrics import METRICS
 
 MetricsFactory = Callable[..., dict[str, Any]]
 

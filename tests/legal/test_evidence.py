@@ -12,7 +12,8 @@ import pytest
 
 from aethera.errors import RulePackError
 from aethera.legal import templates
-from aethera.legal.conditions import Leaf, Node, Not, evaluate as evaluate_condition, metrics_of
+from aethera.legal.conditions import Leaf, Node, Not, metrics_of
+from aethera.legal.conditions import evaluate as evaluate_condition
 from aethera.legal.engine import evaluate
 from aethera.legal.metrics import METRICS, STAND_IN, Provenance
 from aethera.legal.packs import DEFAULT_MIN_COVERAGE, Rule, load_all_packs, load_pack, parse_pack

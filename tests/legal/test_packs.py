@@ -6,10 +6,10 @@ from importlib import resources
 
 import pytest
 
-from aethera.legal.metrics import METRICS
 from aethera.errors import RulePackError
 from aethera.legal import packs
 from aethera.legal.conditions import metrics_of
+from aethera.legal.metrics import METRICS
 from aethera.legal.packs import PACK_FILES, load_all_packs, parse_pack
 
 COUNTRIES = ("DEU", "FRA", "ITA", "GRC", "ESP")

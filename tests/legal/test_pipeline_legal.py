@@ -15,10 +15,10 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import box
 
-from aethera.legal.metrics import METRICS
 from aethera.cli import main
 from aethera.data.sample import sample_region
 from aethera.legal.conditions import metrics_of
+from aethera.legal.metrics import METRICS
 from aethera.legal.packs import load_all_packs
 
 

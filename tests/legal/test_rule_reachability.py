@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from aethera.legal.metrics import METRICS
 from aethera.legal.conditions import All, AnyOf, Leaf, Node, Not, evaluate, metrics_of, parse_condition
+from aethera.legal.metrics import METRICS
 from aethera.legal.packs import Rule, load_all_packs
 
 ALL_RULES = [r for p in load_all_packs().values() for r in p.rules]

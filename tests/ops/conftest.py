@@ -8,15 +8,15 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
-from redis.asyncio import Redis
-
 import servicekit as kit
+from redis.asyncio import Redis
 
 from aethera.jobs import records
 from aethera.models import RunRecord, utc_now_iso
 from aethera.settings import Settings
 from aethera.storage.artifacts import save_artifact
 from aethera.storage.factory import open_storage
+
 
 async def write_completed_run(settings: Settings, payload_bytes: int) -> str:
     """A COMPLETED run in the storage of `settings`, written the way a worker writes one, with one

@@ -19,10 +19,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import write_completed_run
-
 from aethera.embedded_redis import free_port
 from aethera.settings import load_settings
+
+from .conftest import write_completed_run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT_PAYLOAD_BYTES = 16 * 1024 * 1024  # far more than socket buffers hold: the download takes a while
@@ -161,21 +161,20 @@ async def test_sigterm_lets_an_export_download_finish(start_server: object) -> N
     run_id = await write_completed_run(load_settings(server.env), EXPORT_PAYLOAD_BYTES)
     await server.wait_healthy()
     received = io.BytesIO()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.url}/runs/{run_id}/export") as resp:
-            assert resp.status == 200, await resp.text()
-            length = int(resp.headers["Content-Length"])
-            assert length > EXPORT_PAYLOAD_BYTES
-            signalled = False
-            while True:
-                chunk = await resp.content.read(256 * 1024)
-                if not chunk:
-                    break
-                received.write(chunk)
-                if not signalled and received.tell() >= 1024 * 1024:
-                    server.proc.send_signal(signal.SIGTERM)
-                    signalled = True
-                await asyncio.sleep(0.01)  # a slow client: the download spans the shutdown
+    async with aiohttp.ClientSession() as session, session.get(f"{server.url}/runs/{run_id}/export") as resp:
+        assert resp.status == 200, await resp.text()
+        length = int(resp.headers["Content-Length"])
+        assert length > EXPORT_PAYLOAD_BYTES
+        signalled = False
+        while True:
+            chunk = await resp.content.read(256 * 1024)
+            if not chunk:
+                break
+            received.write(chunk)
+            if not signalled and received.tell() >= 1024 * 1024:
+                server.proc.send_signal(signal.SIGTERM)
+                signalled = True
+            await asyncio.sleep(0.01)  # a slow client: the download spans the shutdown
     assert signalled
     assert received.tell() == length
     with zipfile.ZipFile(received) as archive:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import servicekit as kit
 from prometheus_client.parser import text_string_to_metric_families
 
 import servicekit as kit

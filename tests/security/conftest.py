@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import servicekit as kit  # tests/servicekit.py (tests/ is on sys.path: the root conftest lives there)
 
 sample_catalog = kit.sample_catalog

@@ -223,7 +223,7 @@ async def test_a_reload_keeps_verified_keys_and_drops_removed_ones(
 @pytest.mark.parametrize("change", ["scopes", "tenant", "hash"])
 def test_a_reload_drops_a_verified_key_whose_entry_changed(keys_file: Path, change: str) -> None:
     key, entry = create_key(keys_file, "acme")
-    other, other_entry = create_key(keys_file, "acme")
+    other, _other_entry = create_key(keys_file, "acme")
     store = KeyStore(keys_file)
     assert store.authenticate(key) is not None and store.authenticate(other) is not None
     doc = json.loads(keys_file.read_text())

@@ -194,7 +194,7 @@ async def test_hostile_archives_are_refused_under_any_name(service: Any, case: s
             _refused(*await _post_upload(service, name, data))
         for name in PUT_NAMES:
             _refused(*await _put_upload(service, name, data))
-    status, answer = await _put_upload(service, "site.zip", HOSTILE[case])
+    _status, answer = await _put_upload(service, "site.zip", HOSTILE[case])
     assert answer["code"] == "unsafe_archive", answer  # named as what it is, the archive check says why
     _nothing_stored(service)
 

@@ -13,7 +13,7 @@ HOSTILE = ["", "../x", "..", "/etc/passwd", "a/b", "a\\b", "x\x00y", "x\ny", "%2
 
 def test_ids() -> None:
     assert check_id(GOOD_ID) == GOOD_ID
-    for bad in HOSTILE + [GOOD_ID.upper(), GOOD_ID + "\n", GOOD_ID[:-1], GOOD_ID + "0", "g" * 32]:
+    for bad in [*HOSTILE, GOOD_ID.upper(), GOOD_ID + "\n", GOOD_ID[:-1], GOOD_ID + "0", "g" * 32]:
         assert not is_id(bad)
         with pytest.raises(NotFound):
             check_id(bad, "run")
@@ -22,6 +22,6 @@ def test_ids() -> None:
 def test_tenants() -> None:
     for good in ("acme", "a", "globex-eu_2", "0day"):
         assert check_tenant(good) == good
-    for bad in HOSTILE + ["Acme", "-acme", "_x", "a" * 64, "acme\n", "acme:x"]:
+    for bad in [*HOSTILE, "Acme", "-acme", "_x", "a" * 64, "acme\n", "acme:x"]:
         with pytest.raises(InvalidInput):
             check_tenant(bad)

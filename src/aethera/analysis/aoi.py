@@ -192,11 +192,12 @@ def load_aoi(
             raise InvalidAOI(f"unknown CRS {str(crs)[:80]!r}; give an EPSG code such as EPSG:4326")
         _check_usable_crs(given_crs, str(crs))
     if isinstance(source, Path):
-        filename = filename or source.name
+        path = source
+        filename = filename or path.name
         try:
-            source = source.read_bytes()
+            source = path.read_bytes()
         except OSError:
-            raise InvalidAOI(f"AOI file {source.name!r} cannot be read") from None
+            raise InvalidAOI(f"AOI file {path.name!r} cannot be read") from None
     reading = _Reading(filename, archive_limits or ArchiveLimits(), client_input)
     fmt, polygons, declared_crs, repairs = reading.parse(source)
     aoi_crs = given_crs or declared_crs or WGS84

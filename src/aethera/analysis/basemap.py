@@ -26,7 +26,7 @@ import hashlib
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +145,7 @@ class Plan:
     count: int
     _parts: list[Any] = field(default_factory=list)
 
-    def batches(self) -> Iterator[bytes]:
+    def batches(self) -> Generator[bytes, None, None]:
         """The features, `BATCH` at a time, each batch encoded as comma-separated GeoJSON features."""
         for part in self._parts:
             yield from part()

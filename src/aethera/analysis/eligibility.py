@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,14 +141,14 @@ def analyse(aoi: AOI, catalog: Catalog, params: RunParams) -> tuple[Eligibility,
         notes=notes,
     )
     patches.sort(key=lambda p: -p.area)
-    layer = feature_collection(
+    eligible_layer = feature_collection(
         ((p, {"patch_id": i + 1, "area_ha": _ha(p.area)}) for i, p in enumerate(patches)),
         crs,
         eligible_ha=result.eligible_ha,
         rule_set=rules.id,
         **({"reason": "no land of the AOI is eligible under the rule set"} if not patches else {}),
     )
-    return result, layer
+    return result, eligible_layer
 
 
 def _rule_results(
@@ -305,7 +305,7 @@ def _slope(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Rule) -> Ex
     assert source is not None
 
     def masks(data: np.ma.MaskedArray, _t: Any, cell_m: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-        z = data.astype("float64").filled(np.nan)
+        z = np.ma.filled(data.astype("float64"), np.nan)
         if z.shape[0] < 2 or z.shape[1] < 2:
             slope = np.full_like(z, np.nan)
         else:
@@ -322,7 +322,7 @@ def _elevation(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Rule) -
     assert source is not None
 
     def masks(data: np.ma.MaskedArray, _t: Any, _d: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-        z = data.astype("float64").filled(np.nan)
+        z = np.ma.filled(data.astype("float64"), np.nan)
         unknown = np.isnan(z)
         out = np.zeros(z.shape, dtype=bool)
         with np.errstate(invalid="ignore"):
@@ -399,8 +399,10 @@ def _cells(mask: np.ndarray, t: Any, rcrs: CRS, crs: CRS) -> BaseGeometry:
     local = reproject_many(geoms, rcrs, crs)
     # the regions of one mask never share an edge (they would be one region), so they already form a
     # valid MultiPolygon: no union needed, unless reprojection rounding made one invalid
-    merged = shapely.multipolygons(local)
-    return merged if merged.is_valid else shapely.union_all(local)
+    merged = shapely.multipolygons(local)  # one MultiPolygon from the 1-d array
+    if isinstance(merged, MultiPolygon) and merged.is_valid:
+        return merged
+    return shapely.union_all(local)
 
 
 def _seg(c: CRS) -> float:
@@ -421,7 +423,7 @@ _RULE_FNS: dict[str, Callable[..., Exclusion]] = {
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _union(geoms: list[BaseGeometry | None]) -> BaseGeometry | None:
+def _union(geoms: Sequence[BaseGeometry | None]) -> BaseGeometry | None:
     real = [g for g in geoms if g is not None and not g.is_empty]
     if not real:
         return None
@@ -454,10 +456,10 @@ def _share(part: float, whole: float) -> float:
 
 def _patch_stats(sizes_ha: list[float]) -> EligiblePatches:
     classes = []
-    bounds = list(PATCH_CLASSES_HA) + [None]
-    for low, high in zip(bounds[:-1], bounds[1:]):
-        inside = [s for s in sizes_ha if s >= low and (high is None or s < high)]  # type: ignore[operator]
-        classes.append(EligiblePatchClass(min_ha=low, max_ha=high, count=len(inside),  # type: ignore[arg-type]
+    uppers: list[float | None] = [*PATCH_CLASSES_HA[1:], None]  # the last class has no upper bound
+    for low, high in zip(PATCH_CLASSES_HA, uppers):
+        inside = [s for s in sizes_ha if s >= low and (high is None or s < high)]
+        classes.append(EligiblePatchClass(min_ha=low, max_ha=high, count=len(inside),
                                           area_ha=round(sum(inside), 4)))
     if not sizes_ha:
         return EligiblePatches(count=0, min_ha=None, median_ha=None, mean_ha=None, max_ha=None, size_classes=classes)

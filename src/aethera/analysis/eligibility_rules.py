@@ -17,7 +17,7 @@ with the same checks, so a bad override is refused when the run is requested.
 from __future__ import annotations
 
 import tomllib
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any, Literal, NoReturn
 
@@ -194,13 +194,13 @@ def _read(name: str) -> str:
     return resources.files("aethera.analysis").joinpath("data", "eligibility", name).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_rule_set(technology: str) -> RuleSet:
     """The rule set of a technology, parsed once per process (KeyError for a technology without one)."""
     return parse_rule_set(_read(RULE_SET_FILES[technology]), expected_id=technology)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_overlay(overlay_id: str) -> _RawOverlay:
     return parse_overlay(_read(OVERLAY_FILES[overlay_id]), expected_id=overlay_id)
 

@@ -27,6 +27,7 @@ source and whether it was overridden.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class GridPath:
         pts = self.points
         if year <= pts[0][0]:
             return pts[0][1]
-        for (y0, f0), (y1, f1) in zip(pts, pts[1:]):
+        for (y0, f0), (y1, f1) in itertools.pairwise(pts):
             if year <= y1:
                 return f0 + (f1 - f0) * (year - y0) / (y1 - y0)
         return pts[-1][1]

@@ -24,6 +24,7 @@ a gap never dilutes a ratio, and whoever reads a ratio can see how much land it 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -272,8 +273,8 @@ def ratios(z: ZoneAreas) -> dict[str, float]:
     if total <= 0:
         return {}
 
-    def share(pred: object) -> float:
-        return round(sum(m2 for code, m2 in known.items() if pred(code)) / total, 6)  # type: ignore[operator]
+    def share(pred: Callable[[int], bool]) -> float:
+        return round(sum(m2 for code, m2 in known.items() if pred(code)) / total, 6)
 
     return {
         "artificial": share(lambda c: 100 <= c < 200),

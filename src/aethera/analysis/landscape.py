@@ -106,7 +106,7 @@ def class_grid(aoi: AOI, catalog: Catalog) -> ClassGrid | None:
     mask = geometry_mask([geom], out_shape=codes.shape, transform=transform, invert=True)
     inside = mask & (codes > 0)
     # Cell size in metres, equal-area sense.
-    a, e = abs(transform.a), abs(transform.e)  # type: ignore[attr-defined]
+    a, e = abs(transform.a), abs(transform.e)
     if crs.is_geographic:
         lon, lat = aoi.wgs84.centroid.x, aoi.wgs84.centroid.y
         geod = Geod(ellps="WGS84")
@@ -143,7 +143,7 @@ def metrics(grid: ClassGrid, aoi_area_m2: float) -> LandscapeMetrics:
         from shapely.geometry import shape as to_shape
 
         for geom, _ in shapes(natural.astype(np.uint8), mask=natural, connectivity=8, transform=grid.transform):
-            patch_sizes.append(int(round(to_shape(geom).area / pixel_area)))
+            patch_sizes.append(round(to_shape(geom).area / pixel_area))
     sizes_m2 = np.array(patch_sizes, dtype=np.float64) * cell_m2
     mesh_ha = float((sizes_m2**2).sum() / aoi_area_m2 / 1e4) if aoi_area_m2 > 0 else 0.0
     largest = float(sizes_m2.max() / sizes_m2.sum()) if len(sizes_m2) else None

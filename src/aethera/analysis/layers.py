@@ -236,4 +236,4 @@ def _int(df: Any, column: str | None, i: int) -> int | None:
         f = float(v)
     except (TypeError, ValueError):
         return None
-    return int(round(f)) if f == f else None
+    return round(f) if f == f else None

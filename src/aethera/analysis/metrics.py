@@ -18,9 +18,13 @@ if TYPE_CHECKING:  # only for types: importing this module must not pull the GIS
 
 
 class _Params(Protocol):
-    project_type: str
-    capacity_mw: float | None
-    buffer_km: float | None
+    # read-only members: RunParams is a frozen Struct with narrower types (a Literal project type)
+    @property
+    def project_type(self) -> str: ...
+    @property
+    def capacity_mw(self) -> float | None: ...
+    @property
+    def buffer_km(self) -> float | None: ...
 
 
 # CORINE level-2 / level-1 code prefixes of the land-cover figures the ratios do not carry
@@ -30,7 +34,7 @@ _WETLAND_PREFIX = 4
 
 def _class_sum(classes: Sequence[LandCoverClass], prefix: int, attr: str) -> float:
     digits = len(str(prefix))
-    return sum(getattr(c, attr) for c in classes if c.code is not None and c.code // 10 ** (3 - digits) == prefix)
+    return float(sum(getattr(c, attr) for c in classes if c.code is not None and c.code // 10 ** (3 - digits) == prefix))
 
 
 def _score(index: Any) -> float | None:
@@ -202,17 +206,18 @@ def metric_provenance(results: Results) -> dict[str, Provenance]:
         a = m[name]
         out[name] = Provenance(source=layer, coverage_ratio=c, lower=a, upper=None if a is None else a + uncovered_ha)
     luc = m["land_use_change_tco2e"]
+    luc_lower = None if luc is None else luc * results.emissions.land_use_change_coverage_ratio
     out["land_use_change_tco2e"] = Provenance(
         source=layer, coverage_ratio=results.emissions.land_use_change_coverage_ratio,
-        lower=None if luc is None else luc * results.emissions.land_use_change_coverage_ratio,
+        lower=luc_lower,
         note="extrapolated to the whole footprint from the covered land",
     )
     feature_bounds: dict[str, tuple[float | None, float | None]] = {
         name: (out[name].lower, out[name].upper) for name in _LAND_COVER_RATIOS
     }
     aoi_ha = results.aoi.aoi_area_ha
-    if luc is not None and aoi_ha:
-        feature_bounds["land_use_change_tco2e_per_ha"] = (out["land_use_change_tco2e"].lower / aoi_ha, None)
+    if luc_lower is not None and aoi_ha:
+        feature_bounds["land_use_change_tco2e_per_ha"] = (luc_lower / aoi_ha, None)
     rec = results.receptor_distances
     for feature, receptor in (("distance_to_water_km", rec.nearest_water_body),
                               ("distance_to_settlement_km", rec.nearest_settlement)):

@@ -48,11 +48,11 @@ from aethera.analysis.metrics import (
 from aethera.analysis.params import RunParams
 from aethera.analysis.projection import ETRS89_LAEA
 from aethera.analysis.results import (
+    KPI,
     Biodiversity,
     DatasetStatus,
     Eligibility,
     Emissions,
-    KPI,
     LandCover,
     Parameters,
     ReceptorDistances,
@@ -142,19 +142,19 @@ def _step_datasets(ctx: RunContext) -> None:
         sources = ctx.catalog.sources(name)
         required = name in REQUIRED_LAYERS
         if not sources:
-            reason = "not configured in the dataset catalog"
+            missing = "not configured in the dataset catalog"
             if name in _DEPENDS:
-                reason += f": {_DEPENDS[name]}"
+                missing += f": {_DEPENDS[name]}"
                 ctx.warnings.append(f"no {name} layer: {_DEPENDS[name]}")
             ctx.datasets.append(DatasetStatus(layer=name, required=required, configured=False, available=False,
-                                              reason=reason))
+                                              reason=missing))
             continue
         reports = [inspect_source(s, bounds=False) for s in sources]
         bad = [r for r in reports if not r.ok]
         if bad and required:
             raise DatasetError(f"layer {name!r} ({bad[0].display}): {'; '.join(bad[0].problems)}", layer=name)
         good = [s for s, r in zip(sources, reports) if r.ok]
-        reason = None
+        reason: str | None = None
         if bad:
             problems = "; ".join(f"{r.display}: {', '.join(r.problems)}" for r in bad)
             reason = problems + (f" ({_DEPENDS[name]})" if not good and name in _DEPENDS else "")

@@ -19,13 +19,14 @@ import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
+from shapely.geometry.base import BaseGeometry
 
 WGS84 = CRS.from_epsg(4326)
 ETRS89_LAEA = CRS.from_epsg(3035)
 
 _LAEA_BOUNDS = ETRS89_LAEA.area_of_use.bounds if ETRS89_LAEA.area_of_use else (-35.58, 24.6, 44.83, 84.73)
 
-G = TypeVar("G", bound=shapely.Geometry)
+G = TypeVar("G", bound=BaseGeometry)
 
 # pyproj Transformers must not be shared between threads (the worker runs pipelines in threads).
 _local = threading.local()
@@ -36,7 +37,7 @@ def to_crs(value: object) -> CRS:
     if isinstance(value, CRS):
         return value
     if hasattr(value, "to_wkt"):  # rasterio.crs.CRS
-        return CRS.from_wkt(value.to_wkt())  # type: ignore[union-attr]
+        return CRS.from_wkt(value.to_wkt())
     return CRS.from_user_input(value)
 
 
@@ -61,7 +62,7 @@ def reproject(geom: G, src: CRS, dst: CRS) -> G:
         x, y = t.transform(coords[:, 0], coords[:, 1])
         return np.column_stack([x, y])
 
-    return shapely.transform(geom, fn)  # type: ignore[return-value]
+    return shapely.transform(geom, fn)
 
 
 def reproject_many(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
@@ -119,12 +120,12 @@ def densify(geom: G, crs: CRS, max_segment_m: float = 1000.0) -> G:
     otherwise be cut short as chords. 1 km segments keep the area error far below 0.01 %.
     """
     step = max_segment_m / 111_000.0 if crs.is_geographic else max_segment_m
-    return shapely.segmentize(geom, step)  # type: ignore[return-value]
+    return shapely.segmentize(geom, step)
 
 
 def round_coords(geom: G, decimals: int) -> G:
     """Coordinates rounded to `decimals` (7 decimals of a degree are about 1 cm): smaller GeoJSON."""
-    return shapely.transform(geom, lambda c: np.round(c, decimals))  # type: ignore[return-value]
+    return shapely.transform(geom, lambda c: np.round(c, decimals))
 
 
 
@@ -136,6 +137,6 @@ def round_coords(geom: G, decimals: int) -> G:
 BUFFER_QUAD_SEGS = 128
 
 
-def zone_buffer(geom: G, distance_m: float) -> G:
+def zone_buffer(geom: BaseGeometry, distance_m: float) -> BaseGeometry:
     """`geom` (in a metric CRS, metres) grown by `distance_m`, with corners round to 0.0025 % in area."""
-    return geom.buffer(distance_m, quad_segs=BUFFER_QUAD_SEGS)  # type: ignore[return-value]
+    return geom.buffer(distance_m, quad_segs=BUFFER_QUAD_SEGS)

@@ -105,15 +105,15 @@ def analyse(aoi: AOI, catalog: Catalog, buffer_km: float) -> tuple[Biodiversity,
     overlapping: list[SiteOverlap] = []
     nearby: list[tuple[SiteNearby, Site]] = []
     not_overlapped: list[SiteNearby] = []
-    overlap_parts = []
-    natura_parts = []
+    overlap_parts: list[BaseGeometry] = []
+    natura_parts: list[BaseGeometry] = []
     for site in sites:
         distance_m = float(shapely.distance(aoi_metric, site.metric))
         if distance_m > search_km * 1000.0:
             continue
         piece = site.area.intersection(aoi_area_geom) if site.area.intersects(aoi_area_geom) else None
         overlap_m2 = float(piece.area) if piece is not None else 0.0
-        if overlap_m2 > 0:
+        if piece is not None and overlap_m2 > 0:
             distance_m = 0.0  # sharing area means touching, whatever floating point says
             overlap_parts.append(piece)
             if site.natura2000:

@@ -196,8 +196,9 @@ def _patches(aoi: AOI, catalog: Catalog, codes: frozenset[int], radius_m: float)
         features = read_features(catalog, "land_cover", region, aoi.metric_crs, clip_to_region=True)
         if features is None:
             return []
-        rows = [i for i, c in enumerate(features.codes) if c in codes]
-        geoms = [(features.geoms[i], features.codes[i]) for i in rows]
+        geoms: list[tuple[BaseGeometry, int]] = [
+            (features.geoms[i], c) for i, c in enumerate(features.codes) if c is not None and c in codes
+        ]
         crs = features.crs
     else:
         crs = layer_crs(source)

@@ -63,7 +63,8 @@ def analyse(aoi: AOI, catalog: Catalog) -> Terrain:
 
     def stats(arr: np.ndarray, ops: list[str]) -> dict[str, float]:
         src = NumPyRasterSource(np.ma.masked_invalid(arr), xmin, ymin, xmax, ymax, srs_wkt=crs.to_wkt())
-        return exact_extract(src, features, ops)[0]["properties"]
+        properties: dict[str, float] = exact_extract(src, features, ops)[0]["properties"]
+        return properties
 
     z = stats(data, ["mean", "min", "max", "count"])
     if not z["count"] or z["count"] != z["count"]:

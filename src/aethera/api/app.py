@@ -22,16 +22,15 @@ from aethera.data.gdal_io import configure_gdal, gdal_options
 from aethera.api.cors import setup_cors
 from aethera.api.errors import error_middleware
 from aethera.api.final_cache import FINAL_ANSWERS, FinalAnswers
+from aethera.api.instrumentation import observability_middleware, setup_instrumentation
+from aethera.api.lifecycle import run_api
 from aethera.api.middlewares import (
     REQUEST_ID_HEADER,
     body_deadline_middleware,
     body_limit_middleware,
     request_id_middleware,
 )
-from aethera.api.routes import health, layers, projects, runs, tasks
-from aethera.api.instrumentation import observability_middleware, setup_instrumentation
-from aethera.api.lifecycle import run_api
-from aethera.api.routes import docs, metrics, ready
+from aethera.api.routes import docs, health, layers, metrics, projects, ready, runs, tasks, uploads
 from aethera.errors import ConfigError, StorageUnavailable
 from aethera.jobs.queue import JobQueue, connection_pool
 from aethera.observability.logs import configure_logging
@@ -133,4 +132,4 @@ def serve(settings: Settings | None = None) -> int:
     return 0
 
 
-__all__ = ["create_app", "serve", "REQUEST_ID_HEADER"]
+__all__ = ["REQUEST_ID_HEADER", "create_app", "serve"]

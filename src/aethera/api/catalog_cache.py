@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
 
 
 class CatalogCache:
@@ -39,13 +41,13 @@ class CatalogCache:
                 self._mtime = mtime
             return self._catalog
 
-    async def derived(self, name: str, build: Callable[[Any], Any]) -> Any:
+    async def derived(self, name: str, build: Callable[[Any], T]) -> T:
         """`build(catalog)` (run in a thread), computed once per loaded catalog."""
         catalog = await self.get()
         async with self._derived_lock:  # one build at a time: concurrent first requests share it
             cached = self._derived.get(name)
             if cached is not None and cached[0] is catalog:
-                return cached[1]
+                return cast(T, cached[1])  # stored under `name` by this same `build`
             value = await asyncio.to_thread(build, catalog)
             self._derived[name] = (catalog, value)
             return value

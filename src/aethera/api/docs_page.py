@@ -107,7 +107,7 @@ def example_of(schema: Mapping[str, Any], components: Mapping[str, Any], depth: 
         return None
     if "$ref" in schema:
         return example_of(components.get(_ref_name(schema["$ref"]), {}), components, depth + 1)
-    if "examples" in schema and schema["examples"]:
+    if schema.get("examples"):
         return schema["examples"][0]
     if "default" in schema:
         return schema["default"]
@@ -166,7 +166,7 @@ def _operation(method: str, path: str, op: Mapping[str, Any], doc: Mapping[str, 
     params = op.get("parameters", [])
     if params:
         required = ' <span class="req">required</span>'
-        rows = "".join(
+        param_rows = "".join(
             f"<tr><td><code>{escape(p['name'])}</code>{required if p.get('required') else ''}</td>"
             f"<td>{escape(p['in'])}</td><td>{type_html(p.get('schema', {}))}</td>"
             f"<td>{_text(p.get('description', ''))}</td></tr>"
@@ -174,7 +174,7 @@ def _operation(method: str, path: str, op: Mapping[str, Any], doc: Mapping[str, 
         )
         parts.append(
             "<h4>Parameters</h4><table><thead><tr><th>name</th><th>in</th><th>type</th><th>about</th></tr>"
-            f"</thead><tbody>{rows}</tbody></table>"
+            f"</thead><tbody>{param_rows}</tbody></table>"
         )
     body = op.get("requestBody")
     example_body = None
@@ -191,7 +191,7 @@ def _operation(method: str, path: str, op: Mapping[str, Any], doc: Mapping[str, 
             if media == "application/json" and example_body is None:
                 example_body = example_of(schema, components)
                 body_media = media
-    rows = []
+    rows: list[str] = []
     for status, resp in op.get("responses", {}).items():
         kinds = "; ".join(
             f"<code>{escape(media)}</code> {type_html(c.get('schema', {}))}"

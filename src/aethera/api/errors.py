@@ -72,7 +72,7 @@ CODE_BY_STATUS: dict[int, str] = {
 
 def status_for(exc: e.AetheraError) -> int:
     for cls in type(exc).__mro__:
-        status = STATUS_BY_ERROR.get(cls)  # type: ignore[call-overload]
+        status = STATUS_BY_ERROR.get(cls)
         if status is not None:
             return status
     return 500

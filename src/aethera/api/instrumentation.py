@@ -17,6 +17,7 @@ from aethera.api.keys import REQUEST_ID
 from aethera.observability.logs import make_request_id, request_id_var
 from aethera.observability.metrics import ApiMetrics
 
+
 class Drain:
     """Requests in flight, so a stopping server can wait for exactly those (api/lifecycle.py)."""
 

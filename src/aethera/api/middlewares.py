@@ -9,8 +9,8 @@ from aiohttp import web
 
 from aethera.api.errors import Handler
 from aethera.api.keys import REQUEST_ID, SETTINGS
-from aethera.observability.logs import new_request_id
 from aethera.errors import ClientClosedRequest, MalformedRequest, PayloadTooLarge, RequestTimeout
+from aethera.observability.logs import new_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # a client's id is reused only when short and harmless (it ends up in logs)

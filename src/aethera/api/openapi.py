@@ -151,22 +151,19 @@ def build_openapi(
 
     # Collect every type first: one schema_components call yields consistent, de-duplicated components.
     types: list[Any] = [ErrorBody]
-    for op in operations.values():
-        for body in [op.request, *op.responses.values()]:
+    for operation in operations.values():
+        for body in [operation.request, *operation.responses.values()]:
             if body is not None and body.type is not None:
                 types.append(body.type)
-        types += [p.type for p in op.params]
-        types += list(op.path_params.values())
+        types += [p.type for p in operation.params]
+        types += list(operation.path_params.values())
     schemas, components = msgspec.json.schema_components(types, ref_template=SCHEMA_REF)
     schema_of: dict[int, dict[str, Any]] = {}
     for tp, schema in zip(types, schemas, strict=True):
         schema_of.setdefault(id(tp), schema)
 
     def body_content(body: Body) -> dict[str, Any]:
-        if body.type is not None:
-            schema = schema_of[id(body.type)]
-        else:
-            schema = dict(body.schema or {})
+        schema = schema_of[id(body.type)] if body.type is not None else dict(body.schema or {})
         return {body.media_type: {"schema": schema}}
 
     paths: dict[str, dict[str, Any]] = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-
 from aiohttp import web
 
 from aethera import __version__

@@ -235,7 +235,7 @@ def _parse_source(name: str, e: dict[str, Any], base_dir: Path, synthetic: bool,
         layer=name,
         path=resolved,
         display=display,
-        format=fmt,  # type: ignore[arg-type]
+        format=fmt,
         sublayer=sublayer,
         band=band,
         crs=crs,
@@ -365,7 +365,7 @@ def _inspect_raster(source: LayerSource, report: SourceReport) -> None:
             report.driver = ds.driver
             crs = source.crs or (ds.crs.to_string() if ds.crs else None)
             report.crs = crs
-            report.bounds = tuple(ds.bounds)  # type: ignore[assignment]
+            report.bounds = tuple(ds.bounds)
             report.size = (ds.width, ds.height)
             report.count = ds.width * ds.height
             report.resolution = ds.res

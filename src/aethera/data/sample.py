@@ -25,10 +25,16 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:  # shapely is imported where used, to keep this module light
+    from shapely.geometry import Point
+    from shapely.geometry.base import BaseGeometry
 
 CENTER_LONLAT = (14.33, 51.76)
 CRS = "EPSG:3035"
@@ -105,7 +111,10 @@ _LAKES = [
 
 # Protected sites: (site_code, name, type, shape) where shape is ("ellipse", e, n, rx, ry) or
 # ("river", from_north_km, to_north_km, half_width_km).
-_PROTECTED = [
+# a site's shape, in km from the region's centre: a section of the main river (from and to northing,
+# half width) or an ellipse (centre easting and northing, radii)
+_SiteShape = tuple[Literal["river"], float, float, float] | tuple[Literal["ellipse"], float, float, float, float]
+_PROTECTED: list[tuple[str, str, str, _SiteShape]] = [
     ("DE4151301", "Spree floodplain north SAC (SYNTHETIC)", "SAC", ("river", 3.5, 14.5, 0.8)),
     ("DE4351401", "Grubensee bird area SPA (SYNTHETIC)", "SPA", ("ellipse", -7.0, -9.0, 3.6, 2.6)),
     ("DE4351301", "Grubensee shore habitats SAC (SYNTHETIC)", "SAC", ("ellipse", -5.5, -8.0, 2.0, 1.6)),
@@ -144,7 +153,11 @@ def generate_sample_data(directory: str | Path, seed: int = 42) -> Path:
 # --- geometry ------------------------------------------------------------------------------------
 
 
-def _rivers(region: SampleRegion, rng: np.random.Generator) -> list[tuple[str, str, object]]:
+# (name, type, geometry) of a river or a lake
+_Water = tuple[str, str, "BaseGeometry"]
+
+
+def _rivers(region: SampleRegion, rng: np.random.Generator) -> list[_Water]:
     from shapely.geometry import LineString
 
     def meander(points_km: list[tuple[float, float]], amplitude_km: float) -> LineString:
@@ -172,13 +185,13 @@ def _rivers(region: SampleRegion, rng: np.random.Generator) -> list[tuple[str, s
     from shapely.ops import nearest_points
 
     end = nearest_points(main, tributary.boundary.geoms[1])[0]
-    coords = list(tributary.coords)[:-1] + [(end.x, end.y)]
+    coords = [*tributary.coords[:-1], (end.x, end.y)]
     tributary = LineString(coords)
     return [("Spree (SYNTHETIC)", "river", main), ("Malxe (SYNTHETIC)", "stream", tributary)]
 
 
 def _blob(region: SampleRegion, rng: np.random.Generator, e: float, n: float, rx: float, ry: float,
-          roughness: float = 0.12) -> object:
+          roughness: float = 0.12) -> BaseGeometry:
     """A star-shaped (hence always valid) polygon: an ellipse with a smooth random edge."""
     from shapely.geometry import Polygon
 
@@ -193,14 +206,14 @@ def _blob(region: SampleRegion, rng: np.random.Generator, e: float, n: float, rx
     return Polygon([region.xy(a, b) for a, b in zip(xs, ys)])
 
 
-def _lakes(region: SampleRegion, rng: np.random.Generator) -> list[tuple[str, str, object]]:
+def _lakes(region: SampleRegion, rng: np.random.Generator) -> list[_Water]:
     return [(name, kind, _blob(region, rng, e, n, rx, ry)) for name, kind, e, n, rx, ry in _LAKES]
 
 
-def _settlements(region: SampleRegion, rng: np.random.Generator) -> list[tuple[str, str, int, object]]:
+def _settlements(region: SampleRegion, rng: np.random.Generator) -> list[tuple[str, str, int, Point]]:
     from shapely.geometry import Point
 
-    out = []
+    out: list[tuple[str, str, int, Point]] = []
     for name, kind, e, n, pop in _SETTLEMENTS:
         je, jn = rng.uniform(-0.3, 0.3, 2) if kind != "city" else (0.0, 0.0)
         population = int(round(pop * rng.uniform(0.9, 1.1), -1))
@@ -208,18 +221,20 @@ def _settlements(region: SampleRegion, rng: np.random.Generator) -> list[tuple[s
     return out
 
 
-def _protected(region: SampleRegion, rng: np.random.Generator, rivers: list) -> list[tuple[str, str, str, object]]:
+def _protected(
+    region: SampleRegion, rng: np.random.Generator, rivers: list[_Water]
+) -> list[tuple[str, str, str, BaseGeometry]]:
     from shapely.geometry import box
 
     main = rivers[0][2]
-    out = []
+    out: list[tuple[str, str, str, BaseGeometry]] = []
     for code, name, kind, shape in _PROTECTED:
         if shape[0] == "river":
             _, n0, n1, half = shape
             _, y0 = region.xy(0, n0)
             _, y1 = region.xy(0, n1)
             section = main.intersection(box(region.left - 1e4, y0, region.right + 1e4, y1))
-            geom = section.buffer(half * 1000.0, quad_segs=8)
+            geom: BaseGeometry = section.buffer(half * 1000.0, quad_segs=8)
         else:
             _, e, n, rx, ry = shape
             geom = _blob(region, rng, e, n, rx, ry, roughness=0.18)
@@ -238,12 +253,14 @@ def _smooth(rng: np.random.Generator, n: int, cells: int) -> np.ndarray:
     i0 = np.floor(pos).astype(int)
     f = pos - i0
     rows = coarse[i0] * (1 - f)[:, None] + coarse[i0 + 1] * f[:, None]
-    return rows[:, i0] * (1 - f)[None, :] + rows[:, i0 + 1] * f[None, :]
+    smooth: np.ndarray = rows[:, i0] * (1 - f)[None, :] + rows[:, i0 + 1] * f[None, :]
+    return smooth
 
 
 def _field(rng: np.random.Generator, n: int) -> np.ndarray:
     f = 0.55 * _smooth(rng, n, 60) + 0.3 * _smooth(rng, n, 20) + 0.15 * _smooth(rng, n, 6)
-    return (f - f.min()) / (f.max() - f.min())
+    field: np.ndarray = (f - f.min()) / (f.max() - f.min())
+    return field
 
 
 def _elevation(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -253,18 +270,19 @@ def _elevation(rng: np.random.Generator, n: int) -> np.ndarray:
     west = 1 - cols
     hills = _field(rng, n)
     elev = 58.0 + 45.0 * south**2 * (0.5 + 0.5 * west) + 30.0 * hills**2
-    return elev.astype("float32")
+    elev_m: np.ndarray = elev.astype("float32")
+    return elev_m
 
 
-def _land_cover(region: SampleRegion, rng: np.random.Generator, n: int, rivers: list, lakes: list,
-                settlements: list, elevation: np.ndarray) -> np.ndarray:
+def _land_cover(region: SampleRegion, rng: np.random.Generator, n: int, rivers: list[_Water], lakes: list[_Water],
+                settlements: list[tuple[str, str, int, Point]], elevation: np.ndarray) -> np.ndarray:
     from rasterio.features import rasterize
     from rasterio.transform import from_origin
     from shapely.geometry import LineString, box
 
     transform = from_origin(region.left, region.top, RESOLUTION_M, RESOLUTION_M)
 
-    def burn(shapes: list, value: int, lc: np.ndarray, all_touched: bool = False) -> None:
+    def burn(shapes: Sequence[BaseGeometry], value: int, lc: np.ndarray, all_touched: bool = False) -> None:
         mask = rasterize([(g, 1) for g in shapes], out_shape=(n, n), transform=transform,
                          fill=0, dtype="uint8", all_touched=all_touched)
         lc[mask == 1] = value
@@ -304,7 +322,7 @@ def _land_cover(region: SampleRegion, rng: np.random.Generator, n: int, rivers: 
     burn(lake_shapes, 512, lc)
 
     # Settlements: continuous core, discontinuous ring, parks, industry, sport, an airfield.
-    for name, kind, pop, point in settlements:
+    for _name, kind, pop, point in settlements:
         radius = 120.0 * math.sqrt(pop / 100.0) ** 0.8
         ring = _blob(region, rng, (point.x - region.center_x) / 1000, (point.y - region.center_y) / 1000,
                      radius / 1000, radius / 1000 * 0.85)
@@ -347,18 +365,19 @@ def _write_raster(path: Path, data: np.ndarray, region: SampleRegion, dtype: str
         "blockysize": 256,
     }
     tmp = path.with_suffix(".tmp.tif")
-    with rasterio.Env(GDAL_PAM_ENABLED="NO"):  # no .aux.xml side files
-        with rasterio.open(tmp, "w", **profile) as ds:
-            ds.write(data.astype(dtype), 1)
-            ds.update_tags(SYNTHETIC="true", SOURCE=_SOURCE, SEED=str(seed))
-            ds.set_band_description(1, description)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(tmp, "w", **profile) as ds:  # no .aux.xml files
+        ds.write(data.astype(dtype), 1)
+        ds.update_tags(SYNTHETIC="true", SOURCE=_SOURCE, SEED=str(seed))
+        ds.set_band_description(1, description)
     os.replace(tmp, path)
 
 
 # --- vectors -------------------------------------------------------------------------------------
 
 
-def _write_vectors(out: Path, seed: int, protected: list, settlements: list, rivers: list, lakes: list) -> None:
+def _write_vectors(out: Path, seed: int, protected: list[tuple[str, str, str, BaseGeometry]],
+                   settlements: list[tuple[str, str, int, Point]], rivers: list[_Water],
+                   lakes: list[_Water]) -> None:
     import geopandas as gpd
     import pyogrio
 

@@ -32,7 +32,9 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from aethera.errors import AetheraError, RunCancelled
@@ -197,11 +199,11 @@ async def _exchange(conn: Connection, messages: asyncio.Queue[tuple[Any, ...]], 
         elif kind == "result":
             return body[0]
         elif kind == "error":
-            exc = _rebuild(*body)
-            if (output_error is not None and type(output_error) is type(exc)
-                    and getattr(output_error, "detail", None) == exc.detail):
+            rebuilt = _rebuild(*body)
+            if (output_error is not None and type(output_error) is type(rebuilt)
+                    and getattr(output_error, "detail", None) == rebuilt.detail):
                 raise output_error  # the storage error itself, as the worker saw it
-            raise exc
+            raise rebuilt
         elif kind == "crash":
             raise PipelineCrashed(body[0])
         else:  # "eof": the child ended without a word
@@ -223,7 +225,7 @@ def _read_messages(conn: Connection, loop: asyncio.AbstractEventLoop, messages: 
         except (EOFError, OSError):
             put(("eof",))
             return
-        except Exception:  # noqa: BLE001 - a message that does not unpickle
+        except Exception:  # a message that does not unpickle
             put(("crash", traceback.format_exc()))
             return
         put(msg)
@@ -235,7 +237,7 @@ async def _reap(started: asyncio.Future[None], proc: Any, conn: Connection, chil
                 reader: threading.Thread | None, finished: bool) -> None:
     try:
         await started  # closing the child's end while start() pickles it would break the start
-    except BaseException:  # noqa: BLE001 - never started: nothing to reap
+    except BaseException:  # never started: nothing to reap
         conn.close()
         child_conn.close()
         return
@@ -249,7 +251,7 @@ async def _reap(started: asyncio.Future[None], proc: Any, conn: Connection, chil
     log.info("pipeline process %d ended (exit code %s)", pid, code)
 
 
-def _stop_and_reap(proc: Any, wait_s: float) -> int | None:
+def _stop_and_reap(proc: BaseProcess, wait_s: float) -> int | None:
     proc.join(wait_s)
     if proc.exitcode is None:
         proc.terminate()
@@ -276,14 +278,13 @@ def _describe(exc: AetheraError) -> tuple[str, str, str, dict[str, Any]]:
 
 
 def _rebuild(module: str | None, qualname: str | None, detail: str, extra: dict[str, Any]) -> AetheraError:
-    cls: Any = None
+    found: object = None
     if module and qualname and module.startswith("aethera."):
         try:
-            cls = getattr(importlib.import_module(module), qualname)
+            found = getattr(importlib.import_module(module), qualname)
         except (ImportError, AttributeError):
-            cls = None
-    if not (isinstance(cls, type) and issubclass(cls, AetheraError)):
-        cls = AetheraError
+            found = None
+    cls = found if isinstance(found, type) and issubclass(found, AetheraError) else AetheraError
     try:
         return cls(detail, **extra)
     except TypeError:
@@ -347,7 +348,7 @@ def _child_main(conn: Connection, stop: Any, job: PipelineJob, log_level: int) -
             if result[0] != "error":
                 raise
             send(("error", *result[1:4], {}))
-    except BaseException:  # noqa: BLE001 - reported to the worker, which logs it
+    except BaseException:  # reported to the worker, which logs it
         with contextlib.suppress(Exception):  # the worker is gone
             send(("crash", traceback.format_exc()))
     finally:
@@ -426,7 +427,7 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
 def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: dict[str, Any],
                    aoi_bytes: bytes, *, catalog: Any = None, protected_geojson: bytes | None = None,
                    eligible_geojson: bytes | None = None) -> bytes:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import msgspec
 
@@ -446,5 +447,5 @@ def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: d
         # the map illustrates; a layer that cannot be drawn leaves the outline and the tables
         log.warning("site map of run %s not drawn: %s", run.get("run_id"), getattr(exc, "detail", type(exc).__name__))
         site_map = ""
-    return render_report(results, legal, run, aoi_geojson=aoi, generated_at=datetime.now(timezone.utc),
+    return render_report(results, legal, run, aoi_geojson=aoi, generated_at=datetime.now(UTC),
                          site_map=site_map)

@@ -23,6 +23,7 @@ from arq import func as arq_func
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import Job, JobStatus
+from arq.typing import WorkerCoroutine
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.asyncio import ConnectionPool
@@ -176,7 +177,7 @@ class JobQueue:
         await self._redis.aclose(close_connection_pool=True)
 
 
-JobCoroutine = Callable[..., Awaitable[Any]]
+JobCoroutine = WorkerCoroutine
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
 

@@ -353,16 +353,21 @@ class LeaseState(int, enum.Enum):
 async def acquire_lease(redis: Redis, run_id: str, generation: int, owner: str, ttl_s: float) -> bool:
     """Take the run's lease for `generation` unless a live worker holds it for this or a newer one."""
     value = lease_value(generation, owner)
-    return bool(await redis.eval(_ACQUIRE, 1, keys.lease_key(run_id), value, generation, int(ttl_s * 1000)))
+    # redis-py types commands for its sync and asyncio clients at once (value | awaitable) and script
+    # arguments as str: the asyncio client always returns an awaitable, and Redis sends numbers as text anyway.
+    ttl_ms = str(int(ttl_s * 1000))
+    acquired = redis.eval(_ACQUIRE, 1, keys.lease_key(run_id), value, str(generation), ttl_ms)
+    return bool(await cast("Awaitable[int]", acquired))
 
 
 async def renew_lease(redis: Redis, run_id: str, generation: int, owner: str, ttl_s: float) -> LeaseState:
     value = lease_value(generation, owner)
-    return LeaseState(int(await redis.eval(_RENEW, 1, keys.lease_key(run_id), value, int(ttl_s * 1000))))
+    renewed = redis.eval(_RENEW, 1, keys.lease_key(run_id), value, str(int(ttl_s * 1000)))
+    return LeaseState(int(await cast("Awaitable[int]", renewed)))
 
 
 async def release_lease(redis: Redis, run_id: str, generation: int, owner: str) -> None:
-    await redis.eval(_RELEASE, 1, keys.lease_key(run_id), lease_value(generation, owner))
+    await cast("Awaitable[int]", redis.eval(_RELEASE, 1, keys.lease_key(run_id), lease_value(generation, owner)))
 
 
 async def lease_generation(redis: Redis, run_id: str) -> int | None:

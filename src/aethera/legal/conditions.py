@@ -16,12 +16,12 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
-from aethera.legal.metrics import METRICS, MetricSpec
 from aethera.errors import RulePackError
+from aethera.legal.metrics import METRICS, MetricSpec
 
 NUMERIC_OPS = (">", ">=", "<", "<=", "==", "!=", "in", "not_in")
 TEXT_OPS = ("==", "!=", "in", "not_in")
@@ -44,7 +44,7 @@ class Not(msgspec.Struct, frozen=True):
     member: Node
 
 
-Node = Union[Leaf, All, AnyOf, Not]
+Node = Leaf | All | AnyOf | Not
 
 
 def _is_number(v: object) -> bool:
@@ -114,17 +114,17 @@ def metrics_of(node: Node) -> list[str]:
 
 def _compare(op: str, value: Any, target: Any) -> bool:
     if op == ">":
-        return value > target
+        return bool(value > target)
     if op == ">=":
-        return value >= target
+        return bool(value >= target)
     if op == "<":
-        return value < target
+        return bool(value < target)
     if op == "<=":
-        return value <= target
+        return bool(value <= target)
     if op == "==":
-        return value == target
+        return bool(value == target)
     if op == "!=":
-        return value != target
+        return bool(value != target)
     if op == "in":
         return value in target
     return value not in target  # not_in; any other op was refused when the pack loaded

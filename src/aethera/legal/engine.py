@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from aethera.legal.metrics import METRICS, Provenance
 from aethera.errors import AnalysisError
 from aethera.legal import conditions, templates
 from aethera.legal.countries import check_country, is_eu_member
+from aethera.legal.metrics import METRICS, Provenance
 from aethera.legal.packs import SEVERITIES, Rule, packs_for
 from aethera.legal.screening import Screening, annex_iii_findings, coerce_sites, habitats_screening
 
@@ -191,7 +191,7 @@ def evaluate(
             if st.status == "triggered":
                 triggered_rules.append((rule, st.message, st.details["metrics"]))
 
-    by_severity = {s: SeverityCounts() for s in SEVERITIES}
+    by_severity: dict[str, SeverityCounts] = {s: SeverityCounts() for s in SEVERITIES}
     for st in statuses:
         c = by_severity[st.severity]
         c.total += 1

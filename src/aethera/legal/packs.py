@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, Literal
 
@@ -182,7 +182,7 @@ def parse_pack(text: str, *, expected_id: str | None = None) -> RulePack:
             raise RulePackError(f"{where}: uses a national area metric but the pack states no area_crs")
         rules.append(
             Rule(id=r.id, pack=pid, name=r.name, description=r.description, category=r.category,
-                 severity=r.severity, condition=condition, message=r.message,  # type: ignore[arg-type]
+                 severity=r.severity, condition=condition, message=r.message,
                  pass_message=r.pass_message, references=tuple(r.references), heuristic=r.heuristic,
                  basis=r.basis, annex_iii=tuple(r.annex_iii), metrics=tuple(used), min_coverage=min_coverage)
         )
@@ -197,7 +197,7 @@ def national_pack(country: str | None) -> RulePack | None:
     return load_pack(country)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_pack(pack_id: str) -> RulePack:
     """The registered pack `pack_id`, parsed once per process. KeyError when no such pack is registered."""
     filename = PACK_FILES[pack_id]

@@ -13,9 +13,9 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from aethera.legal.metrics import METRICS
 from aethera.errors import RulePackError
 from aethera.legal.conditions import unknown_metric_error
+from aethera.legal.metrics import METRICS
 
 MISSING_TEXT = "n/a"
 _SAMPLES: dict[type, Any] = {float: 1.5, int: 3, str: "solar"}

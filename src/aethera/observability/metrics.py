@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
@@ -111,7 +111,9 @@ class SharedMetrics:
     async def inc(self, metric: SharedMetric, amount: float = 1.0, **labels: str) -> None:
         if metric.kind != "counter":
             raise ValueError(f"{metric.name} is not a counter")
-        await self._redis.hincrbyfloat(keys.COUNTER.format(name=metric.name), _label_field(metric, labels), amount)
+        # redis-py types a command for its sync and asyncio clients at once; the asyncio one always awaits
+        incremented = self._redis.hincrbyfloat(keys.COUNTER.format(name=metric.name), _label_field(metric, labels), amount)
+        await cast("Awaitable[float]", incremented)
 
     async def observe(self, metric: SharedMetric, value: float, **labels: str) -> None:
         if metric.kind != "histogram":
@@ -187,7 +189,7 @@ async def read_shared(redis: Redis) -> list[Metric]:
                 family.add_metric(msgspec.json.decode(field), float(value))
             families.append(family)
             continue
-        family = HistogramMetricFamily(metric.name, metric.help, labels=metric.labels)
+        hist = HistogramMetricFamily(metric.name, metric.help, labels=metric.labels)
         by_labels: dict[str, dict[str, str]] = {}
         for field, value in fields.items():
             label_part, _, suffix = field.rpartition("|")
@@ -199,8 +201,8 @@ async def read_shared(redis: Redis) -> list[Metric]:
             for i, bound in enumerate(bounds):
                 running += int(parts.get(f"b{i}", 0))
                 buckets.append((_bound(bound), float(running)))
-            family.add_metric(msgspec.json.decode(label_part), buckets, float(parts.get("sum", 0.0)))
-        families.append(family)
+            hist.add_metric(msgspec.json.decode(label_part), buckets, float(parts.get("sum", 0.0)))
+        families.append(hist)
     return families
 
 
@@ -304,5 +306,5 @@ class ApiMetrics:
             except (RedisError, OSError):
                 self.scrape_errors.inc()
                 extra = []
-        return generate_latest(self.registry) + generate_latest(_Families(extra))  # type: ignore[arg-type]
+        return generate_latest(self.registry) + generate_latest(_Families(extra))
 

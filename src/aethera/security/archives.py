@@ -20,10 +20,14 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from aethera import settings as _config
 from aethera.errors import UnsafeArchive
 from aethera.settings import Settings
+
+if TYPE_CHECKING:
+    from aethera.settings import Settings
 
 _READ_CHUNK = 256 * 1024
 # a ratio is only meaningful past this size: a 2 KiB file of blanks compresses 500:1 and is harmless

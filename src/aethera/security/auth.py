@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.exceptions
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from aethera.errors import ConfigError, Forbidden, RateLimited, Unauthorized
 from aethera.models import DEFAULT_TENANT
@@ -71,7 +72,7 @@ def is_public(request: web.Request) -> bool:
 
 def principal_of(request: web.Request) -> Principal:
     """The caller of a non-public route (set by the auth middleware)."""
-    principal = request.get(PRINCIPAL)
+    principal: Principal | None = request.get(PRINCIPAL)
     if principal is None:  # a route reached without the middleware: fail closed
         raise Unauthorized("authentication required")
     return principal
@@ -114,7 +115,7 @@ class _Outages:
             log.warning("%s: Redis unreachable (%s); requests pass unlimited until it returns", what, type(exc).__name__)
 
 
-def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def make_auth_middleware(settings: Settings) -> Middleware:
     """The middleware that sets `request[PRINCIPAL]`; put it inside the error middleware."""
     enabled = auth_enabled(settings)
     outages = _Outages()
@@ -187,7 +188,7 @@ def make_auth_middleware(settings: Settings) -> Callable[[web.Request, Handler],
     return auth_middleware
 
 
-def make_ratelimit_middleware() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def make_ratelimit_middleware() -> Middleware:
     """Per-key token bucket (per address when auth is off); put it inside the auth middleware.
 
     A Redis outage lets requests through unlimited (and logged): limiting protects capacity, it does not

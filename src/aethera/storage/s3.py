@@ -17,7 +17,7 @@ from typing import Any
 
 import aioboto3
 import aiohttp
-from botocore.config import Config
+from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
 from aethera.errors import (
@@ -115,7 +115,7 @@ class S3Storage:
         self._session = aioboto3.Session(
             aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
         )
-        self._config = Config(
+        self._config = AioConfig(
             s3={"addressing_style": "path"},  # works with local endpoints without wildcard DNS
             # one quick retry for a reset or a 5xx; longer outages are the caller's to retry (the worker
             # backs off per run), so an API request answers 503 within seconds instead of hanging
@@ -235,7 +235,7 @@ class S3Storage:
 
     # --- objects --------------------------------------------------------------------------------
 
-    async def save(self, key: str, data: bytes | AsyncIterable[bytes]) -> ObjectStat:
+    async def save(self, key: str, data: bytes | bytearray | memoryview | AsyncIterable[bytes]) -> ObjectStat:
         key = validate_key(key)
         client = self._need()
         if isinstance(data, (bytes, bytearray, memoryview)):

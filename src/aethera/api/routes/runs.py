@@ -58,7 +58,8 @@ def _params(body: RunCreate, country: str | None, settings: Any) -> dict[str, An
     from aethera.analysis.params import RunParams
 
     params = RunParams.from_request(body.project_type, country, body.config, settings)
-    return msgspec.to_builtins(params)
+    data: dict[str, Any] = msgspec.to_builtins(params)
+    return data
 
 
 async def create_run(request: web.Request) -> web.Response:

@@ -25,7 +25,7 @@ def test_defaults_follow_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_defaults_are_the_settings_defaults() -> None:
-    assert config_module.DEFAULTS == config_module.load_settings({})
+    assert config_module.load_settings({}) == config_module.DEFAULTS
     assert ArchiveLimits() == ArchiveLimits.from_settings(config_module.DEFAULTS)
     # settings given: they win over the defaults
     given = config_module.load_settings({"AETHERA_DEFAULT_BUFFER_KM": "3", "AETHERA_SOLAR_MW_PER_HA": "0.4"})

@@ -55,7 +55,7 @@ def test_dev_starts_everything_and_sigint_stops_everything(tmp_path: Path) -> No
 
         dev.send_signal(signal.SIGINT)
         assert dev.wait(timeout=120) == 0  # patience for busy cores
-        gone, alive = psutil.wait_procs(children, timeout=60)
+        _gone, alive = psutil.wait_procs(children, timeout=60)
         assert not alive, [p.cmdline() for p in alive]
     finally:
         if dev.poll() is None:

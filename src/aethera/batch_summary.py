@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aethera.errors import InvalidInput
@@ -79,9 +79,15 @@ def _index_fields(row: dict[str, Any], prefix: str, obj: Any) -> None:
 def _nearest_natura(biodiversity: Any) -> tuple[str | None, str | None, float | None]:
     """The nearest Natura 2000 site among the sites the run found (overlapping or within its search)."""
     best: tuple[float, str, str | None] | None = None
-    for group, distance_of in (("sites_overlapping", lambda s: 0.0),
-                               ("sites_not_overlapped", lambda s: _num(s.get("distance_km"))),
-                               ("sites_in_buffer", lambda s: _num(s.get("distance_km")))):
+    def overlapping(site: Mapping[str, Any]) -> float | None:
+        return 0.0
+
+    def recorded(site: Mapping[str, Any]) -> float | None:
+        return _num(site.get("distance_km"))
+
+    groups: tuple[tuple[str, Callable[[Mapping[str, Any]], float | None]], ...] = (
+        ("sites_overlapping", overlapping), ("sites_not_overlapped", recorded), ("sites_in_buffer", recorded))
+    for group, distance_of in groups:
         sites = _get(biodiversity, group)
         if not isinstance(sites, list):
             continue

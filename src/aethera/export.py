@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import re
 import struct
 import zlib
 from collections import OrderedDict
@@ -353,7 +352,12 @@ class PlanCache:
 
 def completion_time(record: RunRecord) -> datetime:
     """When the run finished: the archive's fixed modification time."""
-    for value in (record.finished_at, record.updated_at, record.created_at):
+    return archive_time(record.finished_at, record.updated_at, record.created_at)
+
+
+def archive_time(*timestamps: str | None) -> datetime:
+    """The first of `timestamps` that parses, to the second (a ZIP's member times), else the DOS epoch."""
+    for value in timestamps:
         when = parse_utc(value)
         if when is not None:
             return when.astimezone(UTC).replace(microsecond=0)
@@ -414,18 +418,18 @@ async def _results_summary(storage: Storage, run_id: str, index: ArtifactIndex,
     }
 
 
-async def _computed_record(storage: Storage, record: dict[str, Any]) -> dict[str, Any]:
+async def _computed_record(storage: Storage, record: RunRecord) -> RunRecord:
     """The record that describes how the outputs were computed: for a run that reused another run's
     results (`reused_from`), that run's record (parameters, timings, completion time), so the two
     exports are the same bytes apart from the run id; the run's own record otherwise."""
-    source_id = record.get("reused_from")
-    if not isinstance(source_id, str):
+    source_id = record.reused_from
+    if not source_id:
         return record
     try:
         _, source = await _read_run_record(storage, source_id)
     except NotFound:
         return record
-    return {**source, "run_id": record.get("run_id")}
+    return msgspec.structs.replace(source, run_id=record.run_id)
 
 
 # What the manifest shows of the run record: its parameters and history, not bookkeeping such as the

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import servicekit as kit
+
 from aethera.batch_summary import COLUMN_NAMES
 from aethera.security.apikeys import create_key
 

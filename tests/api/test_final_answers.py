@@ -10,8 +10,8 @@ from typing import Any
 import redis as sync_redis
 from servicekit import aoi_feature
 
-from aethera.api.final_cache import FinalAnswers
 from aethera import keyspace as keys
+from aethera.api.final_cache import FinalAnswers
 from aethera.security.apikeys import create_key
 
 

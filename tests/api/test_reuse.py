@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import servicekit as kit
+
 from aethera.analysis.aoi import load_aoi
 from aethera.analysis.params import RunParams
 from aethera.api.keys import REDIS

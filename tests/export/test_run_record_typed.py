@@ -8,13 +8,12 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
+from exportkit import write_run
 
 from aethera.errors import AetheraError
 from aethera.export import plan_export
 from aethera.storage.artifacts import artifact_key
 from aethera.storage.local import LocalStorage
-
-from exportkit import write_run
 
 
 @pytest.fixture

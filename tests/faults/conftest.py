@@ -11,7 +11,6 @@ import pytest
 from faultstack import Stack
 
 from aethera.embedded_redis import free_port
-from faultstack import Stack
 
 
 @pytest.fixture(scope="session")

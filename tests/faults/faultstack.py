@@ -95,7 +95,7 @@ def wait_reachable(url: str, timeout_s: float = PATIENCE_S) -> None:
             time.sleep(0.05)
 
 
-def requests_until(stack: "Stack", check: Callable[[], Any], message: str, timeout_s: float = PATIENCE_S) -> int:
+def requests_until(stack: Stack, check: Callable[[], Any], message: str, timeout_s: float = PATIENCE_S) -> int:
     """Call `check` (one or more requests) until it passes; return how many calls it took. The count is
     what a test asserts on (a bound in requests holds on a loaded machine, one in seconds does not)."""
     tries = 0

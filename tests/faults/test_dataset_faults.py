@@ -17,6 +17,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from faultstack import Stack
+from flaky_http import FlakyHttpProxy, FlakyProxyProcess
 from shapely.geometry import box
 
 from aethera.analysis import pipeline
@@ -27,9 +29,6 @@ from aethera.data.gdal_io import transient_reason
 from aethera.data.sample import sample_region
 from aethera.errors import DatasetError, DatasetUnavailable
 from aethera.jobs.failures import is_transient
-
-from faultstack import Stack
-from flaky_http import FlakyHttpProxy, FlakyProxyProcess
 
 LAYER_FILES = ("land_cover.tif", "elevation.tif", "protected_areas.gpkg", "settlements.gpkg", "water.gpkg")
 
@@ -156,16 +155,16 @@ def test_a_missing_or_corrupt_required_layer_is_permanent(
 
 
 def test_read_errors_are_classified_by_gdal_error_class_and_http_status() -> None:
-    class CPLE_HttpResponseError(Exception):  # noqa: N801 - the name GDAL's bindings give it
+    class CPLE_HttpResponseError(Exception):
         pass
 
-    class CPLE_AWSObjectNotFoundError(Exception):  # noqa: N801
+    class CPLE_AWSObjectNotFoundError(Exception):
         pass
 
-    class CPLE_AWSError(Exception):  # noqa: N801
+    class CPLE_AWSError(Exception):
         pass
 
-    class CPLE_OpenFailedError(Exception):  # noqa: N801
+    class CPLE_OpenFailedError(Exception):
         pass
 
     def wrapped(cause: Exception) -> Exception:

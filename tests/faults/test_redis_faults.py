@@ -6,9 +6,15 @@ import time
 from collections.abc import Callable
 
 import pytest
-
-from faultstack import (FINAL, PATIENCE_S, RECOVERY_TRIES, Stack, assert_not_5xx_except_unavailable, requests_until,
-                        sample_aoi)
+from faultstack import (
+    FINAL,
+    PATIENCE_S,
+    RECOVERY_TRIES,
+    Stack,
+    assert_not_5xx_except_unavailable,
+    requests_until,
+    sample_aoi,
+)
 
 
 def check_while_redis_is_down(stack: Stack, project_id: str, run_id: str, until: Callable[[], bool]) -> None:

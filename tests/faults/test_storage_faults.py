@@ -8,8 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from faultstack import (FINAL, RECOVERY_TRIES, Stack, assert_not_5xx_except_unavailable, requests_until,
-                        wait_reachable)
+from faultstack import FINAL, RECOVERY_TRIES, Stack, assert_not_5xx_except_unavailable, requests_until, wait_reachable
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -10,8 +10,8 @@ import pytest
 import redis as sync_redis
 import servicekit as kit
 
-from aethera.api.keys import AppBackends
 from aethera import keyspace as keys
+from aethera.api.keys import AppBackends
 from aethera.jobs import batch_feed, creation
 
 

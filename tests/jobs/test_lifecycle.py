@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 import servicekit as kit
+
 from aethera import keyspace as keys
 from aethera.jobs.queue import JobQueue, JobState, job_id_for
 

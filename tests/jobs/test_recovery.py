@@ -11,8 +11,8 @@ import msgspec
 import redis as sync_redis
 import servicekit as kit
 
-from aethera.errors import StorageUnavailable
 from aethera import keyspace as keys
+from aethera.errors import StorageUnavailable
 from aethera.jobs.tasks import OPERATION_TRIES
 from aethera.storage.artifacts import artifact_key
 from aethera.storage.factory import open_storage

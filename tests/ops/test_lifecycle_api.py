@@ -188,14 +188,13 @@ async def test_grace_period_bounds_the_wait(start_server: object) -> None:
     server: ServerProcess = start_server(grace_s=1)  # type: ignore[operator]
     run_id = await write_completed_run(load_settings(server.env), EXPORT_PAYLOAD_BYTES)
     await server.wait_healthy()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.url}/runs/{run_id}/export") as resp:
-            assert resp.status == 200
-            await resp.content.read(64 * 1024)
-            server.proc.send_signal(signal.SIGTERM)
-            # the default grace is 60 s; exiting well before that shows the setting is the one applied
-            assert await server.wait_exit(45) == 0  # under the 60 s default, with room for busy cores
-            with pytest.raises(aiohttp.ClientError):
-                while await resp.content.read(1024 * 1024):
-                    pass
+    async with aiohttp.ClientSession() as session, session.get(f"{server.url}/runs/{run_id}/export") as resp:
+        assert resp.status == 200
+        await resp.content.read(64 * 1024)
+        server.proc.send_signal(signal.SIGTERM)
+        # the default grace is 60 s; exiting well before that shows the setting is the one applied
+        assert await server.wait_exit(45) == 0  # under the 60 s default, with room for busy cores
+        with pytest.raises(aiohttp.ClientError):
+            while await resp.content.read(1024 * 1024):
+                pass
 

@@ -14,7 +14,6 @@ import msgspec
 import servicekit as kit
 from prometheus_client.parser import text_string_to_metric_families
 
-import servicekit as kit
 from aethera import keyspace as keys
 
 # A large AOI with a wide zone of influence: a run long enough (seconds) to be caught while it runs.

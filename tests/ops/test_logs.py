@@ -118,9 +118,9 @@ def test_request_id_reused_only_when_safe(supplied: str | None, kept: bool) -> N
                                      1_780_000_000.123456, 1_780_000_059.9999999])
 def test_timestamp_is_the_isoformat_of_the_utc_time(created: float) -> None:
     # the cached-prefix timestamp rounds like datetime (to the microsecond, then cut to ms) at every edge
-    expected = dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat(timespec="milliseconds")
+    expected = dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
     assert _utc_iso_ms(created) == expected
-    assert _utc_iso_ms(created + 1) == dt.datetime.fromtimestamp(created + 1, dt.timezone.utc).isoformat(
+    assert _utc_iso_ms(created + 1) == dt.datetime.fromtimestamp(created + 1, dt.UTC).isoformat(
         timespec="milliseconds")  # the next second: a new prefix
     assert _utc_iso_ms(created) == expected  # and back: the cache follows the time it is given
 

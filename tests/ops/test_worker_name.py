@@ -7,9 +7,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import servicekit as kit
 from prometheus_client.parser import text_string_to_metric_families
 
-import servicekit as kit
 from aethera.observability import keys
 
 

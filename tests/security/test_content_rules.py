@@ -22,8 +22,8 @@ import msgspec
 import pytest
 import servicekit as kit
 
-from aethera.api.keys import STORAGE
 from aethera import keyspace as keys
+from aethera.api.keys import STORAGE
 from aethera.security.apikeys import create_key
 
 MIB = 1024 * 1024

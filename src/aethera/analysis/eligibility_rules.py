@@ -112,10 +112,10 @@ _COMMON = frozenset({"enabled", "source", "screening_default"})
 def check_rule(kind: str, rule: Rule, where: str, error: type[ConfigError | InvalidInput] = ConfigError) -> None:
     """Refuse a rule whose parameters do not fit its kind; `error` is raised with a message saying why
     (an `InvalidInput` names `where` as its field: the override a client sent)."""
-    extra_args = {"field": where} if error is InvalidInput else {}
-
     def fail(message: str) -> NoReturn:
-        raise error(message, **extra_args)
+        if error is InvalidInput:
+            raise InvalidInput(message, field=where)
+        raise error(message)
 
     if kind not in RULE_PARAMS:
         fail(f"{where}: unknown rule {kind!r}; rules are {', '.join(RULE_KINDS)}")

@@ -92,7 +92,8 @@ def _vector_info(source: LayerSource) -> dict[str, Any]:
     from pyogrio.errors import DataLayerError, DataSourceError
 
     try:
-        return pyogrio.read_info(source.path, layer=source.sublayer)
+        info: dict[str, Any] = pyogrio.read_info(source.path, layer=source.sublayer)
+        return info
     except (DataSourceError, DataLayerError) as exc:
         raise read_error(exc, source.layer, f"layer {source.layer!r}: file {source.display} is missing or not a "
                          "readable vector layer", source.display) from None

@@ -18,7 +18,6 @@ from redis.asyncio import Redis
 
 from aethera.api import keys as K
 from aethera.api.catalog_cache import CatalogCache
-from aethera.data.gdal_io import configure_gdal, gdal_options
 from aethera.api.cors import setup_cors
 from aethera.api.errors import error_middleware
 from aethera.api.final_cache import FINAL_ANSWERS, FinalAnswers
@@ -30,11 +29,11 @@ from aethera.api.middlewares import (
     body_limit_middleware,
     request_id_middleware,
 )
-from aethera.api.routes import docs, health, layers, metrics, projects, ready, runs, tasks, uploads
+from aethera.api.routes import batches, docs, health, layers, metrics, projects, ready, runs, tasks, uploads
+from aethera.data.gdal_io import configure_gdal, gdal_options
 from aethera.errors import ConfigError, StorageUnavailable
 from aethera.jobs.queue import JobQueue, connection_pool
 from aethera.observability.logs import configure_logging
-from aethera.api.routes import batches, uploads
 from aethera.security.auth import make_auth_middleware, make_ratelimit_middleware, setup_security
 from aethera.settings import Settings, load_settings
 from aethera.storage.deadline import BoundedStorage

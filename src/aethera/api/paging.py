@@ -7,8 +7,8 @@ import re
 
 from aiohttp import web
 
-from aethera.errors import InvalidInput
 from aethera import keyspace as keys
+from aethera.errors import InvalidInput
 
 DEFAULT_PAGE = 200  # a project's whole history in one answer for most clients; the cursor for the rest
 MAX_PAGE = 500

@@ -12,12 +12,12 @@ import msgspec
 from aiohttp import web
 
 from aethera import __version__
+from aethera import keyspace as keys
 from aethera.api.openapi import Body, Operation, Param, build_openapi
 from aethera.api.routes.health import Health
 from aethera.api.routes.projects import Upload
 from aethera.api.routes.ready import Readiness
 from aethera.api.routes.uploads import FILE_FIELD, UploadCreated
-from aethera import keyspace as keys
 from aethera.models import (
     BatchCreate,
     BatchCreated,

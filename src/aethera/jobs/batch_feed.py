@@ -29,8 +29,8 @@ from typing import Any
 import msgspec
 from redis.exceptions import RedisError
 
-from aethera.errors import AetheraError, NotFound, ObjectNotFound, PreconditionFailed
 from aethera import keyspace as keys
+from aethera.errors import AetheraError, NotFound, ObjectNotFound, PreconditionFailed
 from aethera.jobs import creation, records
 from aethera.jobs.queue import JobQueue
 from aethera.models import BatchRecord, RunRecord, RunStatus, utc_now_iso

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from aethera.errors import AetheraError, BackendUnavailable, PreconditionFailed
 from aethera import keyspace as keys
+from aethera.errors import AetheraError, BackendUnavailable, PreconditionFailed
 from aethera.jobs import records, reuse
 from aethera.jobs.queue import JobQueue, job_id_for
 from aethera.models import RunRecord, RunStatus, utc_now_iso

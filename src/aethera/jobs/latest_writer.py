@@ -41,12 +41,15 @@ class LatestWriter:
             self._dirty.set()
 
     async def _loop(self) -> None:
-        while not self._closed:
+        while not self.is_closed():
             await self._dirty.wait()
             self._dirty.clear()
-            if self._closed:
+            if self.is_closed():  # woken by close(): publish nothing more
                 return
             await self._publish()
+
+    def is_closed(self) -> bool:
+        return self._closed
 
     async def close(self, timeout_s: float = STOP_WAIT_S) -> bool:
         """Stop publishing; True once the task has ended (False: it did not end within `timeout_s`,

@@ -22,8 +22,8 @@ from typing import TypeVar
 
 import msgspec
 
-from aethera.errors import ObjectNotFound, StorageError
 from aethera import keyspace as keys
+from aethera.errors import ObjectNotFound, StorageError
 from aethera.models import Project, RunRecord, utc_now_iso
 from aethera.storage.base import Storage
 

@@ -37,8 +37,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from aethera.errors import AetheraError, RunCancelled
 from aethera import keyspace as keys
+from aethera.errors import AetheraError, RunCancelled
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from aethera.errors import BackendUnavailable, NotFound, ObjectNotFound, PreconditionFailed, StaleAttempt, StorageError
 from aethera import keyspace as keys
+from aethera.errors import BackendUnavailable, NotFound, ObjectNotFound, PreconditionFailed, StaleAttempt, StorageError
 from aethera.jobs import listings
 from aethera.models import (
     IdempotencyRecord,

@@ -36,8 +36,8 @@ import uuid
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from aethera.errors import AetheraError, NotFound
 from aethera import keyspace as keys
+from aethera.errors import AetheraError, NotFound
 from aethera.jobs import batch_feed, records
 from aethera.jobs.queue import JobQueue, JobState, job_id_for
 from aethera.models import RunRecord, RunStatus, utc_now_iso

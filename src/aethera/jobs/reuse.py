@@ -40,8 +40,8 @@ import msgspec
 import shapely
 
 import aethera
-from aethera.errors import AetheraError, NotFound, ObjectNotFound
 from aethera import keyspace as keys
+from aethera.errors import AetheraError, NotFound, ObjectNotFound
 from aethera.jobs import records
 from aethera.models import RunRecord, RunStatus
 from aethera.storage.artifacts import INDEX_NAME, ArtifactIndex, artifact_key
@@ -76,7 +76,8 @@ def canonical_aoi(aoi: Any) -> bytes:
     """The AOI's geometry as canonical WKB in EPSG:4326 (two spellings of one polygon give one value)."""
     geom = shapely.set_precision(aoi.wgs84, AOI_GRID_DEG)
     geom = shapely.normalize(geom)
-    return shapely.to_wkb(geom, hex=False, byte_order=1, output_dimension=2)
+    wkb: bytes = shapely.to_wkb(geom, hex=False, byte_order=1, output_dimension=2)
+    return wkb
 
 
 # files readers write beside a dataset while reading it (GDAL's statistics, SQLite's journal): not content
@@ -132,7 +133,7 @@ def source_fingerprint(path: str) -> list[Any]:
         if path.startswith("/vsi"):
             return ["vsi", path]
         return ["file", *_local_fingerprint(path)]
-    except Exception as exc:  # noqa: BLE001 - an unreachable source cannot be fingerprinted
+    except Exception as exc:
         # a key that matches nothing: the run is computed (and fails there if the source is really gone)
         log.info("layer source not fingerprinted (%s); no reuse for this run", type(exc).__name__)
         return ["unknown", os.urandom(16).hex()]

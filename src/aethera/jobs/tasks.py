@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from aethera import keyspace as keys
 from aethera.data.gdal_io import gdal_options
 from aethera.errors import (
     AetheraError,
@@ -49,7 +50,6 @@ from aethera.errors import (
     StorageError,
     TimeLimitExceeded,
 )
-from aethera import keyspace as keys
 from aethera.jobs import failures, pipeline_process, records, reuse
 from aethera.jobs.latest_writer import LatestWriter
 from aethera.jobs.queue import JobQueue, job_id_for
@@ -298,14 +298,17 @@ class _Attempt:
             await self._writer.close()
             self._writer = None
 
+    def _still_beating(self) -> bool:
+        return self._beating
+
     async def _heartbeat(self) -> None:
         s = self.deps.settings
         interval = records.heartbeat_interval_s(s)
         ttl = records.lease_ttl_s(s)
         beats = 0
-        while self._beating:
+        while self._still_beating():
             await asyncio.sleep(interval)
-            if not self._beating:
+            if not self._still_beating():
                 return  # the attempt is over: a lost cancellation must not keep its lease alive
             beats += 1
             try:

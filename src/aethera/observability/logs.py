@@ -113,7 +113,7 @@ def _utc_iso_ms(created: float) -> str:
         second, micros = second + 1, micros - 1_000_000
     cached_second, prefix = _ts_cache
     if second != cached_second:
-        prefix = _dt.datetime.fromtimestamp(second, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        prefix = _dt.datetime.fromtimestamp(second, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _ts_cache = (second, prefix)
     return f"{prefix}.{micros // 1000:03d}+00:00"
 
@@ -190,7 +190,7 @@ def _skip_unused_record_fields() -> None:
     """Stop `logging` from collecting, for every record, what no JSON line shows (the logging HOWTO's
     "Optimization" section): the caller's file and line (a stack walk per record), thread, process
     and task names. The API writes an access line per request, so this is on its hot path."""
-    logging._srcfile = None  # type: ignore[attr-defined]  # documented switch: no findCaller per record
+    logging._srcfile = None  # documented switch: no findCaller per record
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -219,10 +219,15 @@ def make_ratelimit_middleware() -> Middleware:
     return ratelimit_middleware
 
 
+def _trusted(app: web.Application) -> tuple[Network, ...]:
+    trusted: tuple[Network, ...] = app.get(TRUSTED_PROXIES, ())
+    return trusted
+
+
 def _address_bucket(request: web.Request) -> str:
     """The client's address (behind trusted proxies, from X-Forwarded-For) as a bucket name."""
     forwarded = request.headers.getall("X-Forwarded-For", ())
-    remote = client_address(request.remote, forwarded, request.app.get(TRUSTED_PROXIES, ())) or "unknown"
+    remote = client_address(request.remote, forwarded, _trusted(request.app)) or "unknown"
     # IPv6 addresses hold ':' which the bucket pattern allows; anything else odd is folded away
     return "".join(c if c.isalnum() or c in ":._-" else "_" for c in remote)[:64]
 

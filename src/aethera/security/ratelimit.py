@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from aethera.errors import InvalidInput
 from aethera.keyspace import RATE_LIMIT_PREFIX as KEY_PREFIX
+
 _BUCKET_RE = re.compile(r"[A-Za-z0-9:._-]{1,128}\Z")
 
 # KEYS[1] bucket; ARGV rate (tokens/s), burst, cost (negative gives tokens back, never past burst). Returns {allowed 0|1, tokens left (string),

@@ -24,6 +24,7 @@ import msgspec
 from aiohttp import web
 
 from aethera import batch_summary
+from aethera import keyspace as keys
 from aethera.analysis.params import config_error
 from aethera.api.aoi_input import aoi_geojson_bytes, check_aoi_sync
 from aethera.api.bodies import decode_json
@@ -36,12 +37,11 @@ from aethera.errors import AetheraError, InvalidInput, NotFound, ObjectNotFound
 from aethera.export import (
     ExportMember,
     ExportPlan,
-    completion_time,
+    archive_time,
     iter_archive,
     layout,
     plan_export,
 )
-from aethera import keyspace as keys
 from aethera.jobs import batch_feed, records, reuse
 from aethera.models import (
     BatchCreate,
@@ -114,7 +114,7 @@ async def _features(request: web.Request, body: BatchCreate) -> list[Any]:
     if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection" or not isinstance(
             collection.get("features"), list):
         raise InvalidInput("the sites must be a GeoJSON FeatureCollection", field="features")
-    features = collection["features"]
+    features: list[Any] = collection["features"]
     limit = request.app[SETTINGS].batch_max_sites
     if not features:
         raise InvalidInput("the FeatureCollection holds no features", field="features")
@@ -332,7 +332,7 @@ async def export_batch(request: web.Request) -> web.StreamResponse:
         prefix = _member_dir(site)
         members += [ExportMember(name=prefix + m.name, size=m.size, crc32=m.crc32, sha256=m.sha256,
                                  media_type=m.media_type, key=m.key, data=m.data) for m in run_plan.members]
-    modified = completion_time({"created_at": batch.created_at})
+    modified = archive_time(batch.created_at)
     segments, size = await asyncio.to_thread(layout, members, modified)
     tag = hashlib.sha256(b"".join(f"{m.name}\0{m.sha256}\n".encode() for m in members)).hexdigest()[:40]
     plan = ExportPlan(run_id=batch.batch_id, members=tuple(members), segments=segments, size=size,

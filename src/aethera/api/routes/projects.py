@@ -7,6 +7,7 @@ import uuid
 import msgspec
 from aiohttp import web
 
+from aethera import keyspace as keys
 from aethera.api.aoi_input import check_aoi_file
 from aethera.api.bodies import decode_json, read_body
 from aethera.api.ids import path_id
@@ -15,7 +16,6 @@ from aethera.api.middlewares import UPLOAD_ROUTE
 from aethera.api.paging import Page, link_next
 from aethera.api.responses import json_response
 from aethera.errors import InvalidInput
-from aethera import keyspace as keys
 from aethera.jobs import listings, records
 from aethera.models import Project, ProjectCreate, utc_now_iso
 from aethera.security.auth import tenant_of

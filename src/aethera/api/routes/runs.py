@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from aethera import keyspace as keys
 from aethera.analysis.params import config_error
 from aethera.api.aoi_input import validate_aoi
 from aethera.api.bodies import decode_json
@@ -20,7 +21,6 @@ from aethera.api.paging import Page, link_next
 from aethera.api.responses import encode_json, json_response, raw_json_response
 from aethera.api.routes.uploads import load_upload
 from aethera.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, ObjectNotFound
-from aethera import keyspace as keys
 from aethera.jobs import creation, listings, records
 from aethera.models import (
     IdempotencyRecord,

@@ -27,7 +27,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aethera.api.keys import SETTINGS, STORAGE
 from aethera.api.middlewares import body_limit
 from aethera.api.responses import json_response
-from aethera.errors import AetheraError, InvalidAOI, InvalidInput, MalformedRequest, NotFound, ObjectNotFound, PayloadTooLarge
+from aethera.errors import (
+    AetheraError,
+    InvalidAOI,
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+    ObjectNotFound,
+    PayloadTooLarge,
+)
 from aethera.keyspace import upload_file_key, upload_record_key
 from aethera.models import utc_now_iso
 from aethera.security.archives import ArchiveLimits

@@ -49,6 +49,7 @@ from aethera.errors import (
     TimeLimitExceeded,
 )
 from aethera.jobs import failures, keys, pipeline_process, records
+from aethera.jobs.phases import PhaseClock
 from aethera.jobs.queue import JobQueue, job_id_for
 from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
 from aethera.observability.logs import log_context, task_id_var
@@ -101,8 +102,14 @@ async def run_analysis(ctx: dict[str, Any], run_id: str, generation: int) -> str
     deps: WorkerDeps = ctx["aethera"]
     # every log line of the attempt, in this task and from the pipeline process, carries the run id
     with log_context(run_id=run_id):
-        outcome = await _Attempt(deps, run_id, generation).execute()
+        attempt = _Attempt(deps, run_id, generation)
+        score_ms = ctx.get("score")  # when the job was due (ms since the epoch): its wait in the queue
+        if isinstance(score_ms, (int, float)):
+            attempt.phases.add("pickup", time.time() - score_ms / 1000)
+        outcome = await attempt.execute()
         log.info("run %s generation %d: %s", run_id, generation, outcome)  # the run's own line, with both ids
+        # the attempt's fixed cost beside the pipeline, phase by phase (bench/e2e.py reads it)
+        log.info("run %s phases: %s", run_id, attempt.phases.line())
         return outcome
 
 
@@ -121,14 +128,16 @@ class _Attempt:
     lease_ok_mono: float = 0.0  # when the lease was last known to be ours
     _progress_dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _writer: asyncio.Task[None] | None = None
+    phases: PhaseClock = field(default_factory=PhaseClock)
 
     # --- the attempt --------------------------------------------------------------------------
 
     async def execute(self) -> str:
         s = self.deps.settings
         try:
-            taken = await records.acquire_lease(self.deps.redis, self.run_id, self.generation, self._owner,
-                                                records.lease_ttl_s(s))
+            with self.phases.measure("lease"):
+                taken = await records.acquire_lease(self.deps.redis, self.run_id, self.generation, self._owner,
+                                                    records.lease_ttl_s(s))
         except (RedisError, OSError) as exc:
             # the job is gone once this returns; recovery queues the generation again
             log.warning("run %s: lease not taken (%s); left to recovery", self.run_id, type(exc).__name__)
@@ -143,6 +152,7 @@ class _Attempt:
             await self._release()
 
     async def _start(self) -> str:
+        t0 = time.perf_counter()
         s = self.deps.settings
         try:
             run = await records.load_run(self.deps.storage, self.run_id)
@@ -200,6 +210,7 @@ class _Attempt:
                   f"started on worker {self.deps.name}")
         await self._publish_copy()
         await record_run_status(self.deps.redis, RunStatus.PROCESSING.value)
+        self.phases.add("start", time.perf_counter() - t0)
 
         heartbeat = asyncio.create_task(self._heartbeat())
         self._writer = asyncio.create_task(self._progress_writer())
@@ -266,9 +277,14 @@ class _Attempt:
                                            datasets=s.datasets, max_aoi_km2=s.max_aoi_km2,
                                            soft_deadline_mono=self.soft_deadline,
                                            run=msgspec.to_builtins(self.run))
-        result = await pipeline_process.run_pipeline(job, self.stop, self._on_progress, self._save)
+        result = await pipeline_process.run_pipeline(job, self.stop, self._on_progress, self._save_output,
+                                                     phases=self.phases)
         assert isinstance(result, pipeline_process.PipelineSummary)
         return result
+
+    async def _save_output(self, name: str, data: bytes, media_type: str) -> None:
+        with self.phases.measure("writes"):
+            await self._save(name, data, media_type)
 
     def _is_cancelled(self) -> bool:
         if not self.stop.is_set() and time.monotonic() > self.soft_deadline:
@@ -457,6 +473,10 @@ class _Attempt:
 
     async def _finish(self, status: RunStatus, error: str | None, code: str | None, note: str) -> str:
         """Commit a final state, fenced by this attempt's generation; COMPLETED names its outputs."""
+        with self.phases.measure("commit"):
+            return await self._commit(status, error, code, note)
+
+    async def _commit(self, status: RunStatus, error: str | None, code: str | None, note: str) -> str:
         assert self.run is not None
         self._log(f"{status.value}: {note}")
         if status is not RunStatus.REVOKED:

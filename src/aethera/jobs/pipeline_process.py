@@ -136,12 +136,17 @@ def active_pids() -> dict[int, str]:
 
 
 async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_output: OutputFn, *,
-                       phases: PhaseClock | None = None) -> Any:
+                       phases: PhaseClock | None = None,
+                       reap_later: Callable[[Awaitable[None]], None] | None = None) -> Any:
     """Run the pipeline for `job` in a child process; returns its PipelineOutput or raises its error.
 
     `on_progress` and `on_output` are called on the event loop, in the order the pipeline reported.
     `phases` gets "spawn" (the forkserver hand-off), "pipeline" and "render" (the child's figures),
-    "handoff" (the rest of the child's life: its start after the fork, encoding, messages) and "reap"."""
+    "handoff" (the rest of the child's life: its start after the fork, encoding, messages) and "reap".
+    `reap_later`: a child that reported its result (or its error) has nothing left to say and exits on
+    its own; waiting for its exit is handed to this callable (which must await it before the attempt
+    lets go of its lease) instead of delaying the caller's commit. A child stopped early (cancellation,
+    hard limit) is always terminated and reaped before this returns."""
     phases = phases or PhaseClock()
     loop = asyncio.get_running_loop()
     ctx = _mp()
@@ -179,8 +184,16 @@ async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_
                        - result.output_wait_s)
         return result
     finally:
-        with phases.measure("reap"):
-            await asyncio.shield(_reap(started, proc, conn, child_conn, reader, finished))
+        reap = _timed(phases, "reap", _reap(started, proc, conn, child_conn, reader, finished))
+        if finished and reap_later is not None:
+            reap_later(reap)
+        else:
+            await asyncio.shield(reap)
+
+
+async def _timed(phases: PhaseClock, phase: str, work: Awaitable[None]) -> None:
+    with phases.measure(phase):
+        await work
 
 
 async def _exchange(conn: Connection, messages: asyncio.Queue[tuple[Any, ...]], on_progress: ProgressFn,

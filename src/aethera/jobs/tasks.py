@@ -55,7 +55,7 @@ from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
 from aethera.observability.logs import log_context, task_id_var
 from aethera.observability.metrics import record_run_status, record_step_durations
 from aethera.settings import Settings
-from aethera.storage.artifacts import artifact_key, attempt_prefix, save_artifact
+from aethera.storage.artifacts import Artifact, artifact_key, attempt_prefix, save_index, store_output
 from aethera.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,11 @@ class _Attempt:
     _progress_dirty: asyncio.Event = field(default_factory=asyncio.Event)
     _writer: asyncio.Task[None] | None = None
     phases: PhaseClock = field(default_factory=PhaseClock)
+    # this attempt's stored outputs, by name; the index is written once, before the final state
+    # (readers read it only for the committed attempt), instead of read and rewritten after every output
+    outputs: dict[str, Artifact] = field(default_factory=dict)
+    _reaps: list[asyncio.Task[None]] = field(default_factory=list)  # pipeline children exiting
+    _index_dirty: bool = False  # an output was stored since the index was last written
 
     # --- the attempt --------------------------------------------------------------------------
 
@@ -149,6 +154,8 @@ class _Attempt:
         try:
             return await self._start()
         finally:
+            if self._reaps:  # the child exits while the run commits; it is gone before the lease is
+                await asyncio.shield(asyncio.gather(*self._reaps, return_exceptions=True))
             await self._release()
 
     async def _start(self) -> str:
@@ -278,9 +285,12 @@ class _Attempt:
                                            soft_deadline_mono=self.soft_deadline,
                                            run=msgspec.to_builtins(self.run))
         result = await pipeline_process.run_pipeline(job, self.stop, self._on_progress, self._save_output,
-                                                     phases=self.phases)
+                                                     phases=self.phases, reap_later=self._reap_later)
         assert isinstance(result, pipeline_process.PipelineSummary)
         return result
+
+    def _reap_later(self, reap: Awaitable[None]) -> None:
+        self._reaps.append(asyncio.ensure_future(reap))
 
     async def _save_output(self, name: str, data: bytes, media_type: str) -> None:
         with self.phases.measure("writes"):
@@ -386,9 +396,27 @@ class _Attempt:
     async def _save(self, name: str, data: bytes, media_type: str) -> None:
         if self._lease_lost():
             raise StaleAttempt("this attempt lost its lease; it stores nothing more")
-        await with_retries(self.deps.settings, f"storing {name}",
-                           lambda: save_artifact(self.deps.storage, self.run_id, name, data, media_type,
-                                                 generation=self.generation))
+        entry = await with_retries(self.deps.settings, f"storing {name}",
+                                   lambda: store_output(self.deps.storage, self.run_id, name, data, media_type,
+                                                        generation=self.generation))
+        self.outputs.pop(name, None)  # a name stored again moves to the end, as the index always had it
+        self.outputs[name] = entry
+        self._index_dirty = True
+
+    async def _write_index(self) -> None:
+        """Store the index of this attempt's outputs (retried like an output), if it changed."""
+        if not self._index_dirty or self._lease_lost():
+            return
+        entries = list(self.outputs.values())
+        await with_retries(self.deps.settings, "storing the artifact index",
+                           lambda: save_index(self.deps.storage, self.run_id, entries, self.generation))
+        self._index_dirty = False
+
+    async def _write_index_quietly(self) -> None:
+        try:
+            await self._write_index()
+        except AetheraError as exc:
+            log.warning("run %s: artifact index not stored (%s)", self.run_id, exc.code)
 
     # --- endings -------------------------------------------------------------------------------
 
@@ -419,6 +447,7 @@ class _Attempt:
             return True
 
         await self._save_log_quietly()
+        await self._write_index_quietly()
         try:
             self.run = await self._write(hand_over)
         except StaleAttempt:
@@ -481,6 +510,18 @@ class _Attempt:
         self._log(f"{status.value}: {note}")
         if status is not RunStatus.REVOKED:
             await self._save_log_quietly()
+        if status is RunStatus.COMPLETED:
+            # the committed outputs must be listed: a COMPLETED without its index cannot be served
+            try:
+                await self._write_index()
+            except StaleAttempt:
+                return "lease-lost"
+            except AetheraError as exc:
+                if failures.is_transient(exc):
+                    return await self._transient_failure(exc)
+                return await self._finish(RunStatus.FAILED, exc.detail, exc.code, f"failed: {exc.detail}")
+        else:
+            await self._write_index_quietly()
 
         def commit(r: RunRecord) -> bool:
             if status is RunStatus.COMPLETED and r.cancel_requested:

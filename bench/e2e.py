@@ -79,16 +79,27 @@ class Driver:
     async def one(self, poll_s: float) -> dict[str, Any]:
         sent = datetime.now(timezone.utc)
         t0 = time.perf_counter()
-        async with self.s.post(f"/projects/{self.project_id}/runs",
-                               json={"project_type": "solar", "aoi_geojson": next(self.aois)}) as r:
-            assert r.status == 202, await r.text()
-            task_id = (await r.json())["task_id"]
+        for attempt in range(3):
+            try:
+                async with self.s.post(f"/projects/{self.project_id}/runs",
+                                       json={"project_type": "solar", "aoi_geojson": next(self.aois)}) as r:
+                    assert r.status == 202, await r.text()
+                    task_id = (await r.json())["task_id"]
+                    break
+            except aiohttp.ClientOSError:
+                # the request could not be written (a pooled connection the server was closing): it was
+                # not sent, so sending it again creates one run, not two
+                if attempt == 2:
+                    raise
         post_s = time.perf_counter() - t0
         while True:
-            async with self.s.get(f"/tasks/{task_id}") as r:
-                body = await r.json()
-                if r.status != 200:
-                    raise SystemExit(f"GET /tasks/{task_id}: {r.status} {body}")
+            try:
+                async with self.s.get(f"/tasks/{task_id}") as r:
+                    body = await r.json()
+                    if r.status != 200:
+                        raise SystemExit(f"GET /tasks/{task_id}: {r.status} {body}")
+            except aiohttp.ServerDisconnectedError:
+                continue  # an idle pooled connection the server closed: ask again
             if body["status"] in ("COMPLETED", "FAILED", "REVOKED"):
                 seen = datetime.now(timezone.utc)
                 break
@@ -101,7 +112,9 @@ class Driver:
 
 
 async def _session(base: str) -> tuple[aiohttp.ClientSession, str]:
-    s = aiohttp.ClientSession(base_url=base, connector=aiohttp.TCPConnector(limit=64))
+    # generous timeouts: on a loaded machine the API can take tens of seconds to accept a connection
+    s = aiohttp.ClientSession(base_url=base, connector=aiohttp.TCPConnector(limit=64),
+                              timeout=aiohttp.ClientTimeout(total=600, sock_connect=300))
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -193,7 +206,10 @@ def main() -> None:
         port = free_port()
         env = {**os.environ, "REDIS_URL": redis.url, "STORAGE_BACKEND": "local",
                "STORAGE_BASE_PATH": str(Path(tmp) / "storage"), "AETHERA_HOST": "127.0.0.1",
-               "AETHERA_PORT": str(port), "AETHERA_LOG_LEVEL": "WARNING", "AETHERA_RATE_LIMIT_PER_S": "0",
+               "AETHERA_PORT": str(port), "AETHERA_LOG_LEVEL": os.environ.get("BENCH_API_LOG_LEVEL", "WARNING"), "AETHERA_RATE_LIMIT_PER_S": "0",
+               # the header deadline (15 s) closes connections whose request the API has not read in time:
+               # on a machine this loaded, 50 POSTs at once can wait that long
+               "AETHERA_HEADER_TIMEOUT_S": "120",
                "AETHERA_DATASETS": str(Path(tmp) / "sample" / "catalog.toml"),
                "AETHERA_WORKER_CONCURRENCY": str(concurrency)}
         api_log = open(Path(tmp) / "api.log", "ab")
@@ -208,6 +224,12 @@ def main() -> None:
                                               stderr=worker_log))
             results = asyncio.run(_drive(f"http://127.0.0.1:{port}", args.workers * concurrency, args.single,
                                          args.runs))
+        except BaseException:
+            api_log.flush()
+            print(f"API process exit code: {procs[0].poll()}", file=sys.stderr)
+            print("API log, last lines:\n" + "\n".join((Path(tmp) / "api.log").read_text(errors="replace")
+                                                        .splitlines()[-15:]), file=sys.stderr)
+            raise
         finally:
             for p in procs:
                 p.terminate()

@@ -1,24 +1,35 @@
-"""Benchmark: 50 small runs end to end through the API and 2 worker processes.
+"""Benchmark: a run's fixed cost, runs per minute, and POST -> COMPLETED latency through the API.
 
 Method: an embedded Redis, the sample region as the dataset catalog, local storage in a temp dir, the
-API (`server.py`) and 2 `worker.py` processes (each `AETHERA_WORKER_CONCURRENCY`, default 1 here so
-two processes share the two cores), all on 127.0.0.1. 50 runs on different 0.5 km x 0.5 km AOIs are
-POSTed at once; each task is polled until final. Latency per run is POST-to-COMPLETED, measured from
-the client's clock at the POST to the task record's `finished_at` (server clock, same machine), so the
-poll interval does not inflate it. Throughput is runs completed per minute between the first POST and
-the last completion. The first run of each worker pays the import of the geospatial stack and the
-first open of each dataset; that cost is included, as a fresh deployment would pay it.
+API (`server.py`) and --workers `worker.py` processes (default 1 with the service's default concurrency,
+as `make run` starts it), all on 127.0.0.1. Small runs on different 0.5 km x 0.5 km AOIs:
+  1. warm-up: one run per worker slot, not counted (the first run of a worker pays the forkserver's
+     import of the geospatial stack and the first open of each dataset; printed apart);
+  2. single: --single runs one after the other on the otherwise idle service; each is polled every
+     10 ms, so the client-observed POST -> COMPLETED time is at most 10 ms late;
+  3. burst: --runs runs POSTed at once, polled every 100 ms each; latency is client-observed and also
+     POST -> `finished_at` (server clock, same machine; no poll delay in it). Runs per minute are the
+     runs completed between the first POST and the last `finished_at`.
+Each worker logs one line per attempt with its phases (`jobs/phases.py`): queue pick-up (job due ->
+taken), lease, start (record read + PROCESSING write + task copy), spawn (forkserver hand-off of the
+child), pipeline (the analysis, less its waits for stored outputs), writes (storing every output),
+render (the HTML report), handoff (the rest of the child's life: its start after the fork, encoding,
+messages), reap (the child's exit), commit (run.log, the COMPLETED write, task copy, cleanup). The
+client adds POST (the API's create) and poll (finished_at -> the client saw COMPLETED). The fixed
+cost is the single run's client-observed time less its pipeline phase.
 
-The per-client rate limit is off (AETHERA_RATE_LIMIT_PER_S=0): the one benchmark client polls 50
-tasks at once.
+Bias: the bench client, the API, Redis and the workers share the 2 cores (and here other engineers'
+jobs): absolute times are inflated and noisy. The 10 ms poll itself loads the API a little.
+The per-client rate limit is off (AETHERA_RATE_LIMIT_PER_S=0).
 
-Usage: `python bench/e2e.py [--runs 50] [--workers 2] [--concurrency 1]`
+Usage: `python bench/e2e.py [--runs 50] [--single 10] [--workers 1] [--concurrency N]`
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -35,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from aethera.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from aethera.jobs.phases import ORDER, parse_line  # noqa: E402
 
 
 def _square(east_km: float, north_km: float, side_km: float) -> dict[str, Any]:
@@ -55,65 +67,137 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def _drive(base: str, n_runs: int) -> tuple[list[float], float, list[str]]:
-    async with aiohttp.ClientSession(base_url=base) as s:
-        deadline = time.monotonic() + 60
+class Driver:
+    """The bench client: POSTs runs and polls their tasks, keeping client-side phases per run."""
+
+    def __init__(self, session: aiohttp.ClientSession, project_id: str) -> None:
+        self.s = session
+        self.project_id = project_id
+        self.aois = (_square(-12 + (i % 10) * 2.4, -12 + (i // 10 % 6) * 4.0 + (i // 60) * 0.6, 0.5)
+                     for i in range(10_000))
+
+    async def one(self, poll_s: float) -> dict[str, Any]:
+        sent = datetime.now(timezone.utc)
+        t0 = time.perf_counter()
+        for attempt in range(3):
+            try:
+                async with self.s.post(f"/projects/{self.project_id}/runs",
+                                       json={"project_type": "solar", "aoi_geojson": next(self.aois)}) as r:
+                    assert r.status == 202, await r.text()
+                    task_id = (await r.json())["task_id"]
+                    break
+            except aiohttp.ClientOSError:
+                # the request could not be written (a pooled connection the server was closing): it was
+                # not sent, so sending it again creates one run, not two
+                if attempt == 2:
+                    raise
+        post_s = time.perf_counter() - t0
         while True:
             try:
-                async with s.get("/health") as r:
-                    if r.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("API did not come up")
-            await asyncio.sleep(0.2)
-        async with s.post("/projects", json={"name": "bench", "country": "DEU"}) as r:
-            project_id = (await r.json())["id"]
-
-        aois = [_square(-12 + (i % 10) * 2.4, -12 + (i // 10) * 4.0, 0.5) for i in range(n_runs)]
-
-        async def post(aoi: dict[str, Any]) -> tuple[str, datetime]:
-            sent = datetime.now(timezone.utc)
-            async with s.post(f"/projects/{project_id}/runs",
-                              json={"project_type": "solar", "aoi_geojson": aoi}) as r:
-                assert r.status == 202, await r.text()
-                return (await r.json())["task_id"], sent
-
-        t0 = datetime.now(timezone.utc)
-        posted = await asyncio.gather(*(post(a) for a in aois))
-
-        async def finish(task_id: str) -> dict[str, Any]:
-            while True:
-                async with s.get(f"/tasks/{task_id}") as r:
+                async with self.s.get(f"/tasks/{task_id}") as r:
                     body = await r.json()
                     if r.status != 200:
                         raise SystemExit(f"GET /tasks/{task_id}: {r.status} {body}")
-                if body["status"] in ("COMPLETED", "FAILED", "REVOKED"):
-                    return body
-                await asyncio.sleep(0.5)
+            except aiohttp.ServerDisconnectedError:
+                continue  # an idle pooled connection the server closed: ask again
+            if body["status"] in ("COMPLETED", "FAILED", "REVOKED"):
+                seen = datetime.now(timezone.utc)
+                break
+            await asyncio.sleep(poll_s)
+        done = datetime.fromisoformat(body["finished_at"]) if body.get("finished_at") else seen
+        return {"task_id": task_id, "status": body["status"], "error": body.get("error"), "sent": sent,
+                "done": done, "client_s": (seen - sent).total_seconds(),
+                "server_s": (done - sent).total_seconds(), "post_s": post_s,
+                "poll_s": max(0.0, (seen - done).total_seconds())}
 
-        finals = await asyncio.gather(*(finish(t) for t, _ in posted))
-    latencies, failures, last = [], [], t0
-    for (task_id, sent), body in zip(posted, finals):
-        if body["status"] != "COMPLETED":
-            failures.append(f"{task_id}: {body['status']} {body.get('error')}")
+
+async def _session(base: str) -> tuple[aiohttp.ClientSession, str]:
+    # generous timeouts: on a loaded machine the API can take tens of seconds to accept a connection
+    s = aiohttp.ClientSession(base_url=base, connector=aiohttp.TCPConnector(limit=64),
+                              timeout=aiohttp.ClientTimeout(total=600, sock_connect=300))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            async with s.get("/health") as r:
+                if r.status == 200:
+                    break
+        except aiohttp.ClientError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("API did not come up")
+        await asyncio.sleep(0.2)
+    async with s.post("/projects", json={"name": "bench", "country": "DEU"}) as r:
+        return s, (await r.json())["id"]
+
+
+async def _drive(base: str, slots: int, n_single: int, n_burst: int) -> dict[str, list[dict[str, Any]]]:
+    s, project_id = await _session(base)
+    try:
+        d = Driver(s, project_id)
+        warm = list(await asyncio.gather(*(d.one(0.05) for _ in range(slots))))
+        single = [await d.one(0.01) for _ in range(n_single)]
+        burst = list(await asyncio.gather(*(d.one(0.1) for _ in range(n_burst))))
+        return {"warm-up": warm, "single": single, "burst": burst}
+    finally:
+        await s.close()
+
+
+def _worker_phases(log_path: Path) -> dict[str, dict[str, float]]:
+    """run id -> phases, from the workers' JSON log lines `run <id> phases: ...`."""
+    out: dict[str, dict[str, float]] = {}
+    for raw in log_path.read_text(errors="replace").splitlines():
+        if "phases:" not in raw:
             continue
-        done = datetime.fromisoformat(body["finished_at"])
-        latencies.append((done - sent).total_seconds())
-        last = max(last, done)
-    return latencies, (last - t0).total_seconds(), failures
+        try:
+            message = json.loads(raw).get("message", "")
+        except ValueError:
+            continue
+        words = message.split()
+        if len(words) > 2 and words[0] == "run" and words[2] == "phases:":
+            out[words[1]] = parse_line(message)
+    return out
+
+
+def _report(name: str, runs: list[dict[str, Any]], phases: dict[str, dict[str, float]], *, rate: bool) -> None:
+    ok = [r for r in runs if r["status"] == "COMPLETED"]
+    print(f"\n{name}: {len(runs)} runs, {len(ok)} completed")
+    for r in [r for r in runs if r["status"] != "COMPLETED"][:5]:
+        print(f"  NOT COMPLETED {r['task_id']}: {r['status']} {r['error']}")
+    if not ok:
+        return
+    client = [r["client_s"] for r in ok]
+    server = [r["server_s"] for r in ok]
+    print(f"  POST -> COMPLETED, client-observed: p50 {_percentile(client, 0.5):.3f} s, "
+          f"p95 {_percentile(client, 0.95):.3f} s")
+    print(f"  POST -> finished_at (no poll delay): p50 {_percentile(server, 0.5):.3f} s, "
+          f"p95 {_percentile(server, 0.95):.3f} s")
+    if rate:
+        first = min(r["sent"] for r in runs)
+        span_s = (max(r["done"] for r in ok) - first).total_seconds()
+        print(f"  throughput: {len(ok) / span_s * 60:.0f} runs/min ({len(ok)} runs in {span_s:.2f} s)")
+    rows = [{**phases.get(r["task_id"], {}), "post": r["post_s"], "poll": r["poll_s"]} for r in ok]
+    names = ["post", *[p for p in ORDER if any(p in row for row in rows)], "poll"]
+    medians = {p: statistics.median(row.get(p, 0.0) for row in rows) for p in names}
+    print("  phase medians, ms: " + "  ".join(f"{p} {1000 * medians[p]:.1f}" for p in names))
+    fixed = [r["client_s"] - phases.get(r["task_id"], {}).get("pipeline", 0.0) for r in ok]
+    print(f"  fixed cost (client-observed less the pipeline phase): p50 {1000 * _percentile(fixed, 0.5):.0f} ms, "
+          f"p95 {1000 * _percentile(fixed, 0.95):.0f} ms; pipeline p50 "
+          f"{1000 * _percentile([phases.get(r['task_id'], {}).get('pipeline', 0.0) for r in ok], 0.5):.0f} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=1, help="runs at once per worker process")
+    parser.add_argument("--runs", type=int, default=50, help="runs POSTed at once (burst)")
+    parser.add_argument("--single", type=int, default=10, help="runs one after the other (idle service)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=None, help="runs at once per worker process "
+                        "(default: the service's AETHERA_WORKER_CONCURRENCY default)")
     args = parser.parse_args()
 
     from aethera.data.sample import generate_sample_data
+    from aethera.settings import Settings
 
+    concurrency = args.concurrency or Settings().worker_concurrency
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="aethera-bench-e2e-") as tmp:
         generate_sample_data(Path(tmp) / "sample")
@@ -122,16 +206,32 @@ def main() -> None:
         port = free_port()
         env = {**os.environ, "REDIS_URL": redis.url, "STORAGE_BACKEND": "local",
                "STORAGE_BASE_PATH": str(Path(tmp) / "storage"), "AETHERA_HOST": "127.0.0.1",
-               "AETHERA_PORT": str(port), "AETHERA_LOG_LEVEL": "WARNING", "AETHERA_RATE_LIMIT_PER_S": "0",
+               "AETHERA_PORT": str(port), "AETHERA_RATE_LIMIT_PER_S": "0",
+               # BENCH_API_LOG_LEVEL=INFO keeps the API's access lines (shown when the bench fails)
+               "AETHERA_LOG_LEVEL": os.environ.get("BENCH_API_LOG_LEVEL", "WARNING"),
+               # the header deadline (15 s) closes connections whose request the API has not read in time:
+               # on a machine this loaded, 50 POSTs at once can wait that long
+               "AETHERA_HEADER_TIMEOUT_S": "120",
                "AETHERA_DATASETS": str(Path(tmp) / "sample" / "catalog.toml"),
-               "AETHERA_WORKER_CONCURRENCY": str(args.concurrency)}
-        log = open(Path(tmp) / "services.log", "ab")
+               "AETHERA_WORKER_CONCURRENCY": str(concurrency)}
+        api_log = open(Path(tmp) / "api.log", "ab")
+        worker_log_path = Path(tmp) / "workers.log"
+        worker_log = open(worker_log_path, "ab")
         try:
-            procs.append(subprocess.Popen([sys.executable, str(ROOT / "server.py")], env=env, stdout=log, stderr=log))
-            for _ in range(args.workers):
-                procs.append(subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, stdout=log,
-                                              stderr=log))
-            latencies, span_s, failures = asyncio.run(_drive(f"http://127.0.0.1:{port}", args.runs))
+            procs.append(subprocess.Popen([sys.executable, str(ROOT / "server.py")], env=env, stdout=api_log,
+                                          stderr=api_log))
+            for _ in range(args.workers):  # INFO: the per-attempt phase lines
+                procs.append(subprocess.Popen([sys.executable, str(ROOT / "worker.py")],
+                                              env={**env, "AETHERA_LOG_LEVEL": "INFO"}, stdout=worker_log,
+                                              stderr=worker_log))
+            results = asyncio.run(_drive(f"http://127.0.0.1:{port}", args.workers * concurrency, args.single,
+                                         args.runs))
+        except BaseException:
+            api_log.flush()
+            print(f"API process exit code: {procs[0].poll()}", file=sys.stderr)
+            print("API log, last lines:\n" + "\n".join((Path(tmp) / "api.log").read_text(errors="replace")
+                                                        .splitlines()[-15:]), file=sys.stderr)
+            raise
         finally:
             for p in procs:
                 p.terminate()
@@ -140,19 +240,16 @@ def main() -> None:
                     p.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     p.kill()
-            log.close()
+            api_log.close()
+            worker_log.close()
             redis.stop()
+        phases = _worker_phases(worker_log_path)
 
-    print(f"{args.runs} runs (0.25 km² AOIs, sample region), {args.workers} worker processes x "
-          f"concurrency {args.concurrency}")
-    if failures:
-        print(f"NOT COMPLETED: {len(failures)}")
-        for f in failures[:5]:
-            print("  " + f)
-    if latencies:
-        print(f"POST-to-COMPLETED latency: p50 {_percentile(latencies, 0.5):.2f} s, "
-              f"p95 {_percentile(latencies, 0.95):.2f} s, mean {statistics.fmean(latencies):.2f} s")
-        print(f"throughput: {len(latencies) / span_s * 60:.1f} runs/min ({len(latencies)} runs in {span_s:.1f} s)")
+    print(f"small runs (0.25 km² AOIs, sample region), {args.workers} worker process(es) x concurrency "
+          f"{concurrency}; load average {os.getloadavg()[0]:.1f}")
+    _report("warm-up (first run of each slot, not counted below)", results["warm-up"], phases, rate=False)
+    _report("single run on an idle service, one after the other", results["single"], phases, rate=False)
+    _report(f"{args.runs} runs POSTed at once", results["burst"], phases, rate=True)
 
 
 if __name__ == "__main__":

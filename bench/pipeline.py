@@ -162,6 +162,40 @@ def bench_land_cover(tmp: Path, repeat: int, skip_10m: bool) -> None:
             diff = max(abs(z.by_code.get(int(u), 0.0) / covered - float(f))  # type: ignore[attr-defined]
                        for u, f in zip(ee["unique"], ee["frac"]))
             _row(res, "ring5", area, t_ours, t_direct, diff)
+        if res == 10.0:
+            memory_peak(path, tmp)
+
+
+MEMORY_MAX_BYTES = 4 << 30  # deploy/systemd/aethera-worker@.service: MemoryMax=4G
+
+
+def memory_peak(raster: Path, tmp: Path, area_km2: float = 10_000.0) -> None:
+    """Peak memory of the land-cover step (AOI and its 5 km ring) for a 10,000 km² AOI on the 10 m
+    raster, in a fresh process (its peak RSS is its own: imports, GDAL's block cache, our strips)."""
+    import subprocess
+
+    catalog = tmp / "memory_catalog.toml"
+    catalog.write_text(f'[land_cover]\npath = "{raster}"\n')
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--memory-probe", str(catalog), str(area_km2)],
+                         capture_output=True, text=True, check=True)
+    peak = int(out.stdout.split()[-1])
+    print(f"  memory: land cover of a {area_km2:,.0f} km² AOI + 5 km ring on 10 m, one process: peak RSS "
+          f"{peak / 2**20:,.0f} MiB ({peak / MEMORY_MAX_BYTES:.0%} of the worker's MemoryMax 4 GiB; "
+          f"{time.perf_counter() - started:.1f} s with the imports)")
+
+
+def _memory_probe(catalog_path: str, area_km2: float) -> None:
+    import resource
+
+    from aethera.analysis import land_cover
+    from aethera.analysis.aoi import load_aoi
+    from aethera.data.catalog import load_catalog
+
+    catalog = load_catalog(catalog_path)
+    aoi = load_aoi(polygon_lonlat(area_km2).wkt, max_area_km2=20_000.0)
+    land_cover.summarize(aoi, catalog, buffer_km=5.0)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: kilobytes
 
 
 def _row(res: float, zone: str, area: float, t_ours: float, t_direct: float, diff: float) -> None:
@@ -277,7 +311,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-10m", action="store_true", help="only the 100 m raster (quick look)")
     parser.add_argument("--only-eligibility", action="store_true", help="parts 2 and 3 only")
+    parser.add_argument("--memory-probe", nargs=2, metavar=("CATALOG", "KM2"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_probe:
+        _memory_probe(args.memory_probe[0], float(args.memory_probe[1]))
+        return 0
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aethera-bench-") as tmp:
         if not args.only_eligibility:

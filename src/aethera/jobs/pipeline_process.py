@@ -39,6 +39,7 @@ from typing import Any
 
 from aethera import keyspace as keys
 from aethera.errors import AetheraError, RunCancelled
+from aethera.jobs.phases import PhaseClock
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,10 @@ class PipelineSummary:
 
     step_durations_s: dict[str, float]
     has_legal: bool
+    # the child's own clock: the analysis (less its waits for stored outputs), the report, those waits
+    pipeline_s: float = 0.0
+    render_s: float = 0.0
+    output_wait_s: float = 0.0
 
 
 ProgressFn = Callable[[str, float, str], None]
@@ -134,10 +139,19 @@ def active_pids() -> dict[int, str]:
     return dict(_active)
 
 
-async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_output: OutputFn) -> Any:
+async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_output: OutputFn, *,
+                       phases: PhaseClock | None = None,
+                       reap_later: Callable[[Awaitable[None]], None] | None = None) -> Any:
     """Run the pipeline for `job` in a child process; returns its PipelineOutput or raises its error.
 
-    `on_progress` and `on_output` are called on the event loop, in the order the pipeline reported."""
+    `on_progress` and `on_output` are called on the event loop, in the order the pipeline reported.
+    `phases` gets "spawn" (the forkserver hand-off), "pipeline" and "render" (the child's figures),
+    "handoff" (the rest of the child's life: its start after the fork, encoding, messages) and "reap".
+    `reap_later`: a child that reported its result (or its error) has nothing left to say and exits on
+    its own; waiting for its exit is handed to this callable (which must await it before the attempt
+    lets go of its lease) instead of delaying the caller's commit. A child stopped early (cancellation,
+    hard limit) is always terminated and reaped before this returns."""
+    phases = phases or PhaseClock()
     loop = asyncio.get_running_loop()
     ctx = _mp()
     conn, child_conn = ctx.Pipe(duplex=True)
@@ -149,7 +163,9 @@ async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_
     reader: threading.Thread | None = None
     finished = False
     try:
-        await asyncio.shield(started)
+        with phases.measure("spawn"):
+            await asyncio.shield(started)
+        exchange_t0 = time.perf_counter()
         child_conn.close()  # the child has its own copy; ours would hide its end-of-file
         pid = proc.pid
         _active[pid] = job.run_id
@@ -165,9 +181,23 @@ async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_
             finished = True  # the child reported its error and is exiting on its own
             raise
         finished = True
+        if isinstance(result, PipelineSummary):
+            phases.add("pipeline", result.pipeline_s)
+            phases.add("render", result.render_s)
+            phases.add("handoff", time.perf_counter() - exchange_t0 - result.pipeline_s - result.render_s
+                       - result.output_wait_s)
         return result
     finally:
-        await asyncio.shield(_reap(started, proc, conn, child_conn, reader, finished))
+        reap = _timed(phases, "reap", _reap(started, proc, conn, child_conn, reader, finished))
+        if finished and reap_later is not None:
+            reap_later(reap)
+        else:
+            await asyncio.shield(reap)
+
+
+async def _timed(phases: PhaseClock, phase: str, work: Awaitable[None]) -> None:
+    with phases.measure(phase):
+        await work
 
 
 async def _exchange(conn: Connection, messages: asyncio.Queue[tuple[Any, ...]], on_progress: ProgressFn,
@@ -372,12 +402,16 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
     def progress(step: str, percent: float, message: str) -> None:
         send(("progress", step, percent, message))
 
+    waited_s = [0.0]
+
     def on_output(name: str, data: bytes, media_type: str) -> None:
         if stop.is_set():
             raise RunCancelled("run stopped")
+        t0 = time.perf_counter()
         with lock:  # the reply is ours: no log line may be sent in between
             conn.send(("output", name, data, media_type))
             reply = conn.recv()
+        waited_s[0] += time.perf_counter() - t0
         if reply[0] != "ok":
             _, module, qualname, detail, extra = reply
             if module is None:
@@ -395,7 +429,9 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
     # the stored AOI is the service's own (validated, its repairs noted by the API): trusted as written
     aoi = load_aoi(job.aoi_bytes, filename="aoi.geojson", max_area_km2=job.max_aoi_km2, client_input=False)
     params = msgspec.convert(job.params, RunParams)
+    t0 = time.perf_counter()
     output = pipeline.run(aoi, params, catalog, progress, is_cancelled, on_output=store)
+    pipeline_s = time.perf_counter() - t0 - waited_s[0]
     # every output the run commits is made here, in the child, under the same time limits and
     # cancellation as the analysis itself (the report included: it is CPU work on client-sized input)
     for name, data in output.layers.items():
@@ -417,11 +453,15 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
         store(keys.LEGAL_NAME, msgspec.json.encode(legal), JSON)
     if is_cancelled():
         raise RunCancelled("the run was cancelled before its report")
-    store(keys.REPORT_NAME, _render_report(document, legal, job.run, job.aoi_bytes, catalog=catalog,
-                                           protected_geojson=output.layers.get("natura"),
-                                           eligible_geojson=output.layers.get("eligible")), HTML)
+    t0 = time.perf_counter()
+    report = _render_report(document, legal, job.run, job.aoi_bytes, catalog=catalog,
+                            protected_geojson=output.layers.get("natura"),
+                            eligible_geojson=output.layers.get("eligible"))
+    render_s = time.perf_counter() - t0
+    store(keys.REPORT_NAME, report, HTML)
     return PipelineSummary(step_durations_s=dict(getattr(output.results, "step_durations_s", None) or {}),
-                           has_legal=legal is not None)
+                           has_legal=legal is not None, pipeline_s=pipeline_s, render_s=render_s,
+                           output_wait_s=waited_s[0])
 
 
 def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: dict[str, Any],

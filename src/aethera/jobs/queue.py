@@ -275,7 +275,9 @@ def worker_options(
         "job_timeout": settings.run_hard_time_limit_s,
         "keep_result": 0,
         "allow_abort_jobs": True,
-        "poll_delay": 0.2,
+        # how often an idle worker asks Redis for a due job: the mean pick-up wait is half of it (a
+        # ZRANGEBYSCORE per poll is cheap; 0.2 s cost a small run ~0.1 s of its POST -> COMPLETED time)
+        "poll_delay": 0.05,
         "health_check_interval": 30,
         "job_serializer": _encode,
         "job_deserializer": _decode,

@@ -52,12 +52,13 @@ from aethera.errors import (
 )
 from aethera.jobs import failures, pipeline_process, records, reuse
 from aethera.jobs.latest_writer import LatestWriter
+from aethera.jobs.phases import PhaseClock
 from aethera.jobs.queue import JobQueue, job_id_for
 from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
 from aethera.observability.logs import log_context, task_id_var
 from aethera.observability.metrics import record_run_status, record_step_durations
 from aethera.settings import Settings
-from aethera.storage.artifacts import artifact_key, attempt_prefix, save_artifact
+from aethera.storage.artifacts import Artifact, artifact_key, attempt_prefix, save_index, store_output
 from aethera.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,14 @@ async def run_analysis(ctx: dict[str, Any], run_id: str, generation: int) -> str
     deps: WorkerDeps = ctx["aethera"]
     # every log line of the attempt, in this task and from the pipeline process, carries the run id
     with log_context(run_id=run_id):
-        outcome = await _Attempt(deps, run_id, generation).execute()
+        attempt = _Attempt(deps, run_id, generation)
+        score_ms = ctx.get("score")  # when the job was due (ms since the epoch): its wait in the queue
+        if isinstance(score_ms, (int, float)):
+            attempt.phases.add("pickup", time.time() - score_ms / 1000)
+        outcome = await attempt.execute()
         log.info("run %s generation %d: %s", run_id, generation, outcome)  # the run's own line, with both ids
+        # the attempt's fixed cost beside the pipeline, phase by phase (bench/e2e.py reads it)
+        log.info("run %s phases: %s", run_id, attempt.phases.line())
         return outcome
 
 
@@ -125,14 +132,21 @@ class _Attempt:
     lease_ok_mono: float = 0.0  # when the lease was last known to be ours
     _writer: LatestWriter | None = None
     _beating: bool = False  # the heartbeat loop runs while this holds: certain even if a cancellation is lost
+    phases: PhaseClock = field(default_factory=PhaseClock)
+    # this attempt's stored outputs, by name; the index is written once, before the final state
+    # (readers read it only for the committed attempt), instead of read and rewritten after every output
+    outputs: dict[str, Artifact] = field(default_factory=dict)
+    _reaps: list[asyncio.Task[None]] = field(default_factory=list)  # pipeline children exiting
+    _index_dirty: bool = False  # an output was stored since the index was last written
 
     # --- the attempt --------------------------------------------------------------------------
 
     async def execute(self) -> str:
         s = self.deps.settings
         try:
-            taken = await records.acquire_lease(self.deps.redis, self.run_id, self.generation, self._owner,
-                                                records.lease_ttl_s(s))
+            with self.phases.measure("lease"):
+                taken = await records.acquire_lease(self.deps.redis, self.run_id, self.generation, self._owner,
+                                                    records.lease_ttl_s(s))
         except (RedisError, OSError) as exc:
             # the job is gone once this returns; recovery queues the generation again
             log.warning("run %s: lease not taken (%s); left to recovery", self.run_id, type(exc).__name__)
@@ -144,9 +158,12 @@ class _Attempt:
         try:
             return await self._start()
         finally:
+            if self._reaps:  # the child exits while the run commits; it is gone before the lease is
+                await asyncio.shield(asyncio.gather(*self._reaps, return_exceptions=True))
             await self._release()
 
     async def _start(self) -> str:
+        t0 = time.perf_counter()
         s = self.deps.settings
         try:
             run = await records.load_run(self.deps.storage, self.run_id)
@@ -204,6 +221,7 @@ class _Attempt:
                   f"started on worker {self.deps.name}")
         await self._publish_copy()
         await record_run_status(self.deps.redis, RunStatus.PROCESSING.value)
+        self.phases.add("start", time.perf_counter() - t0)
 
         self._beating = True
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -273,9 +291,17 @@ class _Attempt:
                                            datasets=s.datasets, max_aoi_km2=s.max_aoi_km2,
                                            soft_deadline_mono=self.soft_deadline,
                                            run=msgspec.to_builtins(self.run), gdal_options=gdal_options(s))
-        result = await pipeline_process.run_pipeline(job, self.stop, self._on_progress, self._save)
+        result = await pipeline_process.run_pipeline(job, self.stop, self._on_progress, self._save_output,
+                                                     phases=self.phases, reap_later=self._reap_later)
         assert isinstance(result, pipeline_process.PipelineSummary)
         return result
+
+    def _reap_later(self, reap: Awaitable[None]) -> None:
+        self._reaps.append(asyncio.ensure_future(reap))
+
+    async def _save_output(self, name: str, data: bytes, media_type: str) -> None:
+        with self.phases.measure("writes"):
+            await self._save(name, data, media_type)
 
     def _is_cancelled(self) -> bool:
         if not self.stop.is_set() and time.monotonic() > self.soft_deadline:
@@ -376,9 +402,27 @@ class _Attempt:
     async def _save(self, name: str, data: bytes, media_type: str) -> None:
         if self._lease_lost():
             raise StaleAttempt("this attempt lost its lease; it stores nothing more")
-        await with_retries(self.deps.settings, f"storing {name}",
-                           lambda: save_artifact(self.deps.storage, self.run_id, name, data, media_type,
-                                                 generation=self.generation))
+        entry = await with_retries(self.deps.settings, f"storing {name}",
+                                   lambda: store_output(self.deps.storage, self.run_id, name, data, media_type,
+                                                        generation=self.generation))
+        self.outputs.pop(name, None)  # a name stored again moves to the end, as the index always had it
+        self.outputs[name] = entry
+        self._index_dirty = True
+
+    async def _write_index(self) -> None:
+        """Store the index of this attempt's outputs (retried like an output), if it changed."""
+        if not self._index_dirty or self._lease_lost():
+            return
+        entries = list(self.outputs.values())
+        await with_retries(self.deps.settings, "storing the artifact index",
+                           lambda: save_index(self.deps.storage, self.run_id, entries, self.generation))
+        self._index_dirty = False
+
+    async def _write_index_quietly(self) -> None:
+        try:
+            await self._write_index()
+        except AetheraError as exc:
+            log.warning("run %s: artifact index not stored (%s)", self.run_id, exc.code)
 
     # --- endings -------------------------------------------------------------------------------
 
@@ -409,6 +453,7 @@ class _Attempt:
             return True
 
         await self._save_log_quietly()
+        await self._write_index_quietly()
         try:
             self.run = await self._write(hand_over)
         except StaleAttempt:
@@ -463,10 +508,26 @@ class _Attempt:
 
     async def _finish(self, status: RunStatus, error: str | None, code: str | None, note: str) -> str:
         """Commit a final state, fenced by this attempt's generation; COMPLETED names its outputs."""
+        with self.phases.measure("commit"):
+            return await self._commit(status, error, code, note)
+
+    async def _commit(self, status: RunStatus, error: str | None, code: str | None, note: str) -> str:
         assert self.run is not None
         self._log(f"{status.value}: {note}")
         if status is not RunStatus.REVOKED:
             await self._save_log_quietly()
+        if status is RunStatus.COMPLETED:
+            # the committed outputs must be listed: a COMPLETED without its index cannot be served
+            try:
+                await self._write_index()
+            except StaleAttempt:
+                return "lease-lost"
+            except AetheraError as exc:
+                if failures.is_transient(exc):
+                    return await self._transient_failure(exc)
+                return await self._finish(RunStatus.FAILED, exc.detail, exc.code, f"failed: {exc.detail}")
+        else:
+            await self._write_index_quietly()
 
         def commit(r: RunRecord) -> bool:
             if status is RunStatus.COMPLETED and r.cancel_requested:

@@ -116,16 +116,21 @@ class SharedMetrics:
         await cast("Awaitable[float]", incremented)
 
     async def observe(self, metric: SharedMetric, value: float, **labels: str) -> None:
+        await self.observe_many(metric, [(value, labels)])
+
+    async def observe_many(self, metric: SharedMetric, observations: list[tuple[float, Mapping[str, str]]]) -> None:
+        """Several observations of one histogram in one round trip."""
         if metric.kind != "histogram":
             raise ValueError(f"{metric.name} is not a histogram")
-        field = _label_field(metric, labels)
-        index = next((i for i, bound in enumerate(metric.buckets) if value <= bound), len(metric.buckets))
         key = keys.HISTOGRAM.format(name=metric.name)
         # one transaction, so a scrape never sees a count without its sum
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(key, f"{field}|b{index}", 1)
-            pipe.hincrbyfloat(key, f"{field}|sum", value)
-            pipe.hincrby(key, f"{field}|count", 1)
+            for value, labels in observations:
+                field = _label_field(metric, labels)
+                index = next((i for i, bound in enumerate(metric.buckets) if value <= bound), len(metric.buckets))
+                pipe.hincrby(key, f"{field}|b{index}", 1)
+                pipe.hincrbyfloat(key, f"{field}|sum", value)
+                pipe.hincrby(key, f"{field}|count", 1)
             await pipe.execute()
 
 
@@ -154,10 +159,11 @@ async def record_step_durations(redis: Redis, durations_s: Mapping[str, float | 
     """Observe each pipeline step's duration (steps that did not run, None, are skipped). Never raises
     for a Redis outage."""
     metrics = SharedMetrics(redis)
+    observations = [(float(seconds), {"step": str(step)}) for step, seconds in durations_s.items()
+                    if seconds is not None]
     try:
-        for step, seconds in durations_s.items():
-            if seconds is not None:
-                await metrics.observe(STEP_DURATION, float(seconds), step=str(step))
+        if observations:  # one round trip for every step (it sits between the pipeline and the commit)
+            await metrics.observe_many(STEP_DURATION, observations)
     except (RedisError, OSError) as exc:
         log.warning("step metrics not recorded (%s)", type(exc).__name__)
 

@@ -80,17 +80,29 @@ async def load_index(storage: Storage, run_id: str, generation: int | None = Non
     return msgspec.json.decode(raw, type=ArtifactIndex)
 
 
-async def save_artifact(storage: Storage, run_id: str, name: str, data: bytes, media_type: str,
-                        generation: int | None = None) -> Artifact:
-    """Store one output of a run attempt and record it in that attempt's index (replacing an older entry)."""
+async def store_output(storage: Storage, run_id: str, name: str, data: bytes, media_type: str,
+                       generation: int | None = None) -> Artifact:
+    """Store one output of a run attempt; returns its index entry, which the caller records with
+    `save_index` (once per attempt: the index is read only for a committed attempt)."""
     if name == INDEX_NAME:
-        raise InvalidKey("the artifact index is written by save_artifact itself")
+        raise InvalidKey("the artifact index is written by save_index")
     key = artifact_key(run_id, name, generation)
     # hashing megabytes holds the loop for milliseconds; zlib and hashlib release the GIL in a thread
     crc, sha = await asyncio.to_thread(_digest, data) if len(data) > 1 << 20 else _digest(data)
     await storage.save(key, data)
-    entry = Artifact(name=name, size=len(data), crc32=crc, sha256=sha, media_type=media_type)
-    index = await load_index(storage, run_id, generation)
-    index.artifacts = [a for a in index.artifacts if a.name != name] + [entry]
+    return Artifact(name=name, size=len(data), crc32=crc, sha256=sha, media_type=media_type)
+
+
+async def save_index(storage: Storage, run_id: str, artifacts: list[Artifact], generation: int | None = None) -> None:
+    """Write an attempt's artifact index: every output it stored, in the order stored."""
+    index = ArtifactIndex(run_id=run_id, artifacts=list(artifacts))
     await storage.save(artifact_key(run_id, INDEX_NAME, generation), msgspec.json.encode(index))
+
+
+async def save_artifact(storage: Storage, run_id: str, name: str, data: bytes, media_type: str,
+                        generation: int | None = None) -> Artifact:
+    """Store one output and record it in that attempt's index at once (replacing an older entry)."""
+    entry = await store_output(storage, run_id, name, data, media_type, generation)
+    index = await load_index(storage, run_id, generation)
+    await save_index(storage, run_id, [a for a in index.artifacts if a.name != name] + [entry], generation)
     return entry

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ class Driver:
                      for i in range(10_000))
 
     async def one(self, poll_s: float) -> dict[str, Any]:
-        sent = datetime.now(timezone.utc)
+        sent = datetime.now(UTC)
         t0 = time.perf_counter()
         for attempt in range(3):
             try:
@@ -101,7 +101,7 @@ class Driver:
             except aiohttp.ServerDisconnectedError:
                 continue  # an idle pooled connection the server closed: ask again
             if body["status"] in ("COMPLETED", "FAILED", "REVOKED"):
-                seen = datetime.now(timezone.utc)
+                seen = datetime.now(UTC)
                 break
             await asyncio.sleep(poll_s)
         done = datetime.fromisoformat(body["finished_at"]) if body.get("finished_at") else seen

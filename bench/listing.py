@@ -40,8 +40,8 @@ from typing import Any
 
 import msgspec
 
-from aethera.embedded_redis import free_port
 from aethera import keyspace as keys
+from aethera.embedded_redis import free_port
 from aethera.jobs import listings
 from aethera.models import RunRecord, RunStatus
 from aethera.storage.base import Storage

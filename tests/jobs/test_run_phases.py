@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-
 import servicekit as kit
+
 from aethera.jobs import keys
 from aethera.jobs.phases import ORDER, PhaseClock, parse_line
 from aethera.storage.artifacts import INDEX_NAME, attempt_prefix

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -118,7 +118,7 @@ class SharedMetrics:
     async def observe(self, metric: SharedMetric, value: float, **labels: str) -> None:
         await self.observe_many(metric, [(value, labels)])
 
-    async def observe_many(self, metric: SharedMetric, observations: list[tuple[float, Mapping[str, str]]]) -> None:
+    async def observe_many(self, metric: SharedMetric, observations: Sequence[tuple[float, Mapping[str, str]]]) -> None:
         """Several observations of one histogram in one round trip."""
         if metric.kind != "histogram":
             raise ValueError(f"{metric.name} is not a histogram")

@@ -52,8 +52,13 @@ def _region_and_transformer() -> tuple[Any, Any]:
 
 def _square_lonlat(east_km: float, north_km: float, side_km: float) -> list[list[float]]:
     region, to_wgs84 = _region_and_transformer()
-    corners = [(east_km, north_km), (east_km + side_km, north_km), (east_km + side_km, north_km + side_km),
-               (east_km, north_km + side_km), (east_km, north_km)]
+    corners = [
+        (east_km, north_km),
+        (east_km + side_km, north_km),
+        (east_km + side_km, north_km + side_km),
+        (east_km, north_km + side_km),
+        (east_km, north_km),
+    ]
     ring = []
     for e, n in corners:
         x, y = region.xy(e, n)
@@ -73,8 +78,10 @@ def aoi_feature(east_km: float = 6.0, north_km: float = -8.0, side_km: float = 0
 
 def outside_aoi() -> dict[str, Any]:
     """A valid AOI in Bavaria, far outside the sample region."""
-    return {"type": "Polygon", "coordinates": [[[11.0, 48.0], [11.01, 48.0], [11.01, 48.01], [11.0, 48.01],
-                                                [11.0, 48.0]]]}
+    return {
+        "type": "Polygon",
+        "coordinates": [[[11.0, 48.0], [11.01, 48.0], [11.01, 48.01], [11.0, 48.01], [11.0, 48.0]]],
+    }
 
 
 @pytest.fixture
@@ -97,8 +104,14 @@ async def new_bucket(endpoint: str) -> str:
 
 
 def service_env(
-    *, tmp_path: Path, redis_url: str, catalog: Path, backend: str = "local", s3_endpoint: str | None = None,
-    bucket: str | None = None, **overrides: Any,
+    *,
+    tmp_path: Path,
+    redis_url: str,
+    catalog: Path,
+    backend: str = "local",
+    s3_endpoint: str | None = None,
+    bucket: str | None = None,
+    **overrides: Any,
 ) -> dict[str, str]:
     """Environment variables of one service instance (API and workers read the same)."""
     env = {
@@ -116,8 +129,15 @@ def service_env(
     }
     if backend == "s3":
         assert s3_endpoint and bucket
-        env.update({"S3_ENDPOINT_URL": s3_endpoint, "S3_BUCKET": bucket, "S3_ACCESS_KEY_ID": "testing",
-                    "S3_SECRET_ACCESS_KEY": "testing", "S3_REGION": "us-east-1"})
+        env.update(
+            {
+                "S3_ENDPOINT_URL": s3_endpoint,
+                "S3_BUCKET": bucket,
+                "S3_ACCESS_KEY_ID": "testing",
+                "S3_SECRET_ACCESS_KEY": "testing",
+                "S3_REGION": "us-east-1",
+            }
+        )
     env.update({k: str(v) for k, v in overrides.items()})
     return env
 
@@ -155,8 +175,13 @@ class WorkerProcess:
         full.update(env)
         full["PYTHONUNBUFFERED"] = "1"
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, str(script or ROOT / "worker.py")], env=full, cwd=str(ROOT),
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script or ROOT / "worker.py")],
+            env=full,
+            cwd=str(ROOT),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def kill(self) -> None:
         """SIGKILL: the worker dies without a chance to clean up (a lost machine)."""
@@ -175,8 +200,9 @@ class WorkerProcess:
         self._log.close()
 
 
-async def poll_task(client: Any, task_id: str, until: set[str] | None = None, timeout_s: float = 120.0,
-                    interval_s: float = 0.1) -> dict[str, Any]:
+async def poll_task(
+    client: Any, task_id: str, until: set[str] | None = None, timeout_s: float = 120.0, interval_s: float = 0.1
+) -> dict[str, Any]:
     """GET /tasks/{id} until its status is in `until` (default: final)."""
     until = until or FINAL
     deadline = time.monotonic() + timeout_s
@@ -215,8 +241,9 @@ class Service:
 
 
 @pytest.fixture
-def make_service(aiohttp_client: Any, tmp_path: Path, redis_db: str, sample_catalog: Path,
-                 request: pytest.FixtureRequest) -> Any:
+def make_service(
+    aiohttp_client: Any, tmp_path: Path, redis_db: str, sample_catalog: Path, request: pytest.FixtureRequest
+) -> Any:
     """`await make_service(backend="local"|"s3", **env_overrides)` -> Service (API on a test server)."""
     from aethera.api.app import create_app
 
@@ -225,8 +252,9 @@ def make_service(aiohttp_client: Any, tmp_path: Path, redis_db: str, sample_cata
         if backend == "s3":
             endpoint = request.getfixturevalue("s3_endpoint")
             extra = {"s3_endpoint": endpoint, "bucket": await new_bucket(endpoint)}
-        env = service_env(tmp_path=tmp_path, redis_url=redis_db, catalog=sample_catalog, backend=backend,
-                          **extra, **overrides)
+        env = service_env(
+            tmp_path=tmp_path, redis_url=redis_db, catalog=sample_catalog, backend=backend, **extra, **overrides
+        )
         settings = settings_from(env)
         client = await aiohttp_client(create_app(settings))
         return Service(client, settings, env)

@@ -14,8 +14,13 @@ from aethera.security.archives import ArchiveLimits
 
 def test_defaults_follow_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     changed = msgspec.structs.replace(
-        config_module.DEFAULTS, solar_mw_per_ha=0.7, wind_mw_per_ha=0.05, default_buffer_km=7.5,
-        archive_max_members=9, archive_max_unpacked_bytes=1234, archive_max_ratio=11.0,
+        config_module.DEFAULTS,
+        solar_mw_per_ha=0.7,
+        wind_mw_per_ha=0.05,
+        default_buffer_km=7.5,
+        archive_max_members=9,
+        archive_max_unpacked_bytes=1234,
+        archive_max_ratio=11.0,
     )
     monkeypatch.setattr(config_module, "DEFAULTS", changed)
     solar = RunParams.from_request("solar", None, None)

@@ -106,9 +106,7 @@ def test_a_lock_pins_every_declared_dependency_within_its_range(lock_name: str) 
 
 def test_the_runtime_lock_holds_nothing_the_dev_lock_pins_differently() -> None:
     runtime, dev = _pins(LOCKS["runtime"][0]), _pins(LOCKS["dev"][0])
-    differing = [
-        name for name in runtime if _pin_here(runtime, name) != _pin_here(dev, name)
-    ]
+    differing = [name for name in runtime if _pin_here(runtime, name) != _pin_here(dev, name)]
     # what production runs is what the tests ran against
     assert differing == []
 

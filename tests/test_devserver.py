@@ -29,8 +29,11 @@ def test_dev_starts_everything_and_sigint_stops_everything(tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AETHERA_", "REDIS_", "STORAGE_", "S3_"))}
     env["AETHERA_PORT"] = str(port)
     dev = subprocess.Popen(
-        [sys.executable, "-m", "aethera.cli", "dev"], cwd=tmp_path, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "aethera.cli", "dev"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 240  # patience: sample data, Redis, a worker and the API on busy cores

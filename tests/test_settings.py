@@ -36,7 +36,9 @@ def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> Non
 
 
 def test_secrets_never_in_repr_or_errors() -> None:
-    s = load_settings({"S3_SECRET_ACCESS_KEY": "supersecret", "S3_ACCESS_KEY_ID": "AKIDSECRET", "REDIS_URL": "redis://:pw123@h:1/0"})
+    s = load_settings(
+        {"S3_SECRET_ACCESS_KEY": "supersecret", "S3_ACCESS_KEY_ID": "AKIDSECRET", "REDIS_URL": "redis://:pw123@h:1/0"}
+    )
     text = repr(s) + str(s)
     for secret in ("supersecret", "AKIDSECRET", "pw123"):
         assert secret not in text

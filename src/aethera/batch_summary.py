@@ -51,8 +51,15 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("error", "why the run did not complete"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
-DEFAULT_SORT = ("completed", "critical_findings", "protected_overlap_pct", "biodiversity_sensitivity_score",
-                "cim_score", "-nearest_natura2000_distance_m", "index")
+DEFAULT_SORT = (
+    "completed",
+    "critical_findings",
+    "protected_overlap_pct",
+    "biodiversity_sensitivity_score",
+    "cim_score",
+    "-nearest_natura2000_distance_m",
+    "index",
+)
 _SORTABLE = set(COLUMN_NAMES) - {"rank"}
 
 
@@ -79,6 +86,7 @@ def _index_fields(row: dict[str, Any], prefix: str, obj: Any) -> None:
 def _nearest_natura(biodiversity: Any) -> tuple[str | None, str | None, float | None]:
     """The nearest Natura 2000 site among the sites the run found (overlapping or within its search)."""
     best: tuple[float, str, str | None] | None = None
+
     def overlapping(site: Mapping[str, Any]) -> float | None:
         return 0.0
 
@@ -86,7 +94,10 @@ def _nearest_natura(biodiversity: Any) -> tuple[str | None, str | None, float | 
         return _num(site.get("distance_km"))
 
     groups: tuple[tuple[str, Callable[[Mapping[str, Any]], float | None]], ...] = (
-        ("sites_overlapping", overlapping), ("sites_not_overlapped", recorded), ("sites_in_buffer", recorded))
+        ("sites_overlapping", overlapping),
+        ("sites_not_overlapped", recorded),
+        ("sites_in_buffer", recorded),
+    )
     for group, distance_of in groups:
         sites = _get(biodiversity, group)
         if not isinstance(sites, list):
@@ -122,8 +133,7 @@ def site_row(site: Mapping[str, Any], run: Mapping[str, Any] | None, results: An
     row["natura2000_overlap_pct"] = _num(_get(bio, "natura2000_overlap_pct"))
     if isinstance(bio, Mapping) and bio.get("available") is not False:
         code, name, distance_m = _nearest_natura(bio)
-        row.update(nearest_natura2000_code=code, nearest_natura2000_name=name,
-                   nearest_natura2000_distance_m=distance_m)
+        row.update(nearest_natura2000_code=code, nearest_natura2000_name=name, nearest_natura2000_distance_m=distance_m)
     area = _num(_get(results, "aoi", "aoi_area_ha"))
     if area is not None:
         row["area_ha"] = area
@@ -145,8 +155,9 @@ def parse_sort(raw: str | None) -> tuple[str, ...]:
         raise InvalidInput("sort takes 1 to 10 comma-separated column names", field="sort")
     for key in keys:
         if key.lstrip("-") not in _SORTABLE and key.lstrip("-") != "completed":
-            raise InvalidInput(f"sort: no column {key[:40]!r}; columns are {', '.join(sorted(_SORTABLE))}",
-                               field="sort")
+            raise InvalidInput(
+                f"sort: no column {key[:40]!r}; columns are {', '.join(sorted(_SORTABLE))}", field="sort"
+            )
     return keys
 
 
@@ -177,13 +188,23 @@ def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMN_NAMES)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else
-                         ("true" if row[c] is True else "false" if row[c] is False else row[c]) for c in COLUMN_NAMES])
+        writer.writerow(
+            [
+                "" if row.get(c) is None else ("true" if row[c] is True else "false" if row[c] is False else row[c])
+                for c in COLUMN_NAMES
+            ]
+        )
     return out.getvalue()
 
 
 def to_geojson(rows: Sequence[Mapping[str, Any]], geometries: Mapping[str, Any]) -> dict[str, Any]:
     """A FeatureCollection: each site's AOI (EPSG:4326) with its row as properties."""
-    features = [{"type": "Feature", "geometry": geometries.get(str(row.get("run_id"))),
-                 "properties": {c: row.get(c) for c in COLUMN_NAMES}} for row in rows]
+    features = [
+        {
+            "type": "Feature",
+            "geometry": geometries.get(str(row.get("run_id"))),
+            "properties": {c: row.get(c) for c in COLUMN_NAMES},
+        }
+        for row in rows
+    ]
     return {"type": "FeatureCollection", "features": features}

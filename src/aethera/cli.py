@@ -179,7 +179,9 @@ def _cmd_datasets_check(args: argparse.Namespace) -> int:
             if r.bounds:
                 print(f"    extent {', '.join(f'{v:.3f}' for v in r.bounds)} (layer CRS)")
             if r.bounds_wgs84:
-                print(f"    extent lon {r.bounds_wgs84[0]}..{r.bounds_wgs84[2]}, lat {r.bounds_wgs84[1]}..{r.bounds_wgs84[3]}")
+                print(
+                    f"    extent lon {r.bounds_wgs84[0]}..{r.bounds_wgs84[2]}, lat {r.bounds_wgs84[1]}..{r.bounds_wgs84[3]}"
+                )
         for problem in r.problems:
             print(f"    problem: {problem}")
         failed |= r.required and not r.ok
@@ -280,12 +282,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project-type", required=True, help="solar or wind (solar_farm / wind_farm accepted)")
     p.add_argument("--country", default=None, help="ISO 3166-1 alpha-3 country code, e.g. DEU")
     p.add_argument("--capacity-mw", type=float, default=None, help="installed capacity (default from density)")
-    p.add_argument("--buffer-km", type=float, default=None, help="zone of influence, km (default AETHERA_DEFAULT_BUFFER_KM)")
+    p.add_argument(
+        "--buffer-km", type=float, default=None, help="zone of influence, km (default AETHERA_DEFAULT_BUFFER_KM)"
+    )
     p.add_argument("--datasets", default=None, help="dataset catalog file (default AETHERA_DATASETS)")
-    p.add_argument("--sites", nargs="?", const="name", default=None, metavar="NAME_PROPERTY",
-                   help="screen each feature of a GeoJSON FeatureCollection as its own site and print the "
-                   "ranked summary as CSV (sites named by this property, default name, else their index); "
-                   "the default for a FeatureCollection of more than one feature")
+    p.add_argument(
+        "--sites",
+        nargs="?",
+        const="name",
+        default=None,
+        metavar="NAME_PROPERTY",
+        help="screen each feature of a GeoJSON FeatureCollection as its own site and print the "
+        "ranked summary as CSV (sites named by this property, default name, else their index); "
+        "the default for a FeatureCollection of more than one feature",
+    )
     p.set_defaults(handler=_cmd_analyze)
 
     p = sub.add_parser(
@@ -304,7 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
         "against. Run `aethera datasets check` on each worker machine after installing data.",
     )
     ds = p.add_subparsers(dest="datasets_command", required=True)
-    c = ds.add_parser("check", help="check every layer of a catalog", description="Print each layer: found, format, CRS, extent, count.")
+    c = ds.add_parser(
+        "check",
+        help="check every layer of a catalog",
+        description="Print each layer: found, format, CRS, extent, count.",
+    )
     c.add_argument("file", nargs="?", default=None, help="catalog file (default AETHERA_DATASETS)")
     c.set_defaults(handler=_cmd_datasets_check)
 

@@ -179,14 +179,32 @@ def layout(members: Sequence[ExportMember], modified: datetime) -> tuple[tuple[S
         if big:
             local_extra = struct.pack("<HHQQ", _EXTRA_ZIP64, 16, member.size, member.size) + stamp
             local = _LOCAL.pack(
-                _LOCAL_SIG, _VERSION_ZIP64, flags, 0, dos_time, dos_date, member.crc32,
-                _U32_LIMIT, _U32_LIMIT, len(name), len(local_extra),
+                _LOCAL_SIG,
+                _VERSION_ZIP64,
+                flags,
+                0,
+                dos_time,
+                dos_date,
+                member.crc32,
+                _U32_LIMIT,
+                _U32_LIMIT,
+                len(name),
+                len(local_extra),
             )
         else:
             local_extra = stamp
             local = _LOCAL.pack(
-                _LOCAL_SIG, _VERSION_STORED, flags, 0, dos_time, dos_date, member.crc32,
-                member.size, member.size, len(name), len(local_extra),
+                _LOCAL_SIG,
+                _VERSION_STORED,
+                flags,
+                0,
+                dos_time,
+                dos_date,
+                member.crc32,
+                member.size,
+                member.size,
+                len(name),
+                len(local_extra),
             )
         add(local + name + local_extra, len(local) + len(name) + len(local_extra))
         if member.data is not None:
@@ -204,15 +222,28 @@ def layout(members: Sequence[ExportMember], modified: datetime) -> tuple[tuple[S
         central_extra = stamp
         if zip64_fields:
             central_extra = (
-                struct.pack(f"<HH{len(zip64_fields)}Q", _EXTRA_ZIP64, 8 * len(zip64_fields), *zip64_fields)
-                + stamp
+                struct.pack(f"<HH{len(zip64_fields)}Q", _EXTRA_ZIP64, 8 * len(zip64_fields), *zip64_fields) + stamp
             )
         version = _VERSION_ZIP64 if zip64_fields else _VERSION_STORED
         size32 = _U32_LIMIT if big else member.size
         central.append(
             _CENTRAL.pack(
-                _CENTRAL_SIG, _MADE_BY_UNIX | version, version, flags, 0, dos_time, dos_date,
-                member.crc32, size32, size32, len(name), len(central_extra), 0, 0, 0, _FILE_MODE,
+                _CENTRAL_SIG,
+                _MADE_BY_UNIX | version,
+                version,
+                flags,
+                0,
+                dos_time,
+                dos_date,
+                member.crc32,
+                size32,
+                size32,
+                len(name),
+                len(central_extra),
+                0,
+                0,
+                0,
+                _FILE_MODE,
                 _U32_LIMIT if far else header_offset,
             )
             + name
@@ -225,13 +256,27 @@ def layout(members: Sequence[ExportMember], modified: datetime) -> tuple[tuple[S
     if count >= _U16_LIMIT or cd_size >= _U32_LIMIT or cd_offset >= _U32_LIMIT:
         zip64_eocd_offset = cd_offset + cd_size
         tail += _ZIP64_EOCD.pack(
-            _ZIP64_EOCD_SIG, _ZIP64_EOCD.size - 12, _MADE_BY_UNIX | _VERSION_ZIP64, _VERSION_ZIP64,
-            0, 0, count, count, cd_size, cd_offset,
+            _ZIP64_EOCD_SIG,
+            _ZIP64_EOCD.size - 12,
+            _MADE_BY_UNIX | _VERSION_ZIP64,
+            _VERSION_ZIP64,
+            0,
+            0,
+            count,
+            count,
+            cd_size,
+            cd_offset,
         )
         tail += _ZIP64_LOCATOR.pack(_ZIP64_LOCATOR_SIG, 0, zip64_eocd_offset, 1)
     tail += _EOCD.pack(
-        _EOCD_SIG, 0, 0, min(count, _U16_LIMIT), min(count, _U16_LIMIT),
-        min(cd_size, _U32_LIMIT), min(cd_offset, _U32_LIMIT), 0,
+        _EOCD_SIG,
+        0,
+        0,
+        min(count, _U16_LIMIT),
+        min(count, _U16_LIMIT),
+        min(cd_size, _U32_LIMIT),
+        min(cd_offset, _U32_LIMIT),
+        0,
     )
     add(directory + tail, cd_size + len(tail))
     return tuple(segments), offset
@@ -349,7 +394,6 @@ class PlanCache:
         return len(self._plans)
 
 
-
 def completion_time(record: RunRecord) -> datetime:
     """When the run finished: the archive's fixed modification time."""
     return archive_time(record.finished_at, record.updated_at, record.created_at)
@@ -395,8 +439,9 @@ async def _digest_object(storage: Storage, key: str) -> tuple[int, int, str]:
     return size, crc & 0xFFFFFFFF, sha.hexdigest()
 
 
-async def _results_summary(storage: Storage, run_id: str, index: ArtifactIndex,
-                           generation: int | None) -> dict[str, Any]:
+async def _results_summary(
+    storage: Storage, run_id: str, index: ArtifactIndex, generation: int | None
+) -> dict[str, Any]:
     """Dataset versions, step timings and warnings from results.json, for the manifest."""
     entry = index.get(RESULTS_NAME)
     if entry is None:
@@ -435,8 +480,17 @@ async def _computed_record(storage: Storage, record: RunRecord) -> RunRecord:
 # What the manifest shows of the run record: its parameters and history, not bookkeeping such as the
 # queue's job id or the hash of the client's idempotency key.
 _RUN_FIELDS = (
-    "run_id", "project_id", "project_type", "params", "config", "aoi_source", "status", "attempts",
-    "created_at", "started_at", "finished_at",
+    "run_id",
+    "project_id",
+    "project_type",
+    "params",
+    "config",
+    "aoi_source",
+    "status",
+    "attempts",
+    "created_at",
+    "started_at",
+    "finished_at",
 )
 _RUN_TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
 
@@ -550,8 +604,12 @@ async def plan_export(
             continue
         members.append(
             ExportMember(
-                name=art.name, size=art.size, crc32=art.crc32, sha256=art.sha256,
-                media_type=art.media_type, key=artifact_key(run_id, art.name, generation),
+                name=art.name,
+                size=art.size,
+                crc32=art.crc32,
+                sha256=art.sha256,
+                media_type=art.media_type,
+                key=artifact_key(run_id, art.name, generation),
             )
         )
     if aoi_stat is not None:

@@ -35,7 +35,7 @@ def cancel_key(run_id: str) -> str:
 
 
 def lease_key(run_id: str) -> str:
-    """"<generation> <worker>": held (TTL `run_lease_s / 2`) by the attempt that runs the run; renewed by
+    """ "<generation> <worker>": held (TTL `run_lease_s / 2`) by the attempt that runs the run; renewed by
     its heartbeat."""
     return f"{PREFIX}lease:{run_id}"
 
@@ -126,6 +126,8 @@ RUN_INDEX_NAME_RE = re.compile(r"^[0-9]{13}-[0-9a-f]{32}\Z")
 def index_name_ms(name: str) -> int:
     """The creation time (ms since the epoch) a listing index name encodes."""
     return _INV_BASE_MS - int(name[:13])
+
+
 ALL_RUNS_INDEX = "index/runs/"
 ACTIVE_RUNS_INDEX = "index/active-runs/"  # one marker per run not yet final: what recovery sweeps
 ACTIVE_BATCHES_INDEX = "index/active-batches/"  # one marker per batch whose runs are not all created yet

@@ -87,7 +87,7 @@ class Project(msgspec.Struct, kw_only=True):
 # configs (`msgspec.convert`), and the schema still says "any number >= 0".
 NonNegative = Annotated[float, msgspec.Meta(ge=0, le=sys.float_info.max)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
-CorineCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}(?!\n)$", description="a CORINE code such as \"312\"")]
+CorineCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}(?!\n)$", description='a CORINE code such as "312"')]
 MAX_CARBON_LOSS_CODES = 64  # CORINE has 44 level-3 classes
 
 
@@ -100,14 +100,25 @@ class EmissionFactorOverrides(msgspec.Struct, kw_only=True, forbid_unknown_field
     capacity_factor: Fraction | msgspec.UnsetType = msgspec.UNSET
     grid_tco2e_per_mwh: NonNegative | msgspec.UnsetType = msgspec.UNSET
     footprint_share: Fraction | msgspec.UnsetType = msgspec.UNSET
-    carbon_loss_tco2e_per_ha: Annotated[
-        dict[CorineCode, NonNegative],
-        msgspec.Meta(max_length=MAX_CARBON_LOSS_CODES, description="tCO2e lost per ha, by CORINE code"),
-    ] | msgspec.UnsetType = msgspec.UNSET
-    first_operating_year: Annotated[int, msgspec.Meta(
-        ge=2000, le=2100, description="first year of operation on the grid decarbonisation trajectory; "
-                                      "default: the year after the run"
-    )] | msgspec.UnsetType = msgspec.UNSET
+    carbon_loss_tco2e_per_ha: (
+        Annotated[
+            dict[CorineCode, NonNegative],
+            msgspec.Meta(max_length=MAX_CARBON_LOSS_CODES, description="tCO2e lost per ha, by CORINE code"),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    first_operating_year: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=2000,
+                le=2100,
+                description="first year of operation on the grid decarbonisation trajectory; "
+                "default: the year after the run",
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 BufferM = Annotated[float, msgspec.Meta(ge=0, le=50_000, description="buffer, metres")]
@@ -121,17 +132,25 @@ class _RuleSwitch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit
 class LandCoverRuleOverride(_RuleSwitch, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """CORINE level-3 codes to exclude, or the only codes eligible (one of the two)."""
 
-    exclude: Annotated[list[Annotated[int, msgspec.Meta(ge=100, le=999)]],
-                       msgspec.Meta(max_length=MAX_ELIGIBILITY_CODES)] | msgspec.UnsetType = msgspec.UNSET
-    include: Annotated[list[Annotated[int, msgspec.Meta(ge=100, le=999)]],
-                       msgspec.Meta(max_length=MAX_ELIGIBILITY_CODES)] | msgspec.UnsetType = msgspec.UNSET
+    exclude: (
+        Annotated[list[Annotated[int, msgspec.Meta(ge=100, le=999)]], msgspec.Meta(max_length=MAX_ELIGIBILITY_CODES)]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    include: (
+        Annotated[list[Annotated[int, msgspec.Meta(ge=100, le=999)]], msgspec.Meta(max_length=MAX_ELIGIBILITY_CODES)]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class ProtectedAreasRuleOverride(_RuleSwitch, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    scope: Annotated[str, msgspec.Meta(pattern=r"^(all|natura2000|types)(?!\n)$",
-                                       description="all, natura2000 or types")] | msgspec.UnsetType = msgspec.UNSET
-    types: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=40)]],
-                     msgspec.Meta(max_length=32)] | msgspec.UnsetType = msgspec.UNSET
+    scope: (
+        Annotated[str, msgspec.Meta(pattern=r"^(all|natura2000|types)(?!\n)$", description="all, natura2000 or types")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    types: (
+        Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=40)]], msgspec.Meta(max_length=32)]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
     buffer_m: BufferM | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -168,20 +187,42 @@ class EligibilityOverrides(msgspec.Struct, kw_only=True, forbid_unknown_fields=T
 class RunConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """`RunCreate.config`: what a run screens for. Every key is optional; null means the default."""
 
-    capacity_mw: Annotated[float, msgspec.Meta(
-        gt=0, le=100_000, description="installed capacity, MW; default: AOI area x the technology's density"
-    )] | None = None
-    buffer_km: Annotated[float, msgspec.Meta(
-        ge=0, le=50, description="zone of influence around the AOI, km; default AETHERA_DEFAULT_BUFFER_KM"
-    )] | None = None
-    lifetime_years: Annotated[float, msgspec.Meta(
-        ge=1, le=100, description="operating lifetime, years; default: the emission factor file's"
-    )] | None = None
+    capacity_mw: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                gt=0, le=100_000, description="installed capacity, MW; default: AOI area x the technology's density"
+            ),
+        ]
+        | None
+    ) = None
+    buffer_km: (
+        Annotated[
+            float,
+            msgspec.Meta(
+                ge=0, le=50, description="zone of influence around the AOI, km; default AETHERA_DEFAULT_BUFFER_KM"
+            ),
+        ]
+        | None
+    ) = None
+    lifetime_years: (
+        Annotated[
+            float,
+            msgspec.Meta(ge=1, le=100, description="operating lifetime, years; default: the emission factor file's"),
+        ]
+        | None
+    ) = None
     emission_factors: EmissionFactorOverrides | None = None
     eligibility: EligibilityOverrides | None = None
-    reuse: Annotated[bool, msgspec.Meta(
-        description="false: compute afresh even when a COMPLETED run with the same content key exists; default true"
-    )] | None = None
+    reuse: (
+        Annotated[
+            bool,
+            msgspec.Meta(
+                description="false: compute afresh even when a COMPLETED run with the same content key exists; default true"
+            ),
+        ]
+        | None
+    ) = None
 
 
 class RunCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

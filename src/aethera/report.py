@@ -56,7 +56,6 @@ _RECEPTORS = (
 )
 
 
-
 # --- value formatting ----------------------------------------------------------------------------
 
 
@@ -75,8 +74,16 @@ def format_number(value: float, key: str = "") -> str:
 
 def _unit_of(key: str) -> str:
     for suffix, unit in (
-        ("_ha", "ha"), ("_km", "km"), ("_m", "m"), ("_pct", "%"), ("_tco2e", "t CO₂e"), ("_mw", "MW"),
-        ("_years", "years"), ("_deg", "°"), ("_s", "s"), ("_km2", "km²"),
+        ("_ha", "ha"),
+        ("_km", "km"),
+        ("_m", "m"),
+        ("_pct", "%"),
+        ("_tco2e", "t CO₂e"),
+        ("_mw", "MW"),
+        ("_years", "years"),
+        ("_deg", "°"),
+        ("_s", "s"),
+        ("_km2", "km²"),
     ):
         if key.endswith(suffix):
             return unit
@@ -113,9 +120,25 @@ def _fmt(value: Any, key: str = "") -> str:
     return escape(str(value))
 
 
-_ACRONYMS = {"aoi": "AOI", "co2": "CO₂", "co2e": "CO₂e", "tco2e": "t CO₂e", "mw": "MW", "mwh": "MWh",
-             "kwh": "kWh", "ghg": "GHG", "id": "id", "eia": "EIA", "pct": "%", "resm": "RESM", "ahsm": "AHSM",
-             "cim": "CIM", "km2": "km²", "deg": "°", "s": "s"}
+_ACRONYMS = {
+    "aoi": "AOI",
+    "co2": "CO₂",
+    "co2e": "CO₂e",
+    "tco2e": "t CO₂e",
+    "mw": "MW",
+    "mwh": "MWh",
+    "kwh": "kWh",
+    "ghg": "GHG",
+    "id": "id",
+    "eia": "EIA",
+    "pct": "%",
+    "resm": "RESM",
+    "ahsm": "AHSM",
+    "cim": "CIM",
+    "km2": "km²",
+    "deg": "°",
+    "s": "s",
+}
 _UNIT_WORDS = ("ha", "km", "m", "pct", "tco2e", "mw", "years", "deg", "s", "km2")
 
 
@@ -252,9 +275,9 @@ def _emission(emissions: Any, *names: str, contains: str | None = None, suffix: 
     return None
 
 
-def key_figures(results: Mapping[str, Any], legal: Mapping[str, Any] | None, run: Mapping[str, Any]) -> list[
-    tuple[str, str, Any]
-]:
+def key_figures(
+    results: Mapping[str, Any], legal: Mapping[str, Any] | None, run: Mapping[str, Any]
+) -> list[tuple[str, str, Any]]:
     """(name, label, value) of the figures the report opens with; value None when not computed."""
     aoi = results.get("aoi")
     bio = results.get("biodiversity")
@@ -262,19 +285,32 @@ def key_figures(results: Mapping[str, Any], legal: Mapping[str, Any] | None, run
     em = results.get("emissions")
     figures: list[tuple[str, str, Any]] = [
         ("aoi_area_ha", "AOI area", _first(aoi, ("aoi_area_ha",), ("area_ha",))),
-        ("capacity_mw", "Installed capacity",
-         _first({"r": results, "run": run}, ("r", "parameters", "capacity_mw"), ("run", "params", "capacity_mw"),
-                ("r", "capacity_mw"))),
+        (
+            "capacity_mw",
+            "Installed capacity",
+            _first(
+                {"r": results, "run": run},
+                ("r", "parameters", "capacity_mw"),
+                ("run", "params", "capacity_mw"),
+                ("r", "capacity_mw"),
+            ),
+        ),
         ("protected_overlap_ha", "Protected-area overlap", _get(bio, "protected_overlap_ha")),
         ("protected_overlap_pct", "Share of AOI protected", _get(bio, "protected_overlap_pct")),
     ]
     for key, label, figure in _RECEPTORS:
         figures.append((figure, label, _get(rec, key, "distance_km")))
     figures += [
-        ("net_balance_tco2e", "Net carbon balance (lifetime)",
-         _emission(em, "net_balance_tco2e", "net_lifetime_tco2e", "net_tco2e", contains="net", suffix="_tco2e")),
-        ("carbon_payback_years", "Carbon payback",
-         _emission(em, "carbon_payback_years", "payback_years", contains="payback", suffix="_years")),
+        (
+            "net_balance_tco2e",
+            "Net carbon balance (lifetime)",
+            _emission(em, "net_balance_tco2e", "net_lifetime_tco2e", "net_tco2e", contains="net", suffix="_tco2e"),
+        ),
+        (
+            "carbon_payback_years",
+            "Carbon payback",
+            _emission(em, "carbon_payback_years", "payback_years", contains="payback", suffix="_years"),
+        ),
     ]
     for name in _INDEX_PATHS:
         index = _index(results, name)
@@ -282,8 +318,9 @@ def key_figures(results: Mapping[str, Any], legal: Mapping[str, Any] | None, run
     if legal is not None:
         figures.append(("overall_compliant", "Overall compliant", legal.get("overall_compliant")))
         critical = legal.get("critical_violations")
-        figures.append(("critical_violations", "Critical violations",
-                        len(critical) if isinstance(critical, list) else None))
+        figures.append(
+            ("critical_violations", "Critical violations", len(critical) if isinstance(critical, list) else None)
+        )
     return figures
 
 
@@ -347,8 +384,12 @@ def _outline_points(rings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError("not a list of positions")
     except (TypeError, ValueError):  # mixed 2-D/3-D positions, or something that is not a position
         lonlat = np.array(
-            [(_coordinate(p, 0), _coordinate(p, 1)) if isinstance(p, (list, tuple)) and len(p) >= 2
-             else (math.nan, math.nan) for p in flat],
+            [
+                (_coordinate(p, 0), _coordinate(p, 1))
+                if isinstance(p, (list, tuple)) and len(p) >= 2
+                else (math.nan, math.nan)
+                for p in flat
+            ],
             dtype=float,
         ).reshape(-1, 2)
     lonlat = lonlat[:, :2]
@@ -432,18 +473,21 @@ def _aoi_svg(geojson: Mapping[str, Any] | None) -> str:
     h = max(float(lat_max - lat_min), 1e-9)
     scale = (OUTLINE_PX - 2 * OUTLINE_PAD_PX) / max(w, h)
     vw, vh = w * scale + 2 * OUTLINE_PAD_PX, h * scale + 2 * OUTLINE_PAD_PX
-    xy = np.column_stack((
-        OUTLINE_PAD_PX + (lonlat[:, 0] - lon_min) * (k * scale),
-        OUTLINE_PAD_PX + (lat_max - lonlat[:, 1]) * scale,
-    ))
+    xy = np.column_stack(
+        (
+            OUTLINE_PAD_PX + (lonlat[:, 0] - lon_min) * (k * scale),
+            OUTLINE_PAD_PX + (lat_max - lonlat[:, 1]) * scale,
+        )
+    )
     xy, ring_of = _outline(xy, ring_of)
     if not len(xy):
         return ""
     breaks = np.flatnonzero(ring_of[1:] != ring_of[:-1]) + 1
     paths = []
     for ring in np.split(xy, breaks):
-        paths.append(" ".join(("M" if i == 0 else "L") + f"{x:.1f},{y:.1f}"
-                              for i, (x, y) in enumerate(ring.tolist())) + " Z")
+        paths.append(
+            " ".join(("M" if i == 0 else "L") + f"{x:.1f},{y:.1f}" for i, (x, y) in enumerate(ring.tolist())) + " Z"
+        )
     return (
         f'<svg class="aoi" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {vw:.1f} {vh:.1f}" role="img" '
         f'aria-label="AOI outline"><path d="{" ".join(paths)}" fill="#4a7fb5" fill-opacity="0.25" '
@@ -626,8 +670,16 @@ def _section_terrain(results: Mapping[str, Any]) -> str:
     return "<h2>Terrain</h2>" + _generic({k: v for k, v in terrain.items() if k not in ("available", "reason")})
 
 
-_ELIGIBILITY_RULE_COLUMNS = ("rule", "status", "excluded_ha", "excluded_share", "exclusive_ha", "method", "source",
-                             "reason")
+_ELIGIBILITY_RULE_COLUMNS = (
+    "rule",
+    "status",
+    "excluded_ha",
+    "excluded_share",
+    "exclusive_ha",
+    "method",
+    "source",
+    "reason",
+)
 
 
 def _section_eligibility(results: Mapping[str, Any]) -> str:
@@ -636,17 +688,32 @@ def _section_eligibility(results: Mapping[str, Any]) -> str:
     if not isinstance(el, Mapping):
         return ""
     out = ["<h2>Land eligibility</h2>"]
-    summary = {k: el.get(k) for k in ("technology", "eligible_ha", "eligible_share", "excluded_ha", "overlap_ha",
-                                      "capacity_mw", "mw_per_ha", "confidence", "upper_bound", "crs", "method")
-               if k in el}
+    summary = {
+        k: el.get(k)
+        for k in (
+            "technology",
+            "eligible_ha",
+            "eligible_share",
+            "excluded_ha",
+            "overlap_ha",
+            "capacity_mw",
+            "mw_per_ha",
+            "confidence",
+            "upper_bound",
+            "crs",
+            "method",
+        )
+        if k in el
+    }
     out.append(_generic(summary))
     binding = el.get("binding_constraints")
     if isinstance(binding, list) and binding:
-        out.append(f'<p>Binding constraints, largest exclusive area first: {escape(", ".join(map(str, binding)))}.</p>')
+        out.append(f"<p>Binding constraints, largest exclusive area first: {escape(', '.join(map(str, binding)))}.</p>")
     rules = [r for r in el.get("rules") or [] if isinstance(r, Mapping)]
     if rules:
-        out.append("<h3>Rules</h3>" + _table(rules, [c for c in _ELIGIBILITY_RULE_COLUMNS
-                                                     if any(c in r for r in rules)]))
+        out.append(
+            "<h3>Rules</h3>" + _table(rules, [c for c in _ELIGIBILITY_RULE_COLUMNS if any(c in r for r in rules)])
+        )
     out.append(_rest(el, {*summary, "binding_constraints", "rules"}))
     return "".join(out)
 
@@ -674,9 +741,14 @@ def _section_kpis(results: Mapping[str, Any]) -> str:
     definitions = results.get("kpi_definitions")
     if isinstance(kpis, Mapping) and isinstance(definitions, Mapping):
         # the published shape: kpis holds the values, kpi_definitions their unit, definition and caveats
-        items = [{"indicator": k.replace("_", " "), "value": v,
-                  **(d if isinstance(d := definitions.get(k), Mapping) else {})}
-                 for k, v in kpis.items()]
+        items = [
+            {
+                "indicator": k.replace("_", " "),
+                "value": v,
+                **(d if isinstance(d := definitions.get(k), Mapping) else {}),
+            }
+            for k, v in kpis.items()
+        ]
     elif isinstance(kpis, Mapping) and all(isinstance(v, Mapping) for v in kpis.values()):
         items = [{"indicator": k.replace("_", " "), **v} for k, v in kpis.items()]
     elif isinstance(kpis, list) and all(isinstance(v, Mapping) for v in kpis):
@@ -709,8 +781,7 @@ def _section_indices(results: Mapping[str, Any]) -> str:
             + "</strong>"
             + (f"; category: <strong>{escape(str(category).replace('_', ' '))}</strong>" if category else "")
             + (f"; confidence: {escape(f'{confidence:.2f}')}" if _is_number(confidence) else "")
-            + (f"; model {escape(str(model.get('name', '')))} {escape(str(model.get('version', '')))}"
-               if model else "")
+            + (f"; model {escape(str(model.get('name', '')))} {escape(str(model.get('version', '')))}" if model else "")
             + "</p>"
         )
         drivers = index.get("drivers")
@@ -754,8 +825,11 @@ _STATUS_ORDER = {"triggered": 0, "not evaluable": 1, "passed": 2}
 
 def _summary_text(summary: Any) -> str:
     if isinstance(summary, Mapping):
-        parts = [f"{summary[k]} {k.replace('_', ' ')}" for k in ("passed", "triggered", "not_evaluable")
-                 if _is_number(summary.get(k))]
+        parts = [
+            f"{summary[k]} {k.replace('_', ' ')}"
+            for k in ("passed", "triggered", "not_evaluable")
+            if _is_number(summary.get(k))
+        ]
         total = summary.get("total")
         return (f"{total} rules checked: " if _is_number(total) else "") + ", ".join(parts)
     return str(summary) if summary else ""
@@ -793,8 +867,9 @@ def _annex_iii(findings: Any) -> str:
         out.append(f"<p><strong>{head}</strong> {escape(str(f.get('text') or ''))}</p>")
         evidence = f.get("evidence")
         if isinstance(evidence, list) and evidence:
-            rows = [{k: e.get(k) for k in ("rule_id", "severity", "message")} for e in evidence
-                    if isinstance(e, Mapping)]
+            rows = [
+                {k: e.get(k) for k in ("rule_id", "severity", "message")} for e in evidence if isinstance(e, Mapping)
+            ]
             out.append(_table(rows))
     return "".join(out)
 
@@ -805,8 +880,9 @@ def _section_legal(legal: Mapping[str, Any] | None) -> str:
         return out[0] + f'<p class="na">{NOT_COMPUTED}: the run stored no legal verdict</p>'
     compliant = legal.get("overall_compliant")
     cls = "pass" if compliant is True else "fail" if compliant is False else ""
-    verdict = ("Compliant" if compliant is True else "Not compliant" if compliant is False
-               else "Compliance not determinable")
+    verdict = (
+        "Compliant" if compliant is True else "Not compliant" if compliant is False else "Compliance not determinable"
+    )
     packs = legal.get("packs_applied")
     out.append(
         f'<div class="verdict {cls}"><strong>{verdict}</strong>'
@@ -831,8 +907,7 @@ def _section_legal(legal: Mapping[str, Any] | None) -> str:
         rows = []
         ordered = sorted(
             (st for st in statuses if isinstance(st, Mapping)),
-            key=lambda st: (_STATUS_ORDER.get(_status_word(st)[0], 3),
-                            _SEVERITY_ORDER.get(str(st.get("severity")), 5)),
+            key=lambda st: (_STATUS_ORDER.get(_status_word(st)[0], 3), _SEVERITY_ORDER.get(str(st.get("severity")), 5)),
         )
         for st in ordered:
             word, css = _status_word(st)
@@ -848,7 +923,8 @@ def _section_legal(legal: Mapping[str, Any] | None) -> str:
         out.append(
             "<h3>Rules (triggered first)</h3><table><thead><tr><th>Rule</th><th>Name and legal references</th>"
             "<th>Result</th><th>Severity</th><th>Category</th><th>Finding</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>"
+            + "".join(rows)
+            + "</tbody></table>"
         )
     notes = legal.get("notes")
     if isinstance(notes, list) and notes:
@@ -903,7 +979,8 @@ def render_report(
         for x in (
             f"run {run_id}" if run_id else None,
             f"project {run.get('project_id') or results.get('project_id')}"
-            if run.get("project_id") or results.get("project_id") else None,
+            if run.get("project_id") or results.get("project_id")
+            else None,
             f"{project_type}" if project_type else None,
             f"country {country}" if country else None,
             f"completed {when.isoformat(timespec='seconds')}" if when else None,
@@ -935,6 +1012,10 @@ def render_report(
 @functools.cache
 def _template() -> jinja2.Template:
     """The page template, loaded once per process from the package's `templates` folder."""
-    env = jinja2.Environment(loader=jinja2.PackageLoader("aethera", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("aethera", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     return env.get_template("report.html.j2")

@@ -52,8 +52,11 @@ def site_map_svg(
     centre = aoi.centroid
     local = metric_crs_for(centre.x, centre.y)
     aoi_m = reproject(aoi, basemap.WGS84, local)
-    zone_m = aoi_m.buffer(buffer_km * 1000.0, quad_segs=32) if buffer_km > 0 else aoi_m.buffer(
-        max(math.sqrt(aoi_m.area) * 0.25, 100.0))
+    zone_m = (
+        aoi_m.buffer(buffer_km * 1000.0, quad_segs=32)
+        if buffer_km > 0
+        else aoi_m.buffer(max(math.sqrt(aoi_m.area) * 0.25, 100.0))
+    )
     minx, miny, maxx, maxy = zone_m.bounds
     span = max(maxx - minx, maxy - miny, 1.0)
     scale = (WIDTH_PX - 2 * PAD_PX) / span
@@ -78,28 +81,52 @@ def site_map_svg(
             shown_codes.setdefault(code, corine.label(code))
     for code in sorted(shown_codes):
         legend.append((f"background:{corine.colour(code)}", f"{code} {shown_codes[code]}", "class"))
-    def overlay(data: bytes | None, within: BaseGeometry, colour: str, opacity: float, stroke_px: float,
-                label: str, kind: str) -> None:
+
+    def overlay(
+        data: bytes | None, within: BaseGeometry, colour: str, opacity: float, stroke_px: float, label: str, kind: str
+    ) -> None:
         """A run layer (GeoJSON polygons) clipped to `within`, drawn translucent, with its legend line."""
         geom = _polygons(data, local)
         clipped = geom.intersection(within) if geom is not None else None
         d = path(clipped) if clipped is not None and not clipped.is_empty else ""
         if d:
-            layers.append(f'<path d="{d}" fill="{colour}" fill-opacity="{opacity:g}" stroke="{colour}" '
-                          f'stroke-width="{stroke_px:g}" fill-rule="evenodd" data-layer="{kind}"/>')
-            legend.insert(0, (f"background:{colour}{int(opacity * 255 + 0.5):02x};border:{stroke_px:g}px solid {colour}",
-                              label, kind))
+            layers.append(
+                f'<path d="{d}" fill="{colour}" fill-opacity="{opacity:g}" stroke="{colour}" '
+                f'stroke-width="{stroke_px:g}" fill-rule="evenodd" data-layer="{kind}"/>'
+            )
+            legend.insert(
+                0,
+                (
+                    f"background:{colour}{int(opacity * 255 + 0.5):02x};border:{stroke_px:g}px solid {colour}",
+                    label,
+                    kind,
+                ),
+            )
 
-    overlay(protected_geojson, zone_m, PROTECTED_COLOUR, 0.3, 1.2, "Protected area (Natura 2000 layer of the run)",
-            "protected")
-    overlay(eligible_geojson, aoi_m, ELIGIBLE_COLOUR, 0.45, 1.0, "Eligible land (what no exclusion rule removes)",
-            "eligible")
+    overlay(
+        protected_geojson,
+        zone_m,
+        PROTECTED_COLOUR,
+        0.3,
+        1.2,
+        "Protected area (Natura 2000 layer of the run)",
+        "protected",
+    )
+    overlay(
+        eligible_geojson,
+        aoi_m,
+        ELIGIBLE_COLOUR,
+        0.45,
+        1.0,
+        "Eligible land (what no exclusion rule removes)",
+        "eligible",
+    )
     if buffer_km > 0:
-        layers.append(f'<path d="{path(zone_m)}" fill="none" stroke="{ZONE_COLOUR}" stroke-width="1.2" '
-                      'stroke-dasharray="6 4"/>')
+        layers.append(
+            f'<path d="{path(zone_m)}" fill="none" stroke="{ZONE_COLOUR}" stroke-width="1.2" stroke-dasharray="6 4"/>'
+        )
         legend.insert(0, (f"border:1.5px dashed {ZONE_COLOUR}", f"Zone of influence ({buffer_km:g} km)", "zone"))
-    layers.append(f'<path d="{path(aoi_m)}" fill="none" stroke="{AOI_COLOUR}" stroke-width="2.5" '
-                  'fill-rule="evenodd"/>')
+    layers.append(f'<path d="{path(aoi_m)}" fill="none" stroke="{AOI_COLOUR}" stroke-width="2.5" fill-rule="evenodd"/>')
     legend.insert(0, (f"border:2.5px solid {AOI_COLOUR}", "Area of interest", "aoi"))
     svg = (
         f'<svg class="sitemap" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
@@ -114,8 +141,7 @@ def site_map_svg(
         f'<li data-kind="{kind}"><span class="sw" style="{style}"></span>{escape(label)}</li>'
         for style, label, kind in legend
     )
-    note = ("Land cover from the catalog's layer within the zone; " if shown_codes else
-            "No land cover could be drawn; ")
+    note = "Land cover from the catalog's layer within the zone; " if shown_codes else "No land cover could be drawn; "
     return (
         f'<figure class="sitemap">{svg}<figcaption><ul class="legend">{items}</ul>'
         f'<p class="sub">{escape(note)}azimuthal equidistant projection centred on the AOI, north up.</p>'

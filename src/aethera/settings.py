@@ -31,8 +31,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     log_level: str = "INFO"
     # the frontend's dev server (port 3000) and Vite's default (5173), so `make run` and either work together
-    cors_origins: tuple[str, ...] = ("http://localhost:3000", "http://127.0.0.1:3000",
-                                     "http://localhost:5173", "http://127.0.0.1:5173")
+    cors_origins: tuple[str, ...] = (
+        "http://localhost:3000",
+        "http://127.0.0.1:3000",
+        "http://localhost:5173",
+        "http://127.0.0.1:5173",
+    )
     max_body_bytes: int = 5 * 1024 * 1024
     max_upload_bytes: int = 20 * 1024 * 1024
     max_aoi_km2: float = 10_000.0
@@ -140,8 +144,11 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("wind_mw_per_ha", "AETHERA_WIND_MW_PER_HA", doc="default onshore wind capacity density"),
     _Spec("default_buffer_km", "AETHERA_DEFAULT_BUFFER_KM", doc="default zone of influence"),
     _Spec("basemap_max_features", "AETHERA_BASEMAP_MAX_FEATURES", doc="most features of one base map answer"),
-    _Spec("datasets_s3_addressing", "AETHERA_DATASETS_S3_ADDRESSING",
-          doc="auto, path or virtual: S3 addressing of s3:// layers (auto: path with S3_ENDPOINT_URL)"),
+    _Spec(
+        "datasets_s3_addressing",
+        "AETHERA_DATASETS_S3_ADDRESSING",
+        doc="auto, path or virtual: S3 addressing of s3:// layers (auto: path with S3_ENDPOINT_URL)",
+    ),
     _Spec("gdal_http_max_retry", "AETHERA_GDAL_HTTP_MAX_RETRY", doc="GDAL's retries of a failed layer read"),
     _Spec("gdal_http_retry_delay_s", "AETHERA_GDAL_HTTP_RETRY_DELAY_S", doc="GDAL's first retry delay"),
     _Spec("gdal_http_timeout_s", "AETHERA_GDAL_HTTP_TIMEOUT_S", doc="one HTTP request of a layer read"),
@@ -165,8 +172,11 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("archive_max_members", "AETHERA_ARCHIVE_MAX_MEMBERS", doc="most files in an uploaded zip"),
     _Spec("archive_max_unpacked_bytes", "AETHERA_ARCHIVE_MAX_UNPACKED_BYTES", doc="largest unpacked zip"),
     _Spec("archive_max_ratio", "AETHERA_ARCHIVE_MAX_RATIO", doc="largest compression ratio of a member"),
-    _Spec("reuse_cross_tenant", "AETHERA_REUSE_CROSS_TENANT",
-          doc="reuse a COMPLETED run of another tenant with the same content key (default false)"),
+    _Spec(
+        "reuse_cross_tenant",
+        "AETHERA_REUSE_CROSS_TENANT",
+        doc="reuse a COMPLETED run of another tenant with the same content key (default false)",
+    ),
     _Spec("batch_max_sites", "AETHERA_BATCH_MAX_SITES", doc="most sites one batch may hold"),
 )
 

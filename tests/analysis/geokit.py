@@ -33,14 +33,24 @@ def write_raster(
     from rasterio.transform import from_origin
 
     with rasterio.open(
-        path, "w", driver="GTiff", width=codes.shape[1], height=codes.shape[0], count=1, dtype=dtype,
-        crs=crs, transform=from_origin(x0, y0, res, res), nodata=nodata,
+        path,
+        "w",
+        driver="GTiff",
+        width=codes.shape[1],
+        height=codes.shape[0],
+        count=1,
+        dtype=dtype,
+        crs=crs,
+        transform=from_origin(x0, y0, res, res),
+        nodata=nodata,
     ) as ds:
         ds.write(codes.astype(dtype), 1)
     return path
 
 
-def write_vector(path: Path, layer: str, geoms: list[BaseGeometry], crs: str = "EPSG:3035", **columns: list[Any]) -> Path:
+def write_vector(
+    path: Path, layer: str, geoms: list[BaseGeometry], crs: str = "EPSG:3035", **columns: list[Any]
+) -> Path:
     import geopandas as gpd
 
     df = gpd.GeoDataFrame(columns, geometry=list(geoms), crs=crs)

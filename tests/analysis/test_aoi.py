@@ -60,18 +60,24 @@ def test_geojson_polygon_dict_str_bytes_agree() -> None:
 def test_feature_collection_parts_are_merged_and_counted() -> None:
     left = box(14.30, 51.70, 14.31, 51.71)
     right = box(14.32, 51.70, 14.33, 51.71)
-    fc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(g)} for g in (left, right)
-    ]}
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(g)} for g in (left, right)
+        ],
+    }
     aoi = load_aoi(fc)
     s = aoi.summary()
     assert s.part_count == 2
     assert s.aoi_area_ha == pytest.approx(_geodesic_ha(left) + _geodesic_ha(right), rel=1e-4)
     # overlapping features are unioned: the overlap counts once
-    overlapping = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(g)}
-        for g in (box(14.30, 51.70, 14.32, 51.71), box(14.31, 51.70, 14.33, 51.71))
-    ]}
+    overlapping = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(g)}
+            for g in (box(14.30, 51.70, 14.32, 51.71), box(14.31, 51.70, 14.33, 51.71))
+        ],
+    }
     merged = load_aoi(overlapping)
     assert merged.part_count == 1
     assert merged.area_ha == pytest.approx(_geodesic_ha(box(14.30, 51.70, 14.33, 51.71)), rel=1e-4)
@@ -81,8 +87,10 @@ def test_feature_collection_parts_are_merged_and_counted() -> None:
 def test_multipolygon_with_hole() -> None:
     outer = box(14.30, 51.70, 14.34, 51.73)
     hole = box(14.31, 51.71, 14.32, 51.72)
-    geom = {"type": "MultiPolygon", "coordinates": [[
-        [list(c) for c in outer.exterior.coords], [list(c) for c in hole.exterior.coords]]]}
+    geom = {
+        "type": "MultiPolygon",
+        "coordinates": [[[list(c) for c in outer.exterior.coords], [list(c) for c in hole.exterior.coords]]],
+    }
     aoi = load_aoi(geom)
     assert aoi.summary().hole_count == 1
     assert aoi.area_ha == pytest.approx(_geodesic_ha(outer) - _geodesic_ha(hole), rel=1e-4)
@@ -106,8 +114,15 @@ def test_geojson_crs_member_is_honoured() -> None:
     geom = {
         "type": "Polygon",
         "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3035"}},
-        "coordinates": [[[4_600_000, 3_200_000], [4_601_000, 3_200_000], [4_601_000, 3_201_000],
-                         [4_600_000, 3_201_000], [4_600_000, 3_200_000]]],
+        "coordinates": [
+            [
+                [4_600_000, 3_200_000],
+                [4_601_000, 3_200_000],
+                [4_601_000, 3_201_000],
+                [4_600_000, 3_201_000],
+                [4_600_000, 3_200_000],
+            ]
+        ],
     }
     aoi = load_aoi(geom)
     assert aoi.summary().source_crs == "EPSG:3035"
@@ -134,8 +149,12 @@ def test_geopackage_kml_and_kmz(tmp_path: Path) -> None:
     with zipfile.ZipFile(kmz, "w") as z:
         z.writestr("doc.kml", kml)
     expected = _geodesic_ha(LONLAT_BOX)
-    for data, name, fmt in ((gpkg, None, "geopackage"), (kml, "a.kml", "kml"), (kml, None, "kml"),
-                            (kmz.getvalue(), "a.kmz", "kml")):
+    for data, name, fmt in (
+        (gpkg, None, "geopackage"),
+        (kml, "a.kml", "kml"),
+        (kml, None, "kml"),
+        (kmz.getvalue(), "a.kmz", "kml"),
+    ):
         aoi = load_aoi(data, filename=name)
         assert aoi.source_format == fmt
         assert aoi.area_ha == pytest.approx(expected, rel=1e-4)

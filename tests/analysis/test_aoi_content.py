@@ -72,16 +72,19 @@ def test_formats_are_decided_by_content_without_a_name(tmp_path: Path) -> None:
     assert load_aoi(_zip({"doc.kml": _kml(tmp_path)})).source_format == "kml"  # a KMZ, whatever its name
 
 
-@pytest.mark.parametrize("name, content, what", [
-    ("site.geojson", "zip", "a zip archive"),
-    ("site.kml", "zip", "a zip archive"),
-    ("site.gpkg", "zip", "a zip archive"),
-    ("site.wkt", "zip", "a zip archive"),
-    ("site.kml", "geojson", "JSON"),
-    ("site.zip", "geojson", "JSON"),
-    ("site.json", "wkt", "text (WKT)"),
-    ("site.gpkg", "wkt", "text (WKT)"),
-])
+@pytest.mark.parametrize(
+    "name, content, what",
+    [
+        ("site.geojson", "zip", "a zip archive"),
+        ("site.kml", "zip", "a zip archive"),
+        ("site.gpkg", "zip", "a zip archive"),
+        ("site.wkt", "zip", "a zip archive"),
+        ("site.kml", "geojson", "JSON"),
+        ("site.zip", "geojson", "JSON"),
+        ("site.json", "wkt", "text (WKT)"),
+        ("site.gpkg", "wkt", "text (WKT)"),
+    ],
+)
 def test_a_name_that_promises_another_format_is_refused(tmp_path: Path, name: str, content: str, what: str) -> None:
     data = {
         "zip": _shapefile_zip(tmp_path),
@@ -119,9 +122,9 @@ def test_a_directory_that_hides_a_bomb_is_caught_before_any_reader(tmp_path: Pat
     """The central directory says the KML is tiny; inflating it in bounded chunks proves otherwise."""
     data = bytearray(kml_bomb(8 * MIB))
     central = data.find(b"PK\x01\x02")
-    data[central + 24:central + 28] = (100).to_bytes(4, "little")  # declared unpacked size: 100 bytes
+    data[central + 24 : central + 28] = (100).to_bytes(4, "little")  # declared unpacked size: 100 bytes
     local = data.find(b"PK\x03\x04")
-    data[local + 22:local + 26] = (100).to_bytes(4, "little")
+    data[local + 22 : local + 26] = (100).to_bytes(4, "little")
     tracemalloc.start()
     try:
         with pytest.raises(UnsafeArchive):
@@ -181,9 +184,12 @@ def test_a_kml_inside_a_kmz_is_checked_for_entities_too(tmp_path: Path) -> None:
 
 def test_a_clients_repairs_member_is_ignored() -> None:
     square = [list(c) for c in SITE.exterior.coords]
-    forged = {"type": "FeatureCollection", REPAIRS_MEMBER: ["the service fixed your border dispute"],
-              "aethera:anything": True,
-              "features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [square]}}]}
+    forged = {
+        "type": "FeatureCollection",
+        REPAIRS_MEMBER: ["the service fixed your border dispute"],
+        "aethera:anything": True,
+        "features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [square]}}],
+    }
     for source in (forged, json.dumps(forged), json.dumps(forged).encode()):
         assert load_aoi(source, client_input=True).repairs == ()
     # a client's bow-tie: only the service's own repair is reported, and it survives storage

@@ -24,14 +24,18 @@ def _ring_truth_ha(wgs84: shapely.Geometry, r_m: float) -> float:
     return (perimeter * r_m + math.pi * r_m * r_m) / 1e4
 
 
-@pytest.mark.parametrize(("lon", "lat", "side_deg", "buffer_km"), [
-    (-3.46, 36.95, 0.01, 5.0),   # Lanjarón, about 0.9 x 1.1 km
-    (-3.46, 36.95, 0.03, 2.0),
-    (14.30, 51.74, 0.015, 5.0),  # Lusatia
-    (14.30, 51.74, 0.002, 10.0),  # a small AOI: the round corners are nearly the whole ring
-])
-def test_ring_area_is_the_analytic_buffer_area(lanjaron_raster: Catalog, lon: float, lat: float,
-                                               side_deg: float, buffer_km: float) -> None:
+@pytest.mark.parametrize(
+    ("lon", "lat", "side_deg", "buffer_km"),
+    [
+        (-3.46, 36.95, 0.01, 5.0),  # Lanjarón, about 0.9 x 1.1 km
+        (-3.46, 36.95, 0.03, 2.0),
+        (14.30, 51.74, 0.015, 5.0),  # Lusatia
+        (14.30, 51.74, 0.002, 10.0),  # a small AOI: the round corners are nearly the whole ring
+    ],
+)
+def test_ring_area_is_the_analytic_buffer_area(
+    lanjaron_raster: Catalog, lon: float, lat: float, side_deg: float, buffer_km: float
+) -> None:
     aoi = load_aoi(box(lon, lat, lon + side_deg, lat + side_deg).wkt, crs="EPSG:4326")
     truth = _ring_truth_ha(aoi.wgs84, buffer_km * 1000.0)
     lc = land_cover.summarize(aoi, lanjaron_raster, buffer_km=buffer_km)

@@ -26,18 +26,35 @@ def _feature(east_km: float, north_km: float, name: str | None) -> dict:
     return feature
 
 
-def test_analyze_sites_prints_the_summary_csv(tmp_path: Path, sample_dir: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_analyze_sites_prints_the_summary_csv(
+    tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from aethera.cli import main
 
-    features = [_feature(2.0, -6.0, "east"), _feature(-4.0, 3.0, None),
-                {"type": "Feature", "properties": {"name": "a point"},
-                 "geometry": {"type": "Point", "coordinates": [14.3, 51.7]}}]
+    features = [
+        _feature(2.0, -6.0, "east"),
+        _feature(-4.0, 3.0, None),
+        {
+            "type": "Feature",
+            "properties": {"name": "a point"},
+            "geometry": {"type": "Point", "coordinates": [14.3, 51.7]},
+        },
+    ]
     path = tmp_path / "sites.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     # no --sites: a FeatureCollection of several features is screened site by site
-    code = main(["analyze", str(path), "--project-type", "solar", "--country", "DEU",
-                 "--datasets", str(sample_dir / "catalog.toml")])
+    code = main(
+        [
+            "analyze",
+            str(path),
+            "--project-type",
+            "solar",
+            "--country",
+            "DEU",
+            "--datasets",
+            str(sample_dir / "catalog.toml"),
+        ]
+    )
     captured = capsys.readouterr()
     out = captured.out
     assert "site 1/3: east" in captured.err  # progress on stderr, the table alone on stdout

@@ -44,16 +44,22 @@ def _hand_catalog(tmp: Path, *, water: bool = True) -> Catalog:
     margin = 2_000.0
     n = int((SIDE + 2 * margin) / 100)
     write_raster(tmp / "lc.tif", np.full((n, n), 211, dtype="uint16"), x0=X0 - margin, y0=Y0 + SIDE + margin)
-    write_raster(tmp / "dem.tif", np.full((n, n), 100.0), x0=X0 - margin, y0=Y0 + SIDE + margin, dtype="float32",
-                 nodata=-9999)  # flat: the slope rule applies and excludes nothing
+    write_raster(
+        tmp / "dem.tif", np.full((n, n), 100.0), x0=X0 - margin, y0=Y0 + SIDE + margin, dtype="float32", nodata=-9999
+    )  # flat: the slope rule applies and excludes nothing
     gpkg = tmp / "layers.gpkg"
     write_vector(gpkg, "pa", [NATURA], code=["DE0000001"], name=["Test SAC"], kind=["SAC"])
     write_vector(gpkg, "places", [SETTLEMENT], pid=["S1"], name=["Testdorf"])
     layers: dict[str, Any] = {
         "land_cover": {"path": "lc.tif"},
         "elevation": {"path": "dem.tif"},
-        "protected_areas": {"path": "layers.gpkg", "layer": "pa", "id_column": "code", "name_column": "name",
-                            "type_column": "kind"},
+        "protected_areas": {
+            "path": "layers.gpkg",
+            "layer": "pa",
+            "id_column": "code",
+            "name_column": "name",
+            "type_column": "kind",
+        },
         "settlements": {"path": "layers.gpkg", "layer": "places", "id_column": "pid", "name_column": "name"},
     }
     if water:
@@ -97,8 +103,9 @@ def test_hand_built_case_matches_the_analytic_answer(hand: tuple[Catalog, AOI]) 
     assert rules["water"].exclusive_ha == pytest.approx((STRIP_M2 - OVERLAP_M2) / 1e4, rel=1e-4)
     assert rules["protected_areas"].exclusive_ha == pytest.approx((NATURA_M2 - OVERLAP_M2) / 1e4, rel=1e-4)
     assert result.overlap_ha == pytest.approx(OVERLAP_M2 / 1e4, rel=1e-3)
-    assert sum(r.exclusive_ha or 0 for r in result.rules) + result.overlap_ha == pytest.approx(result.excluded_ha,
-                                                                                               abs=1e-3)
+    assert sum(r.exclusive_ha or 0 for r in result.rules) + result.overlap_ha == pytest.approx(
+        result.excluded_ha, abs=1e-3
+    )
     for kind in ("land_cover", "slope", "min_area"):
         assert rules[kind].status == "applied" and rules[kind].excluded_ha == pytest.approx(0.0, abs=1e-4), kind
     assert rules["elevation"].status == "disabled"
@@ -134,8 +141,13 @@ def test_min_area_removes_islands_and_owns_them(hand: tuple[Catalog, AOI]) -> No
 
 def test_overrides_replace_buffers_and_switch_rules_off(hand: tuple[Catalog, AOI]) -> None:
     cat, aoi = hand
-    config = {"eligibility": {"protected_areas": {"buffer_m": 0}, "settlements": {"buffer_m": 500},
-                              "water": {"enabled": False}}}
+    config = {
+        "eligibility": {
+            "protected_areas": {"buffer_m": 0},
+            "settlements": {"buffer_m": 500},
+            "water": {"enabled": False},
+        }
+    }
     params = RunParams.from_request("wind", "DEU", config, None)
     result, _ = eligibility.analyse(aoi, cat, params)
     rules = _rules(result)
@@ -196,15 +208,18 @@ def _text(tech: str = "solar") -> str:
     return resources.files("aethera.analysis").joinpath("data", "eligibility", f"{tech}.toml").read_text("utf-8")
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda t: t.replace("[rules.slope]\n", "[rules.slope]\ncolour = 1\n"), "malformed"),
-    (lambda t: t.replace("exclude = [111,", "exclude = [999, 111,"), "999 not CORINE"),
-    (lambda t: t.replace("max_deg = 10.0", "max_deg = 95.0"), "between 0 and 90"),
-    (lambda t: t.replace("[rules.water]\nbuffer_m = 50.0", "[rules.water]\nbuffer_m = -5.0"), "from 0 to"),
-    (lambda t: t.replace("[rules.water]\nbuffer_m = 50.0", "[rules.water]\nmax_deg = 5.0"), "takes buffer_m"),
-    (lambda t: t.split("[rules.min_area]")[0], "min_area missing"),
-    (lambda t: t.replace('source = "Screening default: clearance', 'source = " "\n#'), "needs a source"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace("[rules.slope]\n", "[rules.slope]\ncolour = 1\n"), "malformed"),
+        (lambda t: t.replace("exclude = [111,", "exclude = [999, 111,"), "999 not CORINE"),
+        (lambda t: t.replace("max_deg = 10.0", "max_deg = 95.0"), "between 0 and 90"),
+        (lambda t: t.replace("[rules.water]\nbuffer_m = 50.0", "[rules.water]\nbuffer_m = -5.0"), "from 0 to"),
+        (lambda t: t.replace("[rules.water]\nbuffer_m = 50.0", "[rules.water]\nmax_deg = 5.0"), "takes buffer_m"),
+        (lambda t: t.split("[rules.min_area]")[0], "min_area missing"),
+        (lambda t: t.replace('source = "Screening default: clearance', 'source = " "\n#'), "needs a source"),
+    ],
+)
 def test_a_broken_rule_set_is_refused_at_load(edit: Any, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_rule_set(edit(_text()), expected_id="solar")
@@ -213,17 +228,25 @@ def test_a_broken_rule_set_is_refused_at_load(edit: Any, message: str) -> None:
 
 def test_a_broken_overlay_is_refused_at_load() -> None:
     with pytest.raises(ConfigError):
-        parse_overlay('[overlay]\nid="X"\ncountry="X"\nversion="1"\nname="x"\ndescription="x"\n'
-                      '[solar.roads]\nbuffer_m = 5\nsource = "x"\n')
+        parse_overlay(
+            '[overlay]\nid="X"\ncountry="X"\nversion="1"\nname="x"\ndescription="x"\n'
+            '[solar.roads]\nbuffer_m = 5\nsource = "x"\n'
+        )
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    ({"slope": {"max_deg": 95}}, "config.eligibility.slope.max_deg must be a number greater than 0 and less than 90"),
-    ({"roads": {"buffer_m": 5}}, "config.eligibility.roads is not accepted here"),
-    ({"settlements": {"buffer_m": -1}}, "config.eligibility.settlements.buffer_m must be a number from 0 to 50000"),
-    ({"land_cover": {"exclude": [999]}}, "999 not CORINE level-3 codes"),
-    ({"elevation": {"enabled": True, "min_m": 500, "max_m": 100}}, "min_m below max_m"),
-])
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"slope": {"max_deg": 95}},
+            "config.eligibility.slope.max_deg must be a number greater than 0 and less than 90",
+        ),
+        ({"roads": {"buffer_m": 5}}, "config.eligibility.roads is not accepted here"),
+        ({"settlements": {"buffer_m": -1}}, "config.eligibility.settlements.buffer_m must be a number from 0 to 50000"),
+        ({"land_cover": {"exclude": [999]}}, "999 not CORINE level-3 codes"),
+        ({"elevation": {"enabled": True, "min_m": 500, "max_m": 100}}, "min_m below max_m"),
+    ],
+)
 def test_a_bad_override_is_refused_when_the_run_is_requested(config: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput) as info:
         RunParams.from_request("solar", "DEU", {"eligibility": config}, None)
@@ -251,16 +274,26 @@ def lanjaron(lanjaron_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
         tmp,
         land_cover={"path": str(lanjaron_dir / "clc.tif"), "format": "raster"},
         elevation={"path": str(lanjaron_dir / "mdt.tif")},
-        protected_areas={"path": "v.gpkg", "layer": "pa", "id_column": "code", "name_column": "name",
-                         "type_column": "kind"},
+        protected_areas={
+            "path": "v.gpkg",
+            "layer": "pa",
+            "id_column": "code",
+            "name_column": "name",
+            "type_column": "kind",
+        },
         settlements={"path": "v.gpkg", "layer": "places", "id_column": "pid", "name_column": "name"},
         water={"path": "v.gpkg", "layer": "rivers", "id_column": "wid", "name_column": "name"},
     )
     aoi = load_aoi(LANJARON_BOX.wkt, crs=UTM)
     # solar, settlements 300 m, water 50 m, slope 20 degrees (a mountain municipality); min_area off so the
     # figures compare as they are
-    config = {"eligibility": {"settlements": {"buffer_m": 300}, "slope": {"max_deg": LANJARON_SLOPE_DEG},
-                              "min_area": {"min_area_ha": 0}}}
+    config = {
+        "eligibility": {
+            "settlements": {"buffer_m": 300},
+            "slope": {"max_deg": LANJARON_SLOPE_DEG},
+            "min_area": {"min_area_ha": 0},
+        }
+    }
     params = RunParams.from_request("solar", "DEU", config, None)
     result, _ = eligibility.analyse(aoi, cat, params)
     return cat, aoi, result
@@ -277,10 +310,14 @@ def _independent(lanjaron_dir: Path, aoi: AOI) -> dict[str, float]:
     back = Transformer.from_crs(aeqd, UTM, always_xy=True)
 
     def fwd(g: Any) -> Any:
-        return shapely.transform(shapely.segmentize(g, 50.0), lambda c: np.column_stack(to_m.transform(c[:, 0], c[:, 1])))
+        return shapely.transform(
+            shapely.segmentize(g, 50.0), lambda c: np.column_stack(to_m.transform(c[:, 0], c[:, 1]))
+        )
 
     def rev(g: Any) -> Any:
-        return shapely.transform(shapely.segmentize(g, 50.0), lambda c: np.column_stack(back.transform(c[:, 0], c[:, 1])))
+        return shapely.transform(
+            shapely.segmentize(g, 50.0), lambda c: np.column_stack(back.transform(c[:, 0], c[:, 1]))
+        )
 
     area_m = fwd(LANJARON_BOX)
     vec = {
@@ -309,8 +346,14 @@ def _independent(lanjaron_dir: Path, aoi: AOI) -> dict[str, float]:
         from exactextract.raster import NumPyRasterSource
 
         t = profile["transform"]
-        src = NumPyRasterSource(mask.astype("float64"), t.c, t.f + t.e * mask.shape[0], t.c + t.a * mask.shape[1],
-                                t.f, srs_wkt=CRS.from_epsg(25830).to_wkt())
+        src = NumPyRasterSource(
+            mask.astype("float64"),
+            t.c,
+            t.f + t.e * mask.shape[0],
+            t.c + t.a * mask.shape[1],
+            t.f,
+            srs_wkt=CRS.from_epsg(25830).to_wkt(),
+        )
         feats = [{"type": "Feature", "properties": {}, "geometry": mapping(geom)}]
         return float(exact_extract(src, feats, ["sum"])[0]["properties"]["sum"]) * cell * cell
 
@@ -354,8 +397,11 @@ def test_lanjaron_land_cover_nodata_is_unassessed_not_excluded(lanjaron_dir: Pat
     assert lc.unassessed_ha == pytest.approx(300.0, rel=2e-3)  # 1.5 km x 2 km outside
     assert result.upper_bound and result.confidence < 0.5
     assert {r.rule: r.status for r in result.rules if r.status == "not_applied"} == {
-        "protected_areas": "not_applied", "settlements": "not_applied", "water": "not_applied",
-        "slope": "not_applied"}
+        "protected_areas": "not_applied",
+        "settlements": "not_applied",
+        "water": "not_applied",
+        "slope": "not_applied",
+    }
     assert _rules(result)["water"].parameters == {"buffer_m": 100.0}  # the Spanish overlay
 
 
@@ -363,8 +409,9 @@ def test_lanjaron_vector_land_cover_is_exact_geometry(lanjaron_dir: Path, tmp_pa
     """The land-cover rule on the CORINE polygons (EPSG:25830) against shapely on the same polygons."""
     import pyogrio
 
-    cat = catalog(tmp_path, land_cover={"path": str(lanjaron_dir / "clc.gpkg"), "layer": "clc",
-                                        "code_column": "CODE_18"})
+    cat = catalog(
+        tmp_path, land_cover={"path": str(lanjaron_dir / "clc.gpkg"), "layer": "clc", "code_column": "CODE_18"}
+    )
     aoi = load_aoi(LANJARON_BOX.wkt, crs=UTM)
     result, _ = eligibility.analyse(aoi, cat, RunParams.from_request("solar", "DEU", None, None))
     df = pyogrio.read_dataframe(lanjaron_dir / "clc.gpkg", layer="clc")

@@ -18,10 +18,13 @@ from aethera.errors import InvalidInput
 
 def _land_cover(classes: list[tuple[int, float]]) -> LandCover:
     area = sum(a for _, a in classes)
-    lines = [LandCoverClass(code=c, label=corine.label(c), group="g", group_label="g", area_ha=a, share=a / area)
-             for c, a in classes]
-    zone = LandCoverZone(zone="aoi", area_ha=area, classified_ha=area, nodata_ha=0.0, outside_layer_ha=0.0,
-                         classes=lines, groups=[])
+    lines = [
+        LandCoverClass(code=c, label=corine.label(c), group="g", group_label="g", area_ha=a, share=a / area)
+        for c, a in classes
+    ]
+    zone = LandCoverZone(
+        zone="aoi", area_ha=area, classified_ha=area, nodata_ha=0.0, outside_layer_ha=0.0, classes=lines, groups=[]
+    )
     return LandCover(source="raster", layer="x.tif", method="m", resolution_m=100.0, aoi=zone, buffer=None, buffer_km=0)
 
 
@@ -35,8 +38,9 @@ def _params(ptype: str, country: str | None, **factors: Any) -> RunParams:
 def test_spanish_trajectory_sums_year_by_year() -> None:
     # Spain: 0.16 (2022) -> 0.05 (2030) -> 0 (2050). From 2031, 20 years: 0.05 x (2050 - y) / 20.
     lc = _land_cover([(211, 100.0)])
-    e = compute(lc, _params("solar", "ESP", first_operating_year=2031), capacity_mw=10.0, aoi_area_ha=100.0,
-                in_europe=True)
+    e = compute(
+        lc, _params("solar", "ESP", first_operating_year=2031), capacity_mw=10.0, aoi_area_ha=100.0, in_europe=True
+    )
     gen = 10 * 0.19 * 8760
     # y = 2031..2049: 0.05/20 x (19 + 18 + ... + 1) = 0.0025 x 190 = 0.475; 2050..2060: 0
     assert e.lifetime_avoided_tco2e == pytest.approx(gen * 0.475, rel=1e-6)
@@ -50,7 +54,9 @@ def test_spanish_trajectory_sums_year_by_year() -> None:
 def test_partial_last_year_and_interpolation_between_points() -> None:
     # Spain from 2022, 2.5 years: 0.16 + (0.16 - 0.11/8) + 0.5 x (0.16 - 2 x 0.11/8)
     lc = _land_cover([(211, 10.0)])
-    p = RunParams.from_request("solar", "ESP", {"lifetime_years": 2.5, "emission_factors": {"first_operating_year": 2022}})
+    p = RunParams.from_request(
+        "solar", "ESP", {"lifetime_years": 2.5, "emission_factors": {"first_operating_year": 2022}}
+    )
     e = compute(lc, p, capacity_mw=1.0, aoi_area_ha=10.0, in_europe=True)
     gen = 0.19 * 8760
     step = 0.11 / 8
@@ -62,16 +68,26 @@ def test_partial_last_year_and_interpolation_between_points() -> None:
 def test_eu_country_without_its_own_trajectory_follows_the_scaled_eu_path() -> None:
     # Poland: 0.66 in 2022; the EU-27 path falls from 0.25 to 0.13 by 2030, so Poland's to 0.66 x 0.13 / 0.25
     lc = _land_cover([(211, 10.0)])
-    e = compute(lc, _params("solar", "POL", first_operating_year=2030, ), capacity_mw=1.0, aoi_area_ha=10.0,
-                in_europe=True)
+    e = compute(
+        lc,
+        _params(
+            "solar",
+            "POL",
+            first_operating_year=2030,
+        ),
+        capacity_mw=1.0,
+        aoi_area_ha=10.0,
+        in_europe=True,
+    )
     assert e.avoided_by_year[0].grid_tco2e_per_mwh == pytest.approx(0.66 * 0.13 / 0.25, abs=1e-5)
     assert any("EU-27 path scaled" in n for n in e.notes)
 
 
 def test_country_outside_the_eu_keeps_its_factor_flat_and_says_so() -> None:
     lc = _land_cover([(211, 10.0)])
-    e = compute(lc, _params("solar", "BRA", first_operating_year=2030), capacity_mw=1.0, aoi_area_ha=10.0,
-                in_europe=False)
+    e = compute(
+        lc, _params("solar", "BRA", first_operating_year=2030), capacity_mw=1.0, aoi_area_ha=10.0, in_europe=False
+    )
     assert {y.grid_tco2e_per_mwh for y in e.avoided_by_year} == {0.46}
     assert any("held flat" in n and "overstates" in n for n in e.notes)
 
@@ -110,8 +126,14 @@ def test_payback_counts_the_lost_uptake_of_the_cleared_land() -> None:
     # Spain: forest loss 130 t/ha and uptake 1.5 t/ha/year on the 1.6 ha footprint
     lc = _land_cover([(312, 10.0)])
     site = Site(lon=-3.46, lat=36.95, country="ESP", mean_elevation_m=900.0)
-    e = compute(lc, _params("solar", "ESP", grid_tco2e_per_mwh=0.4), capacity_mw=1.0, aoi_area_ha=10.0,
-                in_europe=True, site=site)
+    e = compute(
+        lc,
+        _params("solar", "ESP", grid_tco2e_per_mwh=0.4),
+        capacity_mw=1.0,
+        aoi_area_ha=10.0,
+        in_europe=True,
+        site=site,
+    )
     footprint = 1.6  # ha
     assert e.biome == "mediterranean" and "Mediterranean" in e.biome_reason
     assert e.land_use_change_tco2e == pytest.approx(footprint * 130)
@@ -135,30 +157,33 @@ def test_payback_inside_a_year_and_beyond_the_lifetime() -> None:
 # --- biomes ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("lon", "lat", "country", "elevation", "expected"), [
-    (-3.46, 36.95, "ESP", 900.0, "mediterranean"),   # Lanjarón
-    (-3.46, 36.95, "ESP", 2100.0, "alpine"),         # Sierra Nevada summits
-    (-3.46, 36.95, "ESP", None, "mediterranean"),    # no elevation layer: the alpine rule cannot apply
-    (-8.41, 43.36, "ESP", 100.0, "atlantic"),        # A Coruña
-    (-5.85, 43.36, "ESP", 250.0, "atlantic"),        # Oviedo
-    (0.88, 41.62, "ESP", 200.0, "mediterranean"),    # Lleida
-    (-8.61, 41.15, "PRT", 80.0, "atlantic"),         # Porto
-    (-7.93, 37.02, "PRT", 20.0, "mediterranean"),    # Faro
-    (5.37, 43.30, "FRA", 50.0, "mediterranean"),     # Marseille
-    (-1.68, 48.11, "FRA", 40.0, "atlantic"),         # Rennes
-    (4.84, 45.76, "FRA", 200.0, "continental"),      # Lyon
-    (13.40, 52.52, "DEU", 40.0, "continental"),      # Berlin
-    (8.80, 53.08, "DEU", 10.0, "atlantic"),          # Bremen
-    (11.08, 47.49, "DEU", 1700.0, "alpine"),         # Wetterstein
-    (12.50, 41.90, "ITA", 30.0, "mediterranean"),    # Rome
-    (9.19, 45.46, "ITA", 120.0, "continental"),      # Milan
-    (23.73, 37.98, "GRC", 100.0, "mediterranean"),   # Athens
-    (24.94, 60.17, "FIN", 20.0, "boreal"),           # Helsinki
-    (18.07, 59.33, "SWE", 20.0, "boreal"),           # Stockholm
-    (8.0, 61.6, "NOR", 1200.0, "alpine"),            # Jotunheimen
-    (-6.26, 53.35, "IRL", 20.0, "atlantic"),         # Dublin
-    (21.01, 52.23, "POL", 100.0, "continental"),     # Warsaw
-])
+@pytest.mark.parametrize(
+    ("lon", "lat", "country", "elevation", "expected"),
+    [
+        (-3.46, 36.95, "ESP", 900.0, "mediterranean"),  # Lanjarón
+        (-3.46, 36.95, "ESP", 2100.0, "alpine"),  # Sierra Nevada summits
+        (-3.46, 36.95, "ESP", None, "mediterranean"),  # no elevation layer: the alpine rule cannot apply
+        (-8.41, 43.36, "ESP", 100.0, "atlantic"),  # A Coruña
+        (-5.85, 43.36, "ESP", 250.0, "atlantic"),  # Oviedo
+        (0.88, 41.62, "ESP", 200.0, "mediterranean"),  # Lleida
+        (-8.61, 41.15, "PRT", 80.0, "atlantic"),  # Porto
+        (-7.93, 37.02, "PRT", 20.0, "mediterranean"),  # Faro
+        (5.37, 43.30, "FRA", 50.0, "mediterranean"),  # Marseille
+        (-1.68, 48.11, "FRA", 40.0, "atlantic"),  # Rennes
+        (4.84, 45.76, "FRA", 200.0, "continental"),  # Lyon
+        (13.40, 52.52, "DEU", 40.0, "continental"),  # Berlin
+        (8.80, 53.08, "DEU", 10.0, "atlantic"),  # Bremen
+        (11.08, 47.49, "DEU", 1700.0, "alpine"),  # Wetterstein
+        (12.50, 41.90, "ITA", 30.0, "mediterranean"),  # Rome
+        (9.19, 45.46, "ITA", 120.0, "continental"),  # Milan
+        (23.73, 37.98, "GRC", 100.0, "mediterranean"),  # Athens
+        (24.94, 60.17, "FIN", 20.0, "boreal"),  # Helsinki
+        (18.07, 59.33, "SWE", 20.0, "boreal"),  # Stockholm
+        (8.0, 61.6, "NOR", 1200.0, "alpine"),  # Jotunheimen
+        (-6.26, 53.35, "IRL", 20.0, "atlantic"),  # Dublin
+        (21.01, 52.23, "POL", 100.0, "continental"),  # Warsaw
+    ],
+)
 def test_biome_rule(lon: float, lat: float, country: str, elevation: float | None, expected: str) -> None:
     choice = biome.choose(lon, lat, country, elevation)
     assert choice.biome == expected
@@ -170,11 +195,19 @@ def test_biome_rule(lon: float, lat: float, country: str, elevation: float | Non
 def test_biome_sets_the_forest_carbon_and_is_reported() -> None:
     lc = _land_cover([(311, 5.0), (324, 5.0)])
     factors = load_factors()["biome"]
-    for name, (lon, lat, country, z) in {"atlantic": (-6.26, 53.35, "IRL", 20.0),
-                                         "boreal": (24.94, 60.17, "FIN", 20.0),
-                                         "mediterranean": (23.73, 37.98, "GRC", 100.0)}.items():
-        e = compute(lc, _params("solar", country, footprint_share=1.0), capacity_mw=1.0, aoi_area_ha=10.0,
-                    in_europe=True, site=Site(lon=lon, lat=lat, country=country, mean_elevation_m=z))
+    for name, (lon, lat, country, z) in {
+        "atlantic": (-6.26, 53.35, "IRL", 20.0),
+        "boreal": (24.94, 60.17, "FIN", 20.0),
+        "mediterranean": (23.73, 37.98, "GRC", 100.0),
+    }.items():
+        e = compute(
+            lc,
+            _params("solar", country, footprint_share=1.0),
+            capacity_mw=1.0,
+            aoi_area_ha=10.0,
+            in_europe=True,
+            site=Site(lon=lon, lat=lat, country=country, mean_elevation_m=z),
+        )
         loss = factors[name]["forest_carbon_loss_tco2e_per_ha"]
         uptake = factors[name]["forest_uptake_tco2e_per_ha_year"]
         assert e.biome == name
@@ -182,16 +215,27 @@ def test_biome_sets_the_forest_carbon_and_is_reported() -> None:
         assert e.lost_sequestration_tco2e_per_year == pytest.approx(5 * uptake + 5 * uptake / 2)
         assert name in e.factors["forest_carbon_loss_tco2e_per_ha"].source.lower()
     # the Mediterranean forest holds less carbon than the Atlantic one, the boreal least
-    assert factors["boreal"]["forest_carbon_loss_tco2e_per_ha"] < factors["mediterranean"]["forest_carbon_loss_tco2e_per_ha"] \
-        < factors["continental"]["forest_carbon_loss_tco2e_per_ha"] < factors["atlantic"]["forest_carbon_loss_tco2e_per_ha"]
+    assert (
+        factors["boreal"]["forest_carbon_loss_tco2e_per_ha"]
+        < factors["mediterranean"]["forest_carbon_loss_tco2e_per_ha"]
+        < factors["continental"]["forest_carbon_loss_tco2e_per_ha"]
+        < factors["atlantic"]["forest_carbon_loss_tco2e_per_ha"]
+    )
 
 
 def test_a_run_override_of_a_class_factor_still_wins_over_the_biome() -> None:
     lc = _land_cover([(312, 10.0)])
-    p = RunParams.from_request("solar", "GRC", {"emission_factors": {"footprint_share": 1.0,
-                                                                      "carbon_loss_tco2e_per_ha": {"312": 50}}})
-    e = compute(lc, p, capacity_mw=1.0, aoi_area_ha=10.0, in_europe=True,
-                site=Site(lon=23.73, lat=37.98, country="GRC", mean_elevation_m=100.0))
+    p = RunParams.from_request(
+        "solar", "GRC", {"emission_factors": {"footprint_share": 1.0, "carbon_loss_tco2e_per_ha": {"312": 50}}}
+    )
+    e = compute(
+        lc,
+        p,
+        capacity_mw=1.0,
+        aoi_area_ha=10.0,
+        in_europe=True,
+        site=Site(lon=23.73, lat=37.98, country="GRC", mean_elevation_m=100.0),
+    )
     assert e.land_use_change_tco2e == pytest.approx(500.0)
 
 

@@ -14,11 +14,22 @@ from aethera.data.countries import EU27
 
 
 def _land_cover(classes: list[tuple[int | None, float]], area: float) -> LandCover:
-    lines = [LandCoverClass(code=c, label=corine.label(c) if c else "No data", group="g", group_label="g",
-                            area_ha=a, share=a / area) for c, a in classes]
+    lines = [
+        LandCoverClass(
+            code=c, label=corine.label(c) if c else "No data", group="g", group_label="g", area_ha=a, share=a / area
+        )
+        for c, a in classes
+    ]
     nodata = sum(a for c, a in classes if c is None)
-    zone = LandCoverZone(zone="aoi", area_ha=area, classified_ha=area - nodata, nodata_ha=nodata, outside_layer_ha=0.0,
-                         classes=lines, groups=[])
+    zone = LandCoverZone(
+        zone="aoi",
+        area_ha=area,
+        classified_ha=area - nodata,
+        nodata_ha=nodata,
+        outside_layer_ha=0.0,
+        classes=lines,
+        groups=[],
+    )
     return LandCover(source="raster", layer="x.tif", method="m", resolution_m=100.0, aoi=zone, buffer=None, buffer_km=0)
 
 
@@ -30,8 +41,13 @@ def test_solar_known_answer() -> None:
     # 100 ha: 60 arable (0 t/ha), 40 coniferous forest (260 t/ha); 10 MW at 1.6 ha/MW -> footprint share 0.16.
     # Germany, first operating year 2030: the grid trajectory runs straight from 0.14 (2030) to 0 (2045).
     lc = _land_cover([(211, 60.0), (312, 40.0)], 100.0)
-    e = compute(lc, _params(config={"emission_factors": {"first_operating_year": 2030}}),
-                capacity_mw=10.0, aoi_area_ha=100.0, in_europe=True)
+    e = compute(
+        lc,
+        _params(config={"emission_factors": {"first_operating_year": 2030}}),
+        capacity_mw=10.0,
+        aoi_area_ha=100.0,
+        in_europe=True,
+    )
     assert e.construction_tco2e == pytest.approx(10 * 1770)
     assert e.footprint_ha == pytest.approx(16.0)
     assert e.land_use_change_tco2e == pytest.approx(40 * 0.16 * 260)  # footprint only: 6.4 ha of forest
@@ -83,15 +99,32 @@ def test_country_fallbacks_are_named() -> None:
 
 def test_overrides_are_used_and_marked() -> None:
     lc = _land_cover([(312, 50.0), (211, 50.0)], 100.0)
-    p = _params(config={"lifetime_years": 20, "emission_factors": {
-        "grid_tco2e_per_mwh": 0.5, "capacity_factor": 0.2, "construction_tco2e_per_mw": 1000,
-        "operation_tco2e_per_mw_year": 2, "footprint_share": 0.5, "carbon_loss_tco2e_per_ha": {"312": 100}}})
+    p = _params(
+        config={
+            "lifetime_years": 20,
+            "emission_factors": {
+                "grid_tco2e_per_mwh": 0.5,
+                "capacity_factor": 0.2,
+                "construction_tco2e_per_mw": 1000,
+                "operation_tco2e_per_mw_year": 2,
+                "footprint_share": 0.5,
+                "carbon_loss_tco2e_per_ha": {"312": 100},
+            },
+        }
+    )
     e = compute(lc, p, capacity_mw=10.0, aoi_area_ha=100.0, in_europe=True)
     assert e.construction_tco2e == 10_000 and e.operation_tco2e_per_year == 20 and e.lifetime_years == 20
     assert e.land_use_change_tco2e == pytest.approx(25 * 100)
     assert e.avoided_tco2e_per_year == pytest.approx(10 * 0.2 * 8760 * 0.5)
-    for name in ("grid_tco2e_per_mwh", "capacity_factor", "construction_tco2e_per_mw", "footprint_share",
-                 "operation_tco2e_per_mw_year", "lifetime_years", "carbon_loss_tco2e_per_ha"):
+    for name in (
+        "grid_tco2e_per_mwh",
+        "capacity_factor",
+        "construction_tco2e_per_mw",
+        "footprint_share",
+        "operation_tco2e_per_mw_year",
+        "lifetime_years",
+        "carbon_loss_tco2e_per_ha",
+    ):
         assert e.factors[name].overridden, name
 
 

@@ -25,12 +25,24 @@ def lc_only(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def _protected(tmp: Path, geoms, codes, types=None):  # type: ignore[no-untyped-def]
-    geokit.write_vector(tmp / "pa.gpkg", "pa", geoms, site_code=codes, name=[f"Site {c}" for c in codes],
-                        type=types or ["SAC"] * len(codes))
+    geokit.write_vector(
+        tmp / "pa.gpkg",
+        "pa",
+        geoms,
+        site_code=codes,
+        name=[f"Site {c}" for c in codes],
+        type=types or ["SAC"] * len(codes),
+    )
     return geokit.catalog(
-        tmp, land_cover={"path": "lc.tif"},
-        protected_areas={"path": "pa.gpkg", "layer": "pa", "id_column": "site_code", "name_column": "name",
-                         "type_column": "type"},
+        tmp,
+        land_cover={"path": "lc.tif"},
+        protected_areas={
+            "path": "pa.gpkg",
+            "layer": "pa",
+            "id_column": "site_code",
+            "name_column": "name",
+            "type_column": "type",
+        },
     )
 
 
@@ -96,16 +108,22 @@ def test_settlement_three_km_from_the_boundary(lc_only: Path) -> None:
     to_ll = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
     to_3035 = Transformer.from_crs("EPSG:4326", "EPSG:3035", always_xy=True)
     lon, lat = to_ll.transform(X0 + 2000, Y0 - 1500)
-    east_edge_az = Geod(ellps="WGS84").inv(*to_ll.transform(X0 + 2000, Y0 - 2000), *to_ll.transform(X0 + 2000, Y0 - 1000))[0]
+    east_edge_az = Geod(ellps="WGS84").inv(
+        *to_ll.transform(X0 + 2000, Y0 - 2000), *to_ll.transform(X0 + 2000, Y0 - 1000)
+    )[0]
     lon2, lat2, _ = Geod(ellps="WGS84").fwd(lon, lat, east_edge_az + 90, 3000.0)
     town = Point(to_3035.transform(lon2, lat2))
     geokit.write_vector(lc_only / "st.gpkg", "st", [town], name=["Testdorf"], population=[1234])
     # the layer is in EPSG:4326 to exercise the reprojection of the layer as well
-    geokit.write_vector(lc_only / "st_ll.gpkg", "st", [Point(lon2, lat2)], crs="EPSG:4326", name=["Testdorf"],
-                        population=[1234])
+    geokit.write_vector(
+        lc_only / "st_ll.gpkg", "st", [Point(lon2, lat2)], crs="EPSG:4326", name=["Testdorf"], population=[1234]
+    )
     for path in ("st.gpkg", "st_ll.gpkg"):
-        cat = geokit.catalog(lc_only, land_cover={"path": "lc.tif"},
-                             settlements={"path": path, "name_column": "name", "population_column": "population"})
+        cat = geokit.catalog(
+            lc_only,
+            land_cover={"path": "lc.tif"},
+            settlements={"path": path, "name_column": "name", "population_column": "population"},
+        )
         rec = receptors.analyse(geokit.aoi_3035(AOI_BOX), cat)
         s = rec.nearest_settlement
         assert s is not None and s.receptor_name == "Testdorf" and s.population == 1234
@@ -118,10 +136,14 @@ def test_settlement_three_km_from_the_boundary(lc_only: Path) -> None:
 def test_receptor_counts_and_population(lc_only: Path) -> None:
     east = [300, 800, 1500, 4000, 6000]  # metres east of the AOI's east edge
     towns = [Point(X0 + 2000 + d, Y0 - 1500) for d in east]
-    geokit.write_vector(lc_only / "st.gpkg", "st", towns, name=[f"T{d}" for d in east],
-                        population=[100, 200, 300, 400, 500])
-    cat = geokit.catalog(lc_only, land_cover={"path": "lc.tif"},
-                         settlements={"path": "st.gpkg", "name_column": "name", "population_column": "population"})
+    geokit.write_vector(
+        lc_only / "st.gpkg", "st", towns, name=[f"T{d}" for d in east], population=[100, 200, 300, 400, 500]
+    )
+    cat = geokit.catalog(
+        lc_only,
+        land_cover={"path": "lc.tif"},
+        settlements={"path": "st.gpkg", "name_column": "name", "population_column": "population"},
+    )
     rec = receptors.analyse(geokit.aoi_3035(AOI_BOX), cat)
     assert [c.settlements for c in rec.counts] == [1, 2, 3, 4]
     assert rec.population_within_1km == 300
@@ -161,10 +183,16 @@ def test_protected_area_beyond_the_search_limit_scores_as_far_not_as_missing(lc_
         cat = _protected(directory, [geom], [name.upper()])
         rec = receptors.analyse(geokit.aoi_3035(AOI_BOX), cat)
         nearest = rec.nearest_protected_area
-        f = IndexFeatures(project_type="solar", distance_to_protected_km=nearest.distance_km if nearest else None,
-                          protected_overlap_pct=0.0, natural_habitat_ratio=0.2, mean_slope_deg=3.0,
-                          not_found_within_km={"distance_to_protected_km": rec.not_found_within_km["protected_area"]}
-                          if "protected_area" in rec.not_found_within_km else {})
+        f = IndexFeatures(
+            project_type="solar",
+            distance_to_protected_km=nearest.distance_km if nearest else None,
+            protected_overlap_pct=0.0,
+            natural_habitat_ratio=0.2,
+            mean_slope_deg=3.0,
+            not_found_within_km={"distance_to_protected_km": rec.not_found_within_km["protected_area"]}
+            if "protected_area" in rec.not_found_within_km
+            else {},
+        )
         scores[name] = resm(f).score
         if name == "far":
             assert nearest is None and rec.not_found_within_km == {"protected_area": 100.0}

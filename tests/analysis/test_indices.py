@@ -26,7 +26,9 @@ any_count = st.one_of(st.none(), st.integers(min_value=0, max_value=10_000))
 
 
 @st.composite
-def features(draw: st.DrawFn, project_types: tuple[str | None, ...] = ("solar", "wind", None, "hydro")) -> IndexFeatures:
+def features(
+    draw: st.DrawFn, project_types: tuple[str | None, ...] = ("solar", "wind", None, "hydro")
+) -> IndexFeatures:
     values: dict[str, object] = {}
     for name in NUMERIC:
         values[name] = draw(any_count if name == "natura2000_sites_in_buffer" else any_number)
@@ -111,8 +113,9 @@ protected_distance = st.one_of(st.floats(0, SEARCH_LIMIT_KM), st.just("none"))
 
 def _with_distance(f: IndexFeatures, d: float | str) -> IndexFeatures:
     if d == "none":
-        return msgspec.structs.replace(f, distance_to_protected_km=None,
-                                       not_found_within_km={"distance_to_protected_km": SEARCH_LIMIT_KM})
+        return msgspec.structs.replace(
+            f, distance_to_protected_km=None, not_found_within_km={"distance_to_protected_km": SEARCH_LIMIT_KM}
+        )
     return msgspec.structs.replace(f, distance_to_protected_km=d, not_found_within_km={})
 
 
@@ -145,8 +148,9 @@ def test_farther_from_protected_areas_never_raises_sensitivity_or_impact_search_
 def test_nothing_within_the_search_limit_scores_as_the_limit_not_as_missing() -> None:
     # The audit's case: a complete site, protected area at 60 km against none within 100 km.
     at_60 = indices.resm(_complete(distance_to_protected_km=60.0))
-    none = indices.resm(_complete(distance_to_protected_km=None,
-                                  not_found_within_km={"distance_to_protected_km": SEARCH_LIMIT_KM}))
+    none = indices.resm(
+        _complete(distance_to_protected_km=None, not_found_within_km={"distance_to_protected_km": SEARCH_LIMIT_KM})
+    )
     assert none.score == at_60.score  # both beyond the ramp's end: equally free of conflicts
     assert none.confidence == at_60.confidence == 1.0
     d = next(d for d in none.drivers if d.feature == "distance_to_protected_km")
@@ -164,10 +168,21 @@ def test_search_limit_agrees_with_the_receptor_search() -> None:
 
 def _complete(**changes: object) -> IndexFeatures:
     base = IndexFeatures(
-        project_type="solar", protected_overlap_pct=0.0, distance_to_protected_km=8.0,
-        natura2000_sites_in_buffer=0, distance_to_settlement_km=1.5, distance_to_water_km=1.0,
-        water_ratio=0.0, wetland_ratio=0.0, forest_ratio=0.1, shrub_ratio=0.05, agricultural_ratio=0.7,
-        artificial_ratio=0.15, natural_habitat_ratio=0.15, mean_slope_deg=3.0, land_use_change_tco2e_per_ha=5.0,
+        project_type="solar",
+        protected_overlap_pct=0.0,
+        distance_to_protected_km=8.0,
+        natura2000_sites_in_buffer=0,
+        distance_to_settlement_km=1.5,
+        distance_to_water_km=1.0,
+        water_ratio=0.0,
+        wetland_ratio=0.0,
+        forest_ratio=0.1,
+        shrub_ratio=0.05,
+        agricultural_ratio=0.7,
+        artificial_ratio=0.15,
+        natural_habitat_ratio=0.15,
+        mean_slope_deg=3.0,
+        land_use_change_tco2e_per_ha=5.0,
     )
     return msgspec.structs.replace(base, **changes)
 
@@ -189,7 +204,10 @@ def test_confidence_is_one_with_every_input_and_drops_without_elevation() -> Non
 
 
 def test_missing_reason_from_the_run_is_shown() -> None:
-    f = _complete(distance_to_water_km=None, missing_reasons={"distance_to_water_km": "no water layer and no CORINE water in reach"})
+    f = _complete(
+        distance_to_water_km=None,
+        missing_reasons={"distance_to_water_km": "no water layer and no CORINE water in reach"},
+    )
     d = next(d for d in indices.ahsm(f).drivers if d.feature == "distance_to_water_km")
     assert d.note is not None and d.note.startswith("no water layer and no CORINE water in reach")
 
@@ -204,7 +222,12 @@ def test_fallback_source_lowers_confidence_but_not_score() -> None:
 
 def test_confidence_varies_with_inputs() -> None:
     seen = set()
-    for missing in ([], ["mean_slope_deg"], ["mean_slope_deg", "distance_to_water_km"], ["forest_ratio", "shrub_ratio"]):
+    for missing in (
+        [],
+        ["mean_slope_deg"],
+        ["mean_slope_deg", "distance_to_water_km"],
+        ["forest_ratio", "shrub_ratio"],
+    ):
         seen.add(indices.ahsm(_complete(**{m: None for m in missing})).confidence)
     assert len(seen) == 4
 
@@ -217,18 +240,37 @@ def test_contributions_add_up_to_the_score() -> None:
 
 
 def test_categories_follow_the_cut_points() -> None:
-    cases = {0.0: "very_low", 19.99: "very_low", 20.0: "low", 39.9: "low", 40.0: "moderate",
-             59.9: "moderate", 60.0: "high", 79.9: "high", 80.0: "very_high", 100.0: "very_high"}
+    cases = {
+        0.0: "very_low",
+        19.99: "very_low",
+        20.0: "low",
+        39.9: "low",
+        40.0: "moderate",
+        59.9: "moderate",
+        60.0: "high",
+        79.9: "high",
+        80.0: "very_high",
+        100.0: "very_high",
+    }
     for score, label in cases.items():
         assert indices.categorize(score) == label
 
 
 def test_expected_orderings_on_plain_sites() -> None:
-    inside = _complete(protected_overlap_pct=100.0, distance_to_protected_km=0.0, natura2000_sites_in_buffer=2,
-                       natural_habitat_ratio=0.9, forest_ratio=0.7, agricultural_ratio=0.1, artificial_ratio=0.0,
-                       wetland_ratio=0.1, land_use_change_tco2e_per_ha=150.0)
-    brownfield = _complete(distance_to_protected_km=20.0, artificial_ratio=0.6, agricultural_ratio=0.3,
-                           natural_habitat_ratio=0.1)
+    inside = _complete(
+        protected_overlap_pct=100.0,
+        distance_to_protected_km=0.0,
+        natura2000_sites_in_buffer=2,
+        natural_habitat_ratio=0.9,
+        forest_ratio=0.7,
+        agricultural_ratio=0.1,
+        artificial_ratio=0.0,
+        wetland_ratio=0.1,
+        land_use_change_tco2e_per_ha=150.0,
+    )
+    brownfield = _complete(
+        distance_to_protected_km=20.0, artificial_ratio=0.6, agricultural_ratio=0.3, natural_habitat_ratio=0.1
+    )
     a, b = compute_all(inside), compute_all(brownfield)
     assert a.biodiversity_sensitivity.category in ("high", "very_high") and a.biodiversity_sensitivity.score >= 70
     assert b.biodiversity_sensitivity.category == "very_low"
@@ -275,11 +317,26 @@ def test_broken_weights_file_is_refused(old: str, new: str, message: str) -> Non
 def test_confidence_scales_with_the_land_cover_coverage() -> None:
     # The same ratios measured on a quarter of the AOI weigh a quarter as much in the confidence: the
     # score is the best estimate there is, the confidence says how little land it rests on.
-    ratios = dict(water_ratio=0.0, wetland_ratio=0.0, forest_ratio=0.2, shrub_ratio=0.5, agricultural_ratio=0.1,
-                  artificial_ratio=0.0, natural_habitat_ratio=0.9)
-    base = dict(project_type="solar", protected_overlap_pct=100.0, distance_to_protected_km=0.0,
-                natura2000_sites_in_buffer=1, distance_to_settlement_km=3.0, distance_to_water_km=2.0,
-                mean_slope_deg=10.0, land_use_change_tco2e_per_ha=50.0, **ratios)
+    ratios = dict(
+        water_ratio=0.0,
+        wetland_ratio=0.0,
+        forest_ratio=0.2,
+        shrub_ratio=0.5,
+        agricultural_ratio=0.1,
+        artificial_ratio=0.0,
+        natural_habitat_ratio=0.9,
+    )
+    base = dict(
+        project_type="solar",
+        protected_overlap_pct=100.0,
+        distance_to_protected_km=0.0,
+        natura2000_sites_in_buffer=1,
+        distance_to_settlement_km=3.0,
+        distance_to_water_km=2.0,
+        mean_slope_deg=10.0,
+        land_use_change_tco2e_per_ha=50.0,
+        **ratios,
+    )
     full = compute_all(IndexFeatures(**base))  # type: ignore[arg-type]
     quarter = compute_all(IndexFeatures(**base, feature_coverage={k: 0.25 for k in ratios}))  # type: ignore[arg-type]
     for a, b in ((full.biodiversity_sensitivity, quarter.biodiversity_sensitivity), (full.ahsm, quarter.ahsm)):
@@ -315,7 +372,11 @@ def test_cim_stated_weights_are_the_effective_weights(project_type: str) -> None
     model = indices.load_weights().models["cim"]
     total = sum(f.weight for f in model.features)
     direct = [f for f in model.features if f.feature not in indices.SCORE_FEATURES]
-    assert {f.feature for f in direct} == {"protected_overlap_pct", "natural_habitat_ratio", "land_use_change_tco2e_per_ha"}
+    assert {f.feature for f in direct} == {
+        "protected_overlap_pct",
+        "natural_habitat_ratio",
+        "land_use_change_tco2e_per_ha",
+    }
     for f in direct:
         stated = f.weight / total * (1 if f.direction == "increasing" else -1)
         # scores are rounded to 0.1 point (sub-indices and CIM): 0.002 of tolerance on a 0.15 weight

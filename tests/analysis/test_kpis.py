@@ -63,12 +63,24 @@ def test_kpis_reference_set(tmp_path: Path) -> None:
     lc = summarize(aoi, cat, buffer_km=0.0)
     params = RunParams.from_request("solar", "DEU", {"capacity_mw": 10}, None)
     em = compute_emissions(lc, params, capacity_mw=10.0, aoi_area_ha=aoi.area_ha, in_europe=True)
-    rec = ReceptorDistances(nearest_protected_area=None, nearest_settlement=None, nearest_water_body=None,
-                            counts=[], population_within_1km=250)
+    rec = ReceptorDistances(
+        nearest_protected_area=None,
+        nearest_settlement=None,
+        nearest_water_body=None,
+        counts=[],
+        population_within_1km=250,
+    )
     terrain = Terrain(available=True, reason=None, mean_slope_deg=5.0)
     grid = landscape.class_grid(aoi, cat)
-    k = kpis.compute(land_cover=lc, emissions=em, receptors=rec, terrain=terrain,
-                     landscape=landscape.metrics(grid, aoi.area_m2), aoi_area_ha=aoi.area_ha, construction_months=9)
+    k = kpis.compute(
+        land_cover=lc,
+        emissions=em,
+        receptors=rec,
+        terrain=terrain,
+        landscape=landscape.metrics(grid, aoi.area_m2),
+        aoi_area_ha=aoi.area_ha,
+        construction_months=9,
+    )
     areas = {c.code: c.area_ha for c in lc.aoi.classes}
     assert areas == {211: pytest.approx(50.0), 312: pytest.approx(46.0), 512: pytest.approx(4.0)}
     coef = kpis.load_coefficients()["classes"]
@@ -123,8 +135,15 @@ def test_kpis_over_a_coverage_gap(tmp_path: Path) -> None:
     params = RunParams.from_request("solar", "DEU", {"capacity_mw": 10}, None)
     em = compute_emissions(lc, params, capacity_mw=10.0, aoi_area_ha=aoi.area_ha, in_europe=True)
     rec = ReceptorDistances(nearest_protected_area=None, nearest_settlement=None, nearest_water_body=None, counts=[])
-    k = kpis.compute(land_cover=lc, emissions=em, receptors=rec, terrain=Terrain(available=False, reason="none"),
-                     landscape=None, aoi_area_ha=aoi.area_ha, construction_months=9)
+    k = kpis.compute(
+        land_cover=lc,
+        emissions=em,
+        receptors=rec,
+        terrain=Terrain(available=False, reason="none"),
+        landscape=None,
+        aoi_area_ha=aoi.area_ha,
+        construction_months=9,
+    )
     assert k["natural_habitat_ratio"].value == 0.0 and k["natural_habitat_ratio"].coverage_ratio == pytest.approx(0.5)
     assert "50.00% of the AOI" in (k["natural_habitat_ratio"].reason or "")
     assert k["ecosystem_service_value"].value == pytest.approx(100 * 5567, rel=1e-4)  # 50 ha of arable, x 100/50

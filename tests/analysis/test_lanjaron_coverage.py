@@ -40,10 +40,22 @@ NODATA_BOX = box(458239, 4086014, 459239, 4087014)
 NODATA_WEST = box(458239, 4086014, 458489, 4087014)
 NODATA_EAST = box(458489, 4086014, 459239, 4087014)
 
-LAND_COVER_METRICS = {"water_ratio", "wetland_ratio", "agricultural_ratio", "forest_ratio", "forest_area_ha",
-                      "wetland_area_ha", "shrub_ratio", "artificial_ratio", "natural_habitat_ratio",
-                      "land_use_change_tco2e", "biodiversity_sensitivity_score", "resm_score", "ahsm_score",
-                      "cim_score"}
+LAND_COVER_METRICS = {
+    "water_ratio",
+    "wetland_ratio",
+    "agricultural_ratio",
+    "forest_ratio",
+    "forest_area_ha",
+    "wetland_area_ha",
+    "shrub_ratio",
+    "artificial_ratio",
+    "natural_habitat_ratio",
+    "land_use_change_tco2e",
+    "biodiversity_sensitivity_score",
+    "resm_score",
+    "ahsm_score",
+    "cim_score",
+}
 STAND_IN_METRICS = {"distance_to_water_km", "distance_to_settlement_km", "settlements_within_1km"}
 
 
@@ -66,17 +78,25 @@ def _protected(tmp: Path, geom: shapely.Geometry) -> Path:
     import geopandas as gpd
 
     path = tmp / "pa.gpkg"
-    gpd.GeoDataFrame({"code": ["ES6140004"], "name": ["Sierra Nevada (test polygon)"], "kind": ["SAC"]},
-                     geometry=[geom], crs=UTM).to_file(path, layer="pa", driver="GPKG")
+    gpd.GeoDataFrame(
+        {"code": ["ES6140004"], "name": ["Sierra Nevada (test polygon)"], "kind": ["SAC"]}, geometry=[geom], crs=UTM
+    ).to_file(path, layer="pa", driver="GPKG")
     return path
 
 
 def _catalog(tmp: Path, raster: Path, lanjaron_dir: Path, protected: Path) -> Catalog:
     return parse_catalog(
-        {"land_cover": {"path": str(raster), "format": "raster"},
-         "elevation": {"path": str(lanjaron_dir / "mdt.tif")},
-         "protected_areas": {"path": str(protected), "layer": "pa", "id_column": "code", "name_column": "name",
-                             "type_column": "kind"}},
+        {
+            "land_cover": {"path": str(raster), "format": "raster"},
+            "elevation": {"path": str(lanjaron_dir / "mdt.tif")},
+            "protected_areas": {
+                "path": str(protected),
+                "layer": "pa",
+                "id_column": "code",
+                "name_column": "name",
+                "type_column": "kind",
+            },
+        },
         base_dir=tmp,
     )
 
@@ -143,8 +163,7 @@ def test_edge_aoi_passes_no_rule_on_the_missing_land(edge_run) -> None:  # type:
     # The audit saw "passed ... 25 % natural habitat": the covered quarter is all natural, the rest unknown.
     assert got["EU-LAND-TAKE"].status == "not_evaluable"
     assert "25.00% of the AOI" in got["EU-LAND-TAKE"].message
-    for rule_id in ("EU-FOREST", "EU-WETLAND-WATER", "EU-SENSITIVITY-INDEX", "EU-CUMULATIVE-INDEX",
-                    "EU-HAZARD-INDEX"):
+    for rule_id in ("EU-FOREST", "EU-WETLAND-WATER", "EU-SENSITIVITY-INDEX", "EU-CUMULATIVE-INDEX", "EU-HAZARD-INDEX"):
         assert got[rule_id].status == "not_evaluable", rule_id
     # shrub on the covered quarter is evidence of monte whatever the rest holds
     assert got["ESP-MONTES-40"].status == "triggered"
@@ -194,8 +213,10 @@ def holed_raster(lanjaron_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     shutil.copy(lanjaron_dir / "clc.tif", path)
     with rasterio.open(path, "r+") as ds:
         row0, col0 = int((TOP - NODATA_WEST.bounds[3]) / CELL), int((NODATA_WEST.bounds[0] - 453239.0) / CELL)
-        rows, cols = int(NODATA_WEST.bounds[3] - NODATA_WEST.bounds[1]) // 25, int(
-            NODATA_WEST.bounds[2] - NODATA_WEST.bounds[0]) // 25
+        rows, cols = (
+            int(NODATA_WEST.bounds[3] - NODATA_WEST.bounds[1]) // 25,
+            int(NODATA_WEST.bounds[2] - NODATA_WEST.bounds[0]) // 25,
+        )
         window = rasterio.windows.Window(col0, row0, cols, rows)
         ds.write(np.full((rows, cols), ds.nodata, dtype="uint32"), 1, window=window)
     return path
@@ -221,8 +242,12 @@ def test_nodata_quarter_ratios_are_over_the_covered_land(nodata_runs, lanjaron_d
     lc = holed.results.land_cover
     assert lc.coverage_ratio == pytest.approx(0.75, abs=1e-3)
     assert lc.aoi.nodata_ha == pytest.approx(0.25 * aoi.area_ha, rel=1e-3)
-    for key, codes in (("natural_habitat", NATURAL), ("agricultural", range(200, 300)),
-                       ("shrub", range(320, 330)), ("forest", range(310, 320))):
+    for key, codes in (
+        ("natural_habitat", NATURAL),
+        ("agricultural", range(200, 300)),
+        ("shrub", range(320, 330)),
+        ("forest", range(310, 320)),
+    ):
         assert lc.ratios[key] == pytest.approx(_share(fracs, codes), abs=1e-4), key
     # the no-data line is its own class line, never folded into a class
     assert [c.label for c in lc.aoi.classes if c.code is None] == ["No data"]
@@ -236,8 +261,11 @@ def test_nodata_quarter_passes_no_rule_on_the_missing_quarter(nodata_runs) -> No
     # (the audit saw it flip from triggered to passed)
     assert got_full["EU-CUMULATIVE-INDEX"].status in ("triggered", "passed")
     assert got_holed["EU-CUMULATIVE-INDEX"].status == "not_evaluable"
-    weak = {rule_id for rule_id, st in got_holed.items()
-            if set(st.details["insufficient_evidence"]) & (LAND_COVER_METRICS | STAND_IN_METRICS)}
+    weak = {
+        rule_id
+        for rule_id, st in got_holed.items()
+        if set(st.details["insufficient_evidence"]) & (LAND_COVER_METRICS | STAND_IN_METRICS)
+    }
     assert {"EU-FOREST", "EU-WETLAND-WATER", "EU-SENSITIVITY-INDEX", "ESP-TRLA-6-POLICIA", "EU-POPULATION"} <= weak
     for rule_id in ("ESP-TRLA-6-POLICIA", "EU-POPULATION", "EU-FOREST", "EU-WETLAND-WATER"):
         assert got_holed[rule_id].status != "passed", rule_id
@@ -256,8 +284,9 @@ def test_vector_aoi_straddling_the_layer_reports_coverage(lanjaron_dir: Path, la
     df = gpd.read_file(lanjaron_dir / "clc.gpkg", layer="clc")
     boundary = gpd.read_file(lanjaron_dir / "clc.gpkg", layer="lanjaron").geometry.iloc[0]
     # a 2 x 2 km square centred on the boundary's westernmost vertex: part in, part out of the layer
-    xs, ys = shapely.get_coordinates(boundary.exterior if boundary.geom_type == "Polygon"
-                                     else max(boundary.geoms, key=lambda g: g.area).exterior).T
+    xs, ys = shapely.get_coordinates(
+        boundary.exterior if boundary.geom_type == "Polygon" else max(boundary.geoms, key=lambda g: g.area).exterior
+    ).T
     x0, y0 = xs[np.argmin(xs)], ys[np.argmin(xs)]
     square = box(x0 - 1000, y0 - 1000, x0 + 1000, y0 + 1000)
     pieces = df.assign(geometry=df.geometry.intersection(square))
@@ -284,22 +313,37 @@ def test_a_second_site_next_to_an_overlapped_one_and_real_water_and_settlement_l
     aoi = load_aoi(aoi_box.wkt, crs=UTM)
     pa = tmp_path / "pa.gpkg"
     gpd.GeoDataFrame(
-        {"code": ["ES0000001", "ES0000002"], "name": ["overlapped (test)", "0.7 km east (test)"], "kind": ["SAC", "SPA"]},
-        geometry=[aoi_box.buffer(200), box(459239 + 700, 4086014, 459239 + 1700, 4087014)], crs=UTM,
+        {
+            "code": ["ES0000001", "ES0000002"],
+            "name": ["overlapped (test)", "0.7 km east (test)"],
+            "kind": ["SAC", "SPA"],
+        },
+        geometry=[aoi_box.buffer(200), box(459239 + 700, 4086014, 459239 + 1700, 4087014)],
+        crs=UTM,
     ).to_file(pa, layer="pa", driver="GPKG")
     water = tmp_path / "water.gpkg"  # a stream 48 m west of the AOI, too small for CORINE
-    gpd.GeoDataFrame({"id": ["r1"], "name": ["stream (test)"]},
-                     geometry=[LineString([(458239 - 48, 4085000), (458239 - 48, 4088000)])], crs=UTM
-                     ).to_file(water, layer="water", driver="GPKG")
+    gpd.GeoDataFrame(
+        {"id": ["r1"], "name": ["stream (test)"]},
+        geometry=[LineString([(458239 - 48, 4085000), (458239 - 48, 4088000)])],
+        crs=UTM,
+    ).to_file(water, layer="water", driver="GPKG")
     places = tmp_path / "places.gpkg"  # a hamlet inside the AOI
-    gpd.GeoDataFrame({"id": ["p1"], "name": ["hamlet (test)"]}, geometry=[Point(458700, 4086500)], crs=UTM
-                     ).to_file(places, layer="places", driver="GPKG")
+    gpd.GeoDataFrame({"id": ["p1"], "name": ["hamlet (test)"]}, geometry=[Point(458700, 4086500)], crs=UTM).to_file(
+        places, layer="places", driver="GPKG"
+    )
     cat = parse_catalog(
-        {"land_cover": {"path": str(lanjaron_dir / "clc.tif"), "format": "raster"},
-         "protected_areas": {"path": str(pa), "layer": "pa", "id_column": "code", "name_column": "name",
-                             "type_column": "kind"},
-         "water": {"path": str(water), "layer": "water", "id_column": "id", "name_column": "name"},
-         "settlements": {"path": str(places), "layer": "places", "id_column": "id", "name_column": "name"}},
+        {
+            "land_cover": {"path": str(lanjaron_dir / "clc.tif"), "format": "raster"},
+            "protected_areas": {
+                "path": str(pa),
+                "layer": "pa",
+                "id_column": "code",
+                "name_column": "name",
+                "type_column": "kind",
+            },
+            "water": {"path": str(water), "layer": "water", "id_column": "id", "name_column": "name"},
+            "settlements": {"path": str(places), "layer": "places", "id_column": "id", "name_column": "name"},
+        },
         base_dir=tmp_path,
     )
     out = _run(aoi, cat)

@@ -18,10 +18,24 @@ from aethera.data.sample import sample_region
 from aethera.errors import AnalysisError, DatasetError, InvalidAOI, RunCancelled
 
 REFERENCE_KPIS = {
-    "ghg_intensity", "carbon_sequestration_potential", "net_carbon_balance", "land_use_efficiency",
-    "impervious_surface_ratio", "natural_habitat_ratio", "habitat_fragmentation", "patch_density", "edge_density",
-    "shannon_diversity", "connectivity", "ecosystem_service_value", "water_regulation", "soil_erosion_risk",
-    "air_quality_impact", "particulate_potential", "resource_efficiency", "renewable_share",
+    "ghg_intensity",
+    "carbon_sequestration_potential",
+    "net_carbon_balance",
+    "land_use_efficiency",
+    "impervious_surface_ratio",
+    "natural_habitat_ratio",
+    "habitat_fragmentation",
+    "patch_density",
+    "edge_density",
+    "shannon_diversity",
+    "connectivity",
+    "ecosystem_service_value",
+    "water_regulation",
+    "soil_erosion_risk",
+    "air_quality_impact",
+    "particulate_potential",
+    "resource_efficiency",
+    "renewable_share",
 }
 
 
@@ -117,8 +131,14 @@ def test_published_document_holds_scalars_where_a_client_renders_them(spa_run) -
     assert doc["emissions"]["net_balance_tco2e"] == r.emissions.net_balance_tco2e
     assert doc["emissions"]["payback_years"] == r.emissions.payback_years
     details = doc["emissions_details"]
-    assert set(details) >= {"technology", "land_use_change_by_class", "factors", "notes", "payback_reason",
-                            "land_use_change_coverage_ratio"}
+    assert set(details) >= {
+        "technology",
+        "land_use_change_by_class",
+        "factors",
+        "notes",
+        "payback_reason",
+        "land_use_change_coverage_ratio",
+    }
     # nothing lost: the two maps together are the whole emissions step
     assert {**doc["emissions"], **details} == msgspec.to_builtins(r.emissions)
     assert doc["biodiversity"]["score"] == r.biodiversity.sensitivity.score
@@ -149,8 +169,12 @@ def test_progress_and_outputs(spa_run) -> None:  # type: ignore[no-untyped-def]
     assert steps == [s.name for s in pipeline.STEPS] + ["done"]
     percents = [p[1] for p in rec.progress]
     assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
-    assert set(rec.outputs) == {"layers/natura.geojson", "layers/overlap.geojson", "layers/sensitivity.geojson",
-                                "layers/eligible.geojson"}
+    assert set(rec.outputs) == {
+        "layers/natura.geojson",
+        "layers/overlap.geojson",
+        "layers/sensitivity.geojson",
+        "layers/eligible.geojson",
+    }
     assert set(out.layers) == {"natura", "overlap", "sensitivity", "eligible"} == set(pipeline.LAYER_NAMES_OUT)
     for name, data in out.layers.items():
         assert rec.outputs[f"layers/{name}.geojson"] == (data, "application/geo+json")
@@ -201,8 +225,9 @@ def test_missing_required_layer_names_it(tmp_path: Path, sample_dir: Path) -> No
     (tmp_path / "land_cover.tif").unlink()
     catalog = load_catalog(tmp_path / "catalog.toml")
     with pytest.raises(DatasetError) as info:
-        pipeline.run(_aoi(7.0, -9.0), RunParams.from_request("solar", None, None, None), catalog,
-                     lambda *a: None, lambda: False)
+        pipeline.run(
+            _aoi(7.0, -9.0), RunParams.from_request("solar", None, None, None), catalog, lambda *a: None, lambda: False
+        )
     assert "land_cover" in info.value.detail and str(tmp_path) not in info.value.detail
 
 
@@ -214,8 +239,9 @@ def test_missing_optional_layers_lower_what_depends_on_them(tmp_path: Path, samp
     text = text[: text.index("[elevation]")]  # elevation not configured at all
     (tmp_path / "catalog.toml").write_text(text)
     catalog = load_catalog(tmp_path / "catalog.toml")
-    out = pipeline.run(_aoi(-1.0, -4.0), RunParams.from_request("solar", "DEU", None, None), catalog,
-                       lambda *a: None, lambda: False)
+    out = pipeline.run(
+        _aoi(-1.0, -4.0), RunParams.from_request("solar", "DEU", None, None), catalog, lambda *a: None, lambda: False
+    )
     r = out.results
     status = {d.layer: d for d in r.datasets}
     assert not status["settlements"].available and "file not found" in status["settlements"].reason
@@ -231,8 +257,9 @@ def test_missing_optional_layers_lower_what_depends_on_them(tmp_path: Path, samp
 def test_aoi_outside_the_data_is_refused(sample_catalog: Catalog) -> None:
     far = load_aoi(box(2.0, 48.0, 2.05, 48.03).wkt)  # Paris
     with pytest.raises(InvalidAOI, match="outside the land-cover data"):
-        pipeline.run(far, RunParams.from_request("solar", "FRA", None, None), sample_catalog,
-                     lambda *a: None, lambda: False)
+        pipeline.run(
+            far, RunParams.from_request("solar", "FRA", None, None), sample_catalog, lambda *a: None, lambda: False
+        )
 
 
 def test_an_unexpected_failure_names_the_step(sample_catalog: Catalog) -> None:
@@ -241,8 +268,14 @@ def test_an_unexpected_failure_names_the_step(sample_catalog: Catalog) -> None:
 
     steps = [*pipeline.STEPS[:2], pipeline.Step("broken", 1, "failing on purpose", broken)]
     with pytest.raises(AnalysisError) as info:
-        pipeline.run(_aoi(7.0, -9.0), RunParams.from_request("solar", None, None, None), sample_catalog,
-                     lambda *a: None, lambda: False, steps=steps)
+        pipeline.run(
+            _aoi(7.0, -9.0),
+            RunParams.from_request("solar", None, None, None),
+            sample_catalog,
+            lambda *a: None,
+            lambda: False,
+            steps=steps,
+        )
     assert info.value.detail == "the broken step failed unexpectedly"
 
 
@@ -252,8 +285,22 @@ def test_cli_analyze(tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFix
     aoi = _aoi(2.0, -6.0)
     path = tmp_path / "site.geojson"
     path.write_bytes(aoi.to_geojson())
-    code = main(["analyze", str(path), "--project-type", "solar", "--country", "DEU", "--capacity-mw", "20",
-                 "--buffer-km", "3", "--datasets", str(sample_dir / "catalog.toml")])
+    code = main(
+        [
+            "analyze",
+            str(path),
+            "--project-type",
+            "solar",
+            "--country",
+            "DEU",
+            "--capacity-mw",
+            "20",
+            "--buffer-km",
+            "3",
+            "--datasets",
+            str(sample_dir / "catalog.toml"),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0
     doc = json.loads(captured.out)

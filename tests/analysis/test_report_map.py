@@ -38,8 +38,9 @@ def spa_site(sample_catalog: Catalog) -> tuple[dict, pipeline.PipelineOutput]:
     aoi = load_aoi(box(x, y, x + 2000, y + 1500).wkt, crs="EPSG:3035")
     params = RunParams.from_request("solar", "DEU", {"buffer_km": 3}, None)
     out = pipeline.run(aoi, params, sample_catalog, lambda *a: None, lambda: False)
-    geojson = json.loads(msgspec.json.encode({"type": "Feature", "properties": {},
-                                              "geometry": mapping(aoi.in_crs(CRS.from_epsg(4326)))}))
+    geojson = json.loads(
+        msgspec.json.encode({"type": "Feature", "properties": {}, "geometry": mapping(aoi.in_crs(CRS.from_epsg(4326)))})
+    )
     return geojson, out
 
 
@@ -82,10 +83,16 @@ def test_the_map_draws_the_eligible_land_and_the_report_explains_it(sample_catal
     out = pipeline.run(aoi, params, sample_catalog, lambda *a: None, lambda: False)
     el = out.results.eligibility
     assert el is not None and 0 < el.eligible_ha < el.aoi_area_ha, "the site must be partly eligible"
-    geojson = json.loads(msgspec.json.encode({"type": "Feature", "properties": {},
-                                              "geometry": mapping(aoi.in_crs(CRS.from_epsg(4326)))}))
-    html = site_map_svg(geojson, 2.0, protected_geojson=out.layers["natura"],
-                        eligible_geojson=out.layers["eligible"], catalog=sample_catalog)
+    geojson = json.loads(
+        msgspec.json.encode({"type": "Feature", "properties": {}, "geometry": mapping(aoi.in_crs(CRS.from_epsg(4326)))})
+    )
+    html = site_map_svg(
+        geojson,
+        2.0,
+        protected_geojson=out.layers["natura"],
+        eligible_geojson=out.layers["eligible"],
+        catalog=sample_catalog,
+    )
     page = Tags()
     page.feed(html)
     assert "eligible" in [a.get("data-kind") for t, a in page.tags if t == "li"]

@@ -35,7 +35,9 @@ _BOXES = [
 ]
 
 
-def _box_aoi(ds: rasterio.DatasetReader, col: int, row: int, fx: float, fy: float, w: float, h: float) -> shapely.Polygon:
+def _box_aoi(
+    ds: rasterio.DatasetReader, col: int, row: int, fx: float, fy: float, w: float, h: float
+) -> shapely.Polygon:
     t = ds.transform
     x0 = t.c + (col + fx) * t.a
     y0 = t.f + (row + fy) * t.e
@@ -67,8 +69,13 @@ def _components(mask: np.ndarray, codes: np.ndarray) -> list[int]:
             for dr in (-1, 0, 1):
                 for dc in (-1, 0, 1):
                     rr, cc = r + dr, c + dc
-                    if (0 <= rr < mask.shape[0] and 0 <= cc < mask.shape[1] and mask[rr, cc]
-                            and not seen[rr, cc] and codes[rr, cc] == codes[r, c]):
+                    if (
+                        0 <= rr < mask.shape[0]
+                        and 0 <= cc < mask.shape[1]
+                        and mask[rr, cc]
+                        and not seen[rr, cc]
+                        and codes[rr, cc] == codes[r, c]
+                    ):
                         seen[rr, cc] = True
                         queue.append((rr, cc))
         sizes.append(n)
@@ -77,7 +84,9 @@ def _components(mask: np.ndarray, codes: np.ndarray) -> list[int]:
 
 def _geodesic_m2(geom_25830: shapely.Geometry) -> float:
     to_ll = Transformer.from_crs(25830, 4326, always_xy=True)
-    ll = shapely.transform(shapely.segmentize(geom_25830, 50.0), lambda c: np.column_stack(to_ll.transform(c[:, 0], c[:, 1])))
+    ll = shapely.transform(
+        shapely.segmentize(geom_25830, 50.0), lambda c: np.column_stack(to_ll.transform(c[:, 0], c[:, 1]))
+    )
     return abs(Geod(ellps="GRS80").geometry_area_perimeter(ll)[0])
 
 
@@ -151,8 +160,9 @@ def test_terrain_matches_the_whole_raster(lanjaron_dir: Path, lanjaron_raster: C
     assert result.max_slope_deg == pytest.approx(s["max"], abs=1e-3)
 
 
-def test_whole_municipality_grid_has_every_cell(lanjaron_dir: Path, lanjaron_raster: Catalog, lanjaron_aoi: AOI,
-                                                lanjaron_boundary_wkt: str) -> None:
+def test_whole_municipality_grid_has_every_cell(
+    lanjaron_dir: Path, lanjaron_raster: Catalog, lanjaron_aoi: AOI, lanjaron_boundary_wkt: str
+) -> None:
     geom = shapely.from_wkt(lanjaron_boundary_wkt)
     with rasterio.open(lanjaron_dir / "clc.tif") as ds:
         codes, inside = _truth_grid(ds, geom)

@@ -13,8 +13,17 @@ import os
 import sys
 from typing import Any
 
-_REQUEST = {"save": "PUT", "save_if": "PUT", "read": "GET", "read_versioned": "GET", "stream": "GET",
-            "exists": "HEAD", "stat": "HEAD", "delete": "DELETE", "list": "LIST"}
+_REQUEST = {
+    "save": "PUT",
+    "save_if": "PUT",
+    "read": "GET",
+    "read_versioned": "GET",
+    "stream": "GET",
+    "exists": "HEAD",
+    "stat": "HEAD",
+    "delete": "DELETE",
+    "list": "LIST",
+}
 
 
 class CountingStorage:

@@ -40,13 +40,22 @@ def _write_dense_catalog(directory: Path, sample_catalog: Path) -> Path:
     x0, y0 = sample_region().xy(-14.0, -14.0)
     side = int(math.sqrt(N_SITES))
     rng = np.random.default_rng(7)
-    geoms = [Point(x0 + (i % side) * 280.0, y0 + (i // side) * 280.0).buffer(60.0 + rng.uniform(0, 40),
-                                                                              quad_segs=VERTICES // 4)
-             for i in range(N_SITES)]
+    geoms = [
+        Point(x0 + (i % side) * 280.0, y0 + (i // side) * 280.0).buffer(
+            60.0 + rng.uniform(0, 40), quad_segs=VERTICES // 4
+        )
+        for i in range(N_SITES)
+    ]
     types = ["SAC" if i % 2 == 0 else "nature_reserve" for i in range(N_SITES)]
-    gdf = gpd.GeoDataFrame({"site_code": [f"T{i:05d}" for i in range(N_SITES)],
-                            "name": [f"site {i}" for i in range(N_SITES)], "type": types},
-                           geometry=geoms, crs="EPSG:3035")
+    gdf = gpd.GeoDataFrame(
+        {
+            "site_code": [f"T{i:05d}" for i in range(N_SITES)],
+            "name": [f"site {i}" for i in range(N_SITES)],
+            "type": types,
+        },
+        geometry=geoms,
+        crs="EPSG:3035",
+    )
     gdf.to_file(directory / "sites.gpkg", layer="sites", driver="GPKG")
     catalog = directory / "catalog.toml"
     catalog.write_text(
@@ -65,8 +74,9 @@ def dense_catalog(tmp_path_factory: pytest.TempPathFactory, sample_catalog: Path
 async def _client(aiohttp_client: Any, tmp_path: Path, redis_db: str, catalog: Path, **env: str) -> Any:
     from aethera.api.app import create_app
 
-    settings = kit.settings_from(kit.service_env(tmp_path=tmp_path, redis_url=redis_db, catalog=catalog,
-                                                AETHERA_CORS_ORIGINS=ORIGIN, **env))
+    settings = kit.settings_from(
+        kit.service_env(tmp_path=tmp_path, redis_url=redis_db, catalog=catalog, AETHERA_CORS_ORIGINS=ORIGIN, **env)
+    )
     return await aiohttp_client(create_app(settings))
 
 
@@ -86,8 +96,9 @@ def _check_wgs84(collection: dict[str, Any]) -> None:
         assert -180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90
 
 
-async def test_available_and_the_sample_layers(aiohttp_client: Any, tmp_path: Path, redis_db: str,
-                                               sample_catalog: Path) -> None:
+async def test_available_and_the_sample_layers(
+    aiohttp_client: Any, tmp_path: Path, redis_db: str, sample_catalog: Path
+) -> None:
     client = await _client(aiohttp_client, tmp_path, redis_db, sample_catalog)
     resp, available = await _get(client, "/layers/available")
     assert resp.status == 200
@@ -128,8 +139,13 @@ async def test_available_and_the_sample_layers(aiohttp_client: Any, tmp_path: Pa
 
 async def test_bad_requests(aiohttp_client: Any, tmp_path: Path, redis_db: str, sample_catalog: Path) -> None:
     client = await _client(aiohttp_client, tmp_path, redis_db, sample_catalog)
-    for bbox, status in (("1,2,3", 400), ("a,b,c,d", 400), ("10,50,9,51", 422), ("10,50,11,91", 422),
-                         ("nan,50,11,51", 422)):
+    for bbox, status in (
+        ("1,2,3", 400),
+        ("a,b,c,d", 400),
+        ("10,50,9,51", 422),
+        ("10,50,11,91", 422),
+        ("nan,50,11,51", 422),
+    ):
         resp, body = await _get(client, "/layers/corine", bbox=bbox)
         assert resp.status == status and body["code"] and body["detail"], (bbox, body)
     for name in ("no_such_layer", "elevation"):
@@ -138,8 +154,9 @@ async def test_bad_requests(aiohttp_client: Any, tmp_path: Path, redis_db: str, 
         assert "/" + "tmp" not in body["detail"]  # no server path
 
 
-async def test_cap_etag_and_simplification(aiohttp_client: Any, tmp_path: Path, redis_db: str,
-                                           dense_catalog: Path) -> None:
+async def test_cap_etag_and_simplification(
+    aiohttp_client: Any, tmp_path: Path, redis_db: str, dense_catalog: Path
+) -> None:
     client = await _client(aiohttp_client, tmp_path, redis_db, dense_catalog, AETHERA_BASEMAP_MAX_FEATURES="300")
     resp, capped = await _get(client, "/layers/protected_areas")
     assert resp.status == 200 and resp.headers["X-Features-Capped"] == "true"
@@ -161,7 +178,9 @@ async def test_cap_etag_and_simplification(aiohttp_client: Any, tmp_path: Path, 
 
     original = pyogrio.read_dataframe(dense_catalog.parent / "sites.gpkg", layer="sites").set_index("site_code")
     for feature in part["features"]:
-        drawn = shapely.transform(shape(feature["geometry"]), lambda c: np.column_stack(to_3035.transform(c[:, 0], c[:, 1])))
+        drawn = shapely.transform(
+            shape(feature["geometry"]), lambda c: np.column_stack(to_3035.transform(c[:, 0], c[:, 1]))
+        )
         source = original.loc[feature["properties"]["id"]].geometry
         assert drawn.hausdorff_distance(source) <= side_m / TARGET_PX * 1.05 + 0.5
     # a whole-layer extent simplifies these small circles to a handful of vertices
@@ -197,15 +216,21 @@ async def _stream_peak(client: Any, bbox: str) -> tuple[int, int]:
     return total, peak
 
 
-async def test_a_10000_feature_layer_streams_in_flat_memory(aiohttp_client: Any, tmp_path: Path, redis_db: str,
-                                                            dense_catalog: Path) -> None:
+async def test_a_10000_feature_layer_streams_in_flat_memory(
+    aiohttp_client: Any, tmp_path: Path, redis_db: str, dense_catalog: Path
+) -> None:
     import pyogrio
 
-    client = await _client(aiohttp_client, tmp_path, redis_db, dense_catalog,
-                           AETHERA_BASEMAP_MAX_FEATURES=str(N_SITES + 1))
+    client = await _client(
+        aiohttp_client, tmp_path, redis_db, dense_catalog, AETHERA_BASEMAP_MAX_FEATURES=str(N_SITES + 1)
+    )
     await _get(client, "/layers/available")  # the catalog index is built outside the measurement
-    layer_bytes = int(sum(len(shapely.to_wkb(g)) for g in pyogrio.read_dataframe(
-        dense_catalog.parent / "sites.gpkg", layer="sites").geometry.values))
+    layer_bytes = int(
+        sum(
+            len(shapely.to_wkb(g))
+            for g in pyogrio.read_dataframe(dense_catalog.parent / "sites.gpkg", layer="sites").geometry.values
+        )
+    )
     x0, y0 = sample_region().xy(-14.0, -14.0)
     to_4326 = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
 
@@ -216,9 +241,11 @@ async def test_a_10000_feature_layer_streams_in_flat_memory(aiohttp_client: Any,
 
     quarter_total, quarter_peak = await _stream_peak(client, bbox(14_000))  # about 2,500 sites
     total, peak = await _stream_peak(client, bbox(28_200))  # all 10,000
-    print(f"\n10,000-feature layer ({layer_bytes / 1e6:.1f} MB of geometry): {total / 1e6:.1f} MB streamed, "
-          f"traced peak {peak / 1e6:.2f} MB; a quarter of it: {quarter_total / 1e6:.1f} MB, "
-          f"peak {quarter_peak / 1e6:.2f} MB")
+    print(
+        f"\n10,000-feature layer ({layer_bytes / 1e6:.1f} MB of geometry): {total / 1e6:.1f} MB streamed, "
+        f"traced peak {peak / 1e6:.2f} MB; a quarter of it: {quarter_total / 1e6:.1f} MB, "
+        f"peak {quarter_peak / 1e6:.2f} MB"
+    )
     assert total > 2 * quarter_total  # four times the sites (each a little coarser: a larger extent)
     assert peak < layer_bytes / 5 and peak < total / 1.5
     # flat: four times the features, about the same peak (one batch at a time)
@@ -236,8 +263,11 @@ def s3_endpoint_process() -> Iterator[str]:
     from aethera.embedded_redis import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -255,21 +285,37 @@ def s3_endpoint_process() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-async def test_layers_of_a_catalog_on_s3(aiohttp_client: Any, tmp_path: Path, redis_db: str, sample_catalog: Path,
-                                         s3_endpoint_process: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_layers_of_a_catalog_on_s3(
+    aiohttp_client: Any,
+    tmp_path: Path,
+    redis_db: str,
+    sample_catalog: Path,
+    s3_endpoint_process: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import boto3
     from botocore.config import Config
 
     bucket = f"layers-{uuid.uuid4().hex[:12]}"
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint_process, aws_access_key_id="testing",
-                      aws_secret_access_key="testing", region_name="us-east-1",
-                      config=Config(s3={"addressing_style": "path"}))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint_process,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
     s3.create_bucket(Bucket=bucket)
     for name in ("land_cover.tif", "protected_areas.gpkg"):
         s3.upload_file(str(sample_catalog.parent / name), bucket, f"sample/{name}")
-    for key, value in {"AWS_S3_ENDPOINT": s3_endpoint_process.removeprefix("http://"), "AWS_HTTPS": "NO",
-                       "AWS_VIRTUAL_HOSTING": "FALSE", "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_S3_ENDPOINT": s3_endpoint_process.removeprefix("http://"),
+        "AWS_HTTPS": "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     catalog = tmp_path / "s3-catalog.toml"
     catalog.write_text(

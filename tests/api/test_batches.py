@@ -60,9 +60,14 @@ def stored(root: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-OUTSIDE = {"type": "Feature", "properties": {"site": "far away"},
-           "geometry": {"type": "Polygon", "coordinates": [[[-60, -30], [-59.99, -30], [-59.99, -29.99],
-                                                            [-60, -29.99], [-60, -30]]]}}
+OUTSIDE = {
+    "type": "Feature",
+    "properties": {"site": "far away"},
+    "geometry": {
+        "type": "Polygon",
+        "coordinates": [[[-60, -30], [-59.99, -30], [-59.99, -29.99], [-60, -29.99], [-60, -30]]],
+    },
+}
 POINT = {"type": "Feature", "properties": {"site": "a point"}, "geometry": {"type": "Point", "coordinates": [14, 51]}}
 
 
@@ -72,17 +77,30 @@ async def _project(client: Any, headers: dict[str, str] | None = None) -> str:
     return (await resp.json())["id"]
 
 
-async def _batch(client: Any, project_id: str, features: list[dict[str, Any]], *, status: int = 202,
-                 headers: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
-    body = {"project_type": "solar", "features": {"type": "FeatureCollection", "features": features},
-            "config": {"capacity_mw": 2.0}, "name_property": "site", **extra}
+async def _batch(
+    client: Any,
+    project_id: str,
+    features: list[dict[str, Any]],
+    *,
+    status: int = 202,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {
+        "project_type": "solar",
+        "features": {"type": "FeatureCollection", "features": features},
+        "config": {"capacity_mw": 2.0},
+        "name_property": "site",
+        **extra,
+    }
     resp = await client.post(f"/projects/{project_id}/batches", json=body, headers=headers or {})
     assert resp.status == status, await resp.text()
     return await resp.json()
 
 
-async def _wait_batch(client: Any, batch_id: str, predicate: Any, timeout_s: float = 900,
-                      headers: dict[str, str] | None = None) -> dict[str, Any]:
+async def _wait_batch(
+    client: Any, batch_id: str, predicate: Any, timeout_s: float = 900, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         body = await (await client.get(f"/batches/{batch_id}", headers=headers or {})).json()
@@ -117,8 +135,9 @@ async def test_invalid_sites_reject_the_whole_batch(make_service: Any) -> None:
     assert await (await c.get("/runs")).json() == []  # nothing created
 
 
-async def test_a_batch_of_200_sites_with_two_worker_processes(make_service: Any, workers: Any,
-                                                              redis_db: str, capsys: Any) -> None:
+async def test_a_batch_of_200_sites_with_two_worker_processes(
+    make_service: Any, workers: Any, redis_db: str, capsys: Any
+) -> None:
     svc = await make_service()
     c = svc.client
     pid = await _project(c)
@@ -150,9 +169,11 @@ async def test_a_batch_of_200_sites_with_two_worker_processes(make_service: Any,
     # per-site costs for the throughput model (docs/batches.md), printed for the record; the bounds
     # catch a regression by an order of magnitude, not noise (idle workers poll Redis meanwhile)
     with capsys.disabled():
-        print(f"\n{SITES}-site batch: {calls / SITES:.0f} Redis commands/site (incl. idle polling), "
-              f"{objects / SITES:.1f} objects/site, {written / SITES / 1024:.0f} KiB written/site, storage requests "
-              f"of the workers per site: " + ", ".join(f"{k} {v / SITES:.1f}" for k, v in sorted(requests.items())))
+        print(
+            f"\n{SITES}-site batch: {calls / SITES:.0f} Redis commands/site (incl. idle polling), "
+            f"{objects / SITES:.1f} objects/site, {written / SITES / 1024:.0f} KiB written/site, storage requests "
+            f"of the workers per site: " + ", ".join(f"{k} {v / SITES:.1f}" for k, v in sorted(requests.items()))
+        )
     assert objects / SITES < 40 and written / SITES < 4 * 1024 * 1024
     # the per-site request counts the throughput model of docs/batches.md is built on, with headroom
     assert requests.get("PUT", 0) / SITES < 60 and requests.get("GET", 0) / SITES < 80, requests
@@ -234,8 +255,9 @@ async def test_cancelling_a_batch_mid_way(make_service: Any, workers: Any) -> No
     assert (await c.delete(f"/batches/{batch_id}")).status == 202  # again: nothing left to cancel
 
 
-async def test_a_batch_does_not_hold_back_another_tenants_single_run(make_service: Any, workers: Any,
-                                                                     tmp_path: Path) -> None:
+async def test_a_batch_does_not_hold_back_another_tenants_single_run(
+    make_service: Any, workers: Any, tmp_path: Path
+) -> None:
     keys_file = tmp_path / "keys.json"
     acme, _ = create_key(keys_file, "acme")
     globex, _ = create_key(keys_file, "globex")
@@ -246,10 +268,12 @@ async def test_a_batch_does_not_hold_back_another_tenants_single_run(make_servic
     workers({**svc.env, "AETHERA_WORKER_CONCURRENCY": "1"})
     created = await _batch(c, await _project(c, a), grid(15), headers=a)
     # every site's run created and queued, and the one worker busy with the batch
-    await _wait_batch(c, created["batch_id"], lambda b: b["created"] == 15 and b["counts"]["PROCESSING"] >= 1,
-                      headers=a)
-    resp = await c.post(f"/projects/{g_project}/runs", headers=g,
-                        json={"project_type": "solar", "aoi_geojson": kit.aoi_feature()})
+    await _wait_batch(
+        c, created["batch_id"], lambda b: b["created"] == 15 and b["counts"]["PROCESSING"] >= 1, headers=a
+    )
+    resp = await c.post(
+        f"/projects/{g_project}/runs", headers=g, json={"project_type": "solar", "aoi_geojson": kit.aoi_feature()}
+    )
     assert resp.status == 202
     single = await resp.json()
     deadline = time.monotonic() + 300

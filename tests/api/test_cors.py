@@ -15,20 +15,27 @@ ORIGIN = "http://localhost:3000"
 
 def test_default_origins_cover_the_frontend_dev_servers() -> None:
     origins = load_settings({}).cors_origins
-    assert {"http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:5173",
-            "http://127.0.0.1:5173"} <= set(origins)
+    assert {"http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:5173", "http://127.0.0.1:5173"} <= set(
+        origins
+    )
 
 
 def granted(resp: Any) -> bool:
     return resp.headers.get("Access-Control-Allow-Origin") == ORIGIN
 
 
-async def test_every_error_carries_the_grant(aiohttp_client: Any, tmp_path: Any, redis_db: str,
-                                             sample_catalog: Any) -> None:
+async def test_every_error_carries_the_grant(
+    aiohttp_client: Any, tmp_path: Any, redis_db: str, sample_catalog: Any
+) -> None:
     from aethera.api.app import create_app
 
-    env = kit.service_env(tmp_path=tmp_path, redis_url=redis_db, catalog=sample_catalog,
-                          AETHERA_CORS_ORIGINS=f"{ORIGIN},http://localhost:5173", AETHERA_MAX_BODY_BYTES="1000")
+    env = kit.service_env(
+        tmp_path=tmp_path,
+        redis_url=redis_db,
+        catalog=sample_catalog,
+        AETHERA_CORS_ORIGINS=f"{ORIGIN},http://localhost:5173",
+        AETHERA_MAX_BODY_BYTES="1000",
+    )
     app = create_app(kit.settings_from(env))
 
     async def boom(request: web.Request) -> web.Response:
@@ -41,8 +48,11 @@ async def test_every_error_carries_the_grant(aiohttp_client: Any, tmp_path: Any,
         (client.get("/no/such/route", headers=headers), 404, "not_found"),
         (client.get("/layers/natura2000/extra/segments", headers=headers), 404, "not_found"),
         (client.patch("/projects", headers=headers, json={}), 405, "method_not_allowed"),
-        (client.post("/projects", headers={**headers, "Content-Type": "application/json"}, data=b"x" * 5000),
-         413, "payload_too_large"),
+        (
+            client.post("/projects", headers={**headers, "Content-Type": "application/json"}, data=b"x" * 5000),
+            413,
+            "payload_too_large",
+        ),
         (client.get("/test-boom", headers=headers), 500, "internal_error"),
         (client.get("/projects/" + "0" * 32, headers=headers), 404, "not_found"),
     ]
@@ -64,22 +74,31 @@ async def test_every_error_carries_the_grant(aiohttp_client: Any, tmp_path: Any,
 
 async def test_preflight_from_the_frontend_dev_server(make_service: Any) -> None:
     svc = await make_service(AETHERA_CORS_ORIGINS=f"{ORIGIN},http://127.0.0.1:3000")
-    for path, method in [("/projects", "POST"), ("/tasks/" + "a" * 32, "DELETE"), ("/layers/available", "GET"),
-                         ("/layers/corine", "GET")]:
-        resp = await svc.client.options(path, headers={
-            "Origin": ORIGIN, "Access-Control-Request-Method": method,
-            "Access-Control-Request-Headers": "Content-Type"})
+    for path, method in [
+        ("/projects", "POST"),
+        ("/tasks/" + "a" * 32, "DELETE"),
+        ("/layers/available", "GET"),
+        ("/layers/corine", "GET"),
+    ]:
+        resp = await svc.client.options(
+            path,
+            headers={
+                "Origin": ORIGIN,
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "Content-Type",
+            },
+        )
         assert resp.status == 200, (path, await resp.text())
         assert granted(resp)
 
 
-async def test_routed_answers_get_the_grant_only_with_an_origin(aiohttp_client: Any, tmp_path: Any, redis_db: str,
-                                                                sample_catalog: Any) -> None:
+async def test_routed_answers_get_the_grant_only_with_an_origin(
+    aiohttp_client: Any, tmp_path: Any, redis_db: str, sample_catalog: Any
+) -> None:
     # aiohttp-cors' hook is skipped without an Origin header (it would change nothing): both ways checked
     from aethera.api.app import create_app
 
-    env = kit.service_env(tmp_path=tmp_path, redis_url=redis_db, catalog=sample_catalog,
-                          AETHERA_CORS_ORIGINS=ORIGIN)
+    env = kit.service_env(tmp_path=tmp_path, redis_url=redis_db, catalog=sample_catalog, AETHERA_CORS_ORIGINS=ORIGIN)
     client = await aiohttp_client(create_app(kit.settings_from(env)))
     resp = await client.get("/projects", headers={"Origin": ORIGIN})
     assert resp.status == 200 and granted(resp)

@@ -29,11 +29,13 @@ def server_log() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     out = io.StringIO()
-    settings = load_settings({
-        "REDIS_URL": f"redis://:{REDIS_PASSWORD}@redis.internal:6379/0",
-        "S3_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID",
-        "S3_SECRET_ACCESS_KEY": S3_SECRET,
-    })
+    settings = load_settings(
+        {
+            "REDIS_URL": f"redis://:{REDIS_PASSWORD}@redis.internal:6379/0",
+            "S3_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID",
+            "S3_SECRET_ACCESS_KEY": S3_SECRET,
+        }
+    )
     configure_logging(settings, "api", stream=out)  # the formatter and redaction `aethera api` installs
     yield out
     for h in list(root.handlers):
@@ -80,20 +82,40 @@ async def test_unexpected_exception_is_a_generic_500_and_only_the_log_has_the_tr
     assert REDIS_PASSWORD not in everything and S3_SECRET not in everything
 
 
-@pytest.mark.parametrize(("raised", "status", "body", "headers"), [
-    (e.Unauthorized("invalid API key"), 401,
-     {"detail": "invalid API key", "code": "unauthorized"}, {"WWW-Authenticate": 'Bearer realm="aethera"'}),
-    (e.Forbidden("this API key is read-only"), 403,
-     {"detail": "this API key is read-only", "code": "forbidden"}, {}),
-    (e.RateLimited("slow down", retry_after_s=7), 429,
-     {"detail": "slow down", "code": "rate_limited", "retry_after_s": 7}, {"Retry-After": "7"}),
-    (e.RangeNotSatisfiable(
-        "the requested range lies outside the archive (10 bytes)", headers={"Content-Range": "bytes */10"}), 416,
-     {"detail": "the requested range lies outside the archive (10 bytes)", "code": "range_not_satisfiable"},
-     {"Content-Range": "bytes */10"}),
-])
-async def test_401_403_429_416_come_from_the_one_error_table(aiohttp_client: Any, raised: Any, status: int,
-                                                            body: dict[str, Any], headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("raised", "status", "body", "headers"),
+    [
+        (
+            e.Unauthorized("invalid API key"),
+            401,
+            {"detail": "invalid API key", "code": "unauthorized"},
+            {"WWW-Authenticate": 'Bearer realm="aethera"'},
+        ),
+        (
+            e.Forbidden("this API key is read-only"),
+            403,
+            {"detail": "this API key is read-only", "code": "forbidden"},
+            {},
+        ),
+        (
+            e.RateLimited("slow down", retry_after_s=7),
+            429,
+            {"detail": "slow down", "code": "rate_limited", "retry_after_s": 7},
+            {"Retry-After": "7"},
+        ),
+        (
+            e.RangeNotSatisfiable(
+                "the requested range lies outside the archive (10 bytes)", headers={"Content-Range": "bytes */10"}
+            ),
+            416,
+            {"detail": "the requested range lies outside the archive (10 bytes)", "code": "range_not_satisfiable"},
+            {"Content-Range": "bytes */10"},
+        ),
+    ],
+)
+async def test_401_403_429_416_come_from_the_one_error_table(
+    aiohttp_client: Any, raised: Any, status: int, body: dict[str, Any], headers: dict[str, str]
+) -> None:
     """The auth, rate-limit and export code raise; the error table alone turns that into the answer."""
     from aethera.api.errors import status_for
 

@@ -38,8 +38,9 @@ async def test_finished_answers_are_kept_per_tenant_and_unfinished_never(make_se
     globex = {"Authorization": f"Bearer {globex_key}"}
     resp = await c.post("/projects", json={"name": "acme site", "country": "DEU"}, headers=acme)
     pid = (await resp.json())["id"]
-    resp = await c.post(f"/projects/{pid}/runs", json={"project_type": "solar", "aoi_geojson": aoi_feature()},
-                        headers=acme)
+    resp = await c.post(
+        f"/projects/{pid}/runs", json={"project_type": "solar", "aoi_geojson": aoi_feature()}, headers=acme
+    )
     assert resp.status == 202
     rid = (await resp.json())["run_id"]
 
@@ -74,8 +75,18 @@ def test_a_final_record_keeps_the_finishing_attempts_last_progress() -> None:
     from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
 
     now = utc_now_iso()
-    run = RunRecord(run_id="r1", task_id="r1", project_id="p1", project_type="solar", params={},
-                    aoi_source="geojson", created_at=now, updated_at=now, status=RunStatus.PROCESSING, attempts=1)
+    run = RunRecord(
+        run_id="r1",
+        task_id="r1",
+        project_id="p1",
+        project_type="solar",
+        params={},
+        aoi_source="geojson",
+        created_at=now,
+        updated_at=now,
+        status=RunStatus.PROCESSING,
+        attempts=1,
+    )
     progress = Progress(step="legal", percent=95.0, message="legal screening", updated_at=now)
     copy = records.task_record(run, progress, max_attempts=3)
     run.status = RunStatus.COMPLETED

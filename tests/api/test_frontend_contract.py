@@ -31,9 +31,14 @@ class Browser:
     async def call(self, method: str, path: str, *, json_body: Any = None, expect: int = 200) -> Any:
         headers = {"Origin": ORIGIN}
         if method not in ("GET", "HEAD") or json_body is not None:
-            pre = await self.client.options(path.split("?")[0], headers={
-                "Origin": ORIGIN, "Access-Control-Request-Method": method,
-                "Access-Control-Request-Headers": "content-type"})
+            pre = await self.client.options(
+                path.split("?")[0],
+                headers={
+                    "Origin": ORIGIN,
+                    "Access-Control-Request-Method": method,
+                    "Access-Control-Request-Headers": "content-type",
+                },
+            )
             assert pre.status == 200 and pre.headers["Access-Control-Allow-Origin"] == ORIGIN, (method, path)
         resp = await self.client.request(method, path, json=json_body, headers=headers)
         self.calls.append((method, path, resp.status))
@@ -51,17 +56,25 @@ async def test_the_frontend_walk(aiohttp_client: Any, tmp_path: Path, redis_db: 
     settings = kit.settings_from(env)
     b = Browser(await aiohttp_client(create_app(settings)))
 
-    project = await (await b.call("POST", "/projects", json_body={"name": "frontend", "country": "DEU",
-                                                                   "sector": "solar"}, expect=201)).json()
+    project = await (
+        await b.call(
+            "POST", "/projects", json_body={"name": "frontend", "country": "DEU", "sector": "solar"}, expect=201
+        )
+    ).json()
     assert any(p["id"] == project["id"] for p in await (await b.call("GET", "/projects")).json())
-    resp = await b.call("POST", f"/projects/{project['id']}/runs", expect=202, json_body={
-        "project_type": "solar", "aoi_geojson": kit.aoi_feature(), "config": {"capacity_mw": 4.0}})
+    resp = await b.call(
+        "POST",
+        f"/projects/{project['id']}/runs",
+        expect=202,
+        json_body={"project_type": "solar", "aoi_geojson": kit.aoi_feature(), "config": {"capacity_mw": 4.0}},
+    )
     task_id = (await resp.json())["task_id"]
     # while it runs, the results answer 409 with the run's status, readable cross-origin
     body = await (await b.call("GET", f"/runs/{task_id}/results", expect=409)).json()
     assert body["code"] == "conflict" and body["status"] in ("PENDING", "PROCESSING") and body["detail"]
 
     async with kit.in_process_worker(settings):
+
         async def finished() -> Any:
             task = await (await b.call("GET", f"/tasks/{task_id}")).json()
             return task if task["status"] in kit.FINAL else None

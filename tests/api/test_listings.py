@@ -28,7 +28,7 @@ async def walk(client: Any, url: str, headers: dict[str, str] | None = None) -> 
         ids += [item.get("id") or item["run_id"] for item in await resp.json()]
         pages += 1
         link = resp.headers.get("Link")
-        url = link[1:link.index(">")] if link else ""
+        url = link[1 : link.index(">")] if link else ""
         assert (link is None) == ("X-Next-Cursor" not in resp.headers)
     return ids, pages
 
@@ -47,8 +47,9 @@ async def test_two_tenants_list_only_their_own_projects_page_by_page(make_servic
             assert resp.status == 201
             made[tenant].insert(0, (await resp.json())["id"])
     # an upload under a project is no project (the old listing walked into projects/*/uploads/)
-    resp = await svc.client.put(f"/projects/{made['acme'][0]}/uploads/site.geojson", headers=acme,
-                                data=json.dumps(aoi_feature()).encode())
+    resp = await svc.client.put(
+        f"/projects/{made['acme'][0]}/uploads/site.geojson", headers=acme, data=json.dumps(aoi_feature()).encode()
+    )
     assert resp.status == 201, await resp.text()
 
     for tenant, headers in (("acme", acme), ("globex", globex)):

@@ -49,31 +49,100 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str | None]] = [
     ("project_type wrong type", "POST", "/projects/{p}/runs", {"json": _run(project_type=5)}, 422, "project_type"),
     ("project_type missing", "POST", "/projects/{p}/runs", {"json": _run(project_type=...)}, 422, "project_type"),
     ("unknown project_type", "POST", "/projects/{p}/runs", {"json": _run(project_type="nuclear")}, 422, None),
-    ("both aoi sources", "POST", "/projects/{p}/runs", {"json": _run(aoi_path="uploads/a.geojson")}, 422, "aoi_geojson"),
+    (
+        "both aoi sources",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(aoi_path="uploads/a.geojson")},
+        422,
+        "aoi_geojson",
+    ),
     ("neither aoi source", "POST", "/projects/{p}/runs", {"json": _run(aoi_geojson=...)}, 422, "aoi_geojson"),
-    ("aoi_path traversal", "POST", "/projects/{p}/runs",
-     {"json": _run(aoi_geojson=..., aoi_path="../../etc/passwd")}, 422, "aoi_path"),
-    ("aoi_path absolute", "POST", "/projects/{p}/runs", {"json": _run(aoi_geojson=..., aoi_path="/etc/passwd")}, 422, "aoi_path"),
-    ("aoi_path unknown upload", "POST", "/projects/{p}/runs",
-     {"json": _run(aoi_geojson=..., aoi_path="uploads/none.geojson")}, 422, "aoi_path"),
+    (
+        "aoi_path traversal",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(aoi_geojson=..., aoi_path="../../etc/passwd")},
+        422,
+        "aoi_path",
+    ),
+    (
+        "aoi_path absolute",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(aoi_geojson=..., aoi_path="/etc/passwd")},
+        422,
+        "aoi_path",
+    ),
+    (
+        "aoi_path unknown upload",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(aoi_geojson=..., aoi_path="uploads/none.geojson")},
+        422,
+        "aoi_path",
+    ),
     ("aoi_geojson a string", "POST", "/projects/{p}/runs", {"json": _run(aoi_geojson="POLYGON")}, 422, "aoi_geojson"),
-    ("aoi a point", "POST", "/projects/{p}/runs",
-     {"json": _run(aoi_geojson={"type": "Point", "coordinates": [14.3, 51.7]})}, 422, None),
+    (
+        "aoi a point",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(aoi_geojson={"type": "Point", "coordinates": [14.3, 51.7]})},
+        422,
+        None,
+    ),
     ("aoi garbage object", "POST", "/projects/{p}/runs", {"json": _run(aoi_geojson={"type": "Nonsense"})}, 422, None),
-    ("aoi out-of-range coordinates", "POST", "/projects/{p}/runs", {"json": _run(aoi_geojson={
-        "type": "Polygon", "coordinates": [[[500, 95], [501, 95], [501, 96], [500, 95]]]})}, 422, None),
+    (
+        "aoi out-of-range coordinates",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(aoi_geojson={"type": "Polygon", "coordinates": [[[500, 95], [501, 95], [501, 96], [500, 95]]]})},
+        422,
+        None,
+    ),
     ("config not an object", "POST", "/projects/{p}/runs", {"json": _run(config=[1, 2])}, 422, "config"),
     ("json nested too deep", "POST", "/projects/{p}/runs", {"data": _DEEP_RUN}, 400, None),  # RecursionError
-    ("capacity not a number", "POST", "/projects/{p}/runs", {"json": _run(config={"capacity_mw": "lots"})}, 422,
-     "config.capacity_mw"),
-    ("config unknown key", "POST", "/projects/{p}/runs", {"json": _run(config={"colour": "red"})}, 422, "config.colour"),
-    ("config junk key of 4.5 MiB", "POST", "/projects/{p}/runs",
-     {"json": _run(config={"junk": "x" * (9 * MiB // 2)})}, 422, "config.junk"),
-    ("config huge past the body limit", "POST", "/projects/{p}/runs",
-     {"json": _run(config={"junk": "x" * (6 * MiB)})}, 413, None),
+    (
+        "capacity not a number",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(config={"capacity_mw": "lots"})},
+        422,
+        "config.capacity_mw",
+    ),
+    (
+        "config unknown key",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(config={"colour": "red"})},
+        422,
+        "config.colour",
+    ),
+    (
+        "config junk key of 4.5 MiB",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(config={"junk": "x" * (9 * MiB // 2)})},
+        422,
+        "config.junk",
+    ),
+    (
+        "config huge past the body limit",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(config={"junk": "x" * (6 * MiB)})},
+        413,
+        None,
+    ),
     ("country malformed", "POST", "/projects/{p}/runs", {"json": _run(country="XX")}, 422, None),
-    ("idempotency key with spaces", "POST", "/projects/{p}/runs",
-     {"json": _run(), "headers": {"Idempotency-Key": "a b"}}, 422, "Idempotency-Key"),
+    (
+        "idempotency key with spaces",
+        "POST",
+        "/projects/{p}/runs",
+        {"json": _run(), "headers": {"Idempotency-Key": "a b"}},
+        422,
+        "Idempotency-Key",
+    ),
     ("runs of unknown project", "POST", f"/projects/{ZERO}/runs", {"json": _run()}, 404, None),
     ("runs of hostile project id", "POST", "/projects/..%2F..%2Fetc/runs", {"json": _run()}, 404, None),
     ("hostile run id", "GET", "/runs/..%2Fx", {}, 404, None),
@@ -110,8 +179,9 @@ async def test_malformed_table_has_enough_cases() -> None:
 
 
 @pytest.mark.parametrize(("name", "method", "path", "kwargs", "status", "field"), CASES, ids=[c[0] for c in CASES])
-async def test_malformed_request(svc: Any, name: str, method: str, path: str, kwargs: dict[str, Any],
-                                 status: int, field: str | None) -> None:
+async def test_malformed_request(
+    svc: Any, name: str, method: str, path: str, kwargs: dict[str, Any], status: int, field: str | None
+) -> None:
     if "{p}" in path:
         path = path.replace("{p}", await _project(svc.client))
     kwargs = dict(kwargs)
@@ -137,7 +207,9 @@ async def test_uploaded_aoi_nested_too_deep_is_a_422(svc: Any) -> None:
     deep = b'{"type": "Polygon", "coordinates": ' + _DEEP + b"}"
     resp = await svc.client.put(f"/projects/{project}/uploads/deep.geojson", data=deep)
     assert resp.status == 201, await resp.text()
-    resp = await svc.client.post(f"/projects/{project}/runs", json=_run(aoi_geojson=..., aoi_path="uploads/deep.geojson"))
+    resp = await svc.client.post(
+        f"/projects/{project}/runs", json=_run(aoi_geojson=..., aoi_path="uploads/deep.geojson")
+    )
     text = await resp.text()
     assert resp.status == 422, text
     assert (await resp.json())["code"] == "invalid_aoi"
@@ -147,11 +219,15 @@ async def test_uploaded_aoi_nested_too_deep_is_a_422(svc: Any) -> None:
 async def test_uploaded_aoi_a_reader_chokes_on_is_a_422(svc: Any) -> None:
     """A KML ring of two points makes GEOS raise its own exception type: the file's fault, not a 500."""
     project = await _project(svc.client)
-    kml = (b"<kml><Document><Placemark><Polygon><outerBoundaryIs><LinearRing><coordinates>-3.49,36.91 "
-           b"-3.48,36.92</coordinates></LinearRing></outerBoundaryIs></Polygon></Placemark></Document></kml>")
+    kml = (
+        b"<kml><Document><Placemark><Polygon><outerBoundaryIs><LinearRing><coordinates>-3.49,36.91 "
+        b"-3.48,36.92</coordinates></LinearRing></outerBoundaryIs></Polygon></Placemark></Document></kml>"
+    )
     resp = await svc.client.put(f"/projects/{project}/uploads/two-points.kml", data=kml)
     assert resp.status == 201, await resp.text()
-    resp = await svc.client.post(f"/projects/{project}/runs", json=_run(aoi_geojson=..., aoi_path="uploads/two-points.kml"))
+    resp = await svc.client.post(
+        f"/projects/{project}/runs", json=_run(aoi_geojson=..., aoi_path="uploads/two-points.kml")
+    )
     text = await resp.text()
     assert resp.status == 422, text
     assert (await resp.json())["code"] == "invalid_aoi"

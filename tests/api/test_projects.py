@@ -56,9 +56,14 @@ async def test_cors_preflight_and_headers(make_service: Any) -> None:
     svc = await make_service()
     origin = "http://localhost:5173"
     for path, method in [("/projects", "POST"), ("/tasks/" + "a" * 32, "DELETE"), ("/runs", "GET")]:
-        resp = await svc.client.options(path, headers={
-            "Origin": origin, "Access-Control-Request-Method": method,
-            "Access-Control-Request-Headers": "Content-Type"})
+        resp = await svc.client.options(
+            path,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "Content-Type",
+            },
+        )
         assert resp.status == 200, (path, method, await resp.text())
         assert resp.headers["Access-Control-Allow-Origin"] == origin
         assert method in resp.headers["Access-Control-Allow-Methods"]

@@ -113,10 +113,18 @@ def test_key_changes_with_the_analysis_version(catalog_copy: Path, monkeypatch: 
     assert _key(catalog_copy) != before
 
 
-@pytest.mark.parametrize("reference", ["analysis/data/emission_factors.toml", "analysis/index_weights.toml",
-                                       "legal/packs/deu.toml", "analysis/data/kpi_coefficients.toml"])
-def test_key_changes_with_a_reference_file(catalog_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           reference: str) -> None:
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "analysis/data/emission_factors.toml",
+        "analysis/index_weights.toml",
+        "legal/packs/deu.toml",
+        "analysis/data/kpi_coefficients.toml",
+    ],
+)
+def test_key_changes_with_a_reference_file(
+    catalog_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: str
+) -> None:
     before = _key(catalog_copy)
     package = tmp_path / "package"
     shutil.copytree(reuse._PACKAGE_ROOT, package, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
@@ -241,11 +249,13 @@ def two_tenants(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, str]]:
 
 
 @pytest.mark.parametrize("cross_tenant", [False, True])
-async def test_reuse_stays_within_a_tenant_unless_allowed(make_service: Any, two_tenants: Any,
-                                                          cross_tenant: bool) -> None:
+async def test_reuse_stays_within_a_tenant_unless_allowed(
+    make_service: Any, two_tenants: Any, cross_tenant: bool
+) -> None:
     keys_file, acme, globex = two_tenants
-    svc = await make_service(AETHERA_API_KEYS_FILE=str(keys_file),
-                             AETHERA_REUSE_CROSS_TENANT="true" if cross_tenant else "false")
+    svc = await make_service(
+        AETHERA_API_KEYS_FILE=str(keys_file), AETHERA_REUSE_CROSS_TENANT="true" if cross_tenant else "false"
+    )
     c = svc.client
     first = await _run(c, await _project(c, acme), acme)
     async with kit.in_process_worker(svc.settings):

@@ -14,13 +14,26 @@ from aethera.storage.artifacts import artifact_key
 
 MiB = 1024 * 1024
 FULL_CONFIG = {
-    "capacity_mw": 20, "buffer_km": 2.5, "lifetime_years": 30,
-    "emission_factors": {"construction_tco2e_per_mw": 900, "operation_tco2e_per_mw_year": 2,
-                         "capacity_factor": 0.12, "grid_tco2e_per_mwh": 0.35, "footprint_share": 0.6,
-                         "carbon_loss_tco2e_per_ha": {"312": 300, "211": 12.5}},
-    "eligibility": {"settlements": {"buffer_m": 800}, "slope": {"max_deg": 15}, "water": {"enabled": False},
-                    "land_cover": {"exclude": [111, 112]}, "protected_areas": {"scope": "natura2000", "buffer_m": 0},
-                    "elevation": {"enabled": True, "max_m": 1500}, "min_area": {"min_area_ha": 2}},
+    "capacity_mw": 20,
+    "buffer_km": 2.5,
+    "lifetime_years": 30,
+    "emission_factors": {
+        "construction_tco2e_per_mw": 900,
+        "operation_tco2e_per_mw_year": 2,
+        "capacity_factor": 0.12,
+        "grid_tco2e_per_mwh": 0.35,
+        "footprint_share": 0.6,
+        "carbon_loss_tco2e_per_ha": {"312": 300, "211": 12.5},
+    },
+    "eligibility": {
+        "settlements": {"buffer_m": 800},
+        "slope": {"max_deg": 15},
+        "water": {"enabled": False},
+        "land_cover": {"exclude": [111, 112]},
+        "protected_areas": {"scope": "natura2000", "buffer_m": 0},
+        "elevation": {"enabled": True, "max_m": 1500},
+        "min_area": {"min_area_ha": 2},
+    },
 }
 
 
@@ -50,11 +63,14 @@ async def test_every_key_is_accepted_and_stored_as_sent(make_service: Any) -> No
     assert (params["capacity_mw"], params["buffer_km"], params["lifetime_years"]) == (20.0, 2.5, 30.0)
     assert params["factor_overrides"]["carbon_loss_tco2e_per_ha"] == {"312": 300.0, "211": 12.5}
     assert params["factor_overrides"]["capacity_factor"] == 0.12
-    assert params["eligibility"] == {**FULL_CONFIG["eligibility"], "settlements": {"buffer_m": 800.0},
-                                     "slope": {"max_deg": 15.0}, "protected_areas": {"scope": "natura2000",
-                                                                                     "buffer_m": 0.0},
-                                     "elevation": {"enabled": True, "max_m": 1500.0},
-                                     "min_area": {"min_area_ha": 2.0}}
+    assert params["eligibility"] == {
+        **FULL_CONFIG["eligibility"],
+        "settlements": {"buffer_m": 800.0},
+        "slope": {"max_deg": 15.0},
+        "protected_areas": {"scope": "natura2000", "buffer_m": 0.0},
+        "elevation": {"enabled": True, "max_m": 1500.0},
+        "min_area": {"min_area_ha": 2.0},
+    }
 
 
 async def test_nulls_and_no_config_take_the_defaults(make_service: Any) -> None:
@@ -68,32 +84,62 @@ async def test_nulls_and_no_config_take_the_defaults(make_service: Any) -> None:
         assert (record["params"]["capacity_mw"], record["params"]["buffer_km"]) == (None, 3.0)
 
 
-@pytest.mark.parametrize("config,field,words", [
-    ({"colour": "red"}, "config.colour", "not accepted"),
-    ({"capacity_mw": 5, "junk": "x" * (4 * MiB + MiB // 2)}, "config.junk", "not accepted"),
-    ({"y" * (4 * MiB): 1}, "config." + "y" * 64 + "…", "not accepted"),
-    ({"emission_factors": {"grid": 1}}, "config.emission_factors.grid", "not accepted"),
-    ({"capacity_mw": 0}, "config.capacity_mw", "greater than 0 and at most 100000"),
-    ({"buffer_km": 50.5}, "config.buffer_km", "from 0 to 50"),
-    ({"capacity_mw": True}, "config.capacity_mw", "a number"),
-    ({"emission_factors": {"footprint_share": 2}}, "config.emission_factors.footprint_share", "from 0 to 1"),
-    ({"emission_factors": {"carbon_loss_tco2e_per_ha": {"3120": 1}}},
-     "config.emission_factors.carbon_loss_tco2e_per_ha", "CORINE code"),
-    ({"emission_factors": {"carbon_loss_tco2e_per_ha": {str(c): 1 for c in range(100, 200)}}},
-     "config.emission_factors.carbon_loss_tco2e_per_ha", "at most 64 entries"),
-    ("fast", "config", "an object"),
-    ({"eligibility": {"roads": {"buffer_m": 5}}}, "config.eligibility.roads", "not accepted"),
-    ({"eligibility": {"slope": {"max_deg": 90}}}, "config.eligibility.slope.max_deg", "less than 90"),
-    ({"eligibility": {"land_cover": {"exclude": [999]}}}, "config.eligibility.land_cover", "not CORINE"),
-    ({"eligibility": {"land_cover": {"exclude": [111], "include": [211]}}}, "config.eligibility.land_cover",
-     "exactly one of exclude and include"),
-    ({"eligibility": {"elevation": {"enabled": True, "min_m": 900, "max_m": 100}}}, "config.eligibility.elevation",
-     "min_m below max_m"),
-], ids=["unknown", "4.5MB-junk-key", "4MB-key-name", "unknown-factor", "capacity-0", "buffer-too-far", "bool",
-        "share-2", "code-too-long", "too-many-codes", "string", "unknown-rule", "slope-90", "not-corine",
-        "exclude-and-include", "elevation-range"])
-async def test_a_bad_config_is_a_422_naming_the_field(make_service: Any, config: Any, field: str,
-                                                      words: str) -> None:
+@pytest.mark.parametrize(
+    "config,field,words",
+    [
+        ({"colour": "red"}, "config.colour", "not accepted"),
+        ({"capacity_mw": 5, "junk": "x" * (4 * MiB + MiB // 2)}, "config.junk", "not accepted"),
+        ({"y" * (4 * MiB): 1}, "config." + "y" * 64 + "…", "not accepted"),
+        ({"emission_factors": {"grid": 1}}, "config.emission_factors.grid", "not accepted"),
+        ({"capacity_mw": 0}, "config.capacity_mw", "greater than 0 and at most 100000"),
+        ({"buffer_km": 50.5}, "config.buffer_km", "from 0 to 50"),
+        ({"capacity_mw": True}, "config.capacity_mw", "a number"),
+        ({"emission_factors": {"footprint_share": 2}}, "config.emission_factors.footprint_share", "from 0 to 1"),
+        (
+            {"emission_factors": {"carbon_loss_tco2e_per_ha": {"3120": 1}}},
+            "config.emission_factors.carbon_loss_tco2e_per_ha",
+            "CORINE code",
+        ),
+        (
+            {"emission_factors": {"carbon_loss_tco2e_per_ha": {str(c): 1 for c in range(100, 200)}}},
+            "config.emission_factors.carbon_loss_tco2e_per_ha",
+            "at most 64 entries",
+        ),
+        ("fast", "config", "an object"),
+        ({"eligibility": {"roads": {"buffer_m": 5}}}, "config.eligibility.roads", "not accepted"),
+        ({"eligibility": {"slope": {"max_deg": 90}}}, "config.eligibility.slope.max_deg", "less than 90"),
+        ({"eligibility": {"land_cover": {"exclude": [999]}}}, "config.eligibility.land_cover", "not CORINE"),
+        (
+            {"eligibility": {"land_cover": {"exclude": [111], "include": [211]}}},
+            "config.eligibility.land_cover",
+            "exactly one of exclude and include",
+        ),
+        (
+            {"eligibility": {"elevation": {"enabled": True, "min_m": 900, "max_m": 100}}},
+            "config.eligibility.elevation",
+            "min_m below max_m",
+        ),
+    ],
+    ids=[
+        "unknown",
+        "4.5MB-junk-key",
+        "4MB-key-name",
+        "unknown-factor",
+        "capacity-0",
+        "buffer-too-far",
+        "bool",
+        "share-2",
+        "code-too-long",
+        "too-many-codes",
+        "string",
+        "unknown-rule",
+        "slope-90",
+        "not-corine",
+        "exclude-and-include",
+        "elevation-range",
+    ],
+)
+async def test_a_bad_config_is_a_422_naming_the_field(make_service: Any, config: Any, field: str, words: str) -> None:
     svc = await make_service()
     project = await _project(svc.client)
     resp = await svc.client.post(f"/projects/{project}/runs", json=_run(config))
@@ -121,8 +167,14 @@ async def test_openapi_shows_the_config_schema(make_service: Any) -> None:
     assert {"$ref": "#/components/schemas/RunConfig"} in config["anyOf"]
     run_config = schemas["RunConfig"]
     assert run_config["additionalProperties"] is False
-    assert set(run_config["properties"]) == {"capacity_mw", "buffer_km", "lifetime_years", "emission_factors",
-                                             "eligibility", "reuse"}
+    assert set(run_config["properties"]) == {
+        "capacity_mw",
+        "buffer_km",
+        "lifetime_years",
+        "emission_factors",
+        "eligibility",
+        "reuse",
+    }
     assert schemas["EligibilityOverrides"]["additionalProperties"] is False
     capacity = next(s for s in run_config["properties"]["capacity_mw"]["anyOf"] if s.get("type") == "number")
     assert (capacity["exclusiveMinimum"], capacity["maximum"]) == (0, 100_000)

@@ -17,10 +17,29 @@ import servicekit as kit
 
 ID = re.compile(r"^[0-9a-f]{32}$")
 STATUSES = {"PENDING", "PROCESSING", "COMPLETED", "FAILED", "REVOKED"}
-RESULT_FIELDS = {"run_id", "project_id", "project_type", "created_at", "land_cover", "biodiversity", "emissions",
-                 "kpis", "resm", "ahsm", "cim", "receptor_distances"}
-LEGAL_FIELDS = {"country_code", "overall_compliant", "summary", "statuses", "critical_violations", "warnings",
-                "informational"}
+RESULT_FIELDS = {
+    "run_id",
+    "project_id",
+    "project_type",
+    "created_at",
+    "land_cover",
+    "biodiversity",
+    "emissions",
+    "kpis",
+    "resm",
+    "ahsm",
+    "cim",
+    "receptor_distances",
+}
+LEGAL_FIELDS = {
+    "country_code",
+    "overall_compliant",
+    "summary",
+    "statuses",
+    "critical_violations",
+    "warnings",
+    "informational",
+}
 STATUS_FIELDS = {"rule_id", "rule_name", "passed", "message", "severity", "category", "details"}
 
 
@@ -121,8 +140,15 @@ async def test_full_flow(make_service: Any, backend: str) -> None:
     assert resp.status == 200 and resp.content_type == "application/zip"
     with zipfile.ZipFile(io.BytesIO(await resp.read())) as archive:
         names = set(archive.namelist())
-        assert {"manifest.json", "aoi.geojson", "results.json", "legal.json", "run.log", "report.html",
-                "layers/eligible.geojson"} <= names
+        assert {
+            "manifest.json",
+            "aoi.geojson",
+            "results.json",
+            "legal.json",
+            "run.log",
+            "report.html",
+            "layers/eligible.geojson",
+        } <= names
         manifest = json.loads(archive.read("manifest.json"))
         assert not manifest.get("not_included"), manifest.get("not_included")
         report = archive.read("report.html").decode()
@@ -135,7 +161,8 @@ async def test_full_flow(make_service: Any, backend: str) -> None:
     assert (detail["run_id"], detail["project_id"], detail["status"]) == (run_id, project_id, "COMPLETED")
     assert detail["project_type"] == "solar"
     assert detail["outputs"]["biodiversity_layers"] == {
-        layer: f"/runs/{run_id}/biodiversity/{layer}" for layer in ("natura", "overlap", "sensitivity", "eligible")}
+        layer: f"/runs/{run_id}/biodiversity/{layer}" for layer in ("natura", "overlap", "sensitivity", "eligible")
+    }
     assert detail["outputs"]["results"] == {"results": f"/runs/{run_id}/results", "legal": f"/runs/{run_id}/legal"}
     for group in detail["outputs"].values():  # every advertised output is served
         for url in group.values():
@@ -201,6 +228,7 @@ async def test_idempotency_key_returns_the_original_run_even_after_redis_loss(ma
     assert (await again.json())["run_id"] == original["run_id"]
 
     import redis as sync_redis
+
     sync_redis.Redis.from_url(svc.settings.redis_url).flushdb()  # the mapping lives in storage
     third = await c.post(f"/projects/{project_id}/runs", json=body, headers=headers)
     assert third.status == 202 and (await third.json())["run_id"] == original["run_id"]
@@ -243,8 +271,9 @@ async def test_concurrent_requests_with_one_idempotency_key_create_one_run(make_
     c = svc.client
     project_id = await create_project(c)
     body = {"project_type": "solar", "aoi_geojson": kit.aoi_feature()}
-    answers = await asyncio.gather(*(
-        c.post(f"/projects/{project_id}/runs", json=body, headers={"Idempotency-Key": "same"}) for _ in range(6)))
+    answers = await asyncio.gather(
+        *(c.post(f"/projects/{project_id}/runs", json=body, headers={"Idempotency-Key": "same"}) for _ in range(6))
+    )
     statuses = sorted(r.status for r in answers)
     assert set(statuses) <= {202, 409} and 202 in statuses, statuses
     run_ids = {(await r.json())["run_id"] for r in answers if r.status == 202}

@@ -22,9 +22,14 @@ from aethera.data.sample import sample_region
 def s3_sample(s3_endpoint_process: str, sample_catalog_path: Path, gdal_settings: Any, tmp_path: Path) -> Path:
     bucket = f"layers-{uuid.uuid4().hex[:12]}"
     s3_endpoint = s3_endpoint_process
-    client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1",
-                          config=Config(s3={"addressing_style": "path"}))
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
     client.create_bucket(Bucket=bucket)
     for f in sample_catalog_path.parent.iterdir():
         if f.suffix in (".tif", ".gpkg"):
@@ -46,8 +51,7 @@ def test_catalog_on_s3(s3_sample: Path) -> None:
     assert all(r.ok for r in reports), [(r.layer, r.problems) for r in reports]
     x, y = sample_region().xy(-8.0, -9.8)
     aoi = load_aoi(box(x, y, x + 2000, y + 1500).wkt, crs="EPSG:3035")
-    out = pipeline.run(aoi, RunParams.from_request("solar", "DEU", None, None), catalog,
-                       lambda *a: None, lambda: False)
+    out = pipeline.run(aoi, RunParams.from_request("solar", "DEU", None, None), catalog, lambda *a: None, lambda: False)
     r = out.results
     assert r.land_cover.aoi.classified_ha == pytest.approx(300.0, rel=0.005)
     assert r.biodiversity.protected_overlap_pct > 50 and r.terrain.available

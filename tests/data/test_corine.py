@@ -15,13 +15,16 @@ def test_44_classes_in_5_groups() -> None:
     assert len({c.level2 for c in corine.CLASSES.values()}) == 15
 
 
-@pytest.mark.parametrize("code,label,group", [
-    (111, "Continuous urban fabric", "artificial"),
-    (243, "Land principally occupied by agriculture, with significant areas of natural vegetation", "agricultural"),
-    (324, "Transitional woodland-shrub", "forest_semi_natural"),
-    (412, "Peat bogs", "wetlands"),
-    (523, "Sea and ocean", "water"),
-])
+@pytest.mark.parametrize(
+    "code,label,group",
+    [
+        (111, "Continuous urban fabric", "artificial"),
+        (243, "Land principally occupied by agriculture, with significant areas of natural vegetation", "agricultural"),
+        (324, "Transitional woodland-shrub", "forest_semi_natural"),
+        (412, "Peat bogs", "wetlands"),
+        (523, "Sea and ocean", "water"),
+    ],
+)
 def test_labels_and_groups(code: int, label: str, group: str) -> None:
     assert corine.label(code) == label
     assert corine.group(code).key == group
@@ -45,7 +48,19 @@ def test_grid_codes() -> None:
     assert corine.from_grid_code(corine.GRID_CODE_NODATA) is None
 
 
-@pytest.mark.parametrize("raw,expected", [("111", 111), (" 312 ", 312), (211.0, 211), (512, 512),
-                                          (None, None), ("", None), ("abc", None), (12.5, None), (True, None)])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("111", 111),
+        (" 312 ", 312),
+        (211.0, 211),
+        (512, 512),
+        (None, None),
+        ("", None),
+        ("abc", None),
+        (12.5, None),
+        (True, None),
+    ],
+)
 def test_parse_code(raw: object, expected: int | None) -> None:
     assert corine.parse_code(raw) == expected

@@ -10,9 +10,17 @@ from aethera.settings import Settings, load_settings
 
 
 def test_a_custom_endpoint_gives_its_host_scheme_path_style_and_the_service_credentials() -> None:
-    options = gdal_options(Settings(s3_endpoint_url="http://minio.internal:9000", s3_region="eu-central-1",
-                                    s3_access_key_id="key", s3_secret_access_key="secret",
-                                    gdal_http_max_retry=6, gdal_http_retry_delay_s=0.5, gdal_http_timeout_s=20))
+    options = gdal_options(
+        Settings(
+            s3_endpoint_url="http://minio.internal:9000",
+            s3_region="eu-central-1",
+            s3_access_key_id="key",
+            s3_secret_access_key="secret",
+            gdal_http_max_retry=6,
+            gdal_http_retry_delay_s=0.5,
+            gdal_http_timeout_s=20,
+        )
+    )
     assert options["AWS_S3_ENDPOINT"] == "minio.internal:9000" and options["AWS_HTTPS"] == "NO"
     assert options["AWS_VIRTUAL_HOSTING"] == "FALSE" and options["AWS_REGION"] == "eu-central-1"
     assert options["AWS_ACCESS_KEY_ID"] == "key" and options["AWS_SECRET_ACCESS_KEY"] == "secret"
@@ -31,7 +39,10 @@ def test_on_aws_gdal_keeps_virtual_hosting_and_its_own_credential_chain() -> Non
 
 def test_gdal_settings_are_validated() -> None:
     assert load_settings({"AETHERA_GDAL_HTTP_MAX_RETRY": "0"}).gdal_http_max_retry == 0
-    for env in ({"AETHERA_GDAL_HTTP_MAX_RETRY": "-1"}, {"AETHERA_GDAL_HTTP_TIMEOUT_S": "0"},
-                {"AETHERA_DATASETS_S3_ADDRESSING": "sideways"}):
+    for env in (
+        {"AETHERA_GDAL_HTTP_MAX_RETRY": "-1"},
+        {"AETHERA_GDAL_HTTP_TIMEOUT_S": "0"},
+        {"AETHERA_DATASETS_S3_ADDRESSING": "sideways"},
+    ):
         with pytest.raises(ConfigError):
             load_settings(env)

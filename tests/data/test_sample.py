@@ -25,8 +25,14 @@ def test_same_seed_same_bytes(tmp_path: Path, sample_catalog_path: Path) -> None
     # tests that read it)
     shared = _digests(sample_catalog_path.parent)
     assert _digests(again.parent) == {name: shared.get(name) for name in _digests(again.parent)}
-    assert set(_digests(again.parent)) == {"catalog.toml", "land_cover.tif", "elevation.tif", "protected_areas.gpkg",
-                                           "settlements.gpkg", "water.gpkg"}
+    assert set(_digests(again.parent)) == {
+        "catalog.toml",
+        "land_cover.tif",
+        "elevation.tif",
+        "protected_areas.gpkg",
+        "settlements.gpkg",
+        "water.gpkg",
+    }
 
 
 def test_same_seed_same_layer_contents(tmp_path: Path, sample_catalog_path: Path) -> None:
@@ -36,8 +42,12 @@ def test_same_seed_same_layer_contents(tmp_path: Path, sample_catalog_path: Path
     for name in ("land_cover.tif", "elevation.tif"):
         with rasterio.open(first / name) as a, rasterio.open(again / name) as b:
             assert np.array_equal(a.read(1), b.read(1)) and a.transform == b.transform
-    for file, layer in (("protected_areas.gpkg", "protected_areas"), ("settlements.gpkg", "settlements"),
-                        ("water.gpkg", "rivers"), ("water.gpkg", "lakes")):
+    for file, layer in (
+        ("protected_areas.gpkg", "protected_areas"),
+        ("settlements.gpkg", "settlements"),
+        ("water.gpkg", "rivers"),
+        ("water.gpkg", "lakes"),
+    ):
         a = pyogrio.read_dataframe(first / file, layer=layer)
         b = pyogrio.read_dataframe(again / file, layer=layer)
         assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
@@ -46,7 +56,10 @@ def test_same_seed_same_layer_contents(tmp_path: Path, sample_catalog_path: Path
 
 def test_other_seed_other_region(tmp_path: Path, sample_catalog_path: Path) -> None:
     other = sample.generate_sample_data(tmp_path / "other", seed=7).parent
-    with rasterio.open(other / "land_cover.tif") as a, rasterio.open(sample_catalog_path.parent / "land_cover.tif") as b:
+    with (
+        rasterio.open(other / "land_cover.tif") as a,
+        rasterio.open(sample_catalog_path.parent / "land_cover.tif") as b,
+    ):
         assert not np.array_equal(a.read(1), b.read(1))
 
 
@@ -80,7 +93,9 @@ def test_vectors_are_labelled_and_plausible(sample_catalog_path: Path) -> None:
     natura = pa[pa["type"].isin(["SAC", "SPA"])]
     assert all(len(c) == 9 and c.startswith("DE") and c[2:].isdigit() for c in natura["site_code"])
     overlapping_pairs = sum(
-        1 for i in range(len(pa)) for j in range(i + 1, len(pa))
+        1
+        for i in range(len(pa))
+        for j in range(i + 1, len(pa))
         if pa.geometry.iloc[i].intersection(pa.geometry.iloc[j]).area > 1e4
     )
     assert overlapping_pairs >= 3

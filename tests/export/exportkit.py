@@ -32,8 +32,16 @@ AOI = {
     "properties": {"name": "Lanjarón solar site (fixture)"},
     "geometry": {
         "type": "Polygon",
-        "coordinates": [[[-3.4912, 36.9105], [-3.4741, 36.9102], [-3.4738, 36.9221], [-3.4829, 36.9260],
-                         [-3.4915, 36.9218], [-3.4912, 36.9105]]],
+        "coordinates": [
+            [
+                [-3.4912, 36.9105],
+                [-3.4741, 36.9102],
+                [-3.4738, 36.9221],
+                [-3.4829, 36.9260],
+                [-3.4915, 36.9218],
+                [-3.4912, 36.9105],
+            ]
+        ],
     },
 }
 
@@ -45,97 +53,248 @@ def _fixture_results_struct() -> Any:
     from aethera.analysis.indices import IndexFeatures, compute_all
 
     lc_aoi = r.LandCoverZone(
-        zone="aoi", area_ha=172.4381, classified_ha=172.4381, nodata_ha=0.0, outside_layer_ha=0.0,
+        zone="aoi",
+        area_ha=172.4381,
+        classified_ha=172.4381,
+        nodata_ha=0.0,
+        outside_layer_ha=0.0,
         classes=[
-            r.LandCoverClass(code=211, label="Non-irrigated arable land", group="agricultural",
-                             group_label="Agricultural areas", area_ha=98.2113, share=0.569547),
-            r.LandCoverClass(code=243, label="Land principally occupied by agriculture, with significant "
-                             "areas of natural vegetation", group="agricultural",
-                             group_label="Agricultural areas", area_ha=41.0172, share=0.237867),
-            r.LandCoverClass(code=323, label="Sclerophyllous vegetation", group="forest_semi_natural",
-                             group_label="Forest and semi-natural areas", area_ha=33.2096, share=0.192586),
+            r.LandCoverClass(
+                code=211,
+                label="Non-irrigated arable land",
+                group="agricultural",
+                group_label="Agricultural areas",
+                area_ha=98.2113,
+                share=0.569547,
+            ),
+            r.LandCoverClass(
+                code=243,
+                label="Land principally occupied by agriculture, with significant areas of natural vegetation",
+                group="agricultural",
+                group_label="Agricultural areas",
+                area_ha=41.0172,
+                share=0.237867,
+            ),
+            r.LandCoverClass(
+                code=323,
+                label="Sclerophyllous vegetation",
+                group="forest_semi_natural",
+                group_label="Forest and semi-natural areas",
+                area_ha=33.2096,
+                share=0.192586,
+            ),
         ],
         groups=[
             r.LandCoverGroup(group="agricultural", label="Agricultural areas", area_ha=139.2285, share=0.807414),
-            r.LandCoverGroup(group="forest_semi_natural", label="Forest and semi-natural areas",
-                             area_ha=33.2096, share=0.192586),
+            r.LandCoverGroup(
+                group="forest_semi_natural", label="Forest and semi-natural areas", area_ha=33.2096, share=0.192586
+            ),
         ],
     )
     lc_buffer = r.LandCoverZone(
-        zone="buffer", area_ha=9391.2, classified_ha=9391.2, nodata_ha=0.0, outside_layer_ha=0.0,
+        zone="buffer",
+        area_ha=9391.2,
+        classified_ha=9391.2,
+        nodata_ha=0.0,
+        outside_layer_ha=0.0,
         classes=[
-            r.LandCoverClass(code=311, label="Broad-leaved forest", group="forest_semi_natural",
-                             group_label="Forest and semi-natural areas", area_ha=3850.4, share=0.41),
-            r.LandCoverClass(code=112, label="Discontinuous urban fabric", group="artificial",
-                             group_label="Artificial surfaces", area_ha=209.4, share=0.0223),
+            r.LandCoverClass(
+                code=311,
+                label="Broad-leaved forest",
+                group="forest_semi_natural",
+                group_label="Forest and semi-natural areas",
+                area_ha=3850.4,
+                share=0.41,
+            ),
+            r.LandCoverClass(
+                code=112,
+                label="Discontinuous urban fabric",
+                group="artificial",
+                group_label="Artificial surfaces",
+                area_ha=209.4,
+                share=0.0223,
+            ),
         ],
         groups=[],
     )
-    sierra = r.SiteNearby(site_code="ES6140004", name="Sierra Nevada", type="SCI", natura2000=True,
-                          distance_km=0.0, overlap_ha=12.3456)
+    sierra = r.SiteNearby(
+        site_code="ES6140004", name="Sierra Nevada", type="SCI", natura2000=True, distance_km=0.0, overlap_ha=12.3456
+    )
     results = r.Results(
         aoi=r.AOISummary(
-            aoi_area_ha=172.4381, perimeter_km=5.2317, centroid_lon=-3.4826113, centroid_lat=36.9174052,
-            bbox=[-3.4915, 36.9102, -3.4738, 36.926], part_count=1, hole_count=0, vertex_count=6, repairs=[],
-            source_format="geojson", source_crs="EPSG:4326", area_crs="EPSG:3035",
+            aoi_area_ha=172.4381,
+            perimeter_km=5.2317,
+            centroid_lon=-3.4826113,
+            centroid_lat=36.9174052,
+            bbox=[-3.4915, 36.9102, -3.4738, 36.926],
+            part_count=1,
+            hole_count=0,
+            vertex_count=6,
+            repairs=[],
+            source_format="geojson",
+            source_crs="EPSG:4326",
+            area_crs="EPSG:3035",
             metric_crs="+proj=aeqd +lat_0=36.917 +lon_0=-3.483 +units=m",
         ),
-        parameters=r.Parameters(project_type="solar", country="ESP", capacity_mw=86.2, capacity_source="config",
-                                buffer_km=5.0, lifetime_years=30.0),
-        land_cover=r.LandCover(source="raster", layer="clc2018_lanjaron.tif", method="exact fractional pixel "
-                               "coverage", resolution_m=25.0, aoi=lc_aoi, buffer=lc_buffer, buffer_km=5.0,
-                               ratios={"agricultural": 0.807414, "semi_natural": 0.192586, "forest": 0.0,
-                                       "natural_habitat": 0.192586, "water": 0.0, "wetland": 0.0}),
+        parameters=r.Parameters(
+            project_type="solar",
+            country="ESP",
+            capacity_mw=86.2,
+            capacity_source="config",
+            buffer_km=5.0,
+            lifetime_years=30.0,
+        ),
+        land_cover=r.LandCover(
+            source="raster",
+            layer="clc2018_lanjaron.tif",
+            method="exact fractional pixel coverage",
+            resolution_m=25.0,
+            aoi=lc_aoi,
+            buffer=lc_buffer,
+            buffer_km=5.0,
+            ratios={
+                "agricultural": 0.807414,
+                "semi_natural": 0.192586,
+                "forest": 0.0,
+                "natural_habitat": 0.192586,
+                "water": 0.0,
+                "wetland": 0.0,
+            },
+        ),
         biodiversity=r.Biodiversity(
-            available=True, reason=None, buffer_km=5.0, protected_overlap_ha=12.3456, protected_overlap_pct=7.1594,
-            natura2000_overlap_ha=12.3456, natura2000_overlap_pct=7.1594,
-            sites_overlapping=[r.SiteOverlap(site_code="ES6140004", name="Sierra Nevada", type="SCI",
-                                             natura2000=True, overlap_ha=12.3456, overlap_pct=7.1594)],
-            sites_in_buffer=[sierra, r.SiteNearby(site_code="ES6170007", name="Sierras de Tejeda <&> Almijara",
-                                                  type="SCI", natura2000=True, distance_km=3.8712, overlap_ha=0.0)],
+            available=True,
+            reason=None,
+            buffer_km=5.0,
+            protected_overlap_ha=12.3456,
+            protected_overlap_pct=7.1594,
+            natura2000_overlap_ha=12.3456,
+            natura2000_overlap_pct=7.1594,
+            sites_overlapping=[
+                r.SiteOverlap(
+                    site_code="ES6140004",
+                    name="Sierra Nevada",
+                    type="SCI",
+                    natura2000=True,
+                    overlap_ha=12.3456,
+                    overlap_pct=7.1594,
+                )
+            ],
+            sites_in_buffer=[
+                sierra,
+                r.SiteNearby(
+                    site_code="ES6170007",
+                    name="Sierras de Tejeda <&> Almijara",
+                    type="SCI",
+                    natura2000=True,
+                    distance_km=3.8712,
+                    overlap_ha=0.0,
+                ),
+            ],
             natura2000_sites_in_buffer=2,
         ),
         receptor_distances=r.ReceptorDistances(
-            nearest_protected_area=r.Receptor(receptor_type="protected_area", receptor_id="ES6140004",
-                                              receptor_name="Sierra Nevada", distance_km=0.0, source="layer",
-                                              kind="SCI"),
-            nearest_settlement=r.Receptor(receptor_type="settlement", receptor_id="18114", receptor_name="Lanjarón",
-                                          distance_km=1.4273, source="layer", kind="town", population=3611),
+            nearest_protected_area=r.Receptor(
+                receptor_type="protected_area",
+                receptor_id="ES6140004",
+                receptor_name="Sierra Nevada",
+                distance_km=0.0,
+                source="layer",
+                kind="SCI",
+            ),
+            nearest_settlement=r.Receptor(
+                receptor_type="settlement",
+                receptor_id="18114",
+                receptor_name="Lanjarón",
+                distance_km=1.4273,
+                source="layer",
+                kind="town",
+                population=3611,
+            ),
             nearest_water_body=None,
-            counts=[r.ReceptorCounts(within_km=k, protected_areas=n, settlements=m, water_bodies=None)
-                    for k, n, m in ((0.5, 1, 0), (1.0, 1, 0), (2.0, 1, 1), (5.0, 2, 3))],
+            counts=[
+                r.ReceptorCounts(within_km=k, protected_areas=n, settlements=m, water_bodies=None)
+                for k, n, m in ((0.5, 1, 0), (1.0, 1, 0), (2.0, 1, 1), (5.0, 2, 3))
+            ],
             reasons={"water_body": "no water layer in the catalog"},
         ),
-        terrain=r.Terrain(available=True, reason=None, mean_elevation_m=742.5, min_elevation_m=650.2,
-                          max_elevation_m=861.0, mean_slope_deg=6.2, max_slope_deg=21.4, steep_area_pct=4.1,
-                          resolution_m=25.0),
+        terrain=r.Terrain(
+            available=True,
+            reason=None,
+            mean_elevation_m=742.5,
+            min_elevation_m=650.2,
+            max_elevation_m=861.0,
+            mean_slope_deg=6.2,
+            max_slope_deg=21.4,
+            steep_area_pct=4.1,
+            resolution_m=25.0,
+        ),
         emissions=r.Emissions(
-            technology="solar", capacity_mw=86.2, lifetime_years=30.0, construction_tco2e=41560.0,
-            land_use_change_tco2e=3112.75, footprint_ha=137.95,
-            land_use_change_by_class=[r.LandUseChangeLine(code=211, label="Non-irrigated arable land",
-                                                          footprint_ha=78.57, carbon_loss_tco2e_per_ha=12.0,
-                                                          land_use_change_tco2e=942.84)],
-            operation_tco2e_per_year=120.5, capacity_factor=0.2, annual_generation_mwh=151022.4,
-            grid_factor_tco2e_per_mwh=0.19, avoided_tco2e_per_year=28694.26, lifetime_emissions_tco2e=48287.75,
-            lifetime_avoided_tco2e=860827.8, net_balance_tco2e=-812540.05, payback_years=1.58, payback_reason=None,
+            technology="solar",
+            capacity_mw=86.2,
+            lifetime_years=30.0,
+            construction_tco2e=41560.0,
+            land_use_change_tco2e=3112.75,
+            footprint_ha=137.95,
+            land_use_change_by_class=[
+                r.LandUseChangeLine(
+                    code=211,
+                    label="Non-irrigated arable land",
+                    footprint_ha=78.57,
+                    carbon_loss_tco2e_per_ha=12.0,
+                    land_use_change_tco2e=942.84,
+                )
+            ],
+            operation_tco2e_per_year=120.5,
+            capacity_factor=0.2,
+            annual_generation_mwh=151022.4,
+            grid_factor_tco2e_per_mwh=0.19,
+            avoided_tco2e_per_year=28694.26,
+            lifetime_emissions_tco2e=48287.75,
+            lifetime_avoided_tco2e=860827.8,
+            net_balance_tco2e=-812540.05,
+            payback_years=1.58,
+            payback_reason=None,
             factors={"grid_factor": r.FactorUsed(value=0.19, unit="tCO2e/MWh", source="fixture")},
         ),
-        kpis={"ghg_intensity": r.KPI(value=28.4, unit="gCO2e/kWh", definition="lifecycle emissions per kWh"),
-              "land_use_efficiency": r.KPI(value=0.5, unit="MW/ha", definition="capacity per hectare")},
-        datasets=[r.DatasetStatus(layer="land_cover", required=True, configured=True, available=True,
-                                  title="CORINE Land Cover 2018", files=["clc2018_lanjaron.tif"]),
-                  r.DatasetStatus(layer="water", required=False, configured=False, available=False,
-                                  reason="no water layer in the catalog")],
+        kpis={
+            "ghg_intensity": r.KPI(value=28.4, unit="gCO2e/kWh", definition="lifecycle emissions per kWh"),
+            "land_use_efficiency": r.KPI(value=0.5, unit="MW/ha", definition="capacity per hectare"),
+        },
+        datasets=[
+            r.DatasetStatus(
+                layer="land_cover",
+                required=True,
+                configured=True,
+                available=True,
+                title="CORINE Land Cover 2018",
+                files=["clc2018_lanjaron.tif"],
+            ),
+            r.DatasetStatus(
+                layer="water", required=False, configured=False, available=False, reason="no water layer in the catalog"
+            ),
+        ],
         warnings=["no water layer: nearest water body not computed"],
         step_durations_s={"aoi": 0.012, "land_cover": 0.84, "protected_areas": 0.31, "emissions": 0.002},
     )
-    indices = compute_all(IndexFeatures(
-        project_type="solar", protected_overlap_pct=7.1594, distance_to_protected_km=0.0,
-        natura2000_sites_in_buffer=2, distance_to_settlement_km=1.4273, agricultural_ratio=0.807414,
-        shrub_ratio=0.192586, forest_ratio=0.0, artificial_ratio=0.0, natural_habitat_ratio=0.192586,
-        water_ratio=0.0, wetland_ratio=0.0, mean_slope_deg=6.2, land_use_change_tco2e_per_ha=18.05,
-        missing_reasons={"distance_to_water_km": "no water layer in the catalog"},
-    ))
+    indices = compute_all(
+        IndexFeatures(
+            project_type="solar",
+            protected_overlap_pct=7.1594,
+            distance_to_protected_km=0.0,
+            natura2000_sites_in_buffer=2,
+            distance_to_settlement_km=1.4273,
+            agricultural_ratio=0.807414,
+            shrub_ratio=0.192586,
+            forest_ratio=0.0,
+            artificial_ratio=0.0,
+            natural_habitat_ratio=0.192586,
+            water_ratio=0.0,
+            wetland_ratio=0.0,
+            mean_slope_deg=6.2,
+            land_use_change_tco2e_per_ha=18.05,
+            missing_reasons={"distance_to_water_km": "no water layer in the catalog"},
+        )
+    )
     results.biodiversity.sensitivity = indices.biodiversity_sensitivity
     results.resm, results.ahsm, results.cim = indices.resm, indices.ahsm, indices.cim
     return results
@@ -144,8 +303,11 @@ def _fixture_results_struct() -> Any:
 def fixture_results(run_id: str, project_id: str) -> dict[str, Any]:
     """results.json as the worker writes it: run identity, then the (fixture) Results."""
     return {
-        "run_id": run_id, "project_id": project_id, "project_type": "solar",
-        "created_at": "2025-03-14T09:20:00.000+00:00", "country": "ESP",
+        "run_id": run_id,
+        "project_id": project_id,
+        "project_type": "solar",
+        "created_at": "2025-03-14T09:20:00.000+00:00",
+        "country": "ESP",
         **results_document(_fixture_results_struct()),
     }
 
@@ -168,10 +330,13 @@ def geojson_layer(seed: int, target_bytes: int) -> bytes:
         lon, lat = -3.5 + rng.random() * 0.05, 36.9 + rng.random() * 0.05
         ring = [[round(lon + 0.001 * rng.random(), 6), round(lat + 0.001 * rng.random(), 6)] for _ in range(12)]
         ring.append(ring[0])
-        feature = msgspec.json.encode({
-            "type": "Feature", "properties": {"id": len(features), "score": round(rng.random() * 100, 2)},
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
-        })
+        feature = msgspec.json.encode(
+            {
+                "type": "Feature",
+                "properties": {"id": len(features), "score": round(rng.random() * 100, 2)},
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+            }
+        )
         features.append(feature)
         size += len(feature) + 1
     return b'{"type":"FeatureCollection","features":[' + b",".join(features) + b"]}"
@@ -189,11 +354,19 @@ class StoredRun:
 
 def run_record(run_id: str, project_id: str, status: str = "COMPLETED") -> dict[str, Any]:
     return {
-        "run_id": run_id, "task_id": uuid.uuid4().hex, "project_id": project_id, "project_type": "solar",
+        "run_id": run_id,
+        "task_id": uuid.uuid4().hex,
+        "project_id": project_id,
+        "project_type": "solar",
         "params": {"project_type": "solar", "country": "ESP", "capacity_mw": 86.2, "buffer_km": 5.0},
-        "config": {"capacity_mw": 86.2}, "aoi_source": "geojson",
-        "created_at": "2025-03-14T09:20:00.000+00:00", "updated_at": FINISHED_AT, "status": status,
-        "attempts": 1, "job_id": "internal-job-id", "started_at": "2025-03-14T09:20:01.000+00:00",
+        "config": {"capacity_mw": 86.2},
+        "aoi_source": "geojson",
+        "created_at": "2025-03-14T09:20:00.000+00:00",
+        "updated_at": FINISHED_AT,
+        "status": status,
+        "attempts": 1,
+        "job_id": "internal-job-id",
+        "started_at": "2025-03-14T09:20:01.000+00:00",
         "finished_at": FINISHED_AT if status == "COMPLETED" else None,
         "idempotency_key_sha256": "0" * 64,
     }
@@ -220,8 +393,7 @@ async def write_run(
         ("layers/sensitivity.geojson", geojson_layer(seed + 2, 3_000), "application/geo+json"),
         ("results.json", msgspec.json.encode(results), "application/json"),
         ("legal.json", msgspec.json.encode(legal), "application/json"),
-        ("run.log", b"".join(f"2025-03-14T09:2{i % 6}:00Z step {i} done\n".encode() for i in range(40)),
-         "text/plain"),
+        ("run.log", b"".join(f"2025-03-14T09:2{i % 6}:00Z step {i} done\n".encode() for i in range(40)), "text/plain"),
         ("report.html", render_report(results, legal, record, aoi_geojson=AOI), REPORT_MEDIA_TYPE),
     ]
     for name, data, media_type in outputs:
@@ -257,8 +429,14 @@ def service_env(
     }
     if backend == "s3":
         assert endpoint and bucket
-        env.update({"S3_ENDPOINT_URL": endpoint, "S3_BUCKET": bucket, "S3_ACCESS_KEY_ID": "testing",
-                    "S3_SECRET_ACCESS_KEY": "testing"})
+        env.update(
+            {
+                "S3_ENDPOINT_URL": endpoint,
+                "S3_BUCKET": bucket,
+                "S3_ACCESS_KEY_ID": "testing",
+                "S3_SECRET_ACCESS_KEY": "testing",
+            }
+        )
     return env
 
 

@@ -204,8 +204,7 @@ async def test_head_answers_the_same_headers_without_a_body(service) -> None:
     resp = await service.client.head(export_url(run.run_id))
     assert resp.status == 200
     assert await resp.read() == b""
-    for name in ("Content-Type", "Content-Length", "ETag", "Accept-Ranges", "Content-Disposition",
-                 "Last-Modified"):
+    for name in ("Content-Type", "Content-Length", "ETag", "Accept-Ranges", "Content-Disposition", "Last-Modified"):
         assert resp.headers[name] == get_headers[name], name
     assert int(resp.headers["Content-Length"]) == len(full)
     resp = await service.client.head(export_url(run.run_id), headers={"Range": "bytes=5-9"})

@@ -177,8 +177,9 @@ async def _legacy_run_with_a_large_config(storage) -> str:
     run = await write_run(storage, layer_bytes=200_000)
     record = dict(run.record, config={"capacity_mw": 86.2, "junk": "x" * LEGACY_CONFIG_BYTES})
     await storage.save(artifact_key(run.run_id, "run.json"), msgspec.json.encode(record))
-    await save_artifact(storage, run.run_id, "layers/large.geojson", geojson_layer(12, MiB) * 24,
-                        "application/geo+json")
+    await save_artifact(
+        storage, run.run_id, "layers/large.geojson", geojson_layer(12, MiB) * 24, "application/geo+json"
+    )
     return run.run_id
 
 
@@ -231,8 +232,9 @@ async def test_many_slow_readers_of_a_large_manifest_hold_little_memory(local_se
     writers: list[asyncio.StreamWriter] = []
     try:
         idle, _peak = tracemalloc.get_traced_memory()
-        writers = list(await asyncio.gather(*(_read_then_stall(local_service.port, path, 1000 + i)
-                                              for i in range(SLOW_READERS))))
+        writers = list(
+            await asyncio.gather(*(_read_then_stall(local_service.port, path, 1000 + i) for i in range(SLOW_READERS)))
+        )
 
         def all_blocked() -> bool:  # every export's write waits for its reader (its transport paused)
             exports = [c for c in server.connections if c.transport is not None]

@@ -38,8 +38,14 @@ def extra_ids(extra: bytes) -> list[int]:
 
 
 def inline(name: str, data: bytes) -> ExportMember:
-    return ExportMember(name=name, size=len(data), crc32=zlib.crc32(data), sha256=hashlib.sha256(data).hexdigest(),
-                        media_type="application/octet-stream", data=data)
+    return ExportMember(
+        name=name,
+        size=len(data),
+        crc32=zlib.crc32(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        media_type="application/octet-stream",
+        data=data,
+    )
 
 
 async def build(members: list[ExportMember]) -> bytes:

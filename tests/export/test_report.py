@@ -137,8 +137,16 @@ def test_report_shows_every_section() -> None:
     html, (results, legal, _run) = render()
     page = parse(html)
     text = " ".join(page.text)
-    for heading in ("Area of interest", "Land cover", "Protected areas", "Receptor distances", "Emissions",
-                    "Indicators", "Indices and their drivers", "Legal screening"):
+    for heading in (
+        "Area of interest",
+        "Land cover",
+        "Protected areas",
+        "Receptor distances",
+        "Emissions",
+        "Indicators",
+        "Indices and their drivers",
+        "Legal screening",
+    ):
         assert heading in text, heading
     for row in results["land_cover"]["aoi"]["classes"]:  # the land-cover table, with areas as computed
         assert row["label"] in text
@@ -227,11 +235,19 @@ def sample_screening(sample_data: Path) -> tuple[dict[str, Any], dict[str, Any],
     geometry = {"type": "Polygon", "coordinates": [ring]}
     params = RunParams.from_request("solar", "DEU", {}, load_settings({}))
     out = pipeline.run(load_aoi(geometry), params, catalog, lambda *a: None, lambda: False)
-    legal = out.legal if out.legal is not None else evaluate(
-        screening_metrics(out.results, params), "DEU", natura_sites(out.results))
+    legal = (
+        out.legal
+        if out.legal is not None
+        else evaluate(screening_metrics(out.results, params), "DEU", natura_sites(out.results))
+    )
     run = run_record(RUN_ID, PROJECT_ID)
-    results = {"run_id": RUN_ID, "project_id": PROJECT_ID, "project_type": "solar", "country": "DEU",
-               **msgspec.to_builtins(out.results)}
+    results = {
+        "run_id": RUN_ID,
+        "project_id": PROJECT_ID,
+        "project_type": "solar",
+        "country": "DEU",
+        **msgspec.to_builtins(out.results),
+    }
     return results, msgspec.to_builtins(legal), {**run, "aoi": geometry}
 
 

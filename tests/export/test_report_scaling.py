@@ -48,8 +48,9 @@ def wavy_aoi(vertices: int, seed: int = 1) -> dict[str, Any]:
 
 
 def _render(aoi: dict[str, Any] | None = None, results: dict[str, Any] | None = None) -> bytes:
-    return render_report(results or fixture_results(RUN_ID, PROJECT_ID), fixture_legal(),
-                         run_record(RUN_ID, PROJECT_ID), aoi_geojson=aoi)
+    return render_report(
+        results or fixture_results(RUN_ID, PROJECT_ID), fixture_legal(), run_record(RUN_ID, PROJECT_ID), aoi_geojson=aoi
+    )
 
 
 def _outline_points(html: bytes) -> int:
@@ -129,8 +130,10 @@ def _many_features(count: int) -> dict[str, Any]:
         emissions[f"factor_{i}_tco2e"] = float(i)
         emissions[f"source_{i}"] = {"name": f"source {i}", "year": 2020}
     results["emissions"] = emissions
-    results["biodiversity"] = {**results["biodiversity"],
-                               "sites_in_buffer": [{"name": f"site {i}", f"attribute_{i}": i} for i in range(count)]}
+    results["biodiversity"] = {
+        **results["biodiversity"],
+        "sites_in_buffer": [{"name": f"site {i}", f"attribute_{i}": i} for i in range(count)],
+    }
     return results
 
 

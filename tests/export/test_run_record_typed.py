@@ -33,8 +33,10 @@ async def test_manifest_shows_the_typed_record(storage: LocalStorage) -> None:
     assert manifest["timings"]["run"]["finished_at"] == run.record["finished_at"]
 
 
-@pytest.mark.parametrize(("field", "value"), [("attempts", "three"), ("params", ["not", "a", "mapping"]),
-                                              ("output_generation", "1"), ("tenant", 5)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("attempts", "three"), ("params", ["not", "a", "mapping"]), ("output_generation", "1"), ("tenant", 5)],
+)
 async def test_a_record_with_a_mistyped_field_is_refused(storage: LocalStorage, field: str, value: object) -> None:
     run = await write_run(storage, layer_bytes=2_000)
     await storage.save(artifact_key(run.run_id, "run.json"), msgspec.json.encode({**run.record, field: value}))

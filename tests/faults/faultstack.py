@@ -162,14 +162,16 @@ class Stack:
 
     # --- processes ----------------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-               preexec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, preexec: Callable[[], None] | None = None
+    ) -> subprocess.Popen[bytes]:
         # output goes through a pipe that a thread of this process drains into the log file: a child
         # with a file-size limit must not trip over the size of its own log
         log = self.root / f"{name}-{len(self._logs)}.log"
         self._logs.append(log)
-        process = subprocess.Popen(argv, cwd=REPO, env=env or self.env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, preexec_fn=preexec)
+        process = subprocess.Popen(
+            argv, cwd=REPO, env=env or self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=preexec
+        )
 
         def drain() -> None:
             assert process.stdout is not None
@@ -213,8 +215,14 @@ class Stack:
         self.api = self._spawn("api", [sys.executable, "server.py"], preexec=_file_size_limit(max_file_bytes))
         self.wait_until(lambda: self._answers("/health"), START_TIMEOUT_S, "the API did not start")
 
-    def start_worker(self, *, step_delay_s: float = 0.0, max_file_bytes: int | None = None,
-                     extra_env: dict[str, str] | None = None, script: Path | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self,
+        *,
+        step_delay_s: float = 0.0,
+        max_file_bytes: int | None = None,
+        extra_env: dict[str, str] | None = None,
+        script: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
         """A worker process: `python worker.py`, the slow variant when `step_delay_s` is set, or `script`
         (a variant of the worker kept in this folder)."""
         env = {**self.env, **(extra_env or {})}
@@ -261,8 +269,9 @@ class Stack:
         """The run's lost attempt was handed on by the recovery sweep, the lease mechanism (the lease key
         expired on Redis's clock, a sweep saw it): the cause is asserted, not how many seconds it took,
         which on a loaded machine is anyone's guess."""
-        assert self.logged(f"recovery: run {run_id} re-queued as generation"), \
+        assert self.logged(f"recovery: run {run_id} re-queued as generation"), (
             f"run {run_id} was not moved on by the recovery sweep\n{self.logs()}"
+        )
 
     def logs(self) -> str:
         parts = []
@@ -273,8 +282,9 @@ class Stack:
 
     # --- HTTP ---------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None, *, auth: bool = True,
-                timeout_s: float = 30.0) -> Response:
+    def request(
+        self, method: str, path: str, body: Any = None, *, auth: bool = True, timeout_s: float = 30.0
+    ) -> Response:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
         if auth:
@@ -313,7 +323,11 @@ class Stack:
 
     def create_run(self, project_id: str, **aoi: float) -> str:
         # reuse off: these tests attack the computation of every run, and their runs share one AOI
-        body = {"project_type": "solar", "aoi_geojson": sample_aoi(**aoi), "config": {"capacity_mw": 10, "reuse": False}}
+        body = {
+            "project_type": "solar",
+            "aoi_geojson": sample_aoi(**aoi),
+            "config": {"capacity_mw": 10, "reuse": False},
+        }
         resp = self.request("POST", f"/projects/{project_id}/runs", body)
         assert resp.status == 202, resp
         return str(resp.json()["run_id"])
@@ -326,8 +340,13 @@ class Stack:
         if self.env.get("STORAGE_BACKEND") == "s3":
             import boto3
 
-            client = boto3.client("s3", endpoint_url=self.env["S3_ENDPOINT_URL"], region_name="us-east-1",
-                                  aws_access_key_id="testing", aws_secret_access_key="testing")
+            client = boto3.client(
+                "s3",
+                endpoint_url=self.env["S3_ENDPOINT_URL"],
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
             try:
                 return bytes(client.get_object(Bucket=self.env["S3_BUCKET"], Key=key)["Body"].read())
             except client.exceptions.NoSuchKey:
@@ -358,7 +377,18 @@ def s3_settings(endpoint_url: str, bucket: str) -> dict[str, str]:
     """The settings of a stack on a fresh bucket of a moto server (created here)."""
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
-    return {"STORAGE_BACKEND": "s3", "S3_ENDPOINT_URL": endpoint_url, "S3_BUCKET": bucket,
-            "S3_ACCESS_KEY_ID": "testing", "S3_SECRET_ACCESS_KEY": "testing", "S3_REGION": "us-east-1"}
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    return {
+        "STORAGE_BACKEND": "s3",
+        "S3_ENDPOINT_URL": endpoint_url,
+        "S3_BUCKET": bucket,
+        "S3_ACCESS_KEY_ID": "testing",
+        "S3_SECRET_ACCESS_KEY": "testing",
+        "S3_REGION": "us-east-1",
+    }

@@ -29,8 +29,15 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-_REASONS = {403: "Forbidden", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
-            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+_REASONS = {
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 _S3_CODES = {403: "AccessDenied", 404: "NoSuchKey", 429: "SlowDown", 500: "InternalError", 503: "SlowDown"}
 
 
@@ -136,8 +143,9 @@ class FlakyHttpProxy:
             return
         status = int(how)
         code = _S3_CODES.get(status, "InternalError")
-        body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
-                f"<Message>injected fault</Message></Error>").encode()
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>injected fault</Message></Error>'
+        ).encode()
         _answer(client, status, body, "application/xml", close=True)
 
     def _control(self, target: str) -> dict[str, int]:
@@ -167,8 +175,10 @@ def _content_length(head: bytes) -> int:
 
 
 def _answer(sock: socket.socket, status: int, body: bytes, media_type: str, *, close: bool = False) -> None:
-    head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\nContent-Type: {media_type}\r\n"
-            f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n")
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\nContent-Type: {media_type}\r\n"
+        f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
+    )
     sock.sendall(head.encode() + body)
 
 
@@ -190,7 +200,8 @@ class FlakyProxyProcess:
         target = urlsplit(target_url)
         self._process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), target.hostname or "127.0.0.1", str(target.port)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
         assert self._process.stdout is not None
         self.port = int(self._process.stdout.readline())  # printed once it listens

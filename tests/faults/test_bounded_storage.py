@@ -34,8 +34,9 @@ def black_hole() -> Iterator[BlackHoleProxy]:
 
 @pytest.fixture
 async def hung_s3(black_hole: BlackHoleProxy) -> AsyncIterator[BoundedStorage]:
-    s3 = S3Storage(bucket="hung", endpoint_url=black_hole.url("http"), access_key_id="testing",
-                   secret_access_key="testing")
+    s3 = S3Storage(
+        bucket="hung", endpoint_url=black_hole.url("http"), access_key_id="testing", secret_access_key="testing"
+    )
     await s3.open()
     storage = BoundedStorage(s3, DEADLINE_S)
     yield storage
@@ -50,10 +51,17 @@ async def _timed_failure(call: object) -> tuple[StorageUnavailable, float]:
     return caught.value, time.monotonic() - started
 
 
-async def test_every_call_to_a_hung_s3_fails_at_the_deadline(hung_s3: BoundedStorage, black_hole: BlackHoleProxy) -> None:
-    calls = (lambda: hung_s3.read("a/b.json"), lambda: hung_s3.stat("a/b.json"),
-             lambda: hung_s3.save("a/b.json", b"{}"), lambda: hung_s3.delete("a/b.json"), hung_s3.ping,
-             lambda: hung_s3.exists("a/b.json"))
+async def test_every_call_to_a_hung_s3_fails_at_the_deadline(
+    hung_s3: BoundedStorage, black_hole: BlackHoleProxy
+) -> None:
+    calls = (
+        lambda: hung_s3.read("a/b.json"),
+        lambda: hung_s3.stat("a/b.json"),
+        lambda: hung_s3.save("a/b.json", b"{}"),
+        lambda: hung_s3.delete("a/b.json"),
+        hung_s3.ping,
+        lambda: hung_s3.exists("a/b.json"),
+    )
     for call in calls:
         error, took_s = await _timed_failure(call())
         assert took_s >= DEADLINE_S * 0.9

@@ -35,8 +35,14 @@ LAYER_FILES = ("land_cover.tif", "elevation.tif", "protected_areas.gpkg", "settl
 
 def _upload(endpoint: str, sample_catalog: Path) -> str:
     bucket = f"layers-{uuid.uuid4().hex[:12]}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                          region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
     client.create_bucket(Bucket=bucket)
     for name in LAYER_FILES:
         client.upload_file(str(sample_catalog.parent / name), bucket, f"sample/{name}")
@@ -44,13 +50,21 @@ def _upload(endpoint: str, sample_catalog: Path) -> str:
     return bucket
 
 
-def _catalog(sample_catalog: Path, directory: Path, bucket: str, on_s3: tuple[str, ...] = LAYER_FILES,
-             rename: dict[str, str] | None = None) -> Path:
+def _catalog(
+    sample_catalog: Path,
+    directory: Path,
+    bucket: str,
+    on_s3: tuple[str, ...] = LAYER_FILES,
+    rename: dict[str, str] | None = None,
+) -> Path:
     """The sample catalog with the files in `on_s3` read from the bucket (the others stay local)."""
     text = sample_catalog.read_text()
     for name in LAYER_FILES:
-        target = f"s3://{bucket}/sample/{(rename or {}).get(name, name)}" if name in on_s3 else \
-            str(sample_catalog.parent / name)
+        target = (
+            f"s3://{bucket}/sample/{(rename or {}).get(name, name)}"
+            if name in on_s3
+            else str(sample_catalog.parent / name)
+        )
         text = text.replace(f'path = "{name}"', f'path = "{target}"')
     path = directory / f"catalog-{uuid.uuid4().hex[:6]}.toml"
     path.write_text(text)
@@ -65,8 +79,9 @@ def flaky_s3(s3_endpoint_process: str) -> Iterator[FlakyProxyProcess]:
 
 
 @pytest.fixture
-def layers_on_s3(s3_endpoint_process: str, sample_catalog: Path, flaky_s3: FlakyProxyProcess,
-                 gdal_settings: Callable[..., None]) -> Callable[..., str]:
+def layers_on_s3(
+    s3_endpoint_process: str, sample_catalog: Path, flaky_s3: FlakyProxyProcess, gdal_settings: Callable[..., None]
+) -> Callable[..., str]:
     """`configure(max_retry, timeout_s)`: GDAL pointed at the proxy; returns a new bucket of the layers.
 
     A new bucket each time: GDAL remembers a failed read of a file for the life of the process."""
@@ -74,8 +89,14 @@ def layers_on_s3(s3_endpoint_process: str, sample_catalog: Path, flaky_s3: Flaky
 
     def configure(max_retry: int = 0, timeout_s: float = 30.0) -> str:
         bucket = _upload(s3_endpoint_process, sample_catalog)
-        gdal_settings(s3_endpoint_url=flaky_s3.url(), s3_access_key_id="testing", s3_secret_access_key="testing",
-                      gdal_http_max_retry=max_retry, gdal_http_retry_delay_s=0.05, gdal_http_timeout_s=timeout_s)
+        gdal_settings(
+            s3_endpoint_url=flaky_s3.url(),
+            s3_access_key_id="testing",
+            s3_secret_access_key="testing",
+            gdal_http_max_retry=max_retry,
+            gdal_http_retry_delay_s=0.05,
+            gdal_http_timeout_s=timeout_s,
+        )
         return bucket
 
     return configure
@@ -84,14 +105,19 @@ def layers_on_s3(s3_endpoint_process: str, sample_catalog: Path, flaky_s3: Flaky
 def _screen(catalog_path: Path) -> Any:
     x, y = sample_region().xy(-8.0, -9.8)
     aoi = load_aoi(box(x, y, x + 2000, y + 1500).wkt, crs="EPSG:3035")
-    return pipeline.run(aoi, RunParams.from_request("solar", "DEU", None, None), load_catalog(catalog_path),
-                        lambda *a: None, lambda: False).results
+    return pipeline.run(
+        aoi,
+        RunParams.from_request("solar", "DEU", None, None),
+        load_catalog(catalog_path),
+        lambda *a: None,
+        lambda: False,
+    ).results
 
 
 @pytest.mark.parametrize("how", ["503", "500", "reset"])
 def test_a_few_failed_requests_are_retried_by_gdal_and_the_run_completes(
-        how: str, layers_on_s3: Callable[..., str], flaky_s3: FlakyProxyProcess, sample_catalog: Path,
-        tmp_path: Path) -> None:
+    how: str, layers_on_s3: Callable[..., str], flaky_s3: FlakyProxyProcess, sample_catalog: Path, tmp_path: Path
+) -> None:
     bucket = layers_on_s3(max_retry=3)
     flaky_s3.fail_next(3, how)  # the run's first requests fail; GDAL asks again (up to 3 times each)
     results = _screen(_catalog(sample_catalog, tmp_path, bucket))
@@ -102,8 +128,8 @@ def test_a_few_failed_requests_are_retried_by_gdal_and_the_run_completes(
 
 @pytest.mark.parametrize("how", ["503", "reset", "hang"])
 def test_an_optional_layer_whose_server_keeps_failing_is_transient_not_dropped(
-        how: str, layers_on_s3: Callable[..., str], flaky_s3: FlakyProxyProcess, sample_catalog: Path,
-        tmp_path: Path) -> None:
+    how: str, layers_on_s3: Callable[..., str], flaky_s3: FlakyProxyProcess, sample_catalog: Path, tmp_path: Path
+) -> None:
     bucket = layers_on_s3(max_retry=1, timeout_s=1.0)
     catalog = _catalog(sample_catalog, tmp_path, bucket, on_s3=("elevation.tif",))  # the rest is local
     flaky_s3.fail_next(1000, how)
@@ -120,7 +146,8 @@ def test_an_optional_layer_whose_server_keeps_failing_is_transient_not_dropped(
 
 
 def test_a_required_layer_whose_server_keeps_failing_is_transient(
-        layers_on_s3: Callable[..., str], flaky_s3: FlakyProxyProcess, sample_catalog: Path, tmp_path: Path) -> None:
+    layers_on_s3: Callable[..., str], flaky_s3: FlakyProxyProcess, sample_catalog: Path, tmp_path: Path
+) -> None:
     bucket = layers_on_s3(max_retry=1)
     flaky_s3.fail_next(1000, "503")
     with pytest.raises(DatasetUnavailable) as caught:
@@ -130,8 +157,8 @@ def test_a_required_layer_whose_server_keeps_failing_is_transient(
 
 @pytest.mark.parametrize("how", ["403", "404"])
 def test_a_refused_or_missing_optional_layer_is_permanent_and_reported(
-        how: str, layers_on_s3: Callable[..., str], flaky_s3: FlakyProxyProcess, sample_catalog: Path,
-        tmp_path: Path) -> None:
+    how: str, layers_on_s3: Callable[..., str], flaky_s3: FlakyProxyProcess, sample_catalog: Path, tmp_path: Path
+) -> None:
     bucket = layers_on_s3(max_retry=3)
     catalog = _catalog(sample_catalog, tmp_path, bucket, on_s3=("elevation.tif",))
     flaky_s3.fail_next(1000, how)
@@ -143,11 +170,11 @@ def test_a_refused_or_missing_optional_layer_is_permanent_and_reported(
 
 
 def test_a_missing_or_corrupt_required_layer_is_permanent(
-        layers_on_s3: Callable[..., str], sample_catalog: Path, tmp_path: Path) -> None:
+    layers_on_s3: Callable[..., str], sample_catalog: Path, tmp_path: Path
+) -> None:
     bucket = layers_on_s3(max_retry=3)
     for name in ("corrupt.tif", "nothing-here.tif"):
-        catalog = _catalog(sample_catalog, tmp_path, bucket, on_s3=("land_cover.tif",),
-                           rename={"land_cover.tif": name})
+        catalog = _catalog(sample_catalog, tmp_path, bucket, on_s3=("land_cover.tif",), rename={"land_cover.tif": name})
         with pytest.raises(DatasetError) as caught:
             _screen(catalog)
         assert not isinstance(caught.value, DatasetUnavailable) and not is_transient(caught.value)
@@ -185,7 +212,8 @@ def test_read_errors_are_classified_by_gdal_error_class_and_http_status() -> Non
 
 
 def test_a_worker_tries_the_run_again_when_a_layer_read_fails_and_it_completes(
-        make_stack: Callable[..., Stack], s3_server: dict[str, Any], sample_catalog: Path, tmp_path: Path) -> None:
+    make_stack: Callable[..., Stack], s3_server: dict[str, Any], sample_catalog: Path, tmp_path: Path
+) -> None:
     """A fault that outlasts GDAL's retries in the first attempt, and only there, by construction.
 
     A failed open of a /vsis3/ raster costs GDAL `max_retry + 2` requests (the first one retried
@@ -199,9 +227,14 @@ def test_a_worker_tries_the_run_again_when_a_layer_read_fails_and_it_completes(
     catalog = _catalog(sample_catalog, tmp_path, bucket)
     proxy = FlakyHttpProxy("127.0.0.1", int(str(s3_server["port"])))  # no GDAL in this process
     try:
-        stack = make_stack(AETHERA_DATASETS=str(catalog), S3_ENDPOINT_URL=endpoint, S3_ACCESS_KEY_ID="testing",
-                           S3_SECRET_ACCESS_KEY="testing", AETHERA_GDAL_HTTP_MAX_RETRY="2",
-                           AETHERA_GDAL_HTTP_RETRY_DELAY_S="0.05")
+        stack = make_stack(
+            AETHERA_DATASETS=str(catalog),
+            S3_ENDPOINT_URL=endpoint,
+            S3_ACCESS_KEY_ID="testing",
+            S3_SECRET_ACCESS_KEY="testing",
+            AETHERA_GDAL_HTTP_MAX_RETRY="2",
+            AETHERA_GDAL_HTTP_RETRY_DELAY_S="0.05",
+        )
         stack.start_api()
         worker = stack.start_worker(extra_env={"S3_ENDPOINT_URL": proxy.url()})
         stack.wait_worker_ready(worker)

@@ -30,8 +30,12 @@ SLOWLORIS_CONNECTIONS = 30
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, sample_catalog: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("hostile"), sample_catalog,
-                  AETHERA_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S), AETHERA_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S))
+    stack = Stack(
+        tmp_path_factory.mktemp("hostile"),
+        sample_catalog,
+        AETHERA_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
+        AETHERA_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
+    )
     stack.start_redis()
     try:
         stack.start_api()
@@ -78,7 +82,7 @@ def wait_closed(sock: socket.socket, trickle: bytes | None = None) -> float:
                 return time.monotonic() - started
         if trickle:
             try:
-                sock.send(trickle[sent % len(trickle):][:1])
+                sock.send(trickle[sent % len(trickle) :][:1])
                 sent += 1
             except OSError:
                 return time.monotonic() - started
@@ -132,8 +136,10 @@ def test_slowloris_connections_are_closed_at_the_header_deadline(stack: Stack) -
                 open_socks.discard(sock)
     for sock in socks:
         sock.close()
-    print(f"slowloris: {len(closed_after)} of {SLOWLORIS_CONNECTIONS} closed after "
-          f"{min(closed_after, default=0):.2f}-{max(closed_after, default=0):.2f} s (header deadline {HEADER_TIMEOUT_S:g} s)")
+    print(
+        f"slowloris: {len(closed_after)} of {SLOWLORIS_CONNECTIONS} closed after "
+        f"{min(closed_after, default=0):.2f}-{max(closed_after, default=0):.2f} s (header deadline {HEADER_TIMEOUT_S:g} s)"
+    )
     assert not open_socks, f"{len(open_socks)} slow connections still open after {BOUND_S:g} s"
     assert min(closed_after) >= HEADER_TIMEOUT_S * 0.9  # closed by the deadline, not by something else
     assert b"200 OK" not in received
@@ -208,8 +214,9 @@ def test_a_client_gone_mid_body_is_a_499_not_an_error(stack: Stack) -> None:
         sock.close()
 
     def access_line() -> dict[str, Any] | None:
-        return next((e for e in api_log_lines(stack)
-                     if e.get("logger") == "aethera.access" and e.get("status") == 499), None)
+        return next(
+            (e for e in api_log_lines(stack) if e.get("logger") == "aethera.access" and e.get("status") == 499), None
+        )
 
     line = stack.wait_until(access_line, BOUND_S, "no 499 access line for the client that left")
     assert line["level"] in ("INFO", "WARNING") and line["route"] == "/projects", line
@@ -225,8 +232,11 @@ def test_a_client_gone_mid_body_is_a_499_not_an_error(stack: Stack) -> None:
         ("request line", b"G\x01T /health?q=s3cr3t-line HTTP/1.1\r\nHost: aethera\r\n\r\n", b"s3cr3t-line"),
         ("header name", b"GET /health HTTP/1.1\r\nHost: aethera\r\nBad s3cr3t-name: v\r\n\r\n", b"s3cr3t-name"),
         ("header value", b"GET /health HTTP/1.1\r\nHost: aethera\r\nX-A: s3cr3t-value\x01\r\n\r\n", b"s3cr3t-value"),
-        ("long header", b"GET /health HTTP/1.1\r\nHost: aethera\r\nX-Long: s3cr3t-long" + b"z" * 10000 + b"\r\n\r\n",
-         b"s3cr3t-long"),
+        (
+            "long header",
+            b"GET /health HTTP/1.1\r\nHost: aethera\r\nX-Long: s3cr3t-long" + b"z" * 10000 + b"\r\n\r\n",
+            b"s3cr3t-long",
+        ),
     ],
 )
 def test_an_unparseable_request_is_answered_400_json_without_echo(

@@ -47,13 +47,22 @@ def test_hung_s3_answers_503_within_the_deadline(
     import boto3
 
     bucket = "aethera-hung"
-    boto3.client("s3", endpoint_url=str(s3_server["url"]), region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    boto3.client(
+        "s3",
+        endpoint_url=str(s3_server["url"]),
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
     proxy = BlackHoleProxy("127.0.0.1", int(s3_server["port"]))  # type: ignore[call-overload]
     proxies.append(proxy)
     stack = make_stack(
-        STORAGE_BACKEND="s3", S3_ENDPOINT_URL=proxy.url("http"), S3_BUCKET=bucket,
-        S3_ACCESS_KEY_ID="testing", S3_SECRET_ACCESS_KEY="testing", S3_REGION="us-east-1",
+        STORAGE_BACKEND="s3",
+        S3_ENDPOINT_URL=proxy.url("http"),
+        S3_BUCKET=bucket,
+        S3_ACCESS_KEY_ID="testing",
+        S3_SECRET_ACCESS_KEY="testing",
+        S3_REGION="us-east-1",
         AETHERA_BACKEND_DEADLINE_S=str(DEADLINE_S),
     )
     stack.start_api()
@@ -83,8 +92,11 @@ def test_hung_s3_answers_503_within_the_deadline(
     assert proxy.accepted > 0
 
     proxy.resume()
-    stack.wait_until(lambda: stack.request("GET", f"/projects/{project_id}").status == 200, PATIENCE_S,
-                     "the API did not recover after S3 answered again")
+    stack.wait_until(
+        lambda: stack.request("GET", f"/projects/{project_id}").status == 200,
+        PATIENCE_S,
+        "the API did not recover after S3 answered again",
+    )
     assert "Traceback" not in stack.log_of(stack.api), stack.logs()  # type: ignore[arg-type]
 
 
@@ -123,8 +135,11 @@ def test_hung_redis_answers_503_within_the_deadline(
     print("hung Redis:", ", ".join(f"{what} -> {status} in {s:.2f} s" for what, status, s in answered))
 
     proxy.resume()
-    stack.wait_until(lambda: stack.request("GET", "/health", auth=False).status == 200, PATIENCE_S,
-                     "the API did not recover after Redis answered again")
+    stack.wait_until(
+        lambda: stack.request("GET", "/health", auth=False).status == 200,
+        PATIENCE_S,
+        "the API did not recover after Redis answered again",
+    )
 
 
 def _square() -> dict[str, Any]:

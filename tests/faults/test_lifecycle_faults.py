@@ -68,7 +68,8 @@ def disagreement(stack: Stack, run_id: str) -> str | None:
             if stored != archive.read(member["name"]):
                 return f"export member {member['name']} is not generation {generation}'s file"
     if stack.request("GET", f"/runs/{run_id}/results").body != stack.read_object(
-            f"runs/{run_id}/attempts/{generation}/results.json"):
+        f"runs/{run_id}/attempts/{generation}/results.json"
+    ):
         return "results are not the committed generation's"
     return None
 
@@ -82,14 +83,14 @@ def assert_agrees(stack: Stack, run_id: str) -> None:
 
 
 def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed(
-        make_stack: Callable[..., Stack]) -> None:
+    make_stack: Callable[..., Stack],
+) -> None:
     stack = make_stack(AETHERA_RUN_LEASE_S=str(LEASE_S))
     stack.start_api()
     assert stack.redis.port is not None
     proxy = BlackHoleProxy("127.0.0.1", stack.redis.port)  # a partition: connections hang, nothing passes
     try:
-        cut_off = stack.start_worker(step_delay_s=1.0,
-                                     extra_env={"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"})
+        cut_off = stack.start_worker(step_delay_s=1.0, extra_env={"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"})
         stack.wait_worker_ready(cut_off)
         project_id = stack.create_project()
         run_id = stack.create_run(project_id)
@@ -107,12 +108,17 @@ def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed
         stack.wait_until(lambda: "lease-lost" in stack.log_of(cut_off), PATIENCE_S, "the cut-off worker did not stop")
         committed = stack.read_object(f"runs/{run_id}/run.json")
         proxy.resume()
-        stack.wait_until(lambda: "worker heartbeat restored" in stack.log_of(cut_off), PATIENCE_S,
-                         "the cut-off worker did not reach Redis again")
+        stack.wait_until(
+            lambda: "worker heartbeat restored" in stack.log_of(cut_off),
+            PATIENCE_S,
+            "the cut-off worker did not reach Redis again",
+        )
         assert stack.read_object(f"runs/{run_id}/run.json") == committed
         record = stack.run_record(run_id)
-        print(f"partition: taken over {taken_s:.2f} s after the cut (lease {LEASE_S:g} s); "
-              f"record generation {record['generation']}, attempts {record['attempts']}")
+        print(
+            f"partition: taken over {taken_s:.2f} s after the cut (lease {LEASE_S:g} s); "
+            f"record generation {record['generation']}, attempts {record['attempts']}"
+        )
         stack.assert_moved_on_by_recovery(run_id)  # by the lease (the cause, not a number of seconds)
         # the new attempt committed (generation 2, or later if even `other` lost a lease on busy cores)
         assert record["output_generation"] == record["generation"] >= 2, record
@@ -130,8 +136,9 @@ BOUNDARIES = ("pickup", "mid-step", "commit", "copy")
 
 @pytest.mark.timeout(1500)  # four kills and four take-overs in a row, each waiting on a lease
 @pytest.mark.parametrize("backend", ["local", "s3"])
-def test_sigkill_at_every_boundary_of_an_attempt(make_stack: Callable[..., Stack], s3_server: dict[str, object],
-                                                 backend: str, tmp_path: Path) -> None:
+def test_sigkill_at_every_boundary_of_an_attempt(
+    make_stack: Callable[..., Stack], s3_server: dict[str, object], backend: str, tmp_path: Path
+) -> None:
     settings = s3_settings(str(s3_server["url"]), "aethera-boundaries") if backend == "s3" else {}
     # attempts to spare: a loaded machine may make even the rescuer lose a lease, which costs one more
     stack = make_stack(AETHERA_RUN_LEASE_S=str(LEASE_S), AETHERA_RUN_MAX_ATTEMPTS="6", **settings)
@@ -144,16 +151,21 @@ def test_sigkill_at_every_boundary_of_an_attempt(make_stack: Callable[..., Stack
         pause_dir = tmp_path / boundary
         pause_dir.mkdir()
         rescuer.send_signal(signal.SIGSTOP)  # the boundary worker must be the one that takes the run
-        env = {"AETHERA_TEST_PAUSE_DIR": str(pause_dir), "AETHERA_TEST_PAUSE_AT": boundary,
-               "AETHERA_TEST_STEP_DELAY_S": "30" if boundary == "mid-step" else "0"}
+        env = {
+            "AETHERA_TEST_PAUSE_DIR": str(pause_dir),
+            "AETHERA_TEST_PAUSE_AT": boundary,
+            "AETHERA_TEST_STEP_DELAY_S": "30" if boundary == "mid-step" else "0",
+        }
         victim = stack.start_worker(script=BOUNDARY_WORKER, extra_env=env)
         run_id = stack.create_run(project_id)
         if boundary == "mid-step":
-            stack.wait_until(lambda: (stack.task(run_id).json().get("progress") or {}).get("step"), 120,
-                             "the run did not start")
+            stack.wait_until(
+                lambda: (stack.task(run_id).json().get("progress") or {}).get("step"), 120, "the run did not start"
+            )
         else:
-            stack.wait_until(lambda: (pause_dir / f"paused-{boundary}").exists(), 120,
-                             f"the worker did not reach {boundary}")
+            stack.wait_until(
+                lambda: (pause_dir / f"paused-{boundary}").exists(), 120, f"the worker did not reach {boundary}"
+            )
         rescuer.send_signal(signal.SIGCONT)
         stack.kill(victim)
         killed_at = time.monotonic()
@@ -166,8 +178,10 @@ def test_sigkill_at_every_boundary_of_an_attempt(make_stack: Callable[..., Stack
         settled_s = time.monotonic() - killed_at
         final = stack.wait_for_status(run_id, FINAL, 180)
         record = stack.run_record(run_id)
-        report.append(f"{boundary}: {final['status']} in generation {record['generation']} "
-                      f"(moved on {settled_s:.2f} s after the kill)")
+        report.append(
+            f"{boundary}: {final['status']} in generation {record['generation']} "
+            f"(moved on {settled_s:.2f} s after the kill)"
+        )
         assert final["status"] == "COMPLETED", f"{boundary}: {final}\n{stack.logs()}"
         if boundary == "copy":
             # killed after its commit: nothing moves on, the committed attempt is the answer
@@ -221,8 +235,12 @@ def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
     faults = list(SCHEDULE_FAULTS)
     rng.shuffle(faults)
     lease_s = 3.0
-    stack = make_stack(AETHERA_RUN_LEASE_S=str(lease_s), AETHERA_RUN_MAX_ATTEMPTS="4",
-                       AETHERA_RETRY_BACKOFF_BASE_S="0.2", AETHERA_RETRY_BACKOFF_MAX_S="1")
+    stack = make_stack(
+        AETHERA_RUN_LEASE_S=str(lease_s),
+        AETHERA_RUN_MAX_ATTEMPTS="4",
+        AETHERA_RETRY_BACKOFF_BASE_S="0.2",
+        AETHERA_RETRY_BACKOFF_MAX_S="1",
+    )
     stack.start_api()
     chaos_env = {"AETHERA_TEST_STORAGE_FAULT_P": "0.01", "AETHERA_TEST_STORAGE_FAULT_SEED": str(SCHEDULE_SEED)}
 
@@ -234,8 +252,14 @@ def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
         stack.wait_worker_ready(w)
     project_id = stack.create_project()
     run_ids: list[str] = []
-    tally = {"kill": 0, "redis restart (data kept)": 0, "redis restart (emptied)": 0, "none": 0, "cancels": 0,
-             "cancels refused (already final)": 0}
+    tally = {
+        "kill": 0,
+        "redis restart (data kept)": 0,
+        "redis restart (emptied)": 0,
+        "none": 0,
+        "cancels": 0,
+        "cancels refused (already final)": 0,
+    }
 
     def finished() -> int:
         done = 0
@@ -248,9 +272,11 @@ def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
         for _ in range(n):
             offset = rng.uniform(-4.0, 4.0)
             # reuse off: the schedule attacks the computation of every run
-            resp = stack.request("POST", f"/projects/{project_id}/runs", {
-                "project_type": "solar", "config": {"capacity_mw": 5, "reuse": False},
-                "aoi_geojson": _aoi(offset)})
+            resp = stack.request(
+                "POST",
+                f"/projects/{project_id}/runs",
+                {"project_type": "solar", "config": {"capacity_mw": 5, "reuse": False}, "aoi_geojson": _aoi(offset)},
+            )
             assert resp.status == 202, resp
             run_ids.append(resp.json()["run_id"])
 
@@ -273,8 +299,9 @@ def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
             assert resp.status in (200, 202, 409), resp
             tally["cancels" if resp.status != 409 else "cancels refused (already final)"] += 1
         # the next wave goes in once the service has made progress on this one (an event, not a pause)
-        stack.wait_until(lambda: finished() >= min(len(run_ids), done_before + 3), PATIENCE_S,
-                         "no run finished after the fault")
+        stack.wait_until(
+            lambda: finished() >= min(len(run_ids), done_before + 3), PATIENCE_S, "no run finished after the fault"
+        )
 
     for w in workers:
         if w.poll() is None:

@@ -79,8 +79,9 @@ def test_redis_stopped_during_polling_and_a_run(make_stack: Callable[..., Stack]
 
     stack.stop_redis(keep_data=keep_data)
     # Redis stays down until the worker has met the outage (a heartbeat refused), by construction
-    check_while_redis_is_down(stack, project_id, run_id,
-                              until=lambda: "worker heartbeat failed" in stack.log_of(worker))
+    check_while_redis_is_down(
+        stack, project_id, run_id, until=lambda: "worker heartbeat failed" in stack.log_of(worker)
+    )
     stack.start_redis()  # returns once Redis answers PING
     tries, new_run = wait_recovered(stack, project_id)
     print(f"Redis back ({'with' if keep_data else 'without'} its data): API queues runs again at try {tries}")

@@ -81,15 +81,26 @@ def test_full_disk_fails_the_run_and_keeps_previous_files(make_stack: Callable[.
     assert stack.request("GET", f"/runs/{done_id}/results").status == 200
 
 
-def test_s3_down_answers_503_and_the_run_recovers(make_stack: Callable[..., Stack], s3_server: dict[str, object]) -> None:
+def test_s3_down_answers_503_and_the_run_recovers(
+    make_stack: Callable[..., Stack], s3_server: dict[str, object]
+) -> None:
     import boto3
 
     bucket = "aethera-faults"
-    boto3.client("s3", endpoint_url=str(s3_server["url"]), region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    boto3.client(
+        "s3",
+        endpoint_url=str(s3_server["url"]),
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
     stack = make_stack(
-        STORAGE_BACKEND="s3", S3_ENDPOINT_URL=str(s3_server["url"]), S3_BUCKET=bucket,
-        S3_ACCESS_KEY_ID="testing", S3_SECRET_ACCESS_KEY="testing", S3_REGION="us-east-1",
+        STORAGE_BACKEND="s3",
+        S3_ENDPOINT_URL=str(s3_server["url"]),
+        S3_BUCKET=bucket,
+        S3_ACCESS_KEY_ID="testing",
+        S3_SECRET_ACCESS_KEY="testing",
+        S3_REGION="us-east-1",
     )
     stack.start_api()
     worker = stack.start_worker(step_delay_s=1.0)
@@ -151,8 +162,9 @@ def test_a_disk_too_full_to_start_the_run_still_shows_the_reason(make_stack: Cal
 
     stack.kill(worker)
     stack.start_worker()  # a disk with room again
-    stack.wait_until(lambda: stack.run_record(run_id)["status"] == "FAILED", 60,
-                     "recovery did not store the final state")
+    stack.wait_until(
+        lambda: stack.run_record(run_id)["status"] == "FAILED", 60, "recovery did not store the final state"
+    )
     record = stack.run_record(run_id)
     assert record["error_code"] == "storage_write_failed" and record["error"] == final["error"], record
     assert stack.task(run_id).json()["status"] == "FAILED"

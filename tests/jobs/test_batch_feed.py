@@ -27,8 +27,9 @@ def _sites(count: int) -> dict[str, Any]:
 async def _batch(client: Any, count: int) -> tuple[str, dict[str, Any]]:
     resp = await client.post("/projects", json={"name": "feed", "country": "DEU"})
     project_id = (await resp.json())["id"]
-    resp = await client.post(f"/projects/{project_id}/batches",
-                             json={"project_type": "solar", "features": _sites(count)})
+    resp = await client.post(
+        f"/projects/{project_id}/batches", json={"project_type": "solar", "features": _sites(count)}
+    )
     assert resp.status == 202, await resp.text()
     return project_id, await resp.json()
 
@@ -38,7 +39,8 @@ async def _status(client: Any, batch_id: str) -> dict[str, Any]:
 
 
 async def test_a_feeder_lost_mid_chunk_resumes_without_creating_a_site_twice(
-        make_service: Any, redis_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_service: Any, redis_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(batch_feed, "CHUNK_SITES", 2)  # 5 sites: chunks 0-1, 2-3, 4
     svc = await make_service()
     c = svc.client
@@ -52,17 +54,31 @@ async def test_a_feeder_lost_mid_chunk_resumes_without_creating_a_site_twice(
     batch = await batch_feed.load_batch(backends.storage, batch_id)
     first = batch.sites[0]
     aois = msgspec.json.decode(await backends.storage.read(keys.batch_aois_key(batch_id)), type=list[msgspec.Raw])
-    await creation.create(backends, creation.NewRun(
-        tenant=batch.tenant, project_id=project_id, project_type=batch.project_type, params=batch.params,
-        config=batch.config, aoi_source="geojson", aoi_path=None, aoi=None, aoi_bytes=bytes(aois[0]), batch_id=batch_id,
-        background=True), None, key=first.content_key, run_id=first.run_id)
+    await creation.create(
+        backends,
+        creation.NewRun(
+            tenant=batch.tenant,
+            project_id=project_id,
+            project_type=batch.project_type,
+            params=batch.params,
+            config=batch.config,
+            aoi_source="geojson",
+            aoi_path=None,
+            aoi=None,
+            aoi_bytes=bytes(aois[0]),
+            batch_id=batch_id,
+            background=True,
+        ),
+        None,
+        key=first.content_key,
+        run_id=first.run_id,
+    )
     sync_redis.Redis.from_url(redis_db).flushdb()
     assert await backends.storage.exists(keys.active_batch_key(batch_id))
 
     # a worker's recovery sweep finds the batch still active and queues the feeder at its cursor
     async with kit.in_process_worker(svc.settings):
-        status = await kit.wait_for(
-            lambda: _created_all(c, batch_id, 5), timeout_s=120)
+        status = await kit.wait_for(lambda: _created_all(c, batch_id, 5), timeout_s=120)
     assert status["created"] == 5
     listed = await (await c.get(f"/runs?project_id={project_id}")).json()
     assert sorted(r["run_id"] for r in listed) == sorted(s.run_id for s in batch.sites)  # each once

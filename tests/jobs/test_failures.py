@@ -54,23 +54,27 @@ def test_every_class_in_the_table_has_a_case() -> None:
 
 
 def _client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                       "PutObject")
+    return ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject"
+    )
 
 
-@pytest.mark.parametrize(("code", "status", "writing", "kind"), [
-    ("InternalError", 500, True, T),
-    ("ServiceUnavailable", 503, False, T),
-    ("SlowDown", 503, True, T),
-    ("RequestTimeout", 400, True, T),  # S3 sends this one as a 400: worth asking again
-    ("TooManyRequests", 429, False, T),
-    ("InvalidArgument", 400, True, P),
-    ("MalformedXML", 400, True, P),
-    ("InvalidRange", 416, False, P),
-    ("MethodNotAllowed", 405, False, P),
-    ("AccessDenied", 403, True, P),
-    ("EntityTooLarge", 400, True, P),
-])
+@pytest.mark.parametrize(
+    ("code", "status", "writing", "kind"),
+    [
+        ("InternalError", 500, True, T),
+        ("ServiceUnavailable", 503, False, T),
+        ("SlowDown", 503, True, T),
+        ("RequestTimeout", 400, True, T),  # S3 sends this one as a 400: worth asking again
+        ("TooManyRequests", 429, False, T),
+        ("InvalidArgument", 400, True, P),
+        ("MalformedXML", 400, True, P),
+        ("InvalidRange", 416, False, P),
+        ("MethodNotAllowed", 405, False, P),
+        ("AccessDenied", 403, True, P),
+        ("EntityTooLarge", 400, True, P),
+    ],
+)
 def test_s3_answers_are_transient_or_permanent(code: str, status: int, writing: bool, kind: Failure) -> None:
     storage = S3Storage(bucket="b")
     mapped = storage._map(_client_error(code, status), "PutObject", "runs/x", writing=writing)
@@ -78,14 +82,23 @@ def test_s3_answers_are_transient_or_permanent(code: str, status: int, writing: 
     assert "runs/x" not in mapped.detail or code in ("NoSuchKey",)  # no key or endpoint leaks into messages
 
 
-@pytest.mark.parametrize("exc", [EndpointConnectionError(endpoint_url="http://s3"),
-                                 ReadTimeoutError(endpoint_url="http://s3")])
+@pytest.mark.parametrize(
+    "exc", [EndpointConnectionError(endpoint_url="http://s3"), ReadTimeoutError(endpoint_url="http://s3")]
+)
 def test_s3_unreachable_is_transient(exc: Exception) -> None:
     assert classify(S3Storage(bucket="b")._map(exc, "GetObject", "k")) is T
 
 
-@pytest.mark.parametrize(("code", "kind"), [
-    (errno.ENOSPC, P), (errno.EDQUOT, P), (errno.EACCES, P), (errno.EROFS, P), (errno.EFBIG, P), (errno.EIO, T),
-])
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (errno.ENOSPC, P),
+        (errno.EDQUOT, P),
+        (errno.EACCES, P),
+        (errno.EROFS, P),
+        (errno.EFBIG, P),
+        (errno.EIO, T),
+    ],
+)
 def test_local_write_errors_are_transient_or_permanent(code: int, kind: Failure) -> None:
     assert classify(LocalStorage._write_error(OSError(code, "x"))) is kind

@@ -22,8 +22,10 @@ async def _project(client: Any) -> str:
 
 
 async def _run(client: Any, project_id: str, **aoi: float) -> dict[str, Any]:
-    resp = await client.post(f"/projects/{project_id}/runs", json={
-        "project_type": "solar", "aoi_geojson": kit.aoi_feature(**aoi), "config": {"capacity_mw": 3}})
+    resp = await client.post(
+        f"/projects/{project_id}/runs",
+        json={"project_type": "solar", "aoi_geojson": kit.aoi_feature(**aoi), "config": {"capacity_mw": 3}},
+    )
     assert resp.status == 202, await resp.text()
     return await resp.json()
 
@@ -148,8 +150,9 @@ async def test_hard_time_limit_fails_the_run_mid_step(make_service: Any) -> None
     assert final["attempts"] == 1
 
 
-async def test_dataset_removed_after_queueing_fails_naming_the_layer(make_service: Any, tmp_path: Path,
-                                                                    sample_catalog: Path) -> None:
+async def test_dataset_removed_after_queueing_fails_naming_the_layer(
+    make_service: Any, tmp_path: Path, sample_catalog: Path
+) -> None:
     data = tmp_path / "datasets"
     shutil.copytree(sample_catalog.parent, data)
     svc = await make_service(AETHERA_DATASETS=str(data / sample_catalog.name))

@@ -69,8 +69,10 @@ async def _start_run(client: Any, aoi: dict[str, float]) -> dict[str, Any]:
     resp = await client.post("/projects", json={"name": "child", "country": "DEU"})
     assert resp.status == 201, await resp.text()
     project_id = (await resp.json())["id"]
-    resp = await client.post(f"/projects/{project_id}/runs", json={
-        "project_type": "solar", "aoi_geojson": kit.aoi_feature(**aoi), "config": {"capacity_mw": 3}})
+    resp = await client.post(
+        f"/projects/{project_id}/runs",
+        json={"project_type": "solar", "aoi_geojson": kit.aoi_feature(**aoi), "config": {"capacity_mw": 3}},
+    )
     assert resp.status == 202, await resp.text()
     return await resp.json()
 
@@ -91,18 +93,33 @@ def _job(sample_catalog: Path, aoi: dict[str, float]) -> pipeline_process.Pipeli
 
     params = RunParams.from_request("solar", "DEU", {"capacity_mw": 3})
     return pipeline_process.PipelineJob(
-        run_id="c" * 32, aoi_bytes=json.dumps(kit.aoi_feature(**aoi)).encode(), params=msgspec.to_builtins(params),
-        datasets=str(sample_catalog), max_aoi_km2=10_000.0, soft_deadline_mono=time.monotonic() + 3600)
+        run_id="c" * 32,
+        aoi_bytes=json.dumps(kit.aoi_feature(**aoi)).encode(),
+        params=msgspec.to_builtins(params),
+        datasets=str(sample_catalog),
+        max_aoi_km2=10_000.0,
+        soft_deadline_mono=time.monotonic() + 3600,
+    )
 
 
 def _slow_worker(service_env: dict[str, str], log_path: Path, delay_s: float = 600.0) -> subprocess.Popen[bytes]:
     """The fault tests' slowed worker: its pipeline sleeps `delay_s` after each progress report."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AETHERA_", "S3_", "STORAGE_"))}
-    env.update(service_env, AETHERA_TEST_STEP_DELAY_S=str(delay_s), AETHERA_WORKER_CONCURRENCY="1",
-               PYTHONUNBUFFERED="1", AETHERA_LOG_LEVEL="INFO")  # INFO: tests wait for its lines
+    env.update(
+        service_env,
+        AETHERA_TEST_STEP_DELAY_S=str(delay_s),
+        AETHERA_WORKER_CONCURRENCY="1",
+        PYTHONUNBUFFERED="1",
+        AETHERA_LOG_LEVEL="INFO",
+    )  # INFO: tests wait for its lines
     with open(log_path, "ab") as log_file:
-        return subprocess.Popen([sys.executable, str(SLOW_WORKER)], env=env, cwd=str(SLOW_WORKER.parents[2]),
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, str(SLOW_WORKER)],
+            env=env,
+            cwd=str(SLOW_WORKER.parents[2]),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _prepared(log_path: Path) -> Any:
@@ -131,8 +148,9 @@ def _stop(worker: subprocess.Popen[bytes]) -> None:
             worker.wait()
 
 
-async def test_a_cancelled_job_terminates_its_child_mid_step(sample_catalog: Path,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_cancelled_job_terminates_its_child_mid_step(
+    sample_catalog: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # what a hard time limit does (the queue cancels the job's coroutine): the stop Event is never set
     # and the child waits, mid-step, for its first output to be stored; only a kill can end it
     waiting = asyncio.Event()
@@ -164,8 +182,9 @@ async def test_the_child_sends_progress_outputs_and_result(sample_catalog: Path)
         outputs.append(name)
 
     stop = pipeline_process.new_stop_event()
-    result = await pipeline_process.run_pipeline(_job(sample_catalog, {"side_km": 0.8}), stop,
-                                                 lambda step, pct, msg: progress.append((step, pct)), output)
+    result = await pipeline_process.run_pipeline(
+        _job(sample_catalog, {"side_km": 0.8}), stop, lambda step, pct, msg: progress.append((step, pct)), output
+    )
     assert progress[-1] == ("done", 100.0) and [p for _, p in progress] == sorted(p for _, p in progress)
     # every output the run commits comes from the child, the report included (it is CPU work on
     # client-sized input, so it runs under the run's time limits); the result is only a summary

@@ -26,8 +26,9 @@ async def _project(client: Any) -> str:
 
 
 async def _run(client: Any, project_id: str, **aoi: float) -> dict[str, Any]:
-    resp = await client.post(f"/projects/{project_id}/runs",
-                             json={"project_type": "wind", "aoi_geojson": kit.aoi_feature(**aoi)})
+    resp = await client.post(
+        f"/projects/{project_id}/runs", json={"project_type": "wind", "aoi_geojson": kit.aoi_feature(**aoi)}
+    )
     assert resp.status == 202, await resp.text()
     return await resp.json()
 
@@ -38,15 +39,17 @@ async def test_killed_worker_run_is_requeued_and_completes(make_service: Any, tm
     answer = await _run(c, await _project(c), **SLOW)
     doomed = kit.WorkerProcess(svc.env, tmp_path / "doomed.log")
     try:
-        await kit.poll_task(c, answer["task_id"], until={"PROCESSING", "COMPLETED", "FAILED"}, timeout_s=60,
-                            interval_s=0.02)
+        await kit.poll_task(
+            c, answer["task_id"], until={"PROCESSING", "COMPLETED", "FAILED"}, timeout_s=60, interval_s=0.02
+        )
         doomed.kill()  # SIGKILL mid-run: no clean-up, the lease just stops being renewed
     finally:
         doomed.stop()
     killed_at = time.monotonic()
     async with kit.in_process_worker(svc.settings):
-        requeued = await kit.poll_task(c, answer["task_id"], until={"PENDING", "COMPLETED", "FAILED"}, timeout_s=120,
-                                       interval_s=0.05)
+        requeued = await kit.poll_task(
+            c, answer["task_id"], until={"PENDING", "COMPLETED", "FAILED"}, timeout_s=120, interval_s=0.05
+        )
         noticed_s = time.monotonic() - killed_at
         final = await kit.poll_task(c, answer["task_id"], timeout_s=120)
     print(f"lost worker noticed {noticed_s:.2f} s after the kill (lease {svc.settings.run_lease_s:g} s)")
@@ -65,8 +68,9 @@ async def test_killed_worker_without_attempts_left_fails_with_the_reason(make_se
     answer = await _run(c, await _project(c), **SLOW)
     doomed = kit.WorkerProcess(svc.env, tmp_path / "doomed.log")
     try:
-        await kit.poll_task(c, answer["task_id"], until={"PROCESSING", "COMPLETED", "FAILED"}, timeout_s=60,
-                            interval_s=0.02)
+        await kit.poll_task(
+            c, answer["task_id"], until={"PROCESSING", "COMPLETED", "FAILED"}, timeout_s=60, interval_s=0.02
+        )
         doomed.kill()
     finally:
         doomed.stop()

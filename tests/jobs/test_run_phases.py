@@ -38,8 +38,10 @@ async def test_completed_run_logs_its_phases_and_indexes_every_output(make_servi
     try:
         resp = await svc.client.post("/projects", json={"name": "phases", "country": "DEU"})
         project_id = (await resp.json())["id"]
-        resp = await svc.client.post(f"/projects/{project_id}/runs", json={
-            "project_type": "solar", "aoi_geojson": kit.aoi_feature(), "config": {"capacity_mw": 3}})
+        resp = await svc.client.post(
+            f"/projects/{project_id}/runs",
+            json={"project_type": "solar", "aoi_geojson": kit.aoi_feature(), "config": {"capacity_mw": 3}},
+        )
         assert resp.status == 202, await resp.text()
         run_id = (await resp.json())["run_id"]
         final = await kit.poll_task(svc.client, run_id, timeout_s=120)
@@ -48,8 +50,11 @@ async def test_completed_run_logs_its_phases_and_indexes_every_output(make_servi
         worker.stop()
 
     # the phase line: every phase of a completed attempt, none negative, the pipeline itself not zero
-    lines = [json.loads(raw)["message"] for raw in log_path.read_text().splitlines()
-             if raw.startswith("{") and f"run {run_id} phases:" in raw]
+    lines = [
+        json.loads(raw)["message"]
+        for raw in log_path.read_text().splitlines()
+        if raw.startswith("{") and f"run {run_id} phases:" in raw
+    ]
     assert len(lines) == 1, log_path.read_text()[-3000:]
     phases = parse_line(lines[0])
     assert set(phases) == set(ORDER), phases
@@ -62,7 +67,7 @@ async def test_completed_run_logs_its_phases_and_indexes_every_output(make_servi
     try:
         record = msgspec.json.decode(await storage.read(keys.run_record_key(run_id)))
         prefix = attempt_prefix(run_id, record["output_generation"])
-        stored = {s.key[len(prefix):]: s.key async for s in storage.list(prefix)}
+        stored = {s.key[len(prefix) :]: s.key async for s in storage.list(prefix)}
         index = msgspec.json.decode(await storage.read(prefix + INDEX_NAME))
         listed = {a["name"]: a for a in index["artifacts"]}
         assert set(listed) == set(stored) - {INDEX_NAME}

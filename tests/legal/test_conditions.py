@@ -17,14 +17,22 @@ def ev(raw: dict[str, Any], **metrics: Any) -> bool | None:
 @pytest.mark.parametrize(
     ("op", "target", "value", "expected"),
     [
-        (">", 1.0, 1.0, False), (">", 1.0, 1.01, True),
-        (">=", 1.0, 1.0, True), (">=", 1.0, 0.99, False),
-        ("<", 1.0, 1.0, False), ("<", 1.0, 0.99, True),
-        ("<=", 1.0, 1.0, True), ("<=", 1.0, 1.01, False),
-        ("==", 2.0, 2, True), ("==", 2.0, 2.5, False),
-        ("!=", 2.0, 2.5, True), ("!=", 2.0, 2.0, False),
-        ("in", [1.0, 2.0], 2.0, True), ("in", [1.0, 2.0], 3.0, False),
-        ("not_in", [1.0, 2.0], 3.0, True), ("not_in", [1.0, 2.0], 1.0, False),
+        (">", 1.0, 1.0, False),
+        (">", 1.0, 1.01, True),
+        (">=", 1.0, 1.0, True),
+        (">=", 1.0, 0.99, False),
+        ("<", 1.0, 1.0, False),
+        ("<", 1.0, 0.99, True),
+        ("<=", 1.0, 1.0, True),
+        ("<=", 1.0, 1.01, False),
+        ("==", 2.0, 2, True),
+        ("==", 2.0, 2.5, False),
+        ("!=", 2.0, 2.5, True),
+        ("!=", 2.0, 2.0, False),
+        ("in", [1.0, 2.0], 2.0, True),
+        ("in", [1.0, 2.0], 3.0, False),
+        ("not_in", [1.0, 2.0], 3.0, True),
+        ("not_in", [1.0, 2.0], 1.0, False),
     ],
 )
 def test_every_operator_on_a_number(op: str, target: Any, value: float, expected: bool) -> None:
@@ -44,16 +52,24 @@ def test_several_operators_in_one_leaf_must_all_hold() -> None:
 
 def test_nesting_to_any_depth() -> None:
     # triggered when: wind AND (near a settlement OR NOT (far from water AND no wetland))
-    raw = {"all": [
-        {"project_type": {"==": "wind"}},
-        {"any": [
-            {"distance_to_settlement_km": {"<": 1.0}},
-            {"not": {"all": [
-                {"distance_to_water_km": {">=": 0.5}},
-                {"not": {"wetland_ratio": {">": 0}}},
-            ]}},
-        ]},
-    ]}
+    raw = {
+        "all": [
+            {"project_type": {"==": "wind"}},
+            {
+                "any": [
+                    {"distance_to_settlement_km": {"<": 1.0}},
+                    {
+                        "not": {
+                            "all": [
+                                {"distance_to_water_km": {">=": 0.5}},
+                                {"not": {"wetland_ratio": {">": 0}}},
+                            ]
+                        }
+                    },
+                ]
+            },
+        ]
+    }
     node = parse_condition(raw)
     assert isinstance(node, All) and isinstance(node.members[1], AnyOf)
     assert isinstance(node.members[1].members[1], Not)
@@ -86,7 +102,10 @@ def test_missing_metric_is_unknown_unless_the_outcome_is_already_certain() -> No
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"protected_overlap_hectares": {">": 0}}, "unknown metric 'protected_overlap_hectares' (did you mean protected_overlap_ha?)"),
+        (
+            {"protected_overlap_hectares": {">": 0}},
+            "unknown metric 'protected_overlap_hectares' (did you mean protected_overlap_ha?)",
+        ),
         ({"aoi_area_ha": {"=>": 1}}, "unknown operator '=>'"),
         ({"aoi_area_ha": {"~=": 1}}, "unknown operator"),
         ({"project_type": {">": "solar"}}, "does not apply to a text metric"),

@@ -20,7 +20,6 @@ from aethera.legal.metrics import METRICS
 MetricsFactory = Callable[..., dict[str, Any]]
 
 
-
 def status(result: Any, rule_id: str) -> Any:
     return next(s for s in result.statuses if s.rule_id == rule_id)
 
@@ -35,8 +34,17 @@ def test_fine_project_passes_and_every_status_is_well_formed(metrics: MetricsFac
         assert s.details["references"] and isinstance(s.details["heuristic"], bool)
     # the API's legal object keeps its required keys
     obj = to_builtins(r)
-    for key in ("country_code", "overall_compliant", "summary", "statuses", "critical_violations", "warnings",
-                "informational", "packs_applied", "screening"):
+    for key in (
+        "country_code",
+        "overall_compliant",
+        "summary",
+        "statuses",
+        "critical_violations",
+        "warnings",
+        "informational",
+        "packs_applied",
+        "screening",
+    ):
         assert key in obj
     for s in obj["statuses"]:
         assert {"rule_id", "rule_name", "passed", "message", "severity", "category", "details"} <= set(s)
@@ -44,8 +52,12 @@ def test_fine_project_passes_and_every_status_is_well_formed(metrics: MetricsFac
 
 
 def test_missing_metric_makes_its_rules_not_evaluable(metrics: MetricsFactory) -> None:
-    r = evaluate(metrics(mean_slope_deg=None), "DEU", [],
-                 metric_reasons={"mean_slope_deg": "no elevation layer in the dataset catalog"})
+    r = evaluate(
+        metrics(mean_slope_deg=None),
+        "DEU",
+        [],
+        metric_reasons={"mean_slope_deg": "no elevation layer in the dataset catalog"},
+    )
     s = status(r, "EU-STEEP-TERRAIN")
     assert s.status == "not_evaluable" and s.passed is None
     assert "mean_slope_deg" in s.message and "no elevation layer" in s.message
@@ -76,8 +88,17 @@ def test_outcome_certain_despite_a_missing_metric_is_reported(metrics: MetricsFa
 
 
 def test_summary_counts_add_up(metrics: MetricsFactory, site: Any) -> None:
-    r = evaluate(metrics(natura2000_overlap_ha=2.0, natura2000_sites_in_buffer=1, mean_slope_deg=None,
-                         project_type="wind", capacity_mw=40.0), "ESP", [site("ES6140004", 0.0, 2.0)])
+    r = evaluate(
+        metrics(
+            natura2000_overlap_ha=2.0,
+            natura2000_sites_in_buffer=1,
+            mean_slope_deg=None,
+            project_type="wind",
+            capacity_mw=40.0,
+        ),
+        "ESP",
+        [site("ES6140004", 0.0, 2.0)],
+    )
     s = r.summary
     assert s.total == len(r.statuses) == s.passed + s.triggered + s.not_evaluable
     assert s.total == sum(len(p.rules) for p in packs.packs_for("ESP"))
@@ -98,8 +119,10 @@ any_value = {
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.fixed_dictionaries({name: any_value[spec.type] for name, spec in METRICS.items()}),
-       st.sampled_from(["DEU", "FRA", "ITA", "GRC", "ESP", "AUT", "USA"]))
+@given(
+    st.fixed_dictionaries({name: any_value[spec.type] for name, spec in METRICS.items()}),
+    st.sampled_from(["DEU", "FRA", "ITA", "GRC", "ESP", "AUT", "USA"]),
+)
 def test_templates_are_always_filled_and_verdicts_consistent(m: dict[str, Any], country: str) -> None:
     r = evaluate(m, country, None)
     for s in r.statuses:
@@ -108,7 +131,9 @@ def test_templates_are_always_filled_and_verdicts_consistent(m: dict[str, Any], 
     assert (r.overall_compliant is False) == bool(r.critical_violations)
 
 
-def test_country_codes_are_validated_before_any_pack_is_touched(metrics: MetricsFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_country_codes_are_validated_before_any_pack_is_touched(
+    metrics: MetricsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_pack(*_: Any) -> None:
         raise AssertionError("a pack was looked up for an invalid country")
 
@@ -140,16 +165,25 @@ def test_country_without_pack_gets_the_eu_pack(metrics: MetricsFactory) -> None:
 
 
 def test_art_6_3_verdicts(metrics: MetricsFactory, site: Any) -> None:
-    inside = evaluate(metrics(natura2000_overlap_ha=3.2, natura2000_sites_in_buffer=1, distance_to_natura2000_km=0.0),
-                      "DEU", [site("DE1", 0.0, 3.2)])
+    inside = evaluate(
+        metrics(natura2000_overlap_ha=3.2, natura2000_sites_in_buffer=1, distance_to_natura2000_km=0.0),
+        "DEU",
+        [site("DE1", 0.0, 3.2)],
+    )
     art = inside.screening.habitats_directive_art6_3
     assert art.verdict == "appropriate assessment required" and "DE1" in art.reason
     assert art.natura2000_sites is not None and art.natura2000_sites[0].site_code == "DE1"
 
-    near = evaluate(metrics(natura2000_sites_in_buffer=2, distance_to_natura2000_km=1.4,
-                            natura2000_sites_in_buffer_not_overlapped=2, distance_to_natura2000_not_overlapped_km=1.4),
-                    "DEU",
-                    [site("DE3", 3.1), site("DE2", 1.4)])
+    near = evaluate(
+        metrics(
+            natura2000_sites_in_buffer=2,
+            distance_to_natura2000_km=1.4,
+            natura2000_sites_in_buffer_not_overlapped=2,
+            distance_to_natura2000_not_overlapped_km=1.4,
+        ),
+        "DEU",
+        [site("DE3", 3.1), site("DE2", 1.4)],
+    )
     art = near.screening.habitats_directive_art6_3
     assert art.verdict == "cannot be excluded" and "DE2 at 1.40 km" in art.reason
     assert [s.site_code for s in art.natura2000_sites or []] == ["DE2", "DE3"]  # nearest first

@@ -49,8 +49,15 @@ def _base(_rule: Rule) -> dict[str, Any]:
     return out
 
 
-LAND_COVER_RATIOS = {"water_ratio", "wetland_ratio", "agricultural_ratio", "forest_ratio", "shrub_ratio",
-                     "artificial_ratio", "natural_habitat_ratio"}
+LAND_COVER_RATIOS = {
+    "water_ratio",
+    "wetland_ratio",
+    "agricultural_ratio",
+    "forest_ratio",
+    "shrub_ratio",
+    "artificial_ratio",
+    "natural_habitat_ratio",
+}
 LAND_COVER_AREAS = {"forest_area_ha", "wetland_area_ha"}
 INDEX_SCORES = {"biodiversity_sensitivity_score", "resm_score", "ahsm_score", "cim_score"}
 STAND_IN_DISTANCES = {"distance_to_water_km", "distance_to_settlement_km"}
@@ -125,26 +132,35 @@ def test_insufficient_evidence_never_turns_a_trigger_into_a_pass(pid: str, rule:
     for combo in itertools.islice(itertools.product(*(_candidates(n, consts[n]) for n in names)), 400):
         m = {**_base(rule), **dict(zip(names, combo))}
         full = _status(pid, rule, m)
-        prov = {n: Provenance(source="land_cover", coverage_ratio=0.5, lower=m[n] * 0.5, upper=m[n] * 1.5 + 0.5)
-                for n in measured}
+        prov = {
+            n: Provenance(source="land_cover", coverage_ratio=0.5, lower=m[n] * 0.5, upper=m[n] * 1.5 + 0.5)
+            for n in measured
+        }
         assert _status(pid, rule, m, prov) in (full, "not_evaluable"), (rule.id, m)
 
 
 def test_a_stand_in_can_trigger_but_never_pass(metrics: Any) -> None:
-    stand_in = {"distance_to_water_km": Provenance(source=STAND_IN, resolves=False, lower=0.0, upper=7.2,
-                                                   note="CORINE cannot show streams")}
+    stand_in = {
+        "distance_to_water_km": Provenance(
+            source=STAND_IN, resolves=False, lower=0.0, upper=7.2, note="CORINE cannot show streams"
+        )
+    }
     far = evaluate(metrics(distance_to_water_km=7.2), "ESP", [], provenance=stand_in)
     st = next(s for s in far.statuses if s.rule_id == "ESP-TRLA-6-POLICIA")
     assert st.status == "not_evaluable" and st.passed is None
     assert "CORINE cannot show streams" in st.message and st.details["insufficient_evidence"]
     # the same distance from a real water layer is evidence: the rule passes
-    real = evaluate(metrics(distance_to_water_km=7.2), "ESP", [],
-                    provenance={"distance_to_water_km": Provenance(source="water")})
+    real = evaluate(
+        metrics(distance_to_water_km=7.2), "ESP", [], provenance={"distance_to_water_km": Provenance(source="water")}
+    )
     assert next(s for s in real.statuses if s.rule_id == "ESP-TRLA-6-POLICIA").status == "passed"
     # a CORINE water polygon 20 m away shows water is there: triggered, and the message says on what
-    near = evaluate(metrics(distance_to_water_km=0.02), "ESP", [],
-                    provenance={"distance_to_water_km": Provenance(source=STAND_IN, resolves=False, lower=0.0,
-                                                                   upper=0.02)})
+    near = evaluate(
+        metrics(distance_to_water_km=0.02),
+        "ESP",
+        [],
+        provenance={"distance_to_water_km": Provenance(source=STAND_IN, resolves=False, lower=0.0, upper=0.02)},
+    )
     st = next(s for s in near.statuses if s.rule_id == "ESP-TRLA-6-POLICIA")
     assert st.status == "triggered" and "stand-in" in st.message
 
@@ -168,7 +184,7 @@ def test_coverage_threshold_is_per_pack_and_partial_land_can_still_trigger(metri
 
 
 def test_a_pack_sets_its_own_coverage_threshold() -> None:
-    text = '''
+    text = """
 [pack]
 id = "TST"
 name = "Test"
@@ -187,7 +203,7 @@ message = "m"
 pass_message = "p"
 references = ["r"]
 heuristic = true
-'''
+"""
     pack = parse_pack(text)
     assert pack.min_coverage == 0.5 and pack.rules[0].min_coverage == 0.5
     with pytest.raises(RulePackError, match="min_coverage"):
@@ -204,10 +220,18 @@ def test_messages_show_why_a_threshold_test_failed(metrics: Any) -> None:
 
 def test_zone_rules_see_a_second_site_next_to_an_overlapped_one(metrics: Any, site: Any) -> None:
     # The AOI overlaps DE1 and a second Natura 2000 site lies 0.7 km away; a protected area too.
-    m = metrics(natura2000_overlap_ha=3.0, protected_overlap_ha=3.0, protected_overlap_pct=30.0,
-                natura2000_sites_in_buffer=2, distance_to_natura2000_km=0.0, distance_to_protected_km=0.0,
-                natura2000_sites_in_buffer_not_overlapped=1, distance_to_natura2000_not_overlapped_km=0.7,
-                protected_areas_within_1km_not_overlapped=1, distance_to_protected_not_overlapped_km=0.7)
+    m = metrics(
+        natura2000_overlap_ha=3.0,
+        protected_overlap_ha=3.0,
+        protected_overlap_pct=30.0,
+        natura2000_sites_in_buffer=2,
+        distance_to_natura2000_km=0.0,
+        distance_to_protected_km=0.0,
+        natura2000_sites_in_buffer_not_overlapped=1,
+        distance_to_natura2000_not_overlapped_km=0.7,
+        protected_areas_within_1km_not_overlapped=1,
+        distance_to_protected_not_overlapped_km=0.7,
+    )
     for country, zone_rule in (("ESP", "ESP-L21-2013-7.2B"), ("FRA", "FRA-L414-4-ZONE"), ("GRC", "GRC-4014-ZONE")):
         r = evaluate(m, country, [site("DE1", 0.0, 3.0), site("DE2", 0.7)])
         got = {s.rule_id: s for s in r.statuses}

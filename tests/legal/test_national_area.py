@@ -28,7 +28,9 @@ GEOD = Geod(ellps="GRS80")
 
 def _geodesic_ha(geom: shapely.Geometry, crs: str) -> float:
     t = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    ll = shapely.transform(shapely.segmentize(geom, 10.0), lambda c: __import__("numpy").column_stack(t.transform(c[:, 0], c[:, 1])))
+    ll = shapely.transform(
+        shapely.segmentize(geom, 10.0), lambda c: __import__("numpy").column_stack(t.transform(c[:, 0], c[:, 1]))
+    )
     return abs(GEOD.geometry_area_perimeter(ll)[0]) / 1e4
 
 
@@ -78,20 +80,23 @@ def test_a_square_just_over_100_ha_in_the_national_grid_triggers(lanjaron_lc: Ca
     assert _status(out, "ESP-L21-2013-ANEXO-I-SOLAR") == "triggered"
 
 
-@pytest.mark.parametrize(("country", "lon", "lat", "epsg"), [
-    ("ESP", -3.46, 36.95, 25830),   # Granada: zone 30
-    ("ESP", 2.17, 41.39, 25831),    # Barcelona: zone 31
-    ("ESP", -8.41, 43.36, 25829),   # A Coruña: zone 29
-    ("ESP", -16.25, 28.46, 25828),  # Tenerife: zone 28
-    ("ESP", -17.98, 27.76, 25828),  # El Hierro, in zone 27, measured in 28 (the pack's range)
-    ("DEU", 8.68, 50.11, 25832),    # Frankfurt
-    ("DEU", 13.40, 52.52, 25833),   # Berlin
-    ("ITA", 9.19, 45.46, 25832),    # Milan
-    ("ITA", 12.50, 41.90, 25833),   # Rome
-    ("ITA", 18.17, 40.35, 25833),   # Lecce, in zone 34, measured in 33
-    ("FRA", 2.35, 48.86, 2154),     # Lambert-93 everywhere
-    ("GRC", 23.73, 37.98, 2100),    # Greek Grid everywhere
-])
+@pytest.mark.parametrize(
+    ("country", "lon", "lat", "epsg"),
+    [
+        ("ESP", -3.46, 36.95, 25830),  # Granada: zone 30
+        ("ESP", 2.17, 41.39, 25831),  # Barcelona: zone 31
+        ("ESP", -8.41, 43.36, 25829),  # A Coruña: zone 29
+        ("ESP", -16.25, 28.46, 25828),  # Tenerife: zone 28
+        ("ESP", -17.98, 27.76, 25828),  # El Hierro, in zone 27, measured in 28 (the pack's range)
+        ("DEU", 8.68, 50.11, 25832),  # Frankfurt
+        ("DEU", 13.40, 52.52, 25833),  # Berlin
+        ("ITA", 9.19, 45.46, 25832),  # Milan
+        ("ITA", 12.50, 41.90, 25833),  # Rome
+        ("ITA", 18.17, 40.35, 25833),  # Lecce, in zone 34, measured in 33
+        ("FRA", 2.35, 48.86, 2154),  # Lambert-93 everywhere
+        ("GRC", 23.73, 37.98, 2100),  # Greek Grid everywhere
+    ],
+)
 def test_each_pack_states_the_crs_its_areas_are_measured_in(country: str, lon: float, lat: float, epsg: int) -> None:
     d = 0.005
     aoi = load_aoi(box(lon, lat, lon + d, lat + d).wkt, crs="EPSG:4326")
@@ -129,7 +134,7 @@ def test_every_national_pack_states_its_area_crs_and_only_they_use_the_national_
             assert "aoi_area_ha" not in str(rule.condition), rule.id
 
 
-_PACK = '''
+_PACK = """
 [pack]
 id = "XXX"
 name = "Test"
@@ -148,15 +153,18 @@ message = "m"
 pass_message = "p"
 references = ["a law"]
 heuristic = false
-'''
+"""
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ("", "states no area_crs"),
-    ('area_crs = "EPSG:2154"', "needs an area_crs_basis"),
-    ('area_crs = "lambert"\narea_crs_basis = "x"', "neither"),
-    ('area_crs = "utm:33-32"\narea_crs_basis = "x"', "first <= last"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("", "states no area_crs"),
+        ('area_crs = "EPSG:2154"', "needs an area_crs_basis"),
+        ('area_crs = "lambert"\narea_crs_basis = "x"', "neither"),
+        ('area_crs = "utm:33-32"\narea_crs_basis = "x"', "first <= last"),
+    ],
+)
 def test_pack_area_crs_statements_are_checked_at_load(extra: str, message: str) -> None:
     with pytest.raises(RulePackError, match=message):
         parse_pack(_PACK.format(extra=extra))

@@ -55,7 +55,7 @@ def test_each_country_has_a_critical_natura_rule() -> None:
         assert any(r.severity == "critical" and "natura2000_overlap_ha" in metrics_of(r.condition) for r in pack.rules)
 
 
-MINIMAL = '''
+MINIMAL = """
 [pack]
 id = "TST"
 name = "Test"
@@ -74,7 +74,7 @@ pass_message = "no overlap"
 references = ["Council Directive 92/43/EEC, Art. 6(3)"]
 heuristic = false
 annex_iii = ["2(c)(v)"]
-'''
+"""
 
 
 def test_minimal_pack_loads() -> None:
@@ -85,7 +85,11 @@ def test_minimal_pack_loads() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("natura2000_overlap_ha = {", "natura2000_overlap_hectares = {", "unknown metric 'natura2000_overlap_hectares'"),
+        (
+            "natura2000_overlap_ha = {",
+            "natura2000_overlap_hectares = {",
+            "unknown metric 'natura2000_overlap_hectares'",
+        ),
         ('">" = 0', '"=>" = 0', "unknown operator '=>'"),
         ('severity = "critical"', 'severity = "severe"', "severity 'severe' is not one of"),
         ('category = "natura2000"', 'category = "natura"', "category 'natura' is not one of"),
@@ -97,7 +101,7 @@ def test_minimal_pack_loads() -> None:
         ('"no overlap"', '"no overlap {0}"', "must be a metric name"),
         ('annex_iii = ["2(c)(v)"]', 'annex_iii = ["2(c)(x)"]', "unknown EIA Annex III criterion"),
         ('references = ["Council Directive 92/43/EEC, Art. 6(3)"]', "references = []", "at least one legal reference"),
-        ("heuristic = false", "heuristic = false\nseverty = \"low\"", "unknown field"),
+        ("heuristic = false", 'heuristic = false\nseverty = "low"', "unknown field"),
         ("heuristic = false\n", "", "heuristic"),
         ('id = "TST"', 'id = "TST"\ncountry = "X"', "unknown field"),
         ("[[rules]]", "[[rules]] x", "not valid TOML"),
@@ -123,7 +127,7 @@ def test_shipped_pack_with_an_unknown_operator_is_refused() -> None:
 
 
 def test_duplicate_rule_ids_are_refused() -> None:
-    rule = MINIMAL[MINIMAL.index("[[rules]]"):]
+    rule = MINIMAL[MINIMAL.index("[[rules]]") :]
     with pytest.raises(RulePackError, match="duplicate rule id"):
         parse_pack(MINIMAL + rule)
 

@@ -41,16 +41,27 @@ def _aoi_file(directory: Path, name: str, east_km: float, north_km: float, w_km:
 
 
 def _analyze(sample: Path, aoi: Path, project_type: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    code = main(["analyze", str(aoi), "--project-type", project_type, "--country", "DEU",
-                 "--datasets", str(sample / "catalog.toml")])
+    code = main(
+        [
+            "analyze",
+            str(aoi),
+            "--project-type",
+            project_type,
+            "--country",
+            "DEU",
+            "--datasets",
+            str(sample / "catalog.toml"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     doc: dict[str, Any] = json.loads(out)
     return doc
 
 
-def test_aoi_inside_a_natura_site_is_a_critical_violation(sample: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_aoi_inside_a_natura_site_is_a_critical_violation(
+    sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # inside the Grubensee SPA (an ellipse 3.6 x 2.6 km around 7 km west, 9 km south of the centre)
     doc = _analyze(sample, _aoi_file(tmp_path, "inside", -7.5, -9.5, 1.5, 1.0), "wind", capsys)
     legal = doc["legal"]
@@ -70,8 +81,9 @@ def test_aoi_inside_a_natura_site_is_a_critical_violation(sample: Path, tmp_path
     assert set(doc["ahsm"]["components"]) == {"flood", "wildfire", "landslide"}
 
 
-def test_aoi_far_from_every_sensitive_feature_is_compliant(sample: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_aoi_far_from_every_sensitive_feature_is_compliant(
+    sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     doc = _analyze(sample, _aoi_file(tmp_path, "far", 7.0, -9.0, 2.0, 2.0), "solar", capsys)
     legal = doc["legal"]
     assert doc["biodiversity"]["sites_in_buffer"] == []
@@ -121,8 +133,13 @@ def test_missing_layers_lower_confidence_and_make_rules_not_evaluable(sample: Pa
     text = text[: text.index("[[water]]")]
     (data / "catalog.toml").write_text(text)
     aoi = load_aoi(_aoi_file(tmp_path, "a", -1.0, -4.0, 2.0, 1.5).read_bytes(), filename="a.geojson")
-    out = pipeline.run(aoi, RunParams.from_request("solar", "DEU", None, None), load_catalog(data / "catalog.toml"),
-                       lambda *a: None, lambda: False)
+    out = pipeline.run(
+        aoi,
+        RunParams.from_request("solar", "DEU", None, None),
+        load_catalog(data / "catalog.toml"),
+        lambda *a: None,
+        lambda: False,
+    )
     r = out.results
     ahsm = r.ahsm
     assert ahsm.components["landslide"] is None and ahsm.confidence < 1.0

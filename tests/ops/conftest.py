@@ -26,10 +26,18 @@ async def write_completed_run(settings: Settings, payload_bytes: int) -> str:
         run_id = uuid.uuid4().hex
         now = utc_now_iso()
         record = {
-            "run_id": run_id, "task_id": run_id, "project_id": uuid.uuid4().hex, "project_type": "solar",
+            "run_id": run_id,
+            "task_id": run_id,
+            "project_id": uuid.uuid4().hex,
+            "project_type": "solar",
             "params": {"project_type": "solar", "country": None, "capacity_mw": 10.0, "buffer_km": 5.0},
-            "aoi_source": "geojson", "created_at": now, "updated_at": now, "status": "COMPLETED",
-            "attempts": 1, "started_at": now, "finished_at": now,
+            "aoi_source": "geojson",
+            "created_at": now,
+            "updated_at": now,
+            "status": "COMPLETED",
+            "attempts": 1,
+            "started_at": now,
+            "finished_at": now,
         }
         await save_artifact(storage, run_id, "run.log", os.urandom(payload_bytes), "text/plain")
         await records.create_run(storage, msgspec.convert(record, RunRecord), b"{}", records.now_ms())

@@ -120,16 +120,25 @@ async def test_metrics_after_a_few_requests(client: Any, ops_redis: Redis) -> No
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(await resp.text())}
     for name in (
-        "aethera_http_requests", "aethera_http_request_duration_seconds", "aethera_http_requests_in_flight",
-        "aethera_export_bytes_sent", "aethera_runs", "aethera_run_duration_seconds",
-        "aethera_run_step_duration_seconds", "aethera_queue_depth", "aethera_worker_heartbeats",
+        "aethera_http_requests",
+        "aethera_http_request_duration_seconds",
+        "aethera_http_requests_in_flight",
+        "aethera_export_bytes_sent",
+        "aethera_runs",
+        "aethera_run_duration_seconds",
+        "aethera_run_step_duration_seconds",
+        "aethera_queue_depth",
+        "aethera_worker_heartbeats",
         "aethera_workers_alive",
     ):
         assert name in families, name
 
     def value(family: str, sample: str, **labels: str) -> float:
-        return next(s.value for s in families[family].samples
-                    if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()))
+        return next(
+            s.value
+            for s in families[family].samples
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
     req = "aethera_http_requests"
     assert value(req, req + "_total", route="/openapi.json", method="GET", status="200") == 3

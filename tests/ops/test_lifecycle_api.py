@@ -39,8 +39,13 @@ class ServerProcess:
         full = {k: v for k, v in os.environ.items() if not k.startswith(("AETHERA_", "S3_", "STORAGE_", "REDIS_"))}
         full.update(env, PYTHONUNBUFFERED="1")
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "server.py")], env=full, cwd=str(ROOT),
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "server.py")],
+            env=full,
+            cwd=str(ROOT),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     async def wait_healthy(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -129,8 +134,11 @@ async def test_sigterm_lets_an_inflight_upload_finish(start_server: object) -> N
             assert resp.status == 201, await resp.text()
             project_id = (await resp.json())["id"]
         upload = asyncio.create_task(
-            session.put(f"{server.url}/projects/{project_id}/uploads/site.geojson", data=slow_body(),
-                        headers={"X-Request-ID": "inflight-upload"})
+            session.put(
+                f"{server.url}/projects/{project_id}/uploads/site.geojson",
+                data=slow_body(),
+                headers={"X-Request-ID": "inflight-upload"},
+            )
         )
         await asyncio.wait_for(sent_first.wait(), 60)
         server.proc.send_signal(signal.SIGTERM)
@@ -151,8 +159,13 @@ async def test_sigterm_lets_an_inflight_upload_finish(start_server: object) -> N
     # the process logged JSON lines, the upload's with its request id
     lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
     assert lines and all("request_id" in line for line in lines)
-    access = [line for line in lines if line.get("logger") == "aethera.access" and line.get("status") == 201
-              and line.get("route") == "/projects/{project_id}/uploads/{name}"]
+    access = [
+        line
+        for line in lines
+        if line.get("logger") == "aethera.access"
+        and line.get("status") == 201
+        and line.get("route") == "/projects/{project_id}/uploads/{name}"
+    ]
     assert [line["request_id"] for line in access] == ["inflight-upload"]
 
 
@@ -197,4 +210,3 @@ async def test_grace_period_bounds_the_wait(start_server: object) -> None:
         with pytest.raises(aiohttp.ClientError):
             while await resp.content.read(1024 * 1024):
                 pass
-

@@ -24,8 +24,10 @@ async def _start_run(client: Any) -> dict[str, Any]:
     resp = await client.post("/projects", json={"name": "shutdown", "country": "DEU"})
     assert resp.status == 201, await resp.text()
     project_id = (await resp.json())["id"]
-    resp = await client.post(f"/projects/{project_id}/runs", json={
-        "project_type": "solar", "aoi_geojson": kit.aoi_feature(**SLOW), "config": {"capacity_mw": 3}})
+    resp = await client.post(
+        f"/projects/{project_id}/runs",
+        json={"project_type": "solar", "aoi_geojson": kit.aoi_feature(**SLOW), "config": {"capacity_mw": 3}},
+    )
     assert resp.status == 202, await resp.text()
     return await resp.json()
 
@@ -54,8 +56,7 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
 
 
 async def test_sigterm_within_grace_completes_the_run(make_service: Any, tmp_path: Path) -> None:
-    svc = await make_service(AETHERA_SHUTDOWN_GRACE_S="120", AETHERA_WORKER_CONCURRENCY="1",
-                             AETHERA_LOG_LEVEL="INFO")
+    svc = await make_service(AETHERA_SHUTDOWN_GRACE_S="120", AETHERA_WORKER_CONCURRENCY="1", AETHERA_LOG_LEVEL="INFO")
     log_path = tmp_path / "worker.log"
     worker = kit.WorkerProcess(svc.env, log_path)
     try:
@@ -72,7 +73,8 @@ async def test_sigterm_within_grace_completes_the_run(make_service: Any, tmp_pat
         assert resp.status == 200
         samples = {
             (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(await resp.text()) for s in family.samples
+            for family in text_string_to_metric_families(await resp.text())
+            for s in family.samples
         }
         for status in ("PENDING", "PROCESSING", "COMPLETED"):
             assert samples[("aethera_runs_total", (("status", status),))] == 1
@@ -101,7 +103,9 @@ async def test_sigterm_past_grace_requeues_and_another_worker_completes(make_ser
         record = await _stored_status(svc, answer["run_id"])
         assert record["status"] in {"PENDING", "COMPLETED"}, record
         assert record["status"] == "PENDING", (
-            "the run finished within the 0.1 s grace period; the AOI is too small to test the hand-back", record)
+            "the run finished within the 0.1 s grace period; the AOI is too small to test the hand-back",
+            record,
+        )
 
         second = kit.WorkerProcess(svc.env, tmp_path / "worker-2.log")
         final = await kit.poll_task(svc.client, answer["task_id"], timeout_s=180)

@@ -104,8 +104,15 @@ def test_redactor_keeps_ordinary_text() -> None:
 
 @pytest.mark.parametrize(
     ("supplied", "kept"),
-    [("abc-123", True), ("4f1c2e1d-0000-4000-8000-000000000000", True), ("", False), (None, False),
-     ("has space", False), ("x" * 129, False), ('inject"}\n{', False)],
+    [
+        ("abc-123", True),
+        ("4f1c2e1d-0000-4000-8000-000000000000", True),
+        ("", False),
+        (None, False),
+        ("has space", False),
+        ("x" * 129, False),
+        ('inject"}\n{', False),
+    ],
 )
 def test_request_id_reused_only_when_safe(supplied: str | None, kept: bool) -> None:
     rid = make_request_id(supplied)
@@ -114,14 +121,17 @@ def test_request_id_reused_only_when_safe(supplied: str | None, kept: bool) -> N
         assert len(rid) == 32 and int(rid, 16) >= 0
 
 
-@pytest.mark.parametrize("created", [0.0, 1.0005, 1170590979.425, 1e9 + 0.9999995, 1e9 + 0.9994999,
-                                     1_780_000_000.123456, 1_780_000_059.9999999])
+@pytest.mark.parametrize(
+    "created",
+    [0.0, 1.0005, 1170590979.425, 1e9 + 0.9999995, 1e9 + 0.9994999, 1_780_000_000.123456, 1_780_000_059.9999999],
+)
 def test_timestamp_is_the_isoformat_of_the_utc_time(created: float) -> None:
     # the cached-prefix timestamp rounds like datetime (to the microsecond, then cut to ms) at every edge
     expected = dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
     assert _utc_iso_ms(created) == expected
     assert _utc_iso_ms(created + 1) == dt.datetime.fromtimestamp(created + 1, dt.UTC).isoformat(
-        timespec="milliseconds")  # the next second: a new prefix
+        timespec="milliseconds"
+    )  # the next second: a new prefix
     assert _utc_iso_ms(created) == expected  # and back: the cache follows the time it is given
 
 

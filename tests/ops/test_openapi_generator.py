@@ -93,7 +93,11 @@ def _app(with_forgotten: bool = False) -> web.Application:
 
 def _doc(app: web.Application) -> dict:
     return build_openapi(
-        app, OPS, title="Things", version="1.0", common_errors={503: "A dependency is down."},
+        app,
+        OPS,
+        title="Things",
+        version="1.0",
+        common_errors={503: "A dependency is down."},
         auth_errors={401: "No valid key."},
     )
 
@@ -134,13 +138,17 @@ def test_operation_contents_come_from_types_and_docstrings() -> None:
 
     # security: bearer everywhere except public routes, which carry an empty requirement
     assert doc["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["bearerAuth"]["description"]
+        "type": "http",
+        "scheme": "bearer",
+        "description": doc["components"]["securitySchemes"]["bearerAuth"]["description"],
     }
     assert doc["security"] == [{"bearerAuth": []}]
     assert doc["paths"]["/health"]["get"]["security"] == []
     assert "401" not in doc["paths"]["/health"]["get"]["responses"]
     # a status the route declares itself keeps its own body, not the generic error shape
-    assert doc["paths"]["/health"]["get"]["responses"]["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/Thing")
+    assert doc["paths"]["/health"]["get"]["responses"]["503"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/Thing"
+    )
     assert list(post["responses"]) == sorted(post["responses"])
 
 

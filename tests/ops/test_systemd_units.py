@@ -43,7 +43,11 @@ def _problems(result: subprocess.CompletedProcess[str], unit: Path) -> list[str]
 @needs_analyze
 @pytest.mark.parametrize(
     ("name", "as_name"),
-    [("aethera-api.service", None), ("aethera-worker@.service", None), ("aethera-worker@.service", "aethera-worker@3.service")],
+    [
+        ("aethera-api.service", None),
+        ("aethera-worker@.service", None),
+        ("aethera-worker@.service", "aethera-worker@3.service"),
+    ],
 )
 def test_systemd_analyze_verify(tmp_path: Path, name: str, as_name: str | None) -> None:
     unit = _local_copy(tmp_path, name, as_name)
@@ -67,7 +71,10 @@ def test_exposure_is_low(tmp_path: Path, name: str) -> None:
     # threshold 20 = exposure 2.0 of 10 (systemd calls up to 4.9 "OK")
     result = subprocess.run(
         [ANALYZE, "security", "--offline=yes", "--threshold=20", str(unit)],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
 

@@ -40,7 +40,9 @@ def test_same_key_hashes_differently_each_time() -> None:
     assert hash_key(key) != hash_key(key)  # a fresh salt each time
 
 
-@pytest.mark.parametrize("stored", ["", "scrypt", "bcrypt$1$2$3$AAAA$AAAA", "scrypt$x$8$1$AAAA$AAAA", "scrypt$16384$8$1$!!$AAAA"])
+@pytest.mark.parametrize(
+    "stored", ["", "scrypt", "bcrypt$1$2$3$AAAA$AAAA", "scrypt$x$8$1$AAAA$AAAA", "scrypt$16384$8$1$!!$AAAA"]
+)
 def test_malformed_hash_never_verifies(stored: str) -> None:
     assert not verify_hash("ak_0123456789ab_" + "s" * 43, stored)
 
@@ -149,7 +151,10 @@ def test_a_broken_edit_keeps_the_last_good_keys(tmp_path: Path, caplog: pytest.L
         ('{"version": 2, "keys": []}', "version"),
         ('{"keys": [{"key_id": "a", "tenant": "Bad Tenant", "hash": "x"}]}', "tenant"),
         ('{"keys": [{"key_id": "a", "tenant": "t", "hash": "x", "scopes": ["root"]}]}', "scope"),
-        ('{"keys": [{"key_id": "a", "tenant": "t", "hash": "x"}, {"key_id": "a", "tenant": "u", "hash": "y"}]}', "twice"),
+        (
+            '{"keys": [{"key_id": "a", "tenant": "t", "hash": "x"}, {"key_id": "a", "tenant": "u", "hash": "y"}]}',
+            "twice",
+        ),
     ],
 )
 def test_malformed_keys_file_is_a_config_error(tmp_path: Path, content: str, message: str) -> None:
@@ -179,12 +184,18 @@ def test_cli_keys_create_uses_the_setting_and_reports_errors(tmp_path: Path) -> 
     path = tmp_path / "keys.json"
     env = {**os.environ, "AETHERA_API_KEYS_FILE": str(path)}
     done = subprocess.run(
-        [sys.executable, "-m", "aethera.cli", "keys", "create", "--tenant", "acme"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "aethera.cli", "keys", "create", "--tenant", "acme"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert KeyStore(path).authenticate(done.stdout.strip()) is not None
     env.pop("AETHERA_API_KEYS_FILE")
     done = subprocess.run(
-        [sys.executable, "-m", "aethera.cli", "keys", "create", "--tenant", "acme"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "aethera.cli", "keys", "create", "--tenant", "acme"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 2 and "AETHERA_API_KEYS_FILE" in done.stderr and done.stdout == ""

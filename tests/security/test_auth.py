@@ -79,7 +79,15 @@ async def test_key_binds_tenant_and_public_paths_stay_open(
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token ak_0123456789ab_" + "x" * 43, "Bearer ak_0123456789ab_" + "x" * 43],
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Token ak_0123456789ab_" + "x" * 43,
+        "Bearer ak_0123456789ab_" + "x" * 43,
+    ],
 )
 async def test_missing_or_wrong_credentials_are_401(
     aiohttp_client: ClientFactory, redis_url: str, keys_file: Path, header: str | None
@@ -107,7 +115,9 @@ async def test_read_only_keys_cannot_write(aiohttp_client: ClientFactory, redis_
 async def test_cors_preflight_needs_no_key(aiohttp_client: ClientFactory, redis_url: str, keys_file: Path) -> None:
     create_key(keys_file, "acme")
     client = await aiohttp_client(build_app(settings_with(redis_url, keys_file)))
-    resp = await client.options("/whoami", headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"})
+    resp = await client.options(
+        "/whoami", headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"}
+    )
     assert resp.status != 401
 
 
@@ -184,7 +194,9 @@ async def test_auth_off_acts_for_the_default_tenant(aiohttp_client: ClientFactor
     assert (await resp.json())["tenant"] == DEFAULT_TENANT
 
 
-async def test_limiter_lets_requests_through_while_redis_is_away(aiohttp_client: ClientFactory, keys_file: Path) -> None:
+async def test_limiter_lets_requests_through_while_redis_is_away(
+    aiohttp_client: ClientFactory, keys_file: Path
+) -> None:
     from aethera.embedded_redis import free_port
 
     key, _ = create_key(keys_file, "acme")

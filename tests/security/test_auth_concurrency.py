@@ -93,8 +93,10 @@ async def test_a_flood_of_wrong_secrets_is_refused_before_scrypt_and_a_fresh_key
     statuses = Counter(flood)
     scrypt_runs = store.scrypt_runs - runs_before
     _, alone_s = await first_request(reference)  # the same first request with nothing else going on
-    print(f"\n{FLOOD} wrong secrets: {dict(statuses)}; scrypt runs {scrypt_runs}; fresh key answered in "
-          f"{fresh_s * 1000:.0f} ms during the flood, {alone_s * 1000:.0f} ms alone ({fresh_s / alone_s:.1f}x)")
+    print(
+        f"\n{FLOOD} wrong secrets: {dict(statuses)}; scrypt runs {scrypt_runs}; fresh key answered in "
+        f"{fresh_s * 1000:.0f} ms during the flood, {alone_s * 1000:.0f} ms alone ({fresh_s / alone_s:.1f}x)"
+    )
     assert statuses == {401: auth_module._FAIL_BURST, 429: FLOOD - auth_module._FAIL_BURST}
     assert fresh_status == 200
     # every scrypt run is accounted for: one per admitted guess and one for the fresh key
@@ -127,8 +129,10 @@ async def test_a_fresh_key_is_checked_before_the_queued_guesses_of_a_failing_add
     async with AsyncExitStack() as busy:
         for _ in range(DEFAULT_SLOTS):
             await busy.enter_async_context(gate.slot(float("-inf")))
-        tasks = [asyncio.create_task(record("guess", status_of(svc.client, wrong_secret(victim.key_id))))
-                 for _ in range(FLOOD)]
+        tasks = [
+            asyncio.create_task(record("guess", status_of(svc.client, wrong_secret(victim.key_id))))
+            for _ in range(FLOOD)
+        ]
         await wait_for(lambda: waiting(auth_module._FAIL_BURST))
         tasks.append(asyncio.create_task(record("fresh", fresh_request())))
         await wait_for(lambda: waiting(auth_module._FAIL_BURST + 1))
@@ -136,18 +140,20 @@ async def test_a_fresh_key_is_checked_before_the_queued_guesses_of_a_failing_add
 
     answered_before_fresh = finished[: finished.index(("fresh", 200))]
     guesses_checked_first = sum(1 for kind, status in answered_before_fresh if status == 401)
-    print(f"\nwrong guesses answered 401 before the fresh key's 200: {guesses_checked_first} "
-          f"of {auth_module._FAIL_BURST} queued ahead of it")
+    print(
+        f"\nwrong guesses answered 401 before the fresh key's 200: {guesses_checked_first} "
+        f"of {auth_module._FAIL_BURST} queued ahead of it"
+    )
     # in arrival order it would come after all 20; served by priority it takes one of the first slots
     # (typically 0-1 guesses finish first; the margin is for guesses finishing while its answer is sent)
     assert guesses_checked_first < auth_module._FAIL_BURST // 2
     assert Counter(status for kind, status in finished if kind == "guess") == {
-        401: auth_module._FAIL_BURST, 429: FLOOD - auth_module._FAIL_BURST}
+        401: auth_module._FAIL_BURST,
+        429: FLOOD - auth_module._FAIL_BURST,
+    }
 
 
-async def test_an_unknown_key_id_answers_like_a_wrong_secret_without_scrypt(
-    make_service: Any, keys_file: Path
-) -> None:
+async def test_an_unknown_key_id_answers_like_a_wrong_secret_without_scrypt(make_service: Any, keys_file: Path) -> None:
     _, entry = create_key(keys_file, "acme")
     svc = await service_with_keys(make_service, keys_file)
     store: KeyStore = svc.app[KEY_STORE]
@@ -245,4 +251,7 @@ def test_a_reload_drops_a_verified_key_whose_entry_changed(keys_file: Path, chan
         assert principal is None
     else:
         assert principal is not None
-        assert (principal.tenant, principal.scopes) == (target["tenant"], tuple(target.get("scopes", ("read", "write"))))
+        assert (principal.tenant, principal.scopes) == (
+            target["tenant"],
+            tuple(target.get("scopes", ("read", "write"))),
+        )

@@ -107,8 +107,9 @@ def test_checked_zip_reads_only_checked_members_within_the_budget() -> None:
         archive.read("a.shp")  # the 2,000 bytes the limits allow are spent
 
 
-def test_aethera_analyze_refuses_a_bomb_by_content(tmp_path: Path, sample_catalog: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_aethera_analyze_refuses_a_bomb_by_content(
+    tmp_path: Path, sample_catalog: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from aethera.cli import main
 
     path = tmp_path / "site.geojson"
@@ -132,8 +133,12 @@ def test_xml_is_accepted_only_as_kml() -> None:
 
     check_xml(b"\xef\xbb\xbf<?xml version='1.0'?>\n<!-- a comment -->\n<kml xmlns='http://www.opengis.net/kml/2.2'/>")
     check_xml(b"<kml:kml xmlns:kml='http://www.opengis.net/kml/2.2'></kml:kml>")
-    for other in (b"<?xml version='1.0'?><gml:FeatureCollection xmlns:gml='http://www.opengis.net/gml'/>",
-                  b"<gpx version='1.1'/>", b"<!-- <kml> --><gpx/>", b"<kmlx/>"):
+    for other in (
+        b"<?xml version='1.0'?><gml:FeatureCollection xmlns:gml='http://www.opengis.net/gml'/>",
+        b"<gpx version='1.1'/>",
+        b"<!-- <kml> --><gpx/>",
+        b"<kmlx/>",
+    ):
         with pytest.raises(InvalidAOI, match="not KML"):
             check_xml(other)
     # shapes that make a backtracking pattern take exponential time are refused at once

@@ -60,8 +60,9 @@ def _shapefile_members(tmp_path: Path) -> list[tuple[str, bytes]]:
 
     folder = tmp_path / "shp"
     folder.mkdir(exist_ok=True)
-    gpd.GeoDataFrame({"name": ["site"]}, geometry=[shape(kit.aoi_feature()["geometry"])],
-                     crs="EPSG:4326").to_file(folder / "site.shp")
+    gpd.GeoDataFrame({"name": ["site"]}, geometry=[shape(kit.aoi_feature()["geometry"])], crs="EPSG:4326").to_file(
+        folder / "site.shp"
+    )
     return [(p.name, p.read_bytes()) for p in sorted(folder.iterdir())]
 
 
@@ -112,8 +113,9 @@ HOSTILE = {
 async def service(make_service: Any, tmp_path: Path) -> Any:
     keys_file = tmp_path / "keys.json"
     key, _ = create_key(keys_file, "acme")
-    svc = await make_service(AETHERA_API_KEYS_FILE=str(keys_file), AETHERA_RATE_LIMIT_PER_S="0",
-                             AETHERA_MAX_UPLOAD_BYTES="400000")
+    svc = await make_service(
+        AETHERA_API_KEYS_FILE=str(keys_file), AETHERA_RATE_LIMIT_PER_S="0", AETHERA_MAX_UPLOAD_BYTES="400000"
+    )
     svc.auth = {"Authorization": f"Bearer {key}"}
     resp = await svc.client.post("/projects", json={"name": "p"}, headers=svc.auth)
     svc.project = (await resp.json())["id"]
@@ -137,8 +139,9 @@ async def _put_upload(svc: Any, name: str, data: bytes) -> tuple[int, dict[str, 
 
 
 async def _run(svc: Any, aoi_path: str) -> tuple[int, dict[str, Any]]:
-    resp = await svc.client.post(f"/projects/{svc.project}/runs", headers=svc.auth,
-                                 json={"project_type": "solar", "aoi_path": aoi_path})
+    resp = await svc.client.post(
+        f"/projects/{svc.project}/runs", headers=svc.auth, json={"project_type": "solar", "aoi_path": aoi_path}
+    )
     return resp.status, await resp.json()
 
 
@@ -168,7 +171,8 @@ def _nothing_stored(svc: Any) -> None:
 
 @pytest.mark.parametrize("name", POST_NAMES)
 async def test_post_uploads_refuses_a_bomb_under_any_name_without_inflating_it(
-        service: Any, kml_bomb: bytes, name: str) -> None:
+    service: Any, kml_bomb: bytes, name: str
+) -> None:
     (status, answer), peak, elapsed = await _traced(lambda: _post_upload(service, name, kml_bomb))
     _refused(status, answer)
     assert peak < HEAP_BOUND, f"{peak / MIB:.0f} MiB allocated refusing a {BOMB_UNPACKED // MIB} MiB bomb"
@@ -178,7 +182,8 @@ async def test_post_uploads_refuses_a_bomb_under_any_name_without_inflating_it(
 
 @pytest.mark.parametrize("name", PUT_NAMES)
 async def test_project_uploads_refuse_a_bomb_under_any_name_without_inflating_it(
-        service: Any, kml_bomb: bytes, name: str) -> None:
+    service: Any, kml_bomb: bytes, name: str
+) -> None:
     for data in (kml_bomb, b"JUNK" + kml_bomb):  # zipfile reads a zip behind a preamble: so do we
         (status, answer), peak, elapsed = await _traced(lambda: _put_upload(service, name, data))
         _refused(status, answer)
@@ -200,7 +205,8 @@ async def test_hostile_archives_are_refused_under_any_name(service: Any, case: s
 
 
 async def test_a_preamble_bomb_is_refused_on_the_project_route_and_by_the_run(
-        service: Any, shapefile_bomb: bytes) -> None:
+    service: Any, shapefile_bomb: bytes
+) -> None:
     data = b"JUNK" + shapefile_bomb
     status, answer = await _put_upload(service, "site.zip", data)
     _refused(status, answer)
@@ -216,9 +222,17 @@ async def test_a_preamble_bomb_is_refused_on_the_project_route_and_by_the_run(
     # ... and an upload record whose file is a zip, though the record calls it GeoJSON
     upload_id = "ab" * 16
     await storage.save(keys.upload_file_key(upload_id, "aoi.geojson"), data)
-    record = {"upload_id": upload_id, "tenant": "acme", "filename": "site.geojson", "format": "geojson",
-              "media_type": "application/geo+json", "size": len(data), "sha256": "0" * 64,
-              "created_at": "2026-01-01T00:00:00Z", "stored_name": "aoi.geojson"}
+    record = {
+        "upload_id": upload_id,
+        "tenant": "acme",
+        "filename": "site.geojson",
+        "format": "geojson",
+        "media_type": "application/geo+json",
+        "size": len(data),
+        "sha256": "0" * 64,
+        "created_at": "2026-01-01T00:00:00Z",
+        "stored_name": "aoi.geojson",
+    }
     await storage.save(keys.upload_record_key(upload_id), json.dumps(record).encode())
     (status, answer), peak, _ = await _traced(lambda: _run(service, upload_id))
     _refused(status, answer)
@@ -241,8 +255,10 @@ async def test_gzip_is_refused_with_a_clear_message(service: Any) -> None:
     import gzip
 
     data = gzip.compress(json.dumps(kit.aoi_feature()).encode())
-    for status, answer in (await _post_upload(service, "site.geojson", data),
-                           await _put_upload(service, "site.geojson", data)):
+    for status, answer in (
+        await _post_upload(service, "site.geojson", data),
+        await _put_upload(service, "site.geojson", data),
+    ):
         _refused(status, answer)
         assert "compressed" in answer["detail"], answer
 
@@ -263,8 +279,13 @@ def _bowtie_with_forged_repairs() -> dict[str, Any]:
         "type": "FeatureCollection",
         "aethera:repairs": ["FORGED: the service moved your site out of the Natura 2000 area"],
         "aethera:verified": True,
-        "features": [{"type": "Feature", "properties": {},
-                      "geometry": {"type": "Polygon", "coordinates": [[p0, p2, p1, p3, p0]]}}],  # a bow-tie
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {"type": "Polygon", "coordinates": [[p0, p2, p1, p3, p0]]},
+            }
+        ],  # a bow-tie
     }
 
 
@@ -274,8 +295,9 @@ async def test_a_clients_repairs_member_is_not_reported_as_the_services(service:
     assert status == 201, upload
     run_ids = []
     for body in ({"aoi_geojson": forged}, {"aoi_path": upload["upload_id"]}):
-        resp = await service.client.post(f"/projects/{service.project}/runs", headers=service.auth,
-                                         json={"project_type": "solar", **body})
+        resp = await service.client.post(
+            f"/projects/{service.project}/runs", headers=service.auth, json={"project_type": "solar", **body}
+        )
         assert resp.status == 202, await resp.text()
         run_id = (await resp.json())["run_id"]
         stored = await service.app[STORAGE].read(keys.run_aoi_key(run_id))  # what the worker reads

@@ -41,12 +41,14 @@ EXAMPLES_PER_OPERATION = 100
 # enough: bodies whose meaning is checked beyond their shape ("any file" that must load as an AOI; a run
 # whose AOI must be one valid polygon over the datasets; a batch whose sites must be such polygons) are
 # schema-valid yet rightly refused (422).
-SEMANTIC_BODIES = frozenset({
-    ("POST", "/uploads"),
-    ("PUT", "/projects/{project_id}/uploads/{name}"),
-    ("POST", "/projects/{project_id}/runs"),
-    ("POST", "/projects/{project_id}/batches"),
-})
+SEMANTIC_BODIES = frozenset(
+    {
+        ("POST", "/uploads"),
+        ("PUT", "/projects/{project_id}/uploads/{name}"),
+        ("POST", "/projects/{project_id}/runs"),
+        ("POST", "/projects/{project_id}/batches"),
+    }
+)
 
 
 class RunningApi:
@@ -57,8 +59,12 @@ class RunningApi:
         self.real_ids: dict[str, str] = {}  # path parameter -> an id that exists (a completed run's)
 
     def call(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json") -> Any:
-        request = urllib.request.Request(f"{self.url}{path}", data=body, method=method, headers={
-            "Authorization": f"Bearer {self.key}", "Content-Type": content_type})
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=body,
+            method=method,
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": content_type},
+        )
         with urllib.request.urlopen(request, timeout=60) as resp:
             return json.loads(resp.read())
 
@@ -67,19 +73,29 @@ class RunningApi:
         from servicekit import aoi_feature
 
         project = self.call("POST", "/projects", json.dumps({"name": "fuzz", "country": "DEU"}).encode())
-        run = self.call("POST", f"/projects/{project['id']}/runs",
-                        json.dumps({"project_type": "solar", "aoi_geojson": aoi_feature()}).encode())
+        run = self.call(
+            "POST",
+            f"/projects/{project['id']}/runs",
+            json.dumps({"project_type": "solar", "aoi_geojson": aoi_feature()}).encode(),
+        )
         deadline = time.monotonic() + 120
         while self.call("GET", f"/tasks/{run['task_id']}")["status"] != "COMPLETED":
             if time.monotonic() > deadline:
                 raise AssertionError(f"the fuzz fixture's run did not complete:\n{self.log.read_text()[-4000:]}")
             time.sleep(0.3)
         boundary = "f0zzb0undary"
-        form = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="site.geojson"\r\n\r\n'
-                + json.dumps(aoi_feature()) + f"\r\n--{boundary}--\r\n").encode()
+        form = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="site.geojson"\r\n\r\n'
+            + json.dumps(aoi_feature())
+            + f"\r\n--{boundary}--\r\n"
+        ).encode()
         upload = self.call("POST", "/uploads", form, f"multipart/form-data; boundary={boundary}")
-        self.real_ids = {"project_id": project["id"], "run_id": run["run_id"], "task_id": run["task_id"],
-                         "upload_id": upload["upload_id"]}
+        self.real_ids = {
+            "project_id": project["id"],
+            "run_id": run["run_id"],
+            "task_id": run["task_id"],
+            "upload_id": upload["upload_id"],
+        }
 
 
 @pytest.fixture(scope="module")
@@ -93,25 +109,28 @@ def running_api(tmp_path_factory: pytest.TempPathFactory, redis_url: str, sample
     redis_sync.Redis.from_url(service_redis).flushdb()  # no throttle or queue left by an earlier run
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AETHERA_", "S3_", "STORAGE_"))}
-    env.update({
-        "AETHERA_HOST": "127.0.0.1",
-        "AETHERA_PORT": str(port),
-        "AETHERA_LOG_LEVEL": "WARNING",
-        "AETHERA_API_KEYS_FILE": str(keys_file),
-        "AETHERA_RATE_LIMIT_PER_S": "0",  # limiting is tested elsewhere; here it would only add 429s
-        "AETHERA_WORKER_CONCURRENCY": "1",
-        "REDIS_URL": service_redis,
-        "STORAGE_BACKEND": "local",
-        "STORAGE_BASE_PATH": str(root / "storage"),
-        "AETHERA_DATASETS": str(sample_catalog),
-    })
+    env.update(
+        {
+            "AETHERA_HOST": "127.0.0.1",
+            "AETHERA_PORT": str(port),
+            "AETHERA_LOG_LEVEL": "WARNING",
+            "AETHERA_API_KEYS_FILE": str(keys_file),
+            "AETHERA_RATE_LIMIT_PER_S": "0",  # limiting is tested elsewhere; here it would only add 429s
+            "AETHERA_WORKER_CONCURRENCY": "1",
+            "REDIS_URL": service_redis,
+            "STORAGE_BACKEND": "local",
+            "STORAGE_BASE_PATH": str(root / "storage"),
+            "AETHERA_DATASETS": str(sample_catalog),
+        }
+    )
     log = root / "service.log"
     processes = []
     with open(log, "wb") as out:
         # a worker too: the service is up once /health sees its first heartbeat
         for entry_point in ("worker.py", "server.py"):
-            processes.append(subprocess.Popen([sys.executable, entry_point], cwd=ROOT, env=env, stdout=out,
-                                              stderr=subprocess.STDOUT))
+            processes.append(
+                subprocess.Popen([sys.executable, entry_point], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            )
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -156,8 +175,14 @@ def fuzz_operation(operation: Any, mode: GenerationMode, api: RunningApi) -> Cou
     excluded = [positive_data_acceptance] if (operation.method.upper(), operation.path) in SEMANTIC_BODIES else []
 
     @fixed_seed(SEED)
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink])
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    )
     @given(case=operation.as_strategy(generation_mode=mode), existing=st.booleans())
     def run(case: Any, existing: bool) -> None:
         if existing and mode is GenerationMode.POSITIVE:

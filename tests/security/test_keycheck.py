@@ -26,8 +26,10 @@ async def test_waiters_are_served_by_priority_then_arrival() -> None:
 
     first = asyncio.create_task(holder())
     await holding.wait()
-    tasks = [asyncio.create_task(waiter(name, prio)) for name, prio in
-             (("guess-a", 0), ("guess-b", 0), ("fresh", -19), ("guess-c", -3))]
+    tasks = [
+        asyncio.create_task(waiter(name, prio))
+        for name, prio in (("guess-a", 0), ("guess-b", 0), ("fresh", -19), ("guess-c", -3))
+    ]
     while gate.waiting < len(tasks):  # every waiter queued (each queues at its first step)
         await asyncio.sleep(0)
     release.set()

@@ -56,14 +56,22 @@ async def test_another_tenants_ids_answer_like_unknown_ones(tenants: dict[str, C
     status, project = await acme.call("POST", "/projects", json={"name": "acme site", "country": "DEU"})
     assert status == 201
     pid = project["id"]
-    status, created = await acme.call("POST", f"/projects/{pid}/runs",
-                                      json={"project_type": "solar", "aoi_geojson": aoi_feature()})
+    status, created = await acme.call(
+        "POST", f"/projects/{pid}/runs", json={"project_type": "solar", "aoi_geojson": aoi_feature()}
+    )
     assert status == 202, created
     rid = created["run_id"]
     unknown = uuid.uuid4().hex
 
-    for template in ("/projects/{}", "/runs/{}", "/runs/{}/results", "/runs/{}/legal",
-                     "/runs/{}/biodiversity/natura", "/runs/{}/export", "/tasks/{}"):
+    for template in (
+        "/projects/{}",
+        "/runs/{}",
+        "/runs/{}/results",
+        "/runs/{}/legal",
+        "/runs/{}/biodiversity/natura",
+        "/runs/{}/export",
+        "/tasks/{}",
+    ):
         real_id = pid if template.startswith("/projects") else rid
         theirs = await globex.call("GET", template.format(real_id))
         same_as_unknown(theirs, await globex.call("GET", template.format(unknown)), real_id, unknown)
@@ -107,8 +115,14 @@ async def test_read_only_keys_read_but_never_write(tenants: dict[str, Caller]) -
 
 async def test_no_key_no_data_but_public_routes_stay_open(tenants: dict[str, Caller]) -> None:
     anonymous = tenants["anonymous"]
-    for method, path in (("GET", "/projects"), ("POST", "/projects"), ("GET", "/runs"),
-                         ("GET", f"/tasks/{uuid.uuid4().hex}"), ("POST", "/uploads"), ("GET", "/metrics")):
+    for method, path in (
+        ("GET", "/projects"),
+        ("POST", "/projects"),
+        ("GET", "/runs"),
+        ("GET", f"/tasks/{uuid.uuid4().hex}"),
+        ("POST", "/uploads"),
+        ("GET", "/metrics"),
+    ):
         status, body = await anonymous.call(method, path)
         assert status == 401 and body["code"] == "unauthorized", (path, body)
     for path in ("/health", "/ready", "/openapi.json", "/docs"):
@@ -133,8 +147,9 @@ async def test_no_key_no_data_but_public_routes_stay_open(tenants: dict[str, Cal
 async def test_aoi_path_never_reads_a_server_file(tenants: dict[str, Caller], aoi_path: str) -> None:
     acme = tenants["acme"]
     status, project = await acme.call("POST", "/projects", json={"name": "acme site"})
-    status, answer = await acme.call("POST", f"/projects/{project['id']}/runs",
-                                     json={"project_type": "solar", "aoi_path": aoi_path})
+    status, answer = await acme.call(
+        "POST", f"/projects/{project['id']}/runs", json={"project_type": "solar", "aoi_path": aoi_path}
+    )
     assert status == 422, answer
     assert answer["code"] == "invalid_input" and answer.get("field") == "aoi_path", answer
 
@@ -144,8 +159,14 @@ async def test_ids_with_a_trailing_newline_are_unknown_ids(tenants: dict[str, Ca
     acme = tenants["acme"]
     status, project = await acme.call("POST", "/projects", json={"name": "acme site"})
     pid = project["id"]
-    for path in (f"/projects/{pid}%0A", f"/runs/{pid}%0A", f"/tasks/{pid}%0A", f"/runs/{pid}%0A/export",
-                 f"/uploads/{pid}%0A", f"/runs/{pid}%0A/biodiversity/natura"):
+    for path in (
+        f"/projects/{pid}%0A",
+        f"/runs/{pid}%0A",
+        f"/tasks/{pid}%0A",
+        f"/runs/{pid}%0A/export",
+        f"/uploads/{pid}%0A",
+        f"/runs/{pid}%0A/biodiversity/natura",
+    ):
         status, body = await acme.call("GET", path)
         assert (status, body["code"]) == (404, "not_found"), (path, body)
     status, body = await acme.call("GET", f"/runs?project_id={pid}%0A")

@@ -47,10 +47,17 @@ async def _statuses(client: TestClient, n: int, xff: Callable[[int], str], **hea
     return [(await client.get("/hello", headers={"X-Forwarded-For": xff(i), **headers})).status for i in range(n)]
 
 
-async def test_behind_a_trusted_proxy_each_client_has_its_own_bucket(aiohttp_client: ClientFactory,
-                                                                     redis_url: str) -> None:
-    client = await aiohttp_client(_app(redis_url, AETHERA_TRUSTED_PROXIES="127.0.0.0/8",
-                                       AETHERA_RATE_LIMIT_PER_S="0.01", AETHERA_RATE_LIMIT_BURST="2"))
+async def test_behind_a_trusted_proxy_each_client_has_its_own_bucket(
+    aiohttp_client: ClientFactory, redis_url: str
+) -> None:
+    client = await aiohttp_client(
+        _app(
+            redis_url,
+            AETHERA_TRUSTED_PROXIES="127.0.0.0/8",
+            AETHERA_RATE_LIMIT_PER_S="0.01",
+            AETHERA_RATE_LIMIT_BURST="2",
+        )
+    )
     alice, bob = _client_ip(), _client_ip()
     assert await _statuses(client, 3, lambda _: alice) == [200, 200, 429]
     # another client behind the same proxy is not limited by alice's requests
@@ -58,8 +65,14 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_bucket(aiohttp_cli
 
 
 async def test_a_client_cannot_spoof_its_way_past_the_limiter(aiohttp_client: ClientFactory, redis_url: str) -> None:
-    client = await aiohttp_client(_app(redis_url, AETHERA_TRUSTED_PROXIES="127.0.0.0/8",
-                                       AETHERA_RATE_LIMIT_PER_S="0.01", AETHERA_RATE_LIMIT_BURST="2"))
+    client = await aiohttp_client(
+        _app(
+            redis_url,
+            AETHERA_TRUSTED_PROXIES="127.0.0.0/8",
+            AETHERA_RATE_LIMIT_PER_S="0.01",
+            AETHERA_RATE_LIMIT_BURST="2",
+        )
+    )
     mallory = _client_ip()
     # mallory sends a fresh X-Forwarded-For of her own each time; the proxy appends her real address
     statuses = await _statuses(client, 4, lambda _: f"{_client_ip()}, {mallory}")
@@ -82,23 +95,32 @@ async def test_without_trusted_proxies_the_header_is_ignored(aiohttp_client: Cli
         await r.aclose()
 
 
-async def test_the_bad_key_throttle_counts_the_forwarded_client(aiohttp_client: ClientFactory, redis_url: str,
-                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_bad_key_throttle_counts_the_forwarded_client(
+    aiohttp_client: ClientFactory, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from aethera.security import auth as auth_module
 
     monkeypatch.setattr(auth_module, "_FAIL_BURST", 2)
     monkeypatch.setattr(auth_module, "_FAIL_RATE_PER_S", 0.001)  # no refill during the test
     keys_file = tmp_path / "keys.json"
     _, entry = create_key(keys_file, "acme")
-    client = await aiohttp_client(_app(redis_url, AETHERA_TRUSTED_PROXIES="127.0.0.1/32",
-                                       AETHERA_API_KEYS_FILE=str(keys_file), AETHERA_RATE_LIMIT_PER_S="0"))
+    client = await aiohttp_client(
+        _app(
+            redis_url,
+            AETHERA_TRUSTED_PROXIES="127.0.0.1/32",
+            AETHERA_API_KEYS_FILE=str(keys_file),
+            AETHERA_RATE_LIMIT_PER_S="0",
+        )
+    )
 
     def wrong() -> dict[str, str]:
         return {"Authorization": f"Bearer ak_{entry.key_id}_{uuid.uuid4().hex}{uuid.uuid4().hex}"}
 
     attacker, neighbour = _client_ip(), _client_ip()
-    got = [(await client.get("/hello", headers={"X-Forwarded-For": f"{_client_ip()}, {attacker}", **wrong()})).status
-           for _ in range(3)]
+    got = [
+        (await client.get("/hello", headers={"X-Forwarded-For": f"{_client_ip()}, {attacker}", **wrong()})).status
+        for _ in range(3)
+    ]
     assert got == [401, 401, 429]
     # the proxy's other clients are not locked out by the attacker's failures
     resp = await client.get("/hello", headers={"X-Forwarded-For": neighbour, **wrong()})

@@ -51,8 +51,9 @@ async def service(make_service: Any, tmp_path: Path) -> Any:
     keys_file = tmp_path / "keys.json"
     key, _ = create_key(keys_file, "acme")
     other, _ = create_key(keys_file, "globex")
-    svc = await make_service(AETHERA_API_KEYS_FILE=str(keys_file), AETHERA_RATE_LIMIT_PER_S="0",
-                             AETHERA_MAX_UPLOAD_BYTES="200000")
+    svc = await make_service(
+        AETHERA_API_KEYS_FILE=str(keys_file), AETHERA_RATE_LIMIT_PER_S="0", AETHERA_MAX_UPLOAD_BYTES="200000"
+    )
     svc.acme = {"Authorization": f"Bearer {key}"}
     svc.globex = {"Authorization": f"Bearer {other}"}
     return svc
@@ -82,8 +83,11 @@ async def test_each_format_uploads_and_runs(service: Any, tmp_path: Path) -> Non
         assert json.loads((stored / "upload.json").read_bytes())["tenant"] == "acme"
         resp = await service.client.get(f"/uploads/{upload_id}", headers=service.acme)
         assert resp.status == 200 and (await resp.json())["sha256"] == answer["sha256"]
-        resp = await service.client.post(f"/projects/{project['id']}/runs", headers=service.acme,
-                                         json={"project_type": "solar", "aoi_path": upload_id})
+        resp = await service.client.post(
+            f"/projects/{project['id']}/runs",
+            headers=service.acme,
+            json={"project_type": "solar", "aoi_path": upload_id},
+        )
         assert resp.status == 202, (name, await resp.text())
 
 
@@ -96,11 +100,13 @@ async def test_another_tenant_cannot_see_or_use_an_upload(service: Any) -> None:
     unknown = await service.client.get(f"/uploads/{'0' * 32}", headers=service.globex)
     assert await resp.json() == await unknown.json()
     project = await (await service.client.post("/projects", json={"name": "g"}, headers=service.globex)).json()
-    resp = await service.client.post(f"/projects/{project['id']}/runs", headers=service.globex,
-                                     json={"project_type": "solar", "aoi_path": upload_id})
+    resp = await service.client.post(
+        f"/projects/{project['id']}/runs", headers=service.globex, json={"project_type": "solar", "aoi_path": upload_id}
+    )
     theirs = await resp.json()
-    resp2 = await service.client.post(f"/projects/{project['id']}/runs", headers=service.globex,
-                                      json={"project_type": "solar", "aoi_path": "0" * 32})
+    resp2 = await service.client.post(
+        f"/projects/{project['id']}/runs", headers=service.globex, json={"project_type": "solar", "aoi_path": "0" * 32}
+    )
     assert resp.status == resp2.status == 422
     assert theirs["detail"].replace(upload_id, "0" * 32) == (await resp2.json())["detail"]
 
@@ -117,10 +123,20 @@ def _zip(members: list[tuple[str, bytes]]) -> bytes:
     "name, data, status, code",
     [
         ("evil.zip", _zip([("../evil.shp", b"x"), ("evil.shx", b"x"), ("evil.dbf", b"x")]), 422, "unsafe_archive"),
-        ("bomb.zip", _zip([("a.shp", b"x"), ("a.shx", b"x"), ("a.dbf", b"\0" * (90 * 1024 * 1024))]), 422, "unsafe_archive"),
+        (
+            "bomb.zip",
+            _zip([("a.shp", b"x"), ("a.shx", b"x"), ("a.dbf", b"\0" * (90 * 1024 * 1024))]),
+            422,
+            "unsafe_archive",
+        ),
         ("many.zip", _zip([(f"f{i}.txt", b"x") for i in range(100)]), 422, "unsafe_archive"),
         ("noshp.zip", _zip([("readme.txt", b"hello")]), 422, "invalid_aoi"),
-        ("xxe.kml", b'<?xml version="1.0"?><!DOCTYPE kml [<!ENTITY x SYSTEM "file:///etc/passwd">]><kml>&x;</kml>', 422, "invalid_aoi"),
+        (
+            "xxe.kml",
+            b'<?xml version="1.0"?><!DOCTYPE kml [<!ENTITY x SYSTEM "file:///etc/passwd">]><kml>&x;</kml>',
+            422,
+            "invalid_aoi",
+        ),
         ("fake.gpkg", b"not a database", 422, "invalid_aoi"),
         ("point.geojson", json.dumps({"type": "Point", "coordinates": [14.3, 51.7]}).encode(), 422, "invalid_aoi"),
         ("broken.geojson", b"{not json", 422, "invalid_aoi"),
@@ -146,8 +162,9 @@ async def test_too_large_malformed_and_hostile_names(service: Any) -> None:
         for _ in range(30):
             yield b"x" * 10_000
 
-    resp = await service.client.post("/uploads", data=chunked(), headers={**service.acme,
-                                     "Content-Type": "multipart/form-data; boundary=xyz"})
+    resp = await service.client.post(
+        "/uploads", data=chunked(), headers={**service.acme, "Content-Type": "multipart/form-data; boundary=xyz"}
+    )
     assert resp.status in (400, 413), await resp.text()
 
     resp = await service.client.post("/uploads", json={"file": "x"}, headers=service.acme)
@@ -162,10 +179,16 @@ async def test_too_large_malformed_and_hostile_names(service: Any) -> None:
     # a client's file name never becomes a path: it is shown cleaned, the file is stored as aoi.geojson
     for hostile in ("../../../etc/cron.d/x.geojson", "/abs/x.geojson"):
         # written by hand: aiohttp's client would percent-encode the name, a browser sends it as it is
-        raw = (b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="' + hostile.encode()
-               + b'"\r\nContent-Type: application/geo+json\r\n\r\n' + geojson_bytes() + b"\r\n--b0undary--\r\n")
-        resp = await service.client.post("/uploads", data=raw, headers={
-            **service.acme, "Content-Type": "multipart/form-data; boundary=b0undary"})
+        raw = (
+            b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="'
+            + hostile.encode()
+            + b'"\r\nContent-Type: application/geo+json\r\n\r\n'
+            + geojson_bytes()
+            + b"\r\n--b0undary--\r\n"
+        )
+        resp = await service.client.post(
+            "/uploads", data=raw, headers={**service.acme, "Content-Type": "multipart/form-data; boundary=b0undary"}
+        )
         status, answer = resp.status, await resp.json()
         assert status == 201, answer
         assert answer["filename"] == "x.geojson"
@@ -176,16 +199,22 @@ async def test_too_large_malformed_and_hostile_names(service: Any) -> None:
 async def test_chunked_body_is_bounded_before_the_first_part(service: Any) -> None:
     """A chunked body declares no length, and aiohttp skips whatever precedes the first boundary line by
     line: those bytes count against AETHERA_MAX_UPLOAD_BYTES (200 000 here) like the file's own."""
-    part = (b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="a.geojson"\r\n\r\n'
-            + geojson_bytes() + b"\r\n--b0undary--\r\n")
+    part = (
+        b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="a.geojson"\r\n\r\n'
+        + geojson_bytes()
+        + b"\r\n--b0undary--\r\n"
+    )
 
     async def preamble_then_part() -> Any:
         for _ in range(300):  # 300 kB of short lines, then a valid file part
             yield b"p" * 998 + b"\r\n"
         yield part
 
-    resp = await service.client.post("/uploads", data=preamble_then_part(), headers={
-        **service.acme, "Content-Type": "multipart/form-data; boundary=b0undary"})
+    resp = await service.client.post(
+        "/uploads",
+        data=preamble_then_part(),
+        headers={**service.acme, "Content-Type": "multipart/form-data; boundary=b0undary"},
+    )
     assert resp.status == 413, await resp.text()
     assert (await resp.json())["code"] == "payload_too_large"
     uploads = Path(service.settings.storage_base_path) / "uploads"
@@ -203,8 +232,9 @@ def test_display_names_lose_directories_and_control_characters() -> None:
 
 async def test_malformed_part_headers_are_a_400(service: Any) -> None:
     # found by fuzzing: a part header aiohttp cannot parse (NUL, raw UTF-8) must not be a 500
-    raw = (b'--b0undary\r\nContent-Disposition: form-data; name="\x00\xc3\x9ca\\"\r\n\r\n{}\r\n--b0undary--\r\n')
-    resp = await service.client.post("/uploads", data=raw, headers={
-        **service.acme, "Content-Type": "multipart/form-data; boundary=b0undary"})
+    raw = b'--b0undary\r\nContent-Disposition: form-data; name="\x00\xc3\x9ca\\"\r\n\r\n{}\r\n--b0undary--\r\n'
+    resp = await service.client.post(
+        "/uploads", data=raw, headers={**service.acme, "Content-Type": "multipart/form-data; boundary=b0undary"}
+    )
     assert resp.status == 400, await resp.text()
     assert (await resp.json())["code"] == "malformed_request"

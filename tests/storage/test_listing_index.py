@@ -41,9 +41,22 @@ class CountingStorage:
 def run_record(tenant: str, project_id: str) -> RunRecord:
     created = utc_now_iso()
     run_id = uuid.uuid4().hex
-    return RunRecord(run_id=run_id, task_id=run_id, project_id=project_id, project_type="solar", params={},
-                     config={}, aoi_source="geojson", aoi_path=None, created_at=created, updated_at=created,
-                     status=RunStatus.PENDING, attempts=0, job_id=f"{run_id}:1", tenant=tenant)
+    return RunRecord(
+        run_id=run_id,
+        task_id=run_id,
+        project_id=project_id,
+        project_type="solar",
+        params={},
+        config={},
+        aoi_source="geojson",
+        aoi_path=None,
+        created_at=created,
+        updated_at=created,
+        status=RunStatus.PENDING,
+        attempts=0,
+        job_id=f"{run_id}:1",
+        tenant=tenant,
+    )
 
 
 async def create_runs(storage: Storage, tenant: str, project_id: str, n: int, first_ms: int = T0_MS) -> list[str]:
@@ -64,8 +77,9 @@ async def all_pages(storage: Storage, tenant: str, limit: int, project_id: str |
     seen: list[str] = []
     cursor = None
     while True:
-        runs, cursor = await listings.list_runs(storage, tenant=tenant, project_id=project_id, limit=limit,
-                                                cursor=cursor)
+        runs, cursor = await listings.list_runs(
+            storage, tenant=tenant, project_id=project_id, limit=limit, cursor=cursor
+        )
         seen += [r.run_id for r in runs]
         if cursor is None:
             return seen
@@ -79,8 +93,9 @@ async def test_a_page_costs_the_same_storage_calls_however_many_runs_exist(stora
 
     async def cost(limit: int, cursor: str | None) -> tuple[Counter[str], list[str], str | None]:
         counting.calls.clear()
-        runs, next_cursor = await listings.list_runs(counting, tenant="acme", project_id=None, limit=limit,
-                                                     cursor=cursor)
+        runs, next_cursor = await listings.list_runs(
+            counting, tenant="acme", project_id=None, limit=limit, cursor=cursor
+        )
         return Counter(counting.calls), [r.run_id for r in runs], next_cursor
 
     first_small, ids, _ = await cost(5, None)
@@ -127,8 +142,9 @@ async def test_tenants_and_projects_list_only_their_own(storage: Storage) -> Non
     # a project id of another tenant lists nothing for the caller, even asked directly
     assert await all_pages(storage, "acme", 10, project_id=p_globex) == []
     for tenant in ("acme", "globex"):
-        await records.create_project(storage, Project(id=uuid.uuid4().hex, name=tenant, created_at=utc_now_iso(),
-                                                      tenant=tenant))
+        await records.create_project(
+            storage, Project(id=uuid.uuid4().hex, name=tenant, created_at=utc_now_iso(), tenant=tenant)
+        )
     projects, _ = await listings.list_projects(storage, tenant="acme", limit=10, cursor=None)
     assert [p.name for p in projects] == ["acme"]
 
@@ -151,8 +167,10 @@ async def test_a_marker_without_its_record_is_skipped_then_dropped(storage: Stor
 
 async def test_records_stored_before_the_indexes_are_listed(storage: Storage) -> None:
     # the old layout: project records with no marker, a run with only its all-runs marker, a run with none
-    projects = [Project(id=uuid.uuid4().hex, name=f"old {i}", created_at=f"2025-0{i + 1}-01T00:00:00.000+00:00",
-                        tenant="acme") for i in range(3)]
+    projects = [
+        Project(id=uuid.uuid4().hex, name=f"old {i}", created_at=f"2025-0{i + 1}-01T00:00:00.000+00:00", tenant="acme")
+        for i in range(3)
+    ]
     for p in projects:
         await storage.save(keys.project_key(p.id), msgspec.json.encode(p))
     theirs = Project(id=uuid.uuid4().hex, name="theirs", created_at=utc_now_iso(), tenant="globex")

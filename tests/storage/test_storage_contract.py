@@ -180,9 +180,9 @@ async def test_list_page_is_one_slice_of_the_listing(storage: Storage) -> None:
     for i, after in enumerate(every):
         for limit in (1, 2, 100):
             page = await storage.list_page("p/", start_after=after, limit=limit)
-            assert [o.key for o in page] == every[i + 1:i + 1 + limit], (after, limit)
+            assert [o.key for o in page] == every[i + 1 : i + 1 + limit], (after, limit)
     # a start that names no key, inside and outside a "directory", and before the prefix
-    assert [o.key for o in await storage.list_page("p/", start_after="p/a/a")] == every[every.index("p/a/a/z"):]
+    assert [o.key for o in await storage.list_page("p/", start_after="p/a/a")] == every[every.index("p/a/a/z") :]
     assert [o.key for o in await storage.list_page("p/", start_after="p/a/c", limit=2)] == ["p/a0", "p/ab"]
     assert [o.key for o in await storage.list_page("p/", start_after="a", limit=1)] == every[:1]
     assert await storage.list_page("p/", start_after="q") == []

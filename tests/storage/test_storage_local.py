@@ -99,9 +99,7 @@ async def test_symlink_escaping_the_root_is_refused(
     assert (escape_links / "secret.txt").read_bytes() == b"do not read"
 
 
-async def test_listing_never_follows_links_out_of_the_root(
-    local_storage: LocalStorage, escape_links: Path
-) -> None:
+async def test_listing_never_follows_links_out_of_the_root(local_storage: LocalStorage, escape_links: Path) -> None:
     await local_storage.save("d/real.txt", b"1")
     assert [o.key async for o in local_storage.list()] == ["d/real.txt"]
     with pytest.raises(InvalidKey):
@@ -121,9 +119,7 @@ async def test_symlinks_inside_the_root_work(local_storage: LocalStorage, tmp_pa
     assert await local_storage.read("real/data.json") == b"{}"
 
 
-async def test_temp_files_and_foreign_files_are_not_listed(
-    local_storage: LocalStorage, tmp_path: Path
-) -> None:
+async def test_temp_files_and_foreign_files_are_not_listed(local_storage: LocalStorage, tmp_path: Path) -> None:
     root = tmp_path / "root"
     await local_storage.save("runs/a.json", b"1")
     (root / "runs" / f"{TEMP_PREFIX}deadbeef").write_bytes(b"half written")
@@ -146,9 +142,7 @@ async def test_aclose_releases_the_file(local_storage: LocalStorage, tmp_path: P
         assert open_fds_to(path) == 0
 
 
-async def test_breaking_out_under_aclosing_releases_the_file(
-    local_storage: LocalStorage, tmp_path: Path
-) -> None:
+async def test_breaking_out_under_aclosing_releases_the_file(local_storage: LocalStorage, tmp_path: Path) -> None:
     await local_storage.save("f.bin", os.urandom(MIB))
     path = tmp_path / "root" / "f.bin"
     with no_unclosed_files():
@@ -204,9 +198,7 @@ async def test_parent_that_is_an_object_fails_the_write(local_storage: LocalStor
         await local_storage.read("a/b")
 
 
-async def test_key_that_is_a_prefix_of_objects_fails_the_write(
-    local_storage: LocalStorage, tmp_path: Path
-) -> None:
+async def test_key_that_is_a_prefix_of_objects_fails_the_write(local_storage: LocalStorage, tmp_path: Path) -> None:
     await local_storage.save("dir/child", b"kept")
     with pytest.raises(StorageWriteFailed):
         await local_storage.save("dir", b"new")
@@ -254,9 +246,7 @@ def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount_point.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no mount command")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True
-    )
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     try:
@@ -310,9 +300,7 @@ async def test_permission_denied_fails_the_write(
         await local_storage.delete("locked/k")
 
 
-async def test_failing_source_stream_leaves_nothing_behind(
-    local_storage: LocalStorage, tmp_path: Path
-) -> None:
+async def test_failing_source_stream_leaves_nothing_behind(local_storage: LocalStorage, tmp_path: Path) -> None:
     await local_storage.save("s/k", b"previous")
 
     async def broken() -> AsyncIterator[bytes]:

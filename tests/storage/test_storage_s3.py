@@ -44,9 +44,7 @@ async def test_large_stream_goes_up_in_parts_small_in_one_put(
     assert await s3_storage.read("big") == big
 
 
-async def test_failing_source_aborts_the_multipart_upload(
-    s3_storage: S3Storage, s3_admin: Any, bucket: str
-) -> None:
+async def test_failing_source_aborts_the_multipart_upload(s3_storage: S3Storage, s3_admin: Any, bucket: str) -> None:
     await s3_storage.save("k", b"previous")
 
     async def broken() -> AsyncIterator[bytes]:
@@ -172,9 +170,7 @@ async def test_presigned_url_checks_expiry(s3_storage: S3Storage) -> None:
         await s3_storage.presigned_url("k", expires_s=8 * 24 * 3600)
 
 
-async def test_list_skips_keys_no_operation_could_name(
-    s3_storage: S3Storage, s3_admin: Any, bucket: str
-) -> None:
+async def test_list_skips_keys_no_operation_could_name(s3_storage: S3Storage, s3_admin: Any, bucket: str) -> None:
     await s3_admin.put_object(Bucket=bucket, Key="p/../escape", Body=b"1")
     await s3_admin.put_object(Bucket=bucket, Key="p/a\\b", Body=b"1")
     await s3_storage.save("p/ok", b"1")

@@ -241,9 +241,7 @@ class _Reading:
                 raise UnicodeDecodeError("utf-8", data[:1], 0, 1, "binary")
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise InvalidAOI(
-                "the AOI file is not GeoJSON, WKT, KML, a zipped Shapefile or a GeoPackage"
-            ) from None
+            raise InvalidAOI("the AOI file is not GeoJSON, WKT, KML, a zipped Shapefile or a GeoPackage") from None
         return self._parse_text(text.strip(), kind)
 
     def _parse_text(self, text: str, kind: Kind) -> tuple[str, list[Polygon], CRS | None, list[str]]:
@@ -302,7 +300,7 @@ def _geojson_crs(obj: Mapping[str, Any]) -> CRS | None:
         return None
     name = member.get("properties", {}).get("name") if isinstance(member, dict) else None
     if not isinstance(name, str):
-        raise InvalidAOI("the GeoJSON 'crs' member must be {\"type\": \"name\", \"properties\": {\"name\": ...}}")
+        raise InvalidAOI('the GeoJSON \'crs\' member must be {"type": "name", "properties": {"name": ...}}')
     crs = parse_crs(name)
     if crs is None:
         raise InvalidAOI(f"unknown CRS {name[:80]!r} in the GeoJSON 'crs' member")
@@ -424,10 +422,7 @@ def _shapely_polygons(geoms: Iterable[BaseGeometry | None], where: str) -> list[
 
 def _from_zip(archive: CheckedZip) -> tuple[str, list[Polygon], CRS | None, list[str]]:
     """A zipped Shapefile or a KMZ, read only through the checked archive's bounded reads."""
-    files = [
-        n for n in archive.names
-        if not n.rsplit("/", 1)[-1].startswith(".") and "__macosx" not in n.lower()
-    ]
+    files = [n for n in archive.names if not n.rsplit("/", 1)[-1].startswith(".") and "__macosx" not in n.lower()]
     kml = [f for f in files if f.lower().endswith(".kml")]
     shp = [f for f in files if f.lower().endswith(".shp")]
     if kml and not shp:
@@ -438,7 +433,7 @@ def _from_zip(archive: CheckedZip) -> tuple[str, list[Polygon], CRS | None, list
         names = ", ".join(sorted(s.rsplit("/", 1)[-1] for s in shp))[:200]
         raise InvalidAOI(f"the ZIP holds {len(shp)} Shapefiles ({names}); send one AOI")
     stem = shp[0][: -len(".shp")]
-    parts = {f[len(stem):].lower(): f for f in files if f.lower().startswith(stem.lower()) and "." in f[len(stem):]}
+    parts = {f[len(stem) :].lower(): f for f in files if f.lower().startswith(stem.lower()) and "." in f[len(stem) :]}
     if ".shx" not in parts or ".dbf" not in parts:
         raise InvalidAOI("the zipped Shapefile lacks its .shx or .dbf file")
     with tempfile.TemporaryDirectory(prefix="aethera-aoi-") as tmp:
@@ -547,9 +542,7 @@ def _finish(polygons: Sequence[Polygon], crs: CRS, repairs: list[str], fmt: str,
         raise InvalidAOI("the AOI has zero area (its rings enclose no surface)")
     max_m2 = max_area_km2 * 1e6
     if area_m2 > max_m2:
-        raise InvalidAOI(
-            f"the AOI covers {area_m2 / 1e6:,.1f} km²; at most {max_area_km2:,.0f} km² are accepted"
-        )
+        raise InvalidAOI(f"the AOI covers {area_m2 / 1e6:,.1f} km²; at most {max_area_km2:,.0f} km² are accepted")
     return aoi
 
 

@@ -110,10 +110,19 @@ def build_index(catalog: Catalog) -> BasemapIndex:
             reasons[name] = reasons.get(catalog_layer) or "the catalog flags no protected-area file as Natura 2000"
     extent = None
     if bounds:
-        extent = (min(b[0] for b in bounds), min(b[1] for b in bounds),
-                  max(b[2] for b in bounds), max(b[3] for b in bounds))
-    return BasemapIndex(layers=layers, available=dict(sorted(available.items())), reasons=reasons,
-                        extent=extent, fingerprint=digest.hexdigest()[:32])
+        extent = (
+            min(b[0] for b in bounds),
+            min(b[1] for b in bounds),
+            max(b[2] for b in bounds),
+            max(b[3] for b in bounds),
+        )
+    return BasemapIndex(
+        layers=layers,
+        available=dict(sorted(available.items())),
+        reasons=reasons,
+        extent=extent,
+        fingerprint=digest.hexdigest()[:32],
+    )
 
 
 def _stat(path: str) -> str:
@@ -216,12 +225,20 @@ def _vector_fids(source: LayerSource, bbox_src: Bbox, limit: int, natura_only: b
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            df = pyogrio.read_dataframe(source.path, layer=source.sublayer, bbox=bbox_src, columns=[],
-                                        read_geometry=False, fid_as_index=True, where=where,
-                                        max_features=limit + 1)
+            df = pyogrio.read_dataframe(
+                source.path,
+                layer=source.sublayer,
+                bbox=bbox_src,
+                columns=[],
+                read_geometry=False,
+                fid_as_index=True,
+                where=where,
+                max_features=limit + 1,
+            )
     except Exception as exc:  # GDAL's text may carry a server path: name the file only
-        raise read_error(exc, source.layer, f"layer {source.layer!r}: {source.display} cannot be read",
-                         source.display) from exc
+        raise read_error(
+            exc, source.layer, f"layer {source.layer!r}: {source.display} cannot be read", source.display
+        ) from exc
     fids = np.asarray(df.index, dtype=np.int64)
     return fids[:limit], len(fids) > limit
 
@@ -231,14 +248,15 @@ def _vector_batches(source: LayerSource, fids: np.ndarray, crs: CRS, tol: float)
 
     columns = source.columns()
     for start in range(0, len(fids), BATCH):
-        chunk = fids[start:start + BATCH]
+        chunk = fids[start : start + BATCH]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 df = pyogrio.read_dataframe(source.path, layer=source.sublayer, fids=chunk, columns=columns)
         except Exception as exc:
-            raise read_error(exc, source.layer, f"layer {source.layer!r}: {source.display} cannot be read",
-                             source.display) from exc
+            raise read_error(
+                exc, source.layer, f"layer {source.layer!r}: {source.display} cannot be read", source.display
+            ) from exc
         geoms = np.asarray(df.geometry.values, dtype=object)
         keep = np.array([g is not None and not g.is_empty for g in geoms], dtype=bool)
         geoms = geoms[keep]
@@ -253,8 +271,13 @@ def _vector_batches(source: LayerSource, fids: np.ndarray, crs: CRS, tol: float)
 
 def _properties(source: LayerSource, df: Any) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = [{} for _ in range(len(df))]
-    names = {"id": source.id_column, "name": source.name_column, "type": source.type_column,
-             "population": source.population_column, "code": source.code_column}
+    names = {
+        "id": source.id_column,
+        "name": source.name_column,
+        "type": source.type_column,
+        "population": source.population_column,
+        "code": source.code_column,
+    }
     for key, column in names.items():
         if not column or column not in df.columns:
             continue
@@ -263,8 +286,11 @@ def _properties(source: LayerSource, df: Any) -> list[dict[str, Any]]:
     if source.layer == "land_cover":
         for row in rows:
             code = corine.parse_code(row.get("code"))
-            row.update(code=code, label=corine.label(code) if code else None,
-                       colour=corine.colour(code) if code else corine.UNKNOWN_COLOUR)
+            row.update(
+                code=code,
+                label=corine.label(code) if code else None,
+                colour=corine.colour(code) if code else corine.UNKNOWN_COLOUR,
+            )
     if source.layer == "protected_areas":
         for row in rows:
             row["natura2000"] = is_natura2000(row.get("type"), source.natura2000)
@@ -327,15 +353,16 @@ def _raster_features(source: LayerSource, bbox: Bbox, limit: int) -> tuple[list[
     geoms = np.array([g for g, _ in kept], dtype=object)
     if len(geoms):
         geoms = reproject_many(shapely.simplify(geoms, tol, preserve_topology=True), crs, WGS84)
-    features = [(g, {"code": code, "label": corine.label(code), "colour": corine.colour(code),
-                     "source": source.display})
-                for g, (_, code) in zip(geoms, kept)]
+    features = [
+        (g, {"code": code, "label": corine.label(code), "colour": corine.colour(code), "source": source.display})
+        for g, (_, code) in zip(geoms, kept)
+    ]
     return features, len(found) > limit
 
 
 def _encode_in_batches(features: list[tuple[Any, dict[str, Any]]]) -> Iterator[bytes]:
     for start in range(0, len(features), BATCH):
-        chunk = features[start:start + BATCH]
+        chunk = features[start : start + BATCH]
         yield _encode(np.array([g for g, _ in chunk], dtype=object), [p for _, p in chunk])
 
 

@@ -92,8 +92,11 @@ def analyse(aoi: AOI, catalog: Catalog, params: RunParams) -> tuple[Eligibility,
             continue
         layer = RULE_LAYERS[kind]
         if layer is None or not catalog.has(layer):
-            exclusions[kind] = Exclusion(None, reason=f"the dataset catalog has no {layer} layer: rule not applied, "
-                                                      "the eligible area is an upper bound")
+            exclusions[kind] = Exclusion(
+                None,
+                reason=f"the dataset catalog has no {layer} layer: rule not applied, "
+                "the eligible area is an upper bound",
+            )
             continue
         exclusions[kind] = _RULE_FNS[kind](aoi_geom, crs, catalog, rule)
 
@@ -115,16 +118,22 @@ def analyse(aoi: AOI, catalog: Catalog, params: RunParams) -> tuple[Eligibility,
     confidence, notes = _confidence(results, aoi_m2)
     binding = [k for k, v in sorted(exclusive.items(), key=lambda kv: (-kv[1], kv[0])) if v > 0.5]
     if not binding and excluded_m2 > 0.5:
-        binding = [r.rule for r in sorted(results, key=lambda r: -(r.excluded_ha or 0.0))
-                   if (r.excluded_ha or 0.0) > 0]
+        binding = [r.rule for r in sorted(results, key=lambda r: -(r.excluded_ha or 0.0)) if (r.excluded_ha or 0.0) > 0]
     density = params.density_mw_per_ha
     eligible_ha = eligible_m2 / 1e4
     result = Eligibility(
         technology=params.project_type,
-        rule_set={"id": rules.id, "version": rules.version, "name": rules.name, "overlays": list(rules.overlays),
-                  "overrides": params.eligibility},
-        method=("vector rules as exact geometry (buffers, unions, differences); raster rules on the layer's grid, "
-                "excluded cells intersected exactly with the AOI (partial cells count by their covered part)"),
+        rule_set={
+            "id": rules.id,
+            "version": rules.version,
+            "name": rules.name,
+            "overlays": list(rules.overlays),
+            "overrides": params.eligibility,
+        },
+        method=(
+            "vector rules as exact geometry (buffers, unions, differences); raster rules on the layer's grid, "
+            "excluded cells intersected exactly with the AOI (partial cells count by their covered part)"
+        ),
         crs=crs.srs or crs.to_wkt(),
         aoi_area_ha=_ha(aoi_m2),
         eligible_ha=_ha(eligible_m2),
@@ -159,11 +168,16 @@ def _rule_results(
     exclusive: dict[str, float] = {}
     for kind in RULE_KINDS:
         rule = rules.rules[kind]
-        base: dict[str, Any] = dict(rule=kind, parameters=_rule_params(kind, rule), source=rule.source,
-                                    screening_default=rule.screening_default,
-                                    overridden=list(rules.overridden.get(kind, ())))
-        unknown: dict[str, Any] = dict(method=None, resolution_m=None, excluded_ha=None, excluded_share=None,
-                                       exclusive_ha=None)
+        base: dict[str, Any] = dict(
+            rule=kind,
+            parameters=_rule_params(kind, rule),
+            source=rule.source,
+            screening_default=rule.screening_default,
+            overridden=list(rules.overridden.get(kind, ())),
+        )
+        unknown: dict[str, Any] = dict(
+            method=None, resolution_m=None, excluded_ha=None, excluded_share=None, exclusive_ha=None
+        )
         if not rule.enabled:
             by = " by the run's config.eligibility" if kind in rules.overridden else " in the rule set"
             results.append(EligibilityRuleResult(**base, status="disabled", reason="switched off" + by, **unknown))
@@ -179,15 +193,28 @@ def _rule_results(
         else:
             # E ∩ (∪ others) = ∪ (E ∩ other): clipping each other rule to this one first keeps every
             # overlay small, where a union of all the others per rule would redo the big overlays n times
-            shared = _union([geom.intersection(g) for k, g in applied.items()
-                             if k not in (kind, "min_area") and _boxes_meet(geom, g)])
+            shared = _union(
+                [
+                    geom.intersection(g)
+                    for k, g in applied.items()
+                    if k not in (kind, "min_area") and _boxes_meet(geom, g)
+                ]
+            )
             only_m2 = own_m2 - (float(shared.area) if shared is not None else 0.0)
         exclusive[kind] = only_m2
-        results.append(EligibilityRuleResult(
-            **base, status="applied", reason=ex.reason, method=ex.method or EXACT, resolution_m=ex.resolution_m,
-            excluded_ha=_ha(own_m2), excluded_share=_share(own_m2, aoi_m2), exclusive_ha=_ha(only_m2),
-            unassessed_ha=_ha(float(ex.unassessed.area)) if ex.unassessed is not None else 0.0,
-        ))
+        results.append(
+            EligibilityRuleResult(
+                **base,
+                status="applied",
+                reason=ex.reason,
+                method=ex.method or EXACT,
+                resolution_m=ex.resolution_m,
+                excluded_ha=_ha(own_m2),
+                excluded_share=_share(own_m2, aoi_m2),
+                exclusive_ha=_ha(only_m2),
+                unassessed_ha=_ha(float(ex.unassessed.area)) if ex.unassessed is not None else 0.0,
+            )
+        )
     return results, exclusive
 
 
@@ -206,8 +233,10 @@ def _confidence(results: list[EligibilityRuleResult], aoi_m2: float) -> tuple[fl
         unassessed_m2 = (r.unassessed_ha or 0.0) * 1e4
         parts.append(max(0.0, 1.0 - unassessed_m2 / aoi_m2) if aoi_m2 > 0 else 0.0)
         if unassessed_m2 > 0.5:
-            notes.append(f"rule {r.rule}: {r.unassessed_ha:.2f} ha of the AOI have no data in its layer and "
-                         "count as eligible (upper bound)")
+            notes.append(
+                f"rule {r.rule}: {r.unassessed_ha:.2f} ha of the AOI have no data in its layer and "
+                "count as eligible (upper bound)"
+            )
     return (round(sum(parts) / len(parts), 4) if parts else 1.0), notes
 
 
@@ -237,8 +266,12 @@ def _vector_rule(layer: str, select: Callable[[Any, int], bool] | None = None) -
             # overlapping pieces costs several times more than its pieces buffered one by one)
             parts = shapely.get_parts(local)
             points = shapely.get_type_id(parts) == 0
-            local = np.concatenate([shapely.buffer(parts[points], buffer_m, quad_segs=QUAD_SEGS_POINT),
-                                    shapely.buffer(parts[~points], buffer_m, quad_segs=QUAD_SEGS)])
+            local = np.concatenate(
+                [
+                    shapely.buffer(parts[points], buffer_m, quad_segs=QUAD_SEGS_POINT),
+                    shapely.buffer(parts[~points], buffer_m, quad_segs=QUAD_SEGS),
+                ]
+            )
         else:  # without a buffer, only areas exclude area
             local = np.array([g for g in local if g.geom_type in ("Polygon", "MultiPolygon")], dtype=object)
         union = _union(list(local))
@@ -273,6 +306,7 @@ def _land_cover(aoi_geom: BaseGeometry, crs: CRS, catalog: Catalog, rule: Rule) 
         return code not in included_codes if included_codes is not None else code in excluded_codes
 
     if source.format == "raster":
+
         def masks(data: np.ma.MaskedArray, _t: Any, _d: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
             values = np.unique(data.compressed())
             verdict = {int(v): excluded(_raster_code(int(v), source)) for v in values.tolist()}
@@ -349,12 +383,19 @@ def _raster_rule(aoi_geom: BaseGeometry, crs: CRS, source: LayerSource, masks: M
         resolution = float(abs(ds.res[0]))
         inside = aoi_r.intersection(extent)
         outside_local = aoi_geom.difference(reproject(shapely.segmentize(extent, _seg(rcrs)), rcrs, crs))
-        method = f"gridded: the layer's {resolution:g} {'degree' if rcrs.is_geographic else 'm'} cells, " \
-                 "intersected exactly with the AOI"
+        method = (
+            f"gridded: the layer's {resolution:g} {'degree' if rcrs.is_geographic else 'm'} cells, "
+            "intersected exactly with the AOI"
+        )
         if inside.is_empty or inside.area == 0:
-            return Exclusion(Polygon(), unassessed=aoi_geom, method=method, layer=source.layer,
-                             reason="the AOI lies outside the layer: nothing assessed",
-                             resolution_m=None if rcrs.is_geographic else resolution)
+            return Exclusion(
+                Polygon(),
+                unassessed=aoi_geom,
+                method=method,
+                layer=source.layer,
+                reason="the AOI lies outside the layer: nothing assessed",
+                resolution_m=None if rcrs.is_geographic else resolution,
+            )
         win = from_bounds(*inside.bounds, transform=ds.transform)
         # every cell the AOI touches, plus `margin` cells: the first and last cells by floor and ceil of the
         # window's fractional edges (flooring the offset alone would drop the last partial column)
@@ -370,8 +411,14 @@ def _raster_rule(aoi_geom: BaseGeometry, crs: CRS, source: LayerSource, masks: M
     unknown_geom = _cells(unknown, t, rcrs, crs)
     geom = excluded.intersection(aoi_geom) if not excluded.is_empty else Polygon()
     unassessed = _union([unknown_geom.intersection(aoi_geom), outside_local])
-    return Exclusion(_polygonal(geom), raw=excluded, unassessed=_polygonal(unassessed) if unassessed is not None else None,
-                     method=method, resolution_m=None if rcrs.is_geographic else resolution, layer=source.layer)
+    return Exclusion(
+        _polygonal(geom),
+        raw=excluded,
+        unassessed=_polygonal(unassessed) if unassessed is not None else None,
+        method=method,
+        resolution_m=None if rcrs.is_geographic else resolution,
+        layer=source.layer,
+    )
 
 
 def _cell_m(t: Any, rcrs: CRS, shape: tuple[int, ...]) -> tuple[float, float]:
@@ -459,11 +506,14 @@ def _patch_stats(sizes_ha: list[float]) -> EligiblePatches:
     uppers: list[float | None] = [*PATCH_CLASSES_HA[1:], None]  # the last class has no upper bound
     for low, high in zip(PATCH_CLASSES_HA, uppers):
         inside = [s for s in sizes_ha if s >= low and (high is None or s < high)]
-        classes.append(EligiblePatchClass(min_ha=low, max_ha=high, count=len(inside),
-                                          area_ha=round(sum(inside), 4)))
+        classes.append(EligiblePatchClass(min_ha=low, max_ha=high, count=len(inside), area_ha=round(sum(inside), 4)))
     if not sizes_ha:
         return EligiblePatches(count=0, min_ha=None, median_ha=None, mean_ha=None, max_ha=None, size_classes=classes)
     return EligiblePatches(
-        count=len(sizes_ha), min_ha=round(min(sizes_ha), 4), median_ha=round(statistics.median(sizes_ha), 4),
-        mean_ha=round(statistics.fmean(sizes_ha), 4), max_ha=round(max(sizes_ha), 4), size_classes=classes,
+        count=len(sizes_ha),
+        min_ha=round(min(sizes_ha), 4),
+        median_ha=round(statistics.median(sizes_ha), 4),
+        mean_ha=round(statistics.fmean(sizes_ha), 4),
+        max_ha=round(max(sizes_ha), 4),
+        size_classes=classes,
     )

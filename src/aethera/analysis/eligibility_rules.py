@@ -26,12 +26,24 @@ import msgspec
 from aethera.data import corine
 from aethera.errors import ConfigError, InvalidInput
 
-RULE_KINDS: tuple[str, ...] = ("land_cover", "protected_areas", "settlements", "water", "slope", "elevation",
-                               "min_area")
+RULE_KINDS: tuple[str, ...] = (
+    "land_cover",
+    "protected_areas",
+    "settlements",
+    "water",
+    "slope",
+    "elevation",
+    "min_area",
+)
 # the catalog layer each rule reads (min_area reads none: it acts on what the other rules leave)
 RULE_LAYERS: dict[str, str | None] = {
-    "land_cover": "land_cover", "protected_areas": "protected_areas", "settlements": "settlements",
-    "water": "water", "slope": "elevation", "elevation": "elevation", "min_area": None,
+    "land_cover": "land_cover",
+    "protected_areas": "protected_areas",
+    "settlements": "settlements",
+    "water": "water",
+    "slope": "elevation",
+    "elevation": "elevation",
+    "min_area": None,
 }
 RULE_SET_FILES: dict[str, str] = {"solar": "solar.toml", "wind": "wind.toml"}
 OVERLAY_FILES: dict[str, str] = {"ESP": "esp.toml"}
@@ -112,6 +124,7 @@ _COMMON = frozenset({"enabled", "source", "screening_default"})
 def check_rule(kind: str, rule: Rule, where: str, error: type[ConfigError | InvalidInput] = ConfigError) -> None:
     """Refuse a rule whose parameters do not fit its kind; `error` is raised with a message saying why
     (an `InvalidInput` names `where` as its field: the override a client sent)."""
+
     def fail(message: str) -> NoReturn:
         if error is InvalidInput:
             raise InvalidInput(message, field=where)
@@ -169,8 +182,13 @@ def parse_rule_set(text: str, expected_id: str | None = None) -> RuleSet:
     for kind, rule in raw.rules.items():
         check_rule(kind, rule, where)
     info = raw.rule_set
-    return RuleSet(id=info.id, technology=info.technology, version=info.version, name=info.name,
-                   rules={k: raw.rules[k] for k in RULE_KINDS})
+    return RuleSet(
+        id=info.id,
+        technology=info.technology,
+        version=info.version,
+        name=info.name,
+        rules={k: raw.rules[k] for k in RULE_KINDS},
+    )
 
 
 def parse_overlay(text: str, expected_id: str | None = None) -> _RawOverlay:
@@ -244,8 +262,10 @@ def effective_rules(technology: str, country: str | None, overrides: dict[str, A
         if patch is None:
             continue
         if kind not in rules:
-            raise InvalidInput(f"config.eligibility.{kind} is not a rule; rules are {', '.join(RULE_KINDS)}",
-                               field=f"config.eligibility.{kind}")
+            raise InvalidInput(
+                f"config.eligibility.{kind} is not a rule; rules are {', '.join(RULE_KINDS)}",
+                field=f"config.eligibility.{kind}",
+            )
         patch = dict(patch)
         if set(patch) - {"enabled"}:  # a threshold of the run's own choosing, not this service's default
             patch["source"] = "run configuration (config.eligibility)"
@@ -253,5 +273,12 @@ def effective_rules(technology: str, country: str | None, overrides: dict[str, A
         rules[kind] = _replace(rules[kind], patch)
         check_rule(kind, rules[kind], f"config.eligibility.{kind}", InvalidInput)
         overridden[kind] = tuple(sorted(k for k in patch if k not in ("source", "screening_default")))
-    return RuleSet(id=base.id, technology=base.technology, version=base.version, name=base.name,
-                   rules={k: rules[k] for k in RULE_KINDS}, overlays=tuple(overlays), overridden=overridden)
+    return RuleSet(
+        id=base.id,
+        technology=base.technology,
+        version=base.version,
+        name=base.name,
+        rules={k: rules[k] for k in RULE_KINDS},
+        overlays=tuple(overlays),
+        overridden=overridden,
+    )

@@ -73,7 +73,9 @@ def load_trajectories() -> dict[str, Any]:
     for key, t in data["trajectory"].items():
         years = [p[0] for p in t.get("points", [])]
         if not years or years != sorted(set(years)) or not t.get("source"):
-            raise ConfigError(f"grid_trajectory.toml: trajectory {key} needs ascending [year, factor] points and a source")
+            raise ConfigError(
+                f"grid_trajectory.toml: trajectory {key} needs ascending [year, factor] points and a source"
+            )
     return data
 
 
@@ -121,11 +123,15 @@ def grid_path(country: str | None, basis: str, base_factor: float, overridden: b
         eu_base = float(eu["points"][0][1])
         scale = base_factor / eu_base
         points = tuple((int(y), float(f) * scale) for y, f in eu["points"])
-        note = (f"no grid trajectory for {country or 'an unknown country'}: the EU-27 path scaled to its "
-                f"data-year factor ({base_factor:g} tCO2e/MWh)")
+        note = (
+            f"no grid trajectory for {country or 'an unknown country'}: the EU-27 path scaled to its "
+            f"data-year factor ({base_factor:g} tCO2e/MWh)"
+        )
         return GridPath(points, f"EU-27 trajectory scaled to the data-year factor; {eu['source']}"), note
-    note = (f"no grid trajectory for {country or 'an unknown country'} outside the EU: its data-year grid factor "
-            f"is held flat, which overstates avoided emissions if its grid decarbonises")
+    note = (
+        f"no grid trajectory for {country or 'an unknown country'} outside the EU: its data-year grid factor "
+        f"is held flat, which overstates avoided emissions if its grid decarbonises"
+    )
     return GridPath(((0, base_factor),), "data-year factor held flat (no trajectory)"), note
 
 
@@ -161,14 +167,17 @@ def compute(
 
     lifetime = params.lifetime_years or float(tech["lifetime_years"])
     factors["lifetime_years"] = FactorUsed(
-        value=lifetime, unit="years",
+        value=lifetime,
+        unit="years",
         source="run configuration" if params.lifetime_years else f"default of {tech['label']}",
         overridden=params.lifetime_years is not None,
     )
-    construction_f = use("construction_tco2e_per_mw", tech["construction_tco2e_per_mw"], "tCO2e/MW",
-                         tech["construction_source"])
-    operation_f = use("operation_tco2e_per_mw_year", tech["operation_tco2e_per_mw_year"], "tCO2e/MW/year",
-                      tech["operation_source"])
+    construction_f = use(
+        "construction_tco2e_per_mw", tech["construction_tco2e_per_mw"], "tCO2e/MW", tech["construction_source"]
+    )
+    operation_f = use(
+        "operation_tco2e_per_mw_year", tech["operation_tco2e_per_mw_year"], "tCO2e/MW/year", tech["operation_source"]
+    )
     cf_value, cf_basis = _by_country(data["capacity_factor"][params.project_type], params.country, in_europe)
     cf_source = data["capacity_factor"]["source"] + _basis_note(cf_basis, params.country)
     capacity_factor = use("capacity_factor", cf_value, "fraction of 8,760 h", cf_source)
@@ -180,12 +189,16 @@ def compute(
         notes.append(path_note)
     if "first_operating_year" in over:
         first_year = int(over["first_operating_year"])
-        factors["first_operating_year"] = FactorUsed(value=float(first_year), unit="year", source="run configuration",
-                                                     overridden=True)
+        factors["first_operating_year"] = FactorUsed(
+            value=float(first_year), unit="year", source="run configuration", overridden=True
+        )
     else:
         first_year = datetime.now(UTC).year + 1
         factors["first_operating_year"] = FactorUsed(
-            value=float(first_year), unit="year", source="default: the year after the screening (construction takes 9-12 months)")
+            value=float(first_year),
+            unit="year",
+            source="default: the year after the screening (construction takes 9-12 months)",
+        )
     if cf_basis != params.country or grid_basis != params.country:
         notes.append(
             f"no national factor for {params.country or 'an unknown country'}: "
@@ -195,14 +208,16 @@ def compute(
     # Footprint: the directly altered land, never more than the AOI.
     if "footprint_share" in over:
         share = float(over["footprint_share"])
-        factors["footprint_share"] = FactorUsed(value=share, unit="fraction of AOI", source="run configuration",
-                                                overridden=True)
+        factors["footprint_share"] = FactorUsed(
+            value=share, unit="fraction of AOI", source="run configuration", overridden=True
+        )
     else:
         per_mw = float(tech["footprint_ha_per_mw"])
         share = min(1.0, capacity_mw * per_mw / aoi_area_ha) if aoi_area_ha > 0 else 0.0
         factors["footprint_ha_per_mw"] = FactorUsed(value=per_mw, unit="ha/MW", source=tech["footprint_source"])
         factors["footprint_share"] = FactorUsed(
-            value=round(share, 6), unit="fraction of AOI",
+            value=round(share, 6),
+            unit="fraction of AOI",
             source=f"capacity {capacity_mw:g} MW x {per_mw:g} ha/MW / AOI {aoi_area_ha:.2f} ha (at most 1)",
         )
     if site is not None:
@@ -216,11 +231,15 @@ def compute(
     uptake_table = {int(k): float(v) for k, v in data["uptake_tco2e_per_ha_year"].items() if k != "source"}
     uptake_table.update({code: biome["forest_uptake_tco2e_per_ha_year"] * f for code, f in forest_like.items()})
     factors["forest_carbon_loss_tco2e_per_ha"] = FactorUsed(
-        value=float(biome["forest_carbon_loss_tco2e_per_ha"]), unit="tCO2e/ha (forest classes 31x; 324 half)",
-        source=f"{biome['label']} biome ({chosen.reason}); emission_factors.toml [biome.{chosen.biome}]")
+        value=float(biome["forest_carbon_loss_tco2e_per_ha"]),
+        unit="tCO2e/ha (forest classes 31x; 324 half)",
+        source=f"{biome['label']} biome ({chosen.reason}); emission_factors.toml [biome.{chosen.biome}]",
+    )
     factors["forest_uptake_tco2e_per_ha_year"] = FactorUsed(
-        value=float(biome["forest_uptake_tco2e_per_ha_year"]), unit="tCO2e/ha/year (forest classes 31x; 324 half)",
-        source=f"{biome['label']} biome; emission_factors.toml [biome.{chosen.biome}]")
+        value=float(biome["forest_uptake_tco2e_per_ha_year"]),
+        unit="tCO2e/ha/year (forest classes 31x; 324 half)",
+        source=f"{biome['label']} biome; emission_factors.toml [biome.{chosen.biome}]",
+    )
     # Keys arrive as ints from RunParams, as strings after a JSON round trip through the job queue.
     loss_over = {int(k): float(v) for k, v in over.get("carbon_loss_tco2e_per_ha", {}).items()}
     coverage = land_cover.coverage_ratio
@@ -243,9 +262,13 @@ def compute(
         uptake = uptake_table.get(cls.code, 0.0)
         lines.append(
             LandUseChangeLine(
-                code=cls.code, label=corine.label(cls.code), footprint_ha=round(footprint, 4),
-                carbon_loss_tco2e_per_ha=factor, land_use_change_tco2e=round(footprint * factor, 3),
-                uptake_tco2e_per_ha_year=uptake, lost_sequestration_tco2e_per_year=round(footprint * uptake, 4),
+                code=cls.code,
+                label=corine.label(cls.code),
+                footprint_ha=round(footprint, 4),
+                carbon_loss_tco2e_per_ha=factor,
+                land_use_change_tco2e=round(footprint * factor, 3),
+                uptake_tco2e_per_ha_year=uptake,
+                lost_sequestration_tco2e_per_year=round(footprint * uptake, 4),
             )
         )
     if coverage < 1.0:
@@ -255,8 +278,9 @@ def compute(
                 "whole footprint from the class mix of the covered part (the uncovered land is assumed alike)"
             )
         else:
-            notes.append("no part of the AOI has land-cover data: the land-use change cannot be estimated and "
-                         "counts as 0")
+            notes.append(
+                "no part of the AOI has land-cover data: the land-use change cannot be estimated and counts as 0"
+            )
 
     construction = capacity_mw * construction_f
     luc = sum(line.land_use_change_tco2e for line in lines)
@@ -275,20 +299,30 @@ def compute(
     generation = capacity_mw * capacity_factor * HOURS_PER_YEAR
     years = operating_years(first_year, lifetime)
     by_year = [
-        AvoidedYear(year=y, grid_tco2e_per_mwh=round(path.factor(y), 5),
-                    avoided_tco2e=round(generation * path.factor(y) * share, 3), share=share)
+        AvoidedYear(
+            year=y,
+            grid_tco2e_per_mwh=round(path.factor(y), 5),
+            avoided_tco2e=round(generation * path.factor(y) * share, 3),
+            share=share,
+        )
         for y, share in years
     ]
     lifetime_avoided = sum(generation * path.factor(y) * share for y, share in years)
-    mean_grid = lifetime_avoided / (generation * lifetime) if generation > 0 and lifetime > 0 else path.factor(first_year)
+    mean_grid = (
+        lifetime_avoided / (generation * lifetime) if generation > 0 and lifetime > 0 else path.factor(first_year)
+    )
     factors["grid_trajectory"] = FactorUsed(
-        value=round(mean_grid, 5), unit="tCO2e/MWh, mean over the lifetime from the first operating year",
-        source=path.source, overridden="grid_tco2e_per_mwh" in over)
+        value=round(mean_grid, 5),
+        unit="tCO2e/MWh, mean over the lifetime from the first operating year",
+        source=path.source,
+        overridden="grid_tco2e_per_mwh" in over,
+    )
     lifetime_lost_uptake = lost_uptake * lifetime
     lifetime_emissions = construction + luc + (operation + lost_uptake) * lifetime
     debt = construction + luc
     payback, payback_reason = carbon_payback(
-        debt, [(share, generation * path.factor(y) - operation - lost_uptake) for y, share in years], lifetime)
+        debt, [(share, generation * path.factor(y) - operation - lost_uptake) for y, share in years], lifetime
+    )
     avoided = lifetime_avoided / lifetime if lifetime > 0 else 0.0
     return Emissions(
         technology=params.project_type,
@@ -332,7 +366,9 @@ def operating_years(first_year: int, lifetime: float) -> list[tuple[int, float]]
     return years
 
 
-def carbon_payback(debt: float, benefits: list[tuple[float, float]], lifetime: float) -> tuple[float | None, str | None]:
+def carbon_payback(
+    debt: float, benefits: list[tuple[float, float]], lifetime: float
+) -> tuple[float | None, str | None]:
     """Years until the accumulated yearly net benefits repay `debt`, and why it is null or late.
 
     `benefits`: (share of the year operated, net benefit per full year) for each operating year, in
@@ -351,8 +387,10 @@ def carbon_payback(debt: float, benefits: list[tuple[float, float]], lifetime: f
     if last > 0:
         payback = elapsed + (debt - paid) / last
         return payback, f"payback ({payback:.1f} years) is longer than the lifetime ({lifetime:g} years)"
-    return None, ("the project does not repay its construction and land-use-change emissions within its lifetime, "
-                  "and by its last year it avoids no more than it emits and the cleared land no longer absorbs")
+    return None, (
+        "the project does not repay its construction and land-use-change emissions within its lifetime, "
+        "and by its last year it avoids no more than it emits and the cleared land no longer absorbs"
+    )
 
 
 def _basis_note(basis: str, country: str | None) -> str:

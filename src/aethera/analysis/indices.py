@@ -132,8 +132,9 @@ class IndexWeights(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 REQUIRED_MODELS = ("biodiversity_sensitivity", "resm_solar", "resm_wind", "ahsm", "cim")
-_NOT_FEATURES = frozenset({"project_type", "fallback_features", "missing_reasons", "not_found_within_km",
-                           "feature_coverage"})
+_NOT_FEATURES = frozenset(
+    {"project_type", "fallback_features", "missing_reasons", "not_found_within_km", "feature_coverage"}
+)
 
 
 def parse_weights(text: str) -> IndexWeights:
@@ -235,8 +236,15 @@ def evaluate_model(
         if v is None:
             reason = missing_reasons.get(f.feature) or f.if_missing or "not available for this run"
             drivers.append(
-                Driver(feature=f.feature, value=None, contribution=None, normalised=None, weight=f.weight,
-                       direction=f.direction, note=f"{reason}; left out of the score, confidence lowered")
+                Driver(
+                    feature=f.feature,
+                    value=None,
+                    contribution=None,
+                    normalised=None,
+                    weight=f.weight,
+                    direction=f.direction,
+                    note=f"{reason}; left out of the score, confidence lowered",
+                )
             )
             continue
         t = _ramp(f, v)
@@ -246,8 +254,15 @@ def evaluate_model(
         if f.feature in value_notes:
             note = f"{note or f.why}; {value_notes[f.feature]}"
         drivers.append(
-            Driver(feature=f.feature, value=v, contribution=round(100.0 * f.weight * t / present_weight, 2),
-                   normalised=round(t, 4), weight=f.weight, direction=f.direction, note=note or f.why)
+            Driver(
+                feature=f.feature,
+                value=v,
+                contribution=round(100.0 * f.weight * t / present_weight, 2),
+                normalised=round(t, 4),
+                weight=f.weight,
+                direction=f.direction,
+                note=note or f.why,
+            )
         )
     # largest contributions first; missing features last, in file order
     drivers.sort(key=lambda d: (d.contribution is None, -(d.contribution or 0.0)))
@@ -268,8 +283,14 @@ def evaluate_model(
         gw = sum(f.weight for f, _ in members)
         components[group] = round(100.0 * sum(f.weight * _ramp(f, v) for f, v in members) / gw, 1) if members else None
 
-    return IndexResult(score=score, category=category, confidence=confidence, drivers=drivers,
-                       model=ModelInfo(name=model.name, version=model.version), components=components)
+    return IndexResult(
+        score=score,
+        category=category,
+        confidence=confidence,
+        drivers=drivers,
+        model=ModelInfo(name=model.name, version=model.version),
+        components=components,
+    )
 
 
 def _feature_values(features: IndexFeatures) -> dict[str, object]:
@@ -290,7 +311,8 @@ def _feature_values(features: IndexFeatures) -> dict[str, object]:
 def _value_notes(features: IndexFeatures) -> dict[str, str]:
     return {
         name: f"none found within {bound:g} km: scored at {bound:g} km (the true distance is larger)"
-        for name, bound in features.not_found_within_km.items() if getattr(features, name, 0) is None
+        for name, bound in features.not_found_within_km.items()
+        if getattr(features, name, 0) is None
     }
 
 
@@ -305,9 +327,14 @@ def _reliability(features: IndexFeatures, weights: IndexWeights) -> dict[str, fl
 def biodiversity_sensitivity(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexResult:
     """Biodiversity sensitivity, 0 (nothing of value near) to 100 (inside protected, natural habitat)."""
     w = weights or load_weights()
-    return evaluate_model("biodiversity_sensitivity", _feature_values(features), weights=w,
-                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons,
-                          value_notes=_value_notes(features))
+    return evaluate_model(
+        "biodiversity_sensitivity",
+        _feature_values(features),
+        weights=w,
+        reliability=_reliability(features, w),
+        missing_reasons=features.missing_reasons,
+        value_notes=_value_notes(features),
+    )
 
 
 def resm(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexResult:
@@ -316,26 +343,52 @@ def resm(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexR
     key = f"resm_{features.project_type}"
     if features.project_type is None or key not in w.models:
         # no model for this technology: say so rather than score it with another technology's model
-        return IndexResult(score=None, category=None, confidence=0.0, drivers=[
-            Driver(feature="project_type", value=None, contribution=None, normalised=None, weight=0.0,
-                   direction="increasing", note=f"no suitability model for project type {features.project_type!r}")
-        ], model=ModelInfo(name="resm_wlc", version=w.models["resm_solar"].version))
-    return evaluate_model(key, _feature_values(features), weights=w,
-                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons,
-                          value_notes=_value_notes(features))
+        return IndexResult(
+            score=None,
+            category=None,
+            confidence=0.0,
+            drivers=[
+                Driver(
+                    feature="project_type",
+                    value=None,
+                    contribution=None,
+                    normalised=None,
+                    weight=0.0,
+                    direction="increasing",
+                    note=f"no suitability model for project type {features.project_type!r}",
+                )
+            ],
+            model=ModelInfo(name="resm_wlc", version=w.models["resm_solar"].version),
+        )
+    return evaluate_model(
+        key,
+        _feature_values(features),
+        weights=w,
+        reliability=_reliability(features, w),
+        missing_reasons=features.missing_reasons,
+        value_notes=_value_notes(features),
+    )
 
 
 def ahsm(features: IndexFeatures, weights: IndexWeights | None = None) -> IndexResult:
     """Asset hazard susceptibility (flood, wildfire, landslide), 0 (low) to 100 (high)."""
     w = weights or load_weights()
-    return evaluate_model("ahsm", _feature_values(features), weights=w,
-                          reliability=_reliability(features, w), missing_reasons=features.missing_reasons,
-                          value_notes=_value_notes(features))
+    return evaluate_model(
+        "ahsm",
+        _feature_values(features),
+        weights=w,
+        reliability=_reliability(features, w),
+        missing_reasons=features.missing_reasons,
+        value_notes=_value_notes(features),
+    )
 
 
 def _sub_model_key(score_feature: str, project_type: str | None) -> str:
-    return {"biodiversity_sensitivity_score": "biodiversity_sensitivity",
-            "resm_score": f"resm_{project_type}", "ahsm_score": "ahsm"}[score_feature]
+    return {
+        "biodiversity_sensitivity_score": "biodiversity_sensitivity",
+        "resm_score": f"resm_{project_type}",
+        "ahsm_score": "ahsm",
+    }[score_feature]
 
 
 def _without(model: ModelSpec, excluded: set[str]) -> ModelSpec:
@@ -377,10 +430,11 @@ def cim(
         elif residual is None:
             reasons[name] = f"{result.model.name} rests only on inputs CIM weighs directly"
         else:
-            notes[name] = (f"{result.model.name} re-scored without {', '.join(sorted(direct))} (weighed directly "
-                           f"here, so not counted twice); its published score is {result.score:g}")
-    out = evaluate_model("cim", values, weights=w, reliability=reliability, missing_reasons=reasons,
-                         value_notes=notes)
+            notes[name] = (
+                f"{result.model.name} re-scored without {', '.join(sorted(direct))} (weighed directly "
+                f"here, so not counted twice); its published score is {result.score:g}"
+            )
+    out = evaluate_model("cim", values, weights=w, reliability=reliability, missing_reasons=reasons, value_notes=notes)
     out.effective_weights = effective_weights(features.project_type, w)
     return out
 

@@ -103,7 +103,11 @@ def buffer_ring(aoi: AOI, buffer_km: float) -> BaseGeometry:
 
 
 def zone_areas(
-    source: LayerSource, crs: CRS, zone_layer: BaseGeometry, zone_area_geom: BaseGeometry, area_crs: CRS,
+    source: LayerSource,
+    crs: CRS,
+    zone_layer: BaseGeometry,
+    zone_area_geom: BaseGeometry,
+    area_crs: CRS,
     ds: Any = None,
 ) -> ZoneAreas:
     """Per-class areas of a zone given in the layer's CRS (and in the equal-area CRS, for its area).
@@ -162,13 +166,17 @@ def _geographic_units(ds: Any, band: int, zone: BaseGeometry, fill: int) -> tupl
     from exactextract.raster import RasterioRasterSource
 
     weight = ",coverage_weight=area_spherical_m2"
-    ops = [f"unique(default_value={fill}{weight})", f"frac(default_value={fill}{weight})",
-           f"count(default_value={fill}{weight})"]
+    ops = [
+        f"unique(default_value={fill}{weight})",
+        f"frac(default_value={fill}{weight})",
+        f"count(default_value={fill}{weight})",
+    ]
     feature = [{"type": "Feature", "properties": {}, "geometry": mapping(zone)}]
     result = exact_extract(RasterioRasterSource(ds, band), JSONFeatureSource(feature), ops)[0]["properties"]
     count = float(result["count"])
-    units = {float(v): f * count for v, f in zip(np.asarray(result["unique"]).tolist(),
-                                                 np.asarray(result["frac"]).tolist())}
+    units = {
+        float(v): f * count for v, f in zip(np.asarray(result["unique"]).tolist(), np.asarray(result["frac"]).tolist())
+    }
     return units, count
 
 
@@ -214,28 +222,55 @@ def _zone(kind: str, z: ZoneAreas) -> LandCoverZone:
         grp = corine.group(code)
         lines.append(
             LandCoverClass(
-                code=code, label=corine.label(code), group=grp.key, group_label=grp.label,
-                area_ha=round(m2 / 1e4, 4), share=round(m2 / total, 6),
+                code=code,
+                label=corine.label(code),
+                group=grp.key,
+                group_label=grp.label,
+                area_ha=round(m2 / 1e4, 4),
+                share=round(m2 / total, 6),
             )
         )
     if z.nodata_m2 > 0:
-        lines.append(LandCoverClass(code=None, label=NODATA_LABEL, group="nodata", group_label=NODATA_LABEL,
-                                    area_ha=round(z.nodata_m2 / 1e4, 4), share=round(z.nodata_m2 / total, 6)))
+        lines.append(
+            LandCoverClass(
+                code=None,
+                label=NODATA_LABEL,
+                group="nodata",
+                group_label=NODATA_LABEL,
+                area_ha=round(z.nodata_m2 / 1e4, 4),
+                share=round(z.nodata_m2 / total, 6),
+            )
+        )
     if z.outside_m2 > 0.5:  # below half a square metre the "outside" part is rounding noise
-        lines.append(LandCoverClass(code=None, label=OUTSIDE_LABEL, group="outside", group_label=OUTSIDE_LABEL,
-                                    area_ha=round(z.outside_m2 / 1e4, 4), share=round(z.outside_m2 / total, 6)))
+        lines.append(
+            LandCoverClass(
+                code=None,
+                label=OUTSIDE_LABEL,
+                group="outside",
+                group_label=OUTSIDE_LABEL,
+                area_ha=round(z.outside_m2 / 1e4, 4),
+                share=round(z.outside_m2 / total, 6),
+            )
+        )
     group_m2: dict[str, float] = defaultdict(float)
     for code, m2 in z.by_code.items():
         group_m2[corine.group(code).key] += m2
     groups = [
-        LandCoverGroup(group=g.key, label=g.label, area_ha=round(group_m2[g.key] / 1e4, 4),
-                       share=round(group_m2[g.key] / total, 6))
+        LandCoverGroup(
+            group=g.key, label=g.label, area_ha=round(group_m2[g.key] / 1e4, 4), share=round(group_m2[g.key] / total, 6)
+        )
         for g in corine.GROUPS
     ]
     if group_m2.get(corine.UNCLASSIFIED.key):
         m2 = group_m2[corine.UNCLASSIFIED.key]
-        groups.append(LandCoverGroup(group=corine.UNCLASSIFIED.key, label=corine.UNCLASSIFIED.label,
-                                     area_ha=round(m2 / 1e4, 4), share=round(m2 / total, 6)))
+        groups.append(
+            LandCoverGroup(
+                group=corine.UNCLASSIFIED.key,
+                label=corine.UNCLASSIFIED.label,
+                area_ha=round(m2 / 1e4, 4),
+                share=round(m2 / total, 6),
+            )
+        )
     classified = sum(z.by_code.values())
     covered = covered_m2(z)
     return LandCoverZone(

@@ -100,7 +100,8 @@ def class_grid(aoi: AOI, catalog: Catalog) -> ClassGrid | None:
         shapes = [(g, c) for g, c in zip(features.geoms, features.codes) if c] if features else []
         codes = (
             rasterize(shapes, out_shape=(height, width), transform=transform, fill=0, dtype="int32")
-            if shapes else np.zeros((height, width), dtype=np.int32)
+            if shapes
+            else np.zeros((height, width), dtype=np.int32)
         )
         note = f"vector land cover rasterised at {res:.3g} layer units for the landscape metrics"
     mask = geometry_mask([geom], out_shape=codes.shape, transform=transform, invert=True)

@@ -58,13 +58,15 @@ def layer_crs(source: LayerSource, ds: Any = None) -> CRS:
             with open_raster(source) as opened:
                 return layer_crs(source, opened)
         if ds.crs is None:
-            raise DatasetError(f"layer {source.layer!r}: {source.display} has no CRS; set crs in the catalog",
-                               layer=source.layer)
+            raise DatasetError(
+                f"layer {source.layer!r}: {source.display} has no CRS; set crs in the catalog", layer=source.layer
+            )
         return to_crs(ds.crs)
     info = _vector_info(source)
     if not info.get("crs"):
-        raise DatasetError(f"layer {source.layer!r}: {source.display} has no CRS; set crs in the catalog",
-                           layer=source.layer)
+        raise DatasetError(
+            f"layer {source.layer!r}: {source.display} has no CRS; set crs in the catalog", layer=source.layer
+        )
     return to_crs(info["crs"])
 
 
@@ -77,11 +79,17 @@ def open_raster(source: LayerSource) -> Iterator[Any]:
     try:
         ds = rasterio.open(source.path)
     except RasterioIOError as exc:
-        raise read_error(exc, source.layer, f"layer {source.layer!r}: file {source.display} is missing or not a "
-                         "readable raster", source.display) from None
+        raise read_error(
+            exc,
+            source.layer,
+            f"layer {source.layer!r}: file {source.display} is missing or not a readable raster",
+            source.display,
+        ) from None
     try:
         if source.band > ds.count:
-            raise DatasetError(f"layer {source.layer!r}: {source.display} has no band {source.band}", layer=source.layer)
+            raise DatasetError(
+                f"layer {source.layer!r}: {source.display} has no band {source.band}", layer=source.layer
+            )
         yield ds
     finally:
         ds.close()
@@ -95,8 +103,12 @@ def _vector_info(source: LayerSource) -> dict[str, Any]:
         info: dict[str, Any] = pyogrio.read_info(source.path, layer=source.sublayer)
         return info
     except (DataSourceError, DataLayerError) as exc:
-        raise read_error(exc, source.layer, f"layer {source.layer!r}: file {source.display} is missing or not a "
-                         "readable vector layer", source.display) from None
+        raise read_error(
+            exc,
+            source.layer,
+            f"layer {source.layer!r}: file {source.display} is missing or not a readable vector layer",
+            source.display,
+        ) from None
 
 
 def land_cover_extent(catalog: Catalog) -> tuple[BaseGeometry, CRS]:
@@ -112,8 +124,12 @@ def land_cover_extent(catalog: Catalog) -> tuple[BaseGeometry, CRS]:
     try:
         info = pyogrio.read_info(source.path, layer=source.sublayer, force_total_bounds=True)
     except (DataSourceError, DataLayerError) as exc:
-        raise read_error(exc, "land_cover", f"layer 'land_cover': file {source.display} is missing or not a "
-                         "readable vector layer", source.display) from None
+        raise read_error(
+            exc,
+            "land_cover",
+            f"layer 'land_cover': file {source.display} is missing or not a readable vector layer",
+            source.display,
+        ) from None
     crs = to_crs(source.crs or info["crs"])
     return box(*info["total_bounds"]), crs
 
@@ -209,14 +225,19 @@ def _read(source: LayerSource, bbox: tuple[float, float, float, float]) -> Any:
                 f"layer {source.layer!r}: {source.display} lacks a configured column ({', '.join(cols)})",
                 layer=source.layer,
             ) from None
-        raise read_error(exc, source.layer, f"layer {source.layer!r}: file {source.display} is missing or not a "
-                         "readable vector layer", source.display) from None
+        raise read_error(
+            exc,
+            source.layer,
+            f"layer {source.layer!r}: file {source.display} is missing or not a readable vector layer",
+            source.display,
+        ) from None
     except ValueError as exc:  # pyogrio raises ValueError for unknown columns in some versions
         # the library's text can carry the server path of the file, so neither the user nor the log sees it
         log.warning("layer %r: %s could not be read (%s)", source.layer, source.display, type(exc).__name__)
         raise DatasetError(
             f"layer {source.layer!r}: {source.display} could not be read with the configured columns "
-            f"({', '.join(cols)}); check the catalog", layer=source.layer,
+            f"({', '.join(cols)}); check the catalog",
+            layer=source.layer,
         ) from None
 
 

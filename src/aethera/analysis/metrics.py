@@ -34,7 +34,9 @@ _WETLAND_PREFIX = 4
 
 def _class_sum(classes: Sequence[LandCoverClass], prefix: int, attr: str) -> float:
     digits = len(str(prefix))
-    return float(sum(getattr(c, attr) for c in classes if c.code is not None and c.code // 10 ** (3 - digits) == prefix))
+    return float(
+        sum(getattr(c, attr) for c in classes if c.code is not None and c.code // 10 ** (3 - digits) == prefix)
+    )
 
 
 def _score(index: Any) -> float | None:
@@ -59,9 +61,15 @@ def natura_sites(results: Results) -> list[dict[str, Any]] | None:
         return None
     overlaps = {s.site_code: s.overlap_ha for s in bio.sites_overlapping if s.natura2000}
     return [
-        {"site_code": s.site_code, "name": s.name, "distance_km": s.distance_km, "site_type": s.type,
-         "overlap_ha": overlaps.get(s.site_code, s.overlap_ha)}
-        for s in bio.sites_in_buffer if s.natura2000
+        {
+            "site_code": s.site_code,
+            "name": s.name,
+            "distance_km": s.distance_km,
+            "site_type": s.type,
+            "overlap_ha": overlaps.get(s.site_code, s.overlap_ha),
+        }
+        for s in bio.sites_in_buffer
+        if s.natura2000
     ]
 
 
@@ -97,7 +105,8 @@ def screening_metrics(results: Results, params: _Params | None = None) -> dict[s
         "natura2000_sites_in_buffer": bio.natura2000_sites_in_buffer,
         "natura2000_sites_in_buffer_not_overlapped": (
             sum(1 for s in bio.sites_not_overlapped if s.natura2000 and s.distance_km <= bio.buffer_km)
-            if bio.available else None
+            if bio.available
+            else None
         ),
         "distance_to_natura2000_not_overlapped_km": min(
             (s.distance_km for s in bio.sites_not_overlapped if s.natura2000 and s.distance_km <= bio.buffer_km),
@@ -138,11 +147,20 @@ def metric_reasons(results: Results) -> dict[str, str]:
     bio = results.biodiversity
     rec = results.receptor_distances
     if not bio.available and bio.reason:
-        for name in ("protected_overlap_ha", "protected_overlap_pct", "protected_areas_in_buffer",
-                     "natura2000_overlap_ha", "natura2000_sites_in_buffer"):
+        for name in (
+            "protected_overlap_ha",
+            "protected_overlap_pct",
+            "protected_areas_in_buffer",
+            "natura2000_overlap_ha",
+            "natura2000_sites_in_buffer",
+        ):
             reasons[name] = bio.reason
-    for metric, key in (("distance_to_protected_km", "protected_area"), ("distance_to_settlement_km", "settlement"),
-                        ("settlements_within_1km", "settlement"), ("distance_to_water_km", "water_body")):
+    for metric, key in (
+        ("distance_to_protected_km", "protected_area"),
+        ("distance_to_settlement_km", "settlement"),
+        ("settlements_within_1km", "settlement"),
+        ("distance_to_water_km", "water_body"),
+    ):
         if key in rec.reasons:
             reasons[metric] = rec.reasons[key]
     if results.terrain.mean_slope_deg is None and results.terrain.reason:
@@ -154,29 +172,49 @@ def metric_reasons(results: Results) -> dict[str, str]:
         for name in _LAND_COVER_RATIOS + _LAND_COVER_AREAS:
             reasons[name] = results.land_cover.ratios_reason
     reasons.setdefault("distance_to_natura2000_km", "no Natura 2000 site in the zone of influence")
-    reasons.setdefault("distance_to_natura2000_not_overlapped_km",
-                       "no Natura 2000 site the AOI does not overlap in the zone of influence")
-    reasons.setdefault("distance_to_protected_not_overlapped_km",
-                       "no protected area the AOI does not overlap within the proximity search radius")
+    reasons.setdefault(
+        "distance_to_natura2000_not_overlapped_km",
+        "no Natura 2000 site the AOI does not overlap in the zone of influence",
+    )
+    reasons.setdefault(
+        "distance_to_protected_not_overlapped_km",
+        "no protected area the AOI does not overlap within the proximity search radius",
+    )
     return reasons
 
 
-_LAND_COVER_RATIOS = ("water_ratio", "wetland_ratio", "agricultural_ratio", "forest_ratio", "shrub_ratio",
-                      "artificial_ratio", "natural_habitat_ratio")
+_LAND_COVER_RATIOS = (
+    "water_ratio",
+    "wetland_ratio",
+    "agricultural_ratio",
+    "forest_ratio",
+    "shrub_ratio",
+    "artificial_ratio",
+    "natural_habitat_ratio",
+)
 _LAND_COVER_AREAS = ("forest_area_ha", "wetland_area_ha")
 _INDEX_SCORES = ("biodiversity_sensitivity_score", "resm_score", "ahsm_score", "cim_score")
-_PROTECTED = ("protected_overlap_ha", "protected_overlap_pct", "distance_to_protected_km", "protected_areas_in_buffer",
-              "natura2000_overlap_ha", "distance_to_natura2000_km", "natura2000_sites_in_buffer",
-              "natura2000_sites_in_buffer_not_overlapped", "distance_to_natura2000_not_overlapped_km",
-              "protected_areas_within_1km_not_overlapped", "distance_to_protected_not_overlapped_km")
+_PROTECTED = (
+    "protected_overlap_ha",
+    "protected_overlap_pct",
+    "distance_to_protected_km",
+    "protected_areas_in_buffer",
+    "natura2000_overlap_ha",
+    "distance_to_natura2000_km",
+    "natura2000_sites_in_buffer",
+    "natura2000_sites_in_buffer_not_overlapped",
+    "distance_to_natura2000_not_overlapped_km",
+    "protected_areas_within_1km_not_overlapped",
+    "distance_to_protected_not_overlapped_km",
+)
 # What a CORINE stand-in cannot show: its 25 ha minimum mapping unit and class scheme miss these.
 _STAND_IN_BLIND = {
     "water_body": "CORINE water and wetland polygons (25 ha minimum mapping unit) stand in for the missing water "
-                  "layer and cannot show streams, ditches or small ponds: a distance to them is only an upper "
-                  "bound, and finding none near is not evidence that there is none",
+    "layer and cannot show streams, ditches or small ponds: a distance to them is only an upper "
+    "bound, and finding none near is not evidence that there is none",
     "settlement": "CORINE urban-fabric polygons (25 ha minimum mapping unit) stand in for the missing settlements "
-                  "layer and cannot show hamlets or isolated dwellings: a distance to them is only an upper bound, "
-                  "and finding none near is not evidence that there is none",
+    "layer and cannot show hamlets or isolated dwellings: a distance to them is only an upper bound, "
+    "and finding none near is not evidence that there is none",
 }
 
 
@@ -200,15 +238,20 @@ def metric_provenance(results: Results) -> dict[str, Provenance]:
     }
     for name in _LAND_COVER_RATIOS:
         r = m[name]
-        out[name] = Provenance(source=layer, coverage_ratio=c,
-                               lower=None if r is None else r * c, upper=None if r is None else r * c + (1 - c))
+        out[name] = Provenance(
+            source=layer,
+            coverage_ratio=c,
+            lower=None if r is None else r * c,
+            upper=None if r is None else r * c + (1 - c),
+        )
     for name in _LAND_COVER_AREAS:
         a = m[name]
         out[name] = Provenance(source=layer, coverage_ratio=c, lower=a, upper=None if a is None else a + uncovered_ha)
     luc = m["land_use_change_tco2e"]
     luc_lower = None if luc is None else luc * results.emissions.land_use_change_coverage_ratio
     out["land_use_change_tco2e"] = Provenance(
-        source=layer, coverage_ratio=results.emissions.land_use_change_coverage_ratio,
+        source=layer,
+        coverage_ratio=results.emissions.land_use_change_coverage_ratio,
         lower=luc_lower,
         note="extrapolated to the whole footprint from the covered land",
     )
@@ -219,28 +262,47 @@ def metric_provenance(results: Results) -> dict[str, Provenance]:
     if luc_lower is not None and aoi_ha:
         feature_bounds["land_use_change_tco2e_per_ha"] = (luc_lower / aoi_ha, None)
     rec = results.receptor_distances
-    for feature, receptor in (("distance_to_water_km", rec.nearest_water_body),
-                              ("distance_to_settlement_km", rec.nearest_settlement)):
+    for feature, receptor in (
+        ("distance_to_water_km", rec.nearest_water_body),
+        ("distance_to_settlement_km", rec.nearest_settlement),
+    ):
         if receptor is not None and receptor.source != "layer":
             feature_bounds[feature] = (0.0, receptor.distance_km)
-    scores = {"biodiversity_sensitivity_score": _score(results.biodiversity.sensitivity),
-              "resm_score": _score(results.resm), "ahsm_score": _score(results.ahsm), "cim_score": _score(results.cim)}
+    scores = {
+        "biodiversity_sensitivity_score": _score(results.biodiversity.sensitivity),
+        "resm_score": _score(results.resm),
+        "ahsm_score": _score(results.ahsm),
+        "cim_score": _score(results.cim),
+    }
     score_bounds = index_score_bounds(index_features(results), feature_bounds, scores)
     for name in _INDEX_SCORES:
         lower, upper = score_bounds.get(name, (None, None))
-        out[name] = Provenance(source=INDICES, coverage_ratio=c, lower=lower, upper=upper,
-                               note="the index rests on the land-cover ratios; bounds: its score with each of "
-                                    "those at the end of its possible range")
+        out[name] = Provenance(
+            source=INDICES,
+            coverage_ratio=c,
+            lower=lower,
+            upper=upper,
+            note="the index rests on the land-cover ratios; bounds: its score with each of "
+            "those at the end of its possible range",
+        )
     for name in _PROTECTED:
         out[name] = Provenance(source="protected_areas")
     # terrain reports no coverage yet; a `coverage_ratio` there is picked up when it does
-    out["mean_slope_deg"] = Provenance(source="elevation", coverage_ratio=getattr(results.terrain, "coverage_ratio", None))
-    for metric, receptor, kind in (("distance_to_water_km", rec.nearest_water_body, "water_body"),
-                                   ("distance_to_settlement_km", rec.nearest_settlement, "settlement")):
+    out["mean_slope_deg"] = Provenance(
+        source="elevation", coverage_ratio=getattr(results.terrain, "coverage_ratio", None)
+    )
+    for metric, receptor, kind in (
+        ("distance_to_water_km", rec.nearest_water_body, "water_body"),
+        ("distance_to_settlement_km", rec.nearest_settlement, "settlement"),
+    ):
         if rec.sources.get(kind) == "land_cover_fallback" or (receptor is not None and receptor.source != "layer"):
-            out[metric] = Provenance(source=STAND_IN, resolves=False, lower=0.0,
-                                     upper=None if receptor is None else receptor.distance_km,
-                                     note=_STAND_IN_BLIND[kind])
+            out[metric] = Provenance(
+                source=STAND_IN,
+                resolves=False,
+                lower=0.0,
+                upper=None if receptor is None else receptor.distance_km,
+                note=_STAND_IN_BLIND[kind],
+            )
         else:
             out[metric] = Provenance(source="water" if kind == "water_body" else "settlements")
     count = m["settlements_within_1km"]
@@ -249,7 +311,10 @@ def metric_provenance(results: Results) -> dict[str, Provenance]:
     ):
         # Patches of urban fabric, not settlements: one patch shows at least one settlement is there.
         out["settlements_within_1km"] = Provenance(
-            source=STAND_IN, resolves=False, lower=None if count is None else float(min(count, 1)), upper=None,
+            source=STAND_IN,
+            resolves=False,
+            lower=None if count is None else float(min(count, 1)),
+            upper=None,
             note=_STAND_IN_BLIND["settlement"],
         )
     else:
@@ -265,9 +330,12 @@ def index_features(results: Results) -> IndexFeatures:
     m = screening_metrics(results)
     rec = results.receptor_distances
     fallback = tuple(
-        name for name, receptor in (("distance_to_settlement_km", rec.nearest_settlement),
-                                    ("distance_to_water_km", rec.nearest_water_body),
-                                    ("distance_to_protected_km", rec.nearest_protected_area))
+        name
+        for name, receptor in (
+            ("distance_to_settlement_km", rec.nearest_settlement),
+            ("distance_to_water_km", rec.nearest_water_body),
+            ("distance_to_protected_km", rec.nearest_protected_area),
+        )
         if receptor is not None and receptor.source != "layer"
     )
     luc = m["land_use_change_tco2e"]
@@ -290,15 +358,16 @@ def index_features(results: Results) -> IndexFeatures:
         land_use_change_tco2e_per_ha=(luc / aoi_ha) if luc is not None and aoi_ha else None,
         fallback_features=fallback,
         feature_coverage={
-            name: results.land_cover.coverage_ratio
-            for name in (*_LAND_COVER_RATIOS, "land_use_change_tco2e_per_ha")
+            name: results.land_cover.coverage_ratio for name in (*_LAND_COVER_RATIOS, "land_use_change_tco2e_per_ha")
         },
         missing_reasons={k: v for k, v in metric_reasons(results).items() if m.get(k) is None},
         not_found_within_km={
             feature: rec.not_found_within_km[kind]
-            for feature, kind in (("distance_to_protected_km", "protected_area"),
-                                  ("distance_to_settlement_km", "settlement"),
-                                  ("distance_to_water_km", "water_body"))
+            for feature, kind in (
+                ("distance_to_protected_km", "protected_area"),
+                ("distance_to_settlement_km", "settlement"),
+                ("distance_to_water_km", "water_body"),
+            )
             if kind in rec.not_found_within_km and m[feature] is None
         },
     )
@@ -322,8 +391,13 @@ def index_score_bounds(
 
     weights = indices.load_weights()
     base: dict[str, object] = {name: getattr(features, name) for name in features.__struct_fields__}
-    base.update({"biodiversity_sensitivity_score": scores.get("biodiversity_sensitivity_score"),
-                 "resm_score": scores.get("resm_score"), "ahsm_score": scores.get("ahsm_score")})
+    base.update(
+        {
+            "biodiversity_sensitivity_score": scores.get("biodiversity_sensitivity_score"),
+            "resm_score": scores.get("resm_score"),
+            "ahsm_score": scores.get("ahsm_score"),
+        }
+    )
 
     def ends(key: str, ranges: dict[str, tuple[float | None, float | None]]) -> tuple[float | None, float | None]:
         low, high = dict(base), dict(base)
@@ -334,8 +408,10 @@ def index_score_bounds(
             lo = -math.inf if lo is None else lo
             hi = math.inf if hi is None else hi
             low[f.feature], high[f.feature] = (lo, hi) if f.direction == "increasing" else (hi, lo)
-        return (indices.evaluate_model(key, low, weights=weights).score,
-                indices.evaluate_model(key, high, weights=weights).score)
+        return (
+            indices.evaluate_model(key, low, weights=weights).score,
+            indices.evaluate_model(key, high, weights=weights).score,
+        )
 
     out: dict[str, tuple[float | None, float | None]] = {}
     if scores.get("biodiversity_sensitivity_score") is not None:
@@ -350,8 +426,9 @@ def index_score_bounds(
     return out
 
 
-def _cim_ends(features: IndexFeatures, bounds: dict[str, tuple[float | None, float | None]]
-              ) -> tuple[float | None, float | None]:
+def _cim_ends(
+    features: IndexFeatures, bounds: dict[str, tuple[float | None, float | None]]
+) -> tuple[float | None, float | None]:
     """CIM's lowest and highest score with its features within `bounds`, computed whole (`compute_all`).
 
     CIM reads the other indices' scores with the inputs it weighs directly taken out of them, so it is no

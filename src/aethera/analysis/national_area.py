@@ -46,8 +46,9 @@ def measure(aoi: AOI, country: str | None) -> NationalArea:
     """The AOI's planimetric area in the CRS of `country`'s rule pack, or None with the reason."""
     pack = national_pack(country)
     if pack is None:
-        return NationalArea(None, None, None, f"no national rule pack for {country or 'an unknown country'}: "
-                                              "no national area CRS")
+        return NationalArea(
+            None, None, None, f"no national rule pack for {country or 'an unknown country'}: no national area CRS"
+        )
     if pack.area_crs is None:
         return NationalArea(None, None, None, f"the {pack.name} rule pack states no area CRS")
     lon, _ = aoi.centroid_lonlat

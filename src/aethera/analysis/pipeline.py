@@ -146,8 +146,9 @@ def _step_datasets(ctx: RunContext) -> None:
             if name in _DEPENDS:
                 missing += f": {_DEPENDS[name]}"
                 ctx.warnings.append(f"no {name} layer: {_DEPENDS[name]}")
-            ctx.datasets.append(DatasetStatus(layer=name, required=required, configured=False, available=False,
-                                              reason=missing))
+            ctx.datasets.append(
+                DatasetStatus(layer=name, required=required, configured=False, available=False, reason=missing)
+            )
             continue
         reports = [inspect_source(s, bounds=False) for s in sources]
         bad = [r for r in reports if not r.ok]
@@ -164,10 +165,17 @@ def _step_datasets(ctx: RunContext) -> None:
         first = sources[0]
         ctx.datasets.append(
             DatasetStatus(
-                layer=name, required=required, configured=True, available=bool(good),
-                title=first.title, files=sorted({s.display for s in sources}), format=first.format,
-                crs=next((r.crs for r in reports if r.crs), None), synthetic=any(s.synthetic for s in sources),
-                attribution=first.attribution or ctx.catalog.attribution, reason=reason,
+                layer=name,
+                required=required,
+                configured=True,
+                available=bool(good),
+                title=first.title,
+                files=sorted({s.display for s in sources}),
+                format=first.format,
+                crs=next((r.crs for r in reports if r.crs), None),
+                synthetic=any(s.synthetic for s in sources),
+                attribution=first.attribution or ctx.catalog.attribution,
+                reason=reason,
             )
         )
     ctx.usable = replace(ctx.catalog, layers=usable)
@@ -243,10 +251,14 @@ def _step_emissions(ctx: RunContext) -> None:
     assert ctx.land_cover is not None and ctx.terrain is not None
     lon, lat = ctx.aoi.centroid_lonlat
     ctx.emissions = emissions_step.compute(
-        ctx.land_cover, ctx.params, capacity_mw=ctx.capacity_mw, aoi_area_ha=ctx.aoi.area_ha,
+        ctx.land_cover,
+        ctx.params,
+        capacity_mw=ctx.capacity_mw,
+        aoi_area_ha=ctx.aoi.area_ha,
         in_europe=ctx.aoi.area_crs == ETRS89_LAEA,
-        site=emissions_step.Site(lon=lon, lat=lat, country=ctx.params.country,
-                                 mean_elevation_m=ctx.terrain.mean_elevation_m),
+        site=emissions_step.Site(
+            lon=lon, lat=lat, country=ctx.params.country, mean_elevation_m=ctx.terrain.mean_elevation_m
+        ),
     )
 
 
@@ -256,8 +268,13 @@ def _step_kpis(ctx: RunContext) -> None:
     ctx.landscape = landscape_step.metrics(grid, ctx.aoi.area_m2) if grid is not None else None
     months = float(emissions_step.load_factors()["technology"][ctx.params.project_type]["construction_months"])
     ctx.kpis = kpis_step.compute(
-        land_cover=ctx.land_cover, emissions=ctx.emissions, receptors=ctx.receptor_distances,
-        terrain=ctx.terrain, landscape=ctx.landscape, aoi_area_ha=ctx.aoi.area_ha, construction_months=months,
+        land_cover=ctx.land_cover,
+        emissions=ctx.emissions,
+        receptors=ctx.receptor_distances,
+        terrain=ctx.terrain,
+        landscape=ctx.landscape,
+        aoi_area_ha=ctx.aoi.area_ha,
+        construction_months=months,
     )
 
 
@@ -266,7 +283,8 @@ def _step_indices(ctx: RunContext) -> None:
     computed = indices_step.compute_all(index_features(build_results(ctx)))
     ctx.biodiversity.sensitivity = computed.biodiversity_sensitivity
     ctx.biodiversity.sensitivity_reason = (
-        None if computed.biodiversity_sensitivity.score is not None
+        None
+        if computed.biodiversity_sensitivity.score is not None
         else "no input of the biodiversity sensitivity model could be computed"
     )
     ctx.resm, ctx.ahsm, ctx.cim = computed.resm, computed.ahsm, computed.cim
@@ -275,8 +293,11 @@ def _step_indices(ctx: RunContext) -> None:
 def _step_legal(ctx: RunContext) -> None:
     results = build_results(ctx)  # with the index scores, which some rules read
     ctx.legal = legal_engine.evaluate(
-        screening_metrics(results, ctx.params), ctx.params.country, natura_sites(results),
-        metric_reasons=metric_reasons(results), provenance=metric_provenance(results),
+        screening_metrics(results, ctx.params),
+        ctx.params.country,
+        natura_sites(results),
+        metric_reasons=metric_reasons(results),
+        provenance=metric_provenance(results),
     )
 
 
@@ -328,8 +349,9 @@ def run(
         except Exception as exc:  # a bug or a library failure: name the step, keep details for the logs
             reason = transient_reason(exc)
             if reason is not None:  # a layer's server failed mid-read (after GDAL's retries): try again
-                raise DatasetUnavailable(f"the {step.name} step could not read a dataset layer for now ({reason})",
-                                         step=step.name) from exc
+                raise DatasetUnavailable(
+                    f"the {step.name} step could not read a dataset layer for now ({reason})", step=step.name
+                ) from exc
             raise AnalysisError(f"the {step.name} step failed unexpectedly") from exc
         ctx.step_durations_s[step.name] = round(time.perf_counter() - started, 4)
         done += step.weight
@@ -346,8 +368,13 @@ def build_results(ctx: RunContext) -> Results:
     summary = ctx.aoi.summary()
     if ctx.national_area is not None:
         n = ctx.national_area
-        summary = msgspec.structs.replace(summary, aoi_area_national_ha=n.area_ha, national_area_crs=n.crs,
-                                          national_area_basis=n.basis, national_area_reason=n.reason)
+        summary = msgspec.structs.replace(
+            summary,
+            aoi_area_national_ha=n.area_ha,
+            national_area_crs=n.crs,
+            national_area_basis=n.basis,
+            national_area_reason=n.reason,
+        )
     return Results(
         aoi=summary,
         parameters=Parameters(

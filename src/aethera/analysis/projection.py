@@ -78,7 +78,9 @@ def reproject_many(geoms: np.ndarray, src: CRS, dst: CRS) -> np.ndarray:
     return shapely.transform(geoms, fn)
 
 
-def reproject_bounds(bounds: tuple[float, float, float, float], src: CRS, dst: CRS) -> tuple[float, float, float, float]:
+def reproject_bounds(
+    bounds: tuple[float, float, float, float], src: CRS, dst: CRS
+) -> tuple[float, float, float, float]:
     """Bounds of a box after reprojection (edges densified, so curved edges are enclosed)."""
     if src == dst:
         return bounds
@@ -126,8 +128,6 @@ def densify(geom: G, crs: CRS, max_segment_m: float = 1000.0) -> G:
 def round_coords(geom: G, decimals: int) -> G:
     """Coordinates rounded to `decimals` (7 decimals of a degree are about 1 cm): smaller GeoJSON."""
     return shapely.transform(geom, lambda c: np.round(c, decimals))
-
-
 
 
 # Segments per quarter circle of a buffer's rounded corners. A buffer polygon is inscribed in the true

@@ -120,13 +120,21 @@ def analyse(aoi: AOI, catalog: Catalog, buffer_km: float) -> tuple[Biodiversity,
                 natura_parts.append(piece)
             overlapping.append(
                 SiteOverlap(
-                    site_code=site.site_code, name=site.name, type=site.type, natura2000=site.natura2000,
-                    overlap_ha=round(overlap_m2 / 1e4, 4), overlap_pct=round(_pct(overlap_m2, aoi_m2), 4),
+                    site_code=site.site_code,
+                    name=site.name,
+                    type=site.type,
+                    natura2000=site.natura2000,
+                    overlap_ha=round(overlap_m2 / 1e4, 4),
+                    overlap_pct=round(_pct(overlap_m2, aoi_m2), 4),
                 )
             )
         entry = SiteNearby(
-            site_code=site.site_code, name=site.name, type=site.type, natura2000=site.natura2000,
-            distance_km=round(distance_m / 1000.0, 4), overlap_ha=round(overlap_m2 / 1e4, 4),
+            site_code=site.site_code,
+            name=site.name,
+            type=site.type,
+            natura2000=site.natura2000,
+            distance_km=round(distance_m / 1000.0, 4),
+            overlap_ha=round(overlap_m2 / 1e4, 4),
         )
         if overlap_m2 <= 0:
             not_overlapped.append(entry)
@@ -157,10 +165,7 @@ def analyse(aoi: AOI, catalog: Catalog, buffer_km: float) -> tuple[Biodiversity,
     )
     zone = zone_buffer(aoi_metric, buffer_m) if buffer_m > 0 else aoi_metric
     natura_layer = feature_collection(
-        (
-            (site.metric.intersection(zone), {**_props(n), "clipped_to_buffer_km": buffer_km})
-            for n, site in nearby
-        ),
+        ((site.metric.intersection(zone), {**_props(n), "clipped_to_buffer_km": buffer_km}) for n, site in nearby),
         aoi.metric_crs,
     )
     overlap_features = []
@@ -192,18 +197,29 @@ def _pct(part_m2: float, whole_m2: float) -> float:
 
 def _props(n: SiteNearby) -> dict[str, Any]:
     return {
-        "site_code": n.site_code, "name": n.name, "type": n.type, "natura2000": n.natura2000,
-        "distance_km": n.distance_km, "overlap_ha": n.overlap_ha,
+        "site_code": n.site_code,
+        "name": n.name,
+        "type": n.type,
+        "natura2000": n.natura2000,
+        "distance_km": n.distance_km,
+        "overlap_ha": n.overlap_ha,
     }
 
 
 def _unavailable(buffer_km: float, reason: str) -> Biodiversity:
     return Biodiversity(
-        available=False, reason=reason, buffer_km=buffer_km,
-        protected_overlap_ha=None, protected_overlap_pct=None,
-        natura2000_overlap_ha=None, natura2000_overlap_pct=None,
-        sites_overlapping=[], sites_in_buffer=[], natura2000_sites_in_buffer=None,
-        sensitivity=None, sensitivity_reason=reason,
+        available=False,
+        reason=reason,
+        buffer_km=buffer_km,
+        protected_overlap_ha=None,
+        protected_overlap_pct=None,
+        natura2000_overlap_ha=None,
+        natura2000_overlap_pct=None,
+        sites_overlapping=[],
+        sites_in_buffer=[],
+        natura2000_sites_in_buffer=None,
+        sensitivity=None,
+        sensitivity_reason=reason,
     )
 
 

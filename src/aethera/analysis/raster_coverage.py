@@ -78,8 +78,9 @@ def _window(ds: Any, zone: BaseGeometry) -> tuple[int, int, int, int] | None:
     return c0, r0, c1 - c0, r1 - r0
 
 
-def _split(ds: Any, band: int, zone: BaseGeometry, fill: int, window: tuple[int, int, int, int]) -> tuple[
-        dict[float, float], float]:
+def _split(
+    ds: Any, band: int, zone: BaseGeometry, fill: int, window: tuple[int, int, int, int]
+) -> tuple[dict[float, float], float]:
     from rasterio.features import rasterize, shapes
     from rasterio.transform import Affine
     from rasterio.windows import Window
@@ -89,11 +90,14 @@ def _split(ds: Any, band: int, zone: BaseGeometry, fill: int, window: tuple[int,
     x0, y0 = t.c + col_off * t.a, t.f + row_off * t.e  # top-left corner of the window
     nrow, ncol = math.ceil(height / LEAF), math.ceil(width / LEAF)
     leaf_t = Affine(t.a * LEAF, 0.0, x0, 0.0, t.e * LEAF, y0)
-    edge = rasterize([zone.boundary], out_shape=(nrow, ncol), transform=leaf_t, all_touched=True,
-                     dtype="uint8").astype(bool)
+    edge = rasterize([zone.boundary], out_shape=(nrow, ncol), transform=leaf_t, all_touched=True, dtype="uint8").astype(
+        bool
+    )
     edge = _grow(edge)
-    inner = rasterize([zone], out_shape=(nrow, ncol), transform=leaf_t, all_touched=False,
-                      dtype="uint8").astype(bool) & ~edge
+    inner = (
+        rasterize([zone], out_shape=(nrow, ncol), transform=leaf_t, all_touched=False, dtype="uint8").astype(bool)
+        & ~edge
+    )
 
     units: dict[float, float] = defaultdict(float)
     total = 0.0
@@ -103,8 +107,9 @@ def _split(ds: Any, band: int, zone: BaseGeometry, fill: int, window: tuple[int,
         for c0, c1 in _runs(inner[s0:s1].any(axis=0)):
             rows = (s0 * LEAF, min(height, s1 * LEAF))
             cols = (c0 * LEAF, min(width, c1 * LEAF))
-            data = ds.read(band, window=Window(col_off + cols[0], row_off + rows[0],
-                                               cols[1] - cols[0], rows[1] - rows[0]))
+            data = ds.read(
+                band, window=Window(col_off + cols[0], row_off + rows[0], cols[1] - cols[0], rows[1] - rows[0])
+            )
             mask = np.repeat(np.repeat(inner[s0:s1, c0:c1], LEAF, axis=0), LEAF, axis=1)
             for value, n in _count(data[mask[: data.shape[0], : data.shape[1]]], ds.nodata, fill).items():
                 units[value] += n

@@ -91,10 +91,16 @@ def analyse(aoi: AOI, catalog: Catalog) -> ReceptorDistances:
         counts=counts,
         reasons=reasons,
         population_within_1km=population,
-        sources={kind: ("layer" if catalog.has(layer) else "land_cover_fallback")
-                 for kind, layer in _LAYERS.items() if kind != "protected_area" or catalog.has(layer)},
-        not_found_within_km={kind: search.not_found_within_km for kind, search in searches.items()
-                             if search.not_found_within_km is not None},
+        sources={
+            kind: ("layer" if catalog.has(layer) else "land_cover_fallback")
+            for kind, layer in _LAYERS.items()
+            if kind != "protected_area" or catalog.has(layer)
+        },
+        not_found_within_km={
+            kind: search.not_found_within_km
+            for kind, search in searches.items()
+            if search.not_found_within_km is not None
+        },
     )
 
 
@@ -112,8 +118,9 @@ def _search_layer(aoi: AOI, catalog: Catalog, kind: str) -> Search:
     if best is not None:
         return _result(kind, best, first, "layer", None)
     what = {"protected_area": "protected area", "settlement": "settlement", "water_body": "water body"}[kind]
-    search = _result(kind, None, first, "layer",
-                     f"no {what} within {SEARCH_RADII_KM[-1]:g} km of the AOI in the {layer} layer")
+    search = _result(
+        kind, None, first, "layer", f"no {what} within {SEARCH_RADII_KM[-1]:g} km of the AOI in the {layer} layer"
+    )
     search.not_found_within_km = SEARCH_RADII_KM[-1]
     return search
 
@@ -180,13 +187,16 @@ def _fallback(aoi: AOI, catalog: Catalog, kind: str) -> Search:
     else:
         codes = corine.WATER_CODES | corine.WETLAND_CODES
         what = "water and wetland classes (CORINE 4xx, 5xx)"
-    note = (f"the dataset catalog has no {_LAYERS[kind]} layer: {what} patches of the land-cover layer "
-            f"stand in (nearest patch, counts are patches)")
+    note = (
+        f"the dataset catalog has no {_LAYERS[kind]} layer: {what} patches of the land-cover layer "
+        f"stand in (nearest patch, counts are patches)"
+    )
     best, first = _nearest_within(FALLBACK_RADII_KM, lambda radius_m: _patches(aoi, catalog, codes, radius_m))
     if best is not None:
         return _result(kind, best, first, "land_cover_fallback", note)
-    return _result(kind, None, first, "land_cover_fallback",
-                   note + f"; none within {FALLBACK_RADII_KM[-1]:g} km of the AOI")
+    return _result(
+        kind, None, first, "land_cover_fallback", note + f"; none within {FALLBACK_RADII_KM[-1]:g} km of the AOI"
+    )
 
 
 def _patches(aoi: AOI, catalog: Catalog, codes: frozenset[int], radius_m: float) -> list[Candidate]:
@@ -209,8 +219,9 @@ def _patches(aoi: AOI, catalog: Catalog, codes: frozenset[int], radius_m: float)
     distances = shapely.distance(aoi.metric_geometry, metric)
     out = []
     for k, ((_, code), d) in enumerate(zip(geoms, distances.tolist())):
-        out.append(Candidate(f"land_cover:{code}:patch{k + 1}", None,
-                             f"{corine.label(code)} (CORINE {code})", None, float(d)))
+        out.append(
+            Candidate(f"land_cover:{code}:patch{k + 1}", None, f"{corine.label(code)} (CORINE {code})", None, float(d))
+        )
     return out
 
 

@@ -391,8 +391,9 @@ class Results(msgspec.Struct, kw_only=True):
 # --- the published document (results.json, GET /runs/{id}/results) ------------------------------
 
 # Emission entries that qualify the figures rather than being one: they go to `emissions_details`.
-EMISSION_DETAIL_KEYS = frozenset({"technology", "land_use_change_by_class", "land_use_change_coverage_ratio",
-                                  "factors", "notes", "payback_reason"})
+EMISSION_DETAIL_KEYS = frozenset(
+    {"technology", "land_use_change_by_class", "land_use_change_coverage_ratio", "factors", "notes", "payback_reason"}
+)
 
 
 def _is_figure(value: Any) -> bool:
@@ -415,8 +416,11 @@ def document(results: Results) -> dict[str, Any]:
     doc["kpis"] = {name: kpi.get("value") for name, kpi in kpis.items()}
     doc["kpi_definitions"] = {name: {k: v for k, v in kpi.items() if k != "value"} for name, kpi in kpis.items()}
     emissions: dict[str, Any] = doc.pop("emissions")
-    doc["emissions"] = {k: v for k, v in emissions.items()
-                        if k not in EMISSION_DETAIL_KEYS and not k.endswith("_reason") and _is_figure(v)}
+    doc["emissions"] = {
+        k: v
+        for k, v in emissions.items()
+        if k not in EMISSION_DETAIL_KEYS and not k.endswith("_reason") and _is_figure(v)
+    }
     doc["emissions_details"] = {k: v for k, v in emissions.items() if k not in doc["emissions"]}
     bio = doc["biodiversity"]
     sensitivity = bio.get("sensitivity") if isinstance(bio.get("sensitivity"), dict) else {}

@@ -24,7 +24,9 @@ STEEP_DEG = 15.0
 def analyse(aoi: AOI, catalog: Catalog) -> Terrain:
     source = catalog.single("elevation")
     if source is None:
-        return Terrain(available=False, reason="the dataset catalog has no elevation layer: slope and elevation unknown")
+        return Terrain(
+            available=False, reason="the dataset catalog has no elevation layer: slope and elevation unknown"
+        )
     from exactextract import exact_extract
     from exactextract.feature import JSONFeatureSource
     from exactextract.raster import NumPyRasterSource

@@ -101,8 +101,15 @@ def create_app(settings: Settings | None = None) -> web.Application:
         # auth before the body limit: a caller without a key learns nothing, not even the limit
         # the body deadline right inside the error middleware: it holds for every route, and its 408
         # and 499 are answered (and logged) like any other error
-        middlewares=[request_id_middleware, observability_middleware, error_middleware, body_deadline_middleware,
-                     make_auth_middleware(settings), make_ratelimit_middleware(), body_limit_middleware],
+        middlewares=[
+            request_id_middleware,
+            observability_middleware,
+            error_middleware,
+            body_deadline_middleware,
+            make_auth_middleware(settings),
+            make_ratelimit_middleware(),
+            body_limit_middleware,
+        ],
         # a backstop: handlers read bodies through api.bodies.read_body, bounded per route
         client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + 1,
     )

@@ -14,11 +14,31 @@ from aiohttp import hdrs, web
 # headers a browser may send cross-origin, and response headers its scripts may read
 # (Range, If-Range, ETag and Content-Range let browser code resume an interrupted export;
 # X-Features-Capped says a base layer was cut at the feature cap)
-ALLOWED_HEADERS = ("Content-Type", "Idempotency-Key", "X-Request-ID", "Authorization", "X-API-Key",
-                   "Range", "If-Range", "If-None-Match")
-EXPOSED_HEADERS = ("Content-Disposition", "Content-Length", "X-Request-ID", "X-Next-Cursor", "Link",
-                   "Location", "Idempotent-Replayed", "Retry-After", "ETag", "Content-Range",
-                   "Accept-Ranges", "Last-Modified", "X-Features-Capped")
+ALLOWED_HEADERS = (
+    "Content-Type",
+    "Idempotency-Key",
+    "X-Request-ID",
+    "Authorization",
+    "X-API-Key",
+    "Range",
+    "If-Range",
+    "If-None-Match",
+)
+EXPOSED_HEADERS = (
+    "Content-Disposition",
+    "Content-Length",
+    "X-Request-ID",
+    "X-Next-Cursor",
+    "Link",
+    "Location",
+    "Idempotent-Replayed",
+    "Retry-After",
+    "ETag",
+    "Content-Range",
+    "Accept-Ranges",
+    "Last-Modified",
+    "X-Features-Capped",
+)
 ALLOWED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
 _EXPOSED = ",".join(EXPOSED_HEADERS)
 

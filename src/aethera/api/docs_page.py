@@ -92,8 +92,19 @@ def type_html(schema: Mapping[str, Any]) -> str:
         return "any"
     out = escape(str(kind))
     notes = []
-    for key in ("format", "contentMediaType", "pattern", "minimum", "maximum", "exclusiveMinimum",
-                "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems"):
+    for key in (
+        "format",
+        "contentMediaType",
+        "pattern",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+    ):
         if key in schema:
             notes.append(f"{key} {schema[key]}")
     if notes:
@@ -160,7 +171,7 @@ def _operation(method: str, path: str, op: Mapping[str, Any], doc: Mapping[str, 
     parts = [
         f'<section class="op" id="op-{escape(op_id)}">',
         f'<h3><span class="method {css}">{escape(method.upper())}</span>{escape(path)}</h3>',
-        f"<div><strong>{_text(op.get('summary', ''))}</strong> <span class=\"auth\">— {auth}</span></div>",
+        f'<div><strong>{_text(op.get("summary", ""))}</strong> <span class="auth">— {auth}</span></div>',
         _paragraphs(op.get("description", "")),
     ]
     params = op.get("parameters", [])
@@ -197,12 +208,14 @@ def _operation(method: str, path: str, op: Mapping[str, Any], doc: Mapping[str, 
             f"<code>{escape(media)}</code> {type_html(c.get('schema', {}))}"
             for media, c in resp.get("content", {}).items()
         )
-        rows.append(f"<tr><td><code>{escape(status)}</code></td><td>{_text(resp.get('description', ''))}</td><td>{kinds}</td></tr>")
+        rows.append(
+            f"<tr><td><code>{escape(status)}</code></td><td>{_text(resp.get('description', ''))}</td><td>{kinds}</td></tr>"
+        )
     parts.append(
         "<h4>Responses</h4><table><thead><tr><th>status</th><th>when</th><th>body</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    curl = [f"curl -X {method.upper()} \"$AETHERA_URL{path}\""]
+    curl = [f'curl -X {method.upper()} "$AETHERA_URL{path}"']
     if not public:
         curl.append('-H "Authorization: Bearer $AETHERA_KEY"')
     if example_body is not None and body_media:
@@ -244,7 +257,7 @@ def render_docs_html(doc: Mapping[str, Any], *, openapi_url: str = "/openapi.jso
             main.append(
                 f'<section class="op" id="{_anchor(name)}"><h3>{escape(name)}</h3>'
                 f"{_paragraphs(schema.get('description', ''))}"
-                f"<div class=\"muted\">{type_html({k: v for k, v in schema.items() if k != 'title'}) if not schema.get('properties') else ''}</div>"
+                f'<div class="muted">{type_html({k: v for k, v in schema.items() if k != "title"}) if not schema.get("properties") else ""}</div>'
                 f"{_fields_table(schema)}</section>"
             )
     schemes = doc.get("components", {}).get("securitySchemes", {})
@@ -254,8 +267,8 @@ def render_docs_html(doc: Mapping[str, Any], *, openapi_url: str = "/openapi.jso
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} API reference</title><style>{_CSS}</style></head>
-<body><header><h1>{escape(title)} <span class="muted">{escape(str(info.get('version', '')))}</span></h1>
-{_paragraphs(str(info.get('description', '')))}{auth}
-<p class="muted">Machine-readable: <a href="{escape(openapi_url)}">{escape(openapi_url)}</a> (OpenAPI {escape(str(doc.get('openapi', '')))}).</p></header>
-<div class="layout"><nav>{''.join(nav)}</nav><main>{''.join(main)}</main></div></body></html>
+<body><header><h1>{escape(title)} <span class="muted">{escape(str(info.get("version", "")))}</span></h1>
+{_paragraphs(str(info.get("description", "")))}{auth}
+<p class="muted">Machine-readable: <a href="{escape(openapi_url)}">{escape(openapi_url)}</a> (OpenAPI {escape(str(doc.get("openapi", "")))}).</p></header>
+<div class="layout"><nav>{"".join(nav)}</nav><main>{"".join(main)}</main></div></body></html>
 """

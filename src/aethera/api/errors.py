@@ -117,5 +117,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("%s %s: unexpected error", request.method, request.path)
         request_id = request.get(REQUEST_ID)
-        return error_response(500, "internal error; quote the request id to the operators", "internal_error",
-                              request_id=request_id)
+        return error_response(
+            500, "internal error; quote the request id to the operators", "internal_error", request_id=request_id
+        )

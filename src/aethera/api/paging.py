@@ -31,8 +31,9 @@ class Page:
         self.cursor = cursor
 
 
-def link_next(request: web.Request, resp: web.Response, page: Page, next_cursor: str | None,
-              **params: str) -> web.Response:
+def link_next(
+    request: web.Request, resp: web.Response, page: Page, next_cursor: str | None, **params: str
+) -> web.Response:
     """Announce the next page, when there is one, keeping the request's filters (`params`)."""
     if next_cursor is not None:
         resp.headers["X-Next-Cursor"] = next_cursor

@@ -76,7 +76,9 @@ class JsonErrorRequestHandler(RequestHandler):
             detail = _parser_fault(exc)
             # the exception's class only: its message repeats the bytes the client sent
             access_log.info(
-                "malformed HTTP request -> %d (%s)", status, type(exc).__name__,
+                "malformed HTTP request -> %d (%s)",
+                status,
+                type(exc).__name__,
                 extra={"status": status, "remote": request.remote, "route": "<unparsed>"},
             )
             code = CODE_BY_STATUS.get(status, "malformed_request")

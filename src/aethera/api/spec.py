@@ -194,7 +194,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="batches",
         summary="Screen many sites at once",
         request=Body(BatchCreate, description="Exactly one of `features` (a FeatureCollection) and `upload_id`."),
-        responses={202: Body(BatchCreated, description="The batch is stored; one run per valid site is created in the background (result reuse applies).")},
+        responses={
+            202: Body(
+                BatchCreated,
+                description="The batch is stored; one run per valid site is created in the background (result reuse applies).",
+            )
+        },
         errors={
             **_NOT_FOUND_PROJECT,
             422: "A site is invalid (`invalid` lists them with reasons; nothing was queued), or a parameter is.",
@@ -211,17 +216,24 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/batches/{batch_id}"): Operation(
         tag="batches",
         summary="Cancel every unfinished site of a batch",
-        responses={202: Body(BatchStatus, description="Cancellation recorded in the batch (no more runs are created) and in each unfinished run.")},
+        responses={
+            202: Body(
+                BatchStatus,
+                description="Cancellation recorded in the batch (no more runs are created) and in each unfinished run.",
+            )
+        },
         errors={404: "No such batch (or not visible to this key)."},
         path_params={"batch_id": Id},
     ),
     ("GET", "/batches/{batch_id}/summary"): Operation(
         tag="batches",
         summary="One ranked row per site",
-        responses={200: _json_any(
-            "`{batch_id, sort, columns, rows}`; `text/csv` (Accept or `?format=csv`) and GeoJSON "
-            "(`application/geo+json` or `?format=geojson`) carry the same columns, units in their names."
-        )},
+        responses={
+            200: _json_any(
+                "`{batch_id, sort, columns, rows}`; `text/csv` (Accept or `?format=csv`) and GeoJSON "
+                "(`application/geo+json` or `?format=geojson`) carry the same columns, units in their names."
+            )
+        },
         errors={404: "No such batch (or not visible to this key).", 422: "`sort` or `format` is not known."},
         params=[
             Param("sort", "query", str, "Comma-separated columns, `-` for descending (default: most promising first)."),
@@ -232,10 +244,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/batches/{batch_id}/export"): Operation(
         tag="batches",
         summary="Download a batch as one ZIP",
-        responses={200: Body(schema={"type": "string", "contentMediaType": "application/zip"},
-                             media_type="application/zip",
-                             description="summary.csv, summary.geojson and each completed site's run folder "
-                             "under sites/<index>_<name>/; exact `Content-Length`.")},
+        responses={
+            200: Body(
+                schema={"type": "string", "contentMediaType": "application/zip"},
+                media_type="application/zip",
+                description="summary.csv, summary.geojson and each completed site's run folder "
+                "under sites/<index>_<name>/; exact `Content-Length`.",
+            )
+        },
         errors={404: "No such batch (or not visible to this key)."},
         path_params={"batch_id": Id},
     ),
@@ -251,8 +267,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             422: "The AOI or a parameter cannot be screened; `detail` says which and why.",
         },
         params=[
-            Param("Idempotency-Key", "header", str,
-                  "Repeating a request with the same key answers the run it first created."),
+            Param(
+                "Idempotency-Key",
+                "header",
+                str,
+                "Repeating a request with the same key answers the run it first created.",
+            ),
         ],
         path_params=_ids("project_id"),
     ),
@@ -261,7 +281,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         summary="List runs, newest first",
         responses={200: Body(list[RunSummary], description="A page; `X-Next-Cursor` and `Link` lead to the next.")},
         params=[
-            Param("project_id", "query", Id, "Only the runs of this project: what a client listing a project's runs should call."),
+            Param(
+                "project_id",
+                "query",
+                Id,
+                "Only the runs of this project: what a client listing a project's runs should call.",
+            ),
             Param("limit", "query", PageSize, "Page size, 1 to 500 (default 200)."),
             Param("cursor", "query", RunsCursor, "The `X-Next-Cursor` of the previous page."),
         ],
@@ -276,30 +301,43 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/runs/{run_id}/results"): Operation(
         tag="runs",
         summary="Read a run's results",
-        responses={200: Body(RunResults, description=(
-            "Every section of the run (AOI, parameters, land cover, biodiversity, receptors, terrain, "
-            "emissions, KPIs, indices, datasets, warnings). `kpis` and `emissions` hold numbers only (null "
-            "with the reason in `kpi_definitions` or `emissions_details`); `biodiversity.score` is the "
-            "sensitivity index's score."))},
+        responses={
+            200: Body(
+                RunResults,
+                description=(
+                    "Every section of the run (AOI, parameters, land cover, biodiversity, receptors, terrain, "
+                    "emissions, KPIs, indices, datasets, warnings). `kpis` and `emissions` hold numbers only (null "
+                    "with the reason in `kpi_definitions` or `emissions_details`); `biodiversity.score` is the "
+                    "sensitivity index's score."
+                ),
+            )
+        },
         errors={**_NOT_FOUND_RUN, **_NOT_DONE},
         path_params=_ids("run_id"),
     ),
     ("GET", "/runs/{run_id}/legal"): Operation(
         tag="runs",
         summary="Read a run's legal screening",
-        responses={200: _json_any(
-            "`{country_code, overall_compliant, summary, statuses: [{rule_id, rule_name, passed, message, "
-            "severity, category, details}], critical_violations, warnings, informational}`."
-        )},
+        responses={
+            200: _json_any(
+                "`{country_code, overall_compliant, summary, statuses: [{rule_id, rule_name, passed, message, "
+                "severity, category, details}], critical_violations, warnings, informational}`."
+            )
+        },
         errors={**_NOT_FOUND_RUN, **_NOT_DONE},
         path_params=_ids("run_id"),
     ),
     ("GET", "/runs/{run_id}/biodiversity/{layer}"): Operation(
         tag="runs",
         summary="Read a map layer of a run",
-        responses={200: Body(JsonObject, media_type="application/geo+json",
-                             description="A GeoJSON FeatureCollection in EPSG:4326 (`eligible`: the patches "
-                                         "of land-eligible area, each with its `area_ha`).")},
+        responses={
+            200: Body(
+                JsonObject,
+                media_type="application/geo+json",
+                description="A GeoJSON FeatureCollection in EPSG:4326 (`eligible`: the patches "
+                "of land-eligible area, each with its `area_ha`).",
+            )
+        },
         errors={404: "No such run or layer.", **_NOT_DONE},
         path_params={"run_id": Id, "layer": Layer},
     ),
@@ -307,10 +345,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="runs",
         summary="Download a run as a ZIP",
         responses={
-            200: Body(schema={"type": "string", "contentMediaType": "application/zip"}, media_type="application/zip",
-                      description="The whole run; exact `Content-Length`, `ETag`, `Accept-Ranges: bytes`."),
-            206: Body(schema={"type": "string", "contentMediaType": "application/zip"}, media_type="application/zip",
-                      description="The byte range asked for with `Range` (resuming a download)."),
+            200: Body(
+                schema={"type": "string", "contentMediaType": "application/zip"},
+                media_type="application/zip",
+                description="The whole run; exact `Content-Length`, `ETag`, `Accept-Ranges: bytes`.",
+            ),
+            206: Body(
+                schema={"type": "string", "contentMediaType": "application/zip"},
+                media_type="application/zip",
+                description="The byte range asked for with `Range` (resuming a download).",
+            ),
             304: Body(description="`If-None-Match` matched: the archive has not changed."),
         },
         errors={**_NOT_FOUND_RUN, **_NOT_DONE, 416: "The `Range` lies outside the archive."},
@@ -325,23 +369,36 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/layers/available"): Operation(
         tag="layers",
         summary="Which base map layers can be drawn",
-        responses={200: Body(dict[str, bool], description=(
-            "Layer name -> whether it can be drawn: `natura2000` (protected areas that are Natura 2000 "
-            "sites), `corine` (land cover), and each catalog layer by its own name."))},
+        responses={
+            200: Body(
+                dict[str, bool],
+                description=(
+                    "Layer name -> whether it can be drawn: `natura2000` (protected areas that are Natura 2000 "
+                    "sites), `corine` (land cover), and each catalog layer by its own name."
+                ),
+            )
+        },
     ),
     ("GET", "/layers/{name}"): Operation(
         tag="layers",
         summary="A base map layer as GeoJSON",
         responses={
-            200: Body(JsonObject, media_type="application/geo+json", description=(
-                "A GeoJSON FeatureCollection in EPSG:4326, streamed: the features in `bbox`, simplified to "
-                "its scale, at most `AETHERA_BASEMAP_MAX_FEATURES` of them (`X-Features-Capped: true` "
-                "when cut). Land-cover features carry `code`, `label` and `colour` (the CORINE legend)."
-            )),
+            200: Body(
+                JsonObject,
+                media_type="application/geo+json",
+                description=(
+                    "A GeoJSON FeatureCollection in EPSG:4326, streamed: the features in `bbox`, simplified to "
+                    "its scale, at most `AETHERA_BASEMAP_MAX_FEATURES` of them (`X-Features-Capped: true` "
+                    "when cut). Land-cover features carry `code`, `label` and `colour` (the CORINE legend)."
+                ),
+            ),
             304: Body(description="`If-None-Match` matched: the answer has not changed."),
         },
-        errors={400: "`bbox` is not four numbers.", 404: "No such layer, or it cannot be drawn (`detail` says why).",
-                422: "`bbox` lies outside -180..180, -90..90 or has min >= max."},
+        errors={
+            400: "`bbox` is not four numbers.",
+            404: "No such layer, or it cannot be drawn (`detail` says why).",
+            422: "`bbox` lies outside -180..180, -90..90 or has min >= max.",
+        },
         params=[
             Param("bbox", "query", str, "`minlon,minlat,maxlon,maxlat` (default: the catalog's extent)."),
             Param("If-None-Match", "header", str, "Answer 304 when the answer still has this ETag."),
@@ -371,8 +428,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         tag="operations",
         summary="Liveness",
         responses={
-            200: Body(Health, description="The API process is up; `workers` says how many workers were seen "
-                      "lately (informative: it does not change the status)."),
+            200: Body(
+                Health,
+                description="The API process is up; `workers` says how many workers were seen "
+                "lately (informative: it does not change the status).",
+            ),
             503: Body(Health, description="Redis or storage is unreachable; the body says which."),
         },
         public=True,

@@ -153,9 +153,7 @@ def parse_catalog(data: dict[str, Any], *, base_dir: Path, path: Path | None = N
     unknown = set(data) - _TOP_KEYS - set(LAYER_NAMES)
     if unknown:
         name = sorted(unknown)[0]
-        raise ConfigError(
-            f"dataset catalog: unknown layer or key {name!r}; layers are {', '.join(LAYER_NAMES)}"
-        )
+        raise ConfigError(f"dataset catalog: unknown layer or key {name!r}; layers are {', '.join(LAYER_NAMES)}")
     title = _opt_str(data, "title", "catalog") or "Dataset catalog"
     synthetic = _opt_bool(data, "synthetic", "catalog") or False
     layers: dict[str, tuple[LayerSource, ...]] = {}
@@ -274,8 +272,10 @@ def _format_from_extension(raw_path: str, name: str) -> str:
         return "vector"
     if len(_FORMATS[name]) == 1:
         return _FORMATS[name][0]
-    raise ConfigError(f"dataset catalog: layer {name!r}: cannot tell the format of {raw_path.rsplit('/', 1)[-1]!r}; "
-                      "add format = \"raster\" or \"vector\"")
+    raise ConfigError(
+        f"dataset catalog: layer {name!r}: cannot tell the format of {raw_path.rsplit('/', 1)[-1]!r}; "
+        'add format = "raster" or "vector"'
+    )
 
 
 def _opt_str(d: dict[str, Any], key: str, where: str) -> str | None:
@@ -387,7 +387,8 @@ def _inspect_vector(source: LayerSource, report: SourceReport, bounds: bool = Tr
     except (DataSourceError, DataLayerError) as exc:
         _raise_if_transient(exc, source)
         report.problems.append(
-            "file cannot be opened as a vector layer" + (f" (or has no layer {source.sublayer!r})" if source.sublayer else "")
+            "file cannot be opened as a vector layer"
+            + (f" (or has no layer {source.sublayer!r})" if source.sublayer else "")
         )
         return
     report.found = True
@@ -440,8 +441,13 @@ def check_catalog(catalog: Catalog) -> list[SourceReport]:
         if not sources:
             reports.append(
                 SourceReport(
-                    layer=name, display="(not configured)", path="", format=_FORMATS[name][0], found=False,
-                    required=name in REQUIRED_LAYERS, problems=["not configured in the catalog"],
+                    layer=name,
+                    display="(not configured)",
+                    path="",
+                    format=_FORMATS[name][0],
+                    found=False,
+                    required=name in REQUIRED_LAYERS,
+                    problems=["not configured in the catalog"],
                 )
             )
             continue
@@ -449,7 +455,15 @@ def check_catalog(catalog: Catalog) -> list[SourceReport]:
             try:
                 reports.append(inspect_source(source))
             except DatasetUnavailable as exc:  # a check reports it; only a run retries
-                reports.append(SourceReport(layer=name, display=source.display, path=source.path,
-                                            format=source.format, found=False, required=name in REQUIRED_LAYERS,
-                                            problems=[exc.detail]))
+                reports.append(
+                    SourceReport(
+                        layer=name,
+                        display=source.display,
+                        path=source.path,
+                        format=source.format,
+                        found=False,
+                        required=name in REQUIRED_LAYERS,
+                        problems=[exc.detail],
+                    )
+                )
     return reports

@@ -74,9 +74,19 @@ def gdal_options(settings: Settings) -> dict[str, str]:
 
 # every option `gdal_options` may set: those it leaves out are cleared, so a process configured twice
 # (tests, an API created again) keeps nothing of the first settings
-_MANAGED = ("GDAL_HTTP_MAX_RETRY", "GDAL_HTTP_RETRY_DELAY", "GDAL_HTTP_TIMEOUT", "GDAL_HTTP_CONNECTTIMEOUT",
-            "GDAL_DISABLE_READDIR_ON_OPEN", "AWS_REGION", "AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING",
-            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+_MANAGED = (
+    "GDAL_HTTP_MAX_RETRY",
+    "GDAL_HTTP_RETRY_DELAY",
+    "GDAL_HTTP_TIMEOUT",
+    "GDAL_HTTP_CONNECTTIMEOUT",
+    "GDAL_DISABLE_READDIR_ON_OPEN",
+    "AWS_REGION",
+    "AWS_S3_ENDPOINT",
+    "AWS_HTTPS",
+    "AWS_VIRTUAL_HOSTING",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
 
 
 def configure_gdal(options: dict[str, str]) -> None:

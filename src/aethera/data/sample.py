@@ -120,7 +120,12 @@ _PROTECTED: list[tuple[str, str, str, _SiteShape]] = [
     ("DE4351301", "Grubensee shore habitats SAC (SYNTHETIC)", "SAC", ("ellipse", -5.5, -8.0, 2.0, 1.6)),
     ("DE-NP-0001", "Kiefernheide National Park (SYNTHETIC)", "National park", ("ellipse", -11.0, 11.0, 4.2, 3.6)),
     ("DE4050301", "Kiefernheide dunes SAC (SYNTHETIC)", "SAC", ("ellipse", -12.5, 12.0, 2.3, 2.0)),
-    ("DE-NSG-0007", "Wiesenau wet meadows nature reserve (SYNTHETIC)", "Nature reserve", ("ellipse", -1.2, 8.2, 1.0, 0.7)),
+    (
+        "DE-NSG-0007",
+        "Wiesenau wet meadows nature reserve (SYNTHETIC)",
+        "Nature reserve",
+        ("ellipse", -1.2, 8.2, 1.0, 0.7),
+    ),
     ("DE4152302", "Eichholz heath SAC (SYNTHETIC)", "SAC", ("ellipse", 12.0, 8.5, 2.0, 1.5)),
 ]
 
@@ -140,10 +145,24 @@ def generate_sample_data(directory: str | Path, seed: int = 42) -> Path:
     elevation = _elevation(rng, n)
     land_cover = _land_cover(region, rng, n, rivers, lakes, settlements, elevation)
 
-    _write_raster(out / LAND_COVER_FILE, land_cover, region, "uint16", LAND_COVER_NODATA, seed,
-                  "CORINE Land Cover level-3 codes (SYNTHETIC)")
-    _write_raster(out / ELEVATION_FILE, elevation, region, "float32", ELEVATION_NODATA, seed,
-                  "Elevation above sea level, metres (SYNTHETIC)")
+    _write_raster(
+        out / LAND_COVER_FILE,
+        land_cover,
+        region,
+        "uint16",
+        LAND_COVER_NODATA,
+        seed,
+        "CORINE Land Cover level-3 codes (SYNTHETIC)",
+    )
+    _write_raster(
+        out / ELEVATION_FILE,
+        elevation,
+        region,
+        "float32",
+        ELEVATION_NODATA,
+        seed,
+        "Elevation above sea level, metres (SYNTHETIC)",
+    )
     _write_vectors(out, seed, protected, settlements, rivers, lakes)
     catalog = out / CATALOG_FILE
     catalog.write_text(_catalog_text(seed), encoding="utf-8")
@@ -169,9 +188,7 @@ def _rivers(region: SampleRegion, rng: np.random.Generator) -> list[_Water]:
         x = np.interp(s, dist, pts[:, 0])
         y = np.interp(s, dist, pts[:, 1])
         phase = rng.uniform(0, 2 * math.pi, 3)
-        swing = sum(
-            amplitude_km / (k + 1) * np.sin(s * (0.6 + 0.5 * k) + phase[k]) for k in range(3)
-        )
+        swing = sum(amplitude_km / (k + 1) * np.sin(s * (0.6 + 0.5 * k) + phase[k]) for k in range(3))
         dx = np.gradient(x)
         dy = np.gradient(y)
         norm = np.hypot(dx, dy)
@@ -190,8 +207,9 @@ def _rivers(region: SampleRegion, rng: np.random.Generator) -> list[_Water]:
     return [("Spree (SYNTHETIC)", "river", main), ("Malxe (SYNTHETIC)", "stream", tributary)]
 
 
-def _blob(region: SampleRegion, rng: np.random.Generator, e: float, n: float, rx: float, ry: float,
-          roughness: float = 0.12) -> BaseGeometry:
+def _blob(
+    region: SampleRegion, rng: np.random.Generator, e: float, n: float, rx: float, ry: float, roughness: float = 0.12
+) -> BaseGeometry:
     """A star-shaped (hence always valid) polygon: an ellipse with a smooth random edge."""
     from shapely.geometry import Polygon
 
@@ -274,8 +292,15 @@ def _elevation(rng: np.random.Generator, n: int) -> np.ndarray:
     return elev_m
 
 
-def _land_cover(region: SampleRegion, rng: np.random.Generator, n: int, rivers: list[_Water], lakes: list[_Water],
-                settlements: list[tuple[str, str, int, Point]], elevation: np.ndarray) -> np.ndarray:
+def _land_cover(
+    region: SampleRegion,
+    rng: np.random.Generator,
+    n: int,
+    rivers: list[_Water],
+    lakes: list[_Water],
+    settlements: list[tuple[str, str, int, Point]],
+    elevation: np.ndarray,
+) -> np.ndarray:
     from rasterio.features import rasterize
     from rasterio.transform import from_origin
     from shapely.geometry import LineString, box
@@ -283,8 +308,14 @@ def _land_cover(region: SampleRegion, rng: np.random.Generator, n: int, rivers: 
     transform = from_origin(region.left, region.top, RESOLUTION_M, RESOLUTION_M)
 
     def burn(shapes: Sequence[BaseGeometry], value: int, lc: np.ndarray, all_touched: bool = False) -> None:
-        mask = rasterize([(g, 1) for g in shapes], out_shape=(n, n), transform=transform,
-                         fill=0, dtype="uint8", all_touched=all_touched)
+        mask = rasterize(
+            [(g, 1) for g in shapes],
+            out_shape=(n, n),
+            transform=transform,
+            fill=0,
+            dtype="uint8",
+            all_touched=all_touched,
+        )
         lc[mask == 1] = value
 
     # Base mosaic from smooth fields: pine-dominated forest, arable fields, pastures on low ground.
@@ -324,8 +355,14 @@ def _land_cover(region: SampleRegion, rng: np.random.Generator, n: int, rivers: 
     # Settlements: continuous core, discontinuous ring, parks, industry, sport, an airfield.
     for _name, kind, pop, point in settlements:
         radius = 120.0 * math.sqrt(pop / 100.0) ** 0.8
-        ring = _blob(region, rng, (point.x - region.center_x) / 1000, (point.y - region.center_y) / 1000,
-                     radius / 1000, radius / 1000 * 0.85)
+        ring = _blob(
+            region,
+            rng,
+            (point.x - region.center_x) / 1000,
+            (point.y - region.center_y) / 1000,
+            radius / 1000,
+            radius / 1000 * 0.85,
+        )
         burn([ring], 112, lc)
         if kind != "village":
             burn([point.buffer(radius * 0.4)], 111, lc)
@@ -345,8 +382,9 @@ def _land_cover(region: SampleRegion, rng: np.random.Generator, n: int, rivers: 
     return lc
 
 
-def _write_raster(path: Path, data: np.ndarray, region: SampleRegion, dtype: str, nodata: float, seed: int,
-                  description: str) -> None:
+def _write_raster(
+    path: Path, data: np.ndarray, region: SampleRegion, dtype: str, nodata: float, seed: int, description: str
+) -> None:
     import rasterio
     from rasterio.transform import from_origin
 
@@ -375,9 +413,14 @@ def _write_raster(path: Path, data: np.ndarray, region: SampleRegion, dtype: str
 # --- vectors -------------------------------------------------------------------------------------
 
 
-def _write_vectors(out: Path, seed: int, protected: list[tuple[str, str, str, BaseGeometry]],
-                   settlements: list[tuple[str, str, int, Point]], rivers: list[_Water],
-                   lakes: list[_Water]) -> None:
+def _write_vectors(
+    out: Path,
+    seed: int,
+    protected: list[tuple[str, str, str, BaseGeometry]],
+    settlements: list[tuple[str, str, int, Point]],
+    rivers: list[_Water],
+    lakes: list[_Water],
+) -> None:
     import geopandas as gpd
     import pyogrio
 
@@ -405,14 +448,22 @@ def _write_vectors(out: Path, seed: int, protected: list[tuple[str, str, str, Ba
             crs=CRS,
         ),
         (WATER_FILE, "rivers"): gpd.GeoDataFrame(
-            {"id": [f"R{i + 1}" for i in range(len(rivers))], "name": [r[0] for r in rivers],
-             "type": [r[1] for r in rivers], "synthetic": [1] * len(rivers)},
+            {
+                "id": [f"R{i + 1}" for i in range(len(rivers))],
+                "name": [r[0] for r in rivers],
+                "type": [r[1] for r in rivers],
+                "synthetic": [1] * len(rivers),
+            },
             geometry=[r[2] for r in rivers],
             crs=CRS,
         ),
         (WATER_FILE, "lakes"): gpd.GeoDataFrame(
-            {"id": [f"L{i + 1}" for i in range(len(lakes))], "name": [f"{w[0]} (SYNTHETIC)" for w in lakes],
-             "type": [w[1] for w in lakes], "synthetic": [1] * len(lakes)},
+            {
+                "id": [f"L{i + 1}" for i in range(len(lakes))],
+                "name": [f"{w[0]} (SYNTHETIC)" for w in lakes],
+                "type": [w[1] for w in lakes],
+                "synthetic": [1] * len(lakes),
+            },
             geometry=[w[2] for w in lakes],
             crs=CRS,
         ),
@@ -430,7 +481,11 @@ def _write_vectors(out: Path, seed: int, protected: list[tuple[str, str, str, Ba
             if file not in written and path.exists():
                 path.unlink()
             pyogrio.write_dataframe(
-                df, path, layer=layer, driver="GPKG", append=file in written,
+                df,
+                path,
+                layer=layer,
+                driver="GPKG",
+                append=file in written,
                 layer_options={"DESCRIPTION": f"{layer} (SYNTHETIC sample data)"},
                 dataset_metadata=meta if file not in written else None,
                 promote_to_multi=df.geom_type.iloc[0] == "Polygon" and layer == "protected_areas",

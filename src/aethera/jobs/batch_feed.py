@@ -72,8 +72,7 @@ async def store_new_batch(storage: Storage, queue: JobQueue, batch: BatchRecord,
     try:
         await queue.enqueue_job(FEED_FUNCTION, feed_job_id(batch.batch_id, 0), batch.batch_id, 0)
     except (RedisError, OSError):
-        log.warning("batch %s: stored, its feeder not queued (Redis unreachable); recovery queues it",
-                    batch.batch_id)
+        log.warning("batch %s: stored, its feeder not queued (Redis unreachable); recovery queues it", batch.batch_id)
         return False
     return True
 
@@ -101,7 +100,7 @@ async def feed_chunk(deps: creation.Deps, batch_id: str, chunk: int) -> str:
     if batch.cancel_requested:
         await storage.delete(keys.active_batch_key(batch_id))
         return "cancelled"
-    sites = batch.sites[chunk * CHUNK_SITES:(chunk + 1) * CHUNK_SITES]
+    sites = batch.sites[chunk * CHUNK_SITES : (chunk + 1) * CHUNK_SITES]
     if sites:
         aois = _aois_decoder.decode(await storage.read(keys.batch_aois_key(batch_id)))
         sem = asyncio.Semaphore(_CREATE_CONCURRENCY)
@@ -112,9 +111,19 @@ async def feed_chunk(deps: creation.Deps, batch_id: str, chunk: int) -> str:
                 if await storage.exists(keys.run_record_key(site.run_id)):
                     return None  # created by an earlier try of this chunk
                 new = creation.NewRun(
-                    tenant=batch.tenant, project_id=batch.project_id, project_type=batch.project_type,
-                    params=batch.params, config=batch.config, aoi_source="geojson", aoi_path=None, aoi=None,
-                    aoi_bytes=bytes(aois[position]), reuse=batch.reuse, batch_id=batch_id, background=True)
+                    tenant=batch.tenant,
+                    project_id=batch.project_id,
+                    project_type=batch.project_type,
+                    params=batch.params,
+                    config=batch.config,
+                    aoi_source="geojson",
+                    aoi_path=None,
+                    aoi=None,
+                    aoi_bytes=bytes(aois[position]),
+                    reuse=batch.reuse,
+                    batch_id=batch_id,
+                    background=True,
+                )
                 try:
                     return await creation.create(deps, new, None, key=site.content_key, run_id=site.run_id)
                 except PreconditionFailed:
@@ -141,7 +150,7 @@ async def resume_batches(storage: Storage, queue: JobQueue) -> list[str]:
     chunk job is queued or running: the job id is the same)."""
     resumed = []
     async for stat in storage.list(keys.ACTIVE_BATCHES_INDEX):
-        batch_id = stat.key[len(keys.ACTIVE_BATCHES_INDEX):]
+        batch_id = stat.key[len(keys.ACTIVE_BATCHES_INDEX) :]
         if not keys.ID_RE.match(batch_id):
             continue
         chunk = await read_cursor(storage, batch_id) // CHUNK_SITES

@@ -73,8 +73,9 @@ async def compute_key(new: NewRun, catalog: Any) -> str:
     return await asyncio.to_thread(reuse.content_key, aoi=new.aoi, params=new.params, catalog=catalog)
 
 
-async def create(deps: Deps, new: NewRun, catalog: Any, *, key: str | None = None,
-                 run_id: str | None = None) -> RunRecord:
+async def create(
+    deps: Deps, new: NewRun, catalog: Any, *, key: str | None = None, run_id: str | None = None
+) -> RunRecord:
     """Store (and queue, unless reused) one run; returns its record as created.
 
     `run_id`: an id chosen beforehand (a batch names its sites' runs before it creates them). Raises
@@ -83,8 +84,9 @@ async def create(deps: Deps, new: NewRun, catalog: Any, *, key: str | None = Non
     if key is None:
         key = await compute_key(new, catalog)
     if new.reuse:
-        source = await reuse.find_reusable(storage, tenant=new.tenant, key=key,
-                                           cross_tenant=settings.reuse_cross_tenant)
+        source = await reuse.find_reusable(
+            storage, tenant=new.tenant, key=key, cross_tenant=settings.reuse_cross_tenant
+        )
         if source is not None:
             try:
                 run = await _create_reused(deps, new, key, source, run_id or uuid.uuid4().hex)

@@ -52,8 +52,11 @@ def project_marker(project: Project) -> str:
 
 def run_markers(run: RunRecord, name: str) -> list[str]:
     """The run's marker in each index that lists it, all under one name."""
-    return [keys.ALL_RUNS_INDEX + name, keys.tenant_runs_index(run.tenant) + name,
-            keys.project_runs_index(run.project_id) + name]
+    return [
+        keys.ALL_RUNS_INDEX + name,
+        keys.tenant_runs_index(run.tenant) + name,
+        keys.project_runs_index(run.project_id) + name,
+    ]
 
 
 async def write_markers(storage: Storage, markers: Iterable[str]) -> None:
@@ -72,30 +75,45 @@ async def drop_markers(storage: Storage, markers: Iterable[str]) -> None:
 # --- pages ---------------------------------------------------------------------------------------
 
 
-async def list_runs(storage: Storage, *, tenant: str, project_id: str | None, limit: int,
-                    cursor: str | None) -> tuple[list[RunRecord], str | None]:
+async def list_runs(
+    storage: Storage, *, tenant: str, project_id: str | None, limit: int, cursor: str | None
+) -> tuple[list[RunRecord], str | None]:
     """One page of the tenant's runs (of one project, when given), newest first, and the next cursor."""
     prefix = keys.project_runs_index(project_id) if project_id else keys.tenant_runs_index(tenant)
-    runs, next_cursor = await _page(storage, prefix, limit, cursor,
-                                    lambda name: keys.run_record_key(name[14:]), _run_decoder.decode)
+    runs, next_cursor = await _page(
+        storage, prefix, limit, cursor, lambda name: keys.run_record_key(name[14:]), _run_decoder.decode
+    )
     return [r for r in runs if r.tenant == tenant], next_cursor
 
 
-async def list_projects(storage: Storage, *, tenant: str, limit: int,
-                        cursor: str | None) -> tuple[list[Project], str | None]:
+async def list_projects(
+    storage: Storage, *, tenant: str, limit: int, cursor: str | None
+) -> tuple[list[Project], str | None]:
     """One page of the tenant's projects, newest first, and the next cursor."""
-    projects, next_cursor = await _page(storage, keys.tenant_projects_index(tenant), limit, cursor,
-                                        lambda name: keys.project_key(name[14:]), _project_decoder.decode)
+    projects, next_cursor = await _page(
+        storage,
+        keys.tenant_projects_index(tenant),
+        limit,
+        cursor,
+        lambda name: keys.project_key(name[14:]),
+        _project_decoder.decode,
+    )
     return [p for p in projects if p.tenant == tenant], next_cursor
 
 
-async def _page(storage: Storage, prefix: str, limit: int, cursor: str | None,
-                record_key: Callable[[str], str], decode: Callable[[bytes], T]) -> tuple[list[T], str | None]:
+async def _page(
+    storage: Storage,
+    prefix: str,
+    limit: int,
+    cursor: str | None,
+    record_key: Callable[[str], str],
+    decode: Callable[[bytes], T],
+) -> tuple[list[T], str | None]:
     await ensure_migrated(storage)
     # one more than the page: whether a next page exists, without a second call
     stats = await storage.list_page(prefix, start_after=prefix + cursor if cursor else None, limit=limit + 1)
     more = len(stats) > limit
-    names = [name for stat in stats[:limit] if keys.RUN_INDEX_NAME_RE.match(name := stat.key[len(prefix):])]
+    names = [name for stat in stats[:limit] if keys.RUN_INDEX_NAME_RE.match(name := stat.key[len(prefix) :])]
     raws = await read_all(storage, [record_key(name) for name in names])
     items: list[T] = []
     dangling: list[str] = []
@@ -116,6 +134,7 @@ def _older_than_any_create(name: str) -> bool:
 
 async def read_all(storage: Storage, record_keys: list[str]) -> list[bytes | None]:
     """Each object's bytes (None where it is missing), a bounded number of reads at a time."""
+
     async def one(key: str) -> bytes | None:
         try:
             return await storage.read(key)
@@ -165,10 +184,10 @@ async def migrate(storage: Storage) -> MigrationReport:
         if stat.key.startswith(_RUN_INDEXES) and keys.RUN_INDEX_NAME_RE.match(name):
             run_names.setdefault(name[14:], name)
 
-    project_keys = [s.key async for s in storage.list(keys.PROJECTS_PREFIX)
-                    if s.key.count("/") == 1 and s.key.endswith(".json")]
-    run_keys = [s.key async for s in storage.list("runs/")
-                if s.key.count("/") == 2 and s.key.endswith("/run.json")]
+    project_keys = [
+        s.key async for s in storage.list(keys.PROJECTS_PREFIX) if s.key.count("/") == 1 and s.key.endswith(".json")
+    ]
+    run_keys = [s.key async for s in storage.list("runs/") if s.key.count("/") == 2 and s.key.endswith("/run.json")]
     missing: list[str] = []
     for raw in await read_all(storage, project_keys):
         if raw is None:
@@ -225,5 +244,9 @@ async def _migrate_unless_done(storage: Storage) -> None:
     if await storage.exists(keys.LISTINGS_MIGRATED):
         return
     report = await migrate(storage)
-    log.info("listing migration: %d project(s) and %d run(s) indexed (%d markers)",
-             report.projects_indexed, report.runs_indexed, report.markers_written)
+    log.info(
+        "listing migration: %d project(s) and %d run(s) indexed (%d markers)",
+        report.projects_indexed,
+        report.runs_indexed,
+        report.markers_written,
+    )

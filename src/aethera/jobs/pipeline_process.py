@@ -139,9 +139,15 @@ def active_pids() -> dict[int, str]:
     return dict(_active)
 
 
-async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_output: OutputFn, *,
-                       phases: PhaseClock | None = None,
-                       reap_later: Callable[[Awaitable[None]], None] | None = None) -> Any:
+async def run_pipeline(
+    job: PipelineJob,
+    stop: Any,
+    on_progress: ProgressFn,
+    on_output: OutputFn,
+    *,
+    phases: PhaseClock | None = None,
+    reap_later: Callable[[Awaitable[None]], None] | None = None,
+) -> Any:
     """Run the pipeline for `job` in a child process; returns its PipelineOutput or raises its error.
 
     `on_progress` and `on_output` are called on the event loop, in the order the pipeline reported.
@@ -155,8 +161,12 @@ async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_
     loop = asyncio.get_running_loop()
     ctx = _mp()
     conn, child_conn = ctx.Pipe(duplex=True)
-    proc = ctx.Process(target=_child_main, args=(child_conn, stop, job, logging.getLogger().getEffectiveLevel()),
-                       name=f"aethera-run-{job.run_id[:8]}", daemon=True)
+    proc = ctx.Process(
+        target=_child_main,
+        args=(child_conn, stop, job, logging.getLogger().getEffectiveLevel()),
+        name=f"aethera-run-{job.run_id[:8]}",
+        daemon=True,
+    )
     # starting may have to start the forkserver, which imports the analysis stack: off the loop
     started = loop.run_in_executor(None, proc.start)
     messages: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
@@ -170,8 +180,9 @@ async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_
         pid = proc.pid
         _active[pid] = job.run_id
         log.info("pipeline process %d started", pid)
-        reader = threading.Thread(target=_read_messages, args=(conn, loop, messages),
-                                  name=f"run-{job.run_id[:8]}-pipe", daemon=True)
+        reader = threading.Thread(
+            target=_read_messages, args=(conn, loop, messages), name=f"run-{job.run_id[:8]}-pipe", daemon=True
+        )
         reader.start()
         try:
             result = await _exchange(conn, messages, on_progress, on_output)
@@ -184,8 +195,10 @@ async def run_pipeline(job: PipelineJob, stop: Any, on_progress: ProgressFn, on_
         if isinstance(result, PipelineSummary):
             phases.add("pipeline", result.pipeline_s)
             phases.add("render", result.render_s)
-            phases.add("handoff", time.perf_counter() - exchange_t0 - result.pipeline_s - result.render_s
-                       - result.output_wait_s)
+            phases.add(
+                "handoff",
+                time.perf_counter() - exchange_t0 - result.pipeline_s - result.render_s - result.output_wait_s,
+            )
         return result
     finally:
         reap = _timed(phases, "reap", _reap(started, proc, conn, child_conn, reader, finished))
@@ -200,8 +213,9 @@ async def _timed(phases: PhaseClock, phase: str, work: Awaitable[None]) -> None:
         await work
 
 
-async def _exchange(conn: Connection, messages: asyncio.Queue[tuple[Any, ...]], on_progress: ProgressFn,
-                    on_output: OutputFn) -> Any:
+async def _exchange(
+    conn: Connection, messages: asyncio.Queue[tuple[Any, ...]], on_progress: ProgressFn, on_output: OutputFn
+) -> Any:
     output_error: BaseException | None = None
     while True:
         kind, *body = await messages.get()
@@ -230,8 +244,11 @@ async def _exchange(conn: Connection, messages: asyncio.Queue[tuple[Any, ...]], 
             return body[0]
         elif kind == "error":
             rebuilt = _rebuild(*body)
-            if (output_error is not None and type(output_error) is type(rebuilt)
-                    and getattr(output_error, "detail", None) == rebuilt.detail):
+            if (
+                output_error is not None
+                and type(output_error) is type(rebuilt)
+                and getattr(output_error, "detail", None) == rebuilt.detail
+            ):
                 raise output_error  # the storage error itself, as the worker saw it
             raise rebuilt
         elif kind == "crash":
@@ -263,8 +280,14 @@ def _read_messages(conn: Connection, loop: asyncio.AbstractEventLoop, messages: 
             return
 
 
-async def _reap(started: asyncio.Future[None], proc: Any, conn: Connection, child_conn: Connection,
-                reader: threading.Thread | None, finished: bool) -> None:
+async def _reap(
+    started: asyncio.Future[None],
+    proc: Any,
+    conn: Connection,
+    child_conn: Connection,
+    reader: threading.Thread | None,
+    finished: bool,
+) -> None:
     try:
         await started  # closing the child's end while start() pickles it would break the start
     except BaseException:  # never started: nothing to reap
@@ -293,8 +316,7 @@ def _stop_and_reap(proc: BaseProcess, wait_s: float) -> int | None:
     if code is None:
         # killed, yet its exit status never came back (the forkserver reports it): the attempt must not
         # wait for it forever while its heartbeat keeps the lease alive
-        log.error("pipeline process %s: no exit status %.0f s after SIGKILL; not waiting longer", proc.pid,
-                  KILL_WAIT_S)
+        log.error("pipeline process %s: no exit status %.0f s after SIGKILL; not waiting longer", proc.pid, KILL_WAIT_S)
         return None
     proc.close()
     return code
@@ -385,8 +407,9 @@ def _child_main(conn: Connection, stop: Any, job: PipelineJob, log_level: int) -
         conn.close()
 
 
-def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: threading.Lock, stop: Any,
-         job: PipelineJob) -> Any:
+def _run(
+    conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: threading.Lock, stop: Any, job: PipelineJob
+) -> Any:
     import msgspec
 
     from aethera.analysis import pipeline
@@ -454,19 +477,36 @@ def _run(conn: Connection, send: Callable[[tuple[Any, ...]], None], lock: thread
     if is_cancelled():
         raise RunCancelled("the run was cancelled before its report")
     t0 = time.perf_counter()
-    report = _render_report(document, legal, job.run, job.aoi_bytes, catalog=catalog,
-                            protected_geojson=output.layers.get("natura"),
-                            eligible_geojson=output.layers.get("eligible"))
+    report = _render_report(
+        document,
+        legal,
+        job.run,
+        job.aoi_bytes,
+        catalog=catalog,
+        protected_geojson=output.layers.get("natura"),
+        eligible_geojson=output.layers.get("eligible"),
+    )
     render_s = time.perf_counter() - t0
     store(keys.REPORT_NAME, report, HTML)
-    return PipelineSummary(step_durations_s=dict(getattr(output.results, "step_durations_s", None) or {}),
-                           has_legal=legal is not None, pipeline_s=pipeline_s, render_s=render_s,
-                           output_wait_s=waited_s[0])
+    return PipelineSummary(
+        step_durations_s=dict(getattr(output.results, "step_durations_s", None) or {}),
+        has_legal=legal is not None,
+        pipeline_s=pipeline_s,
+        render_s=render_s,
+        output_wait_s=waited_s[0],
+    )
 
 
-def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: dict[str, Any],
-                   aoi_bytes: bytes, *, catalog: Any = None, protected_geojson: bytes | None = None,
-                   eligible_geojson: bytes | None = None) -> bytes:
+def _render_report(
+    results: dict[str, Any],
+    legal: dict[str, Any] | None,
+    run: dict[str, Any],
+    aoi_bytes: bytes,
+    *,
+    catalog: Any = None,
+    protected_geojson: bytes | None = None,
+    eligible_geojson: bytes | None = None,
+) -> bytes:
     from datetime import datetime
 
     import msgspec
@@ -481,11 +521,15 @@ def _render_report(results: dict[str, Any], legal: dict[str, Any] | None, run: d
         aoi = None  # the outline is optional; the stored AOI was validated when the run was created
     buffer_km = (results.get("parameters") or {}).get("buffer_km") or 0.0
     try:
-        site_map = site_map_svg(aoi, float(buffer_km), protected_geojson=protected_geojson,
-                                eligible_geojson=eligible_geojson, catalog=catalog)
+        site_map = site_map_svg(
+            aoi,
+            float(buffer_km),
+            protected_geojson=protected_geojson,
+            eligible_geojson=eligible_geojson,
+            catalog=catalog,
+        )
     except (AetheraError, ValueError, OSError) as exc:
         # the map illustrates; a layer that cannot be drawn leaves the outline and the tables
         log.warning("site map of run %s not drawn: %s", run.get("run_id"), getattr(exc, "detail", type(exc).__name__))
         site_map = ""
-    return render_report(results, legal, run, aoi_geojson=aoi, generated_at=datetime.now(UTC),
-                         site_map=site_map)
+    return render_report(results, legal, run, aoi_geojson=aoi, generated_at=datetime.now(UTC), site_map=site_map)

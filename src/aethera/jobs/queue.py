@@ -64,8 +64,9 @@ def _decode(data: bytes) -> Any:
 DEFAULT_DEADLINE_S = DEFAULTS.backend_deadline_s  # AETHERA_BACKEND_DEADLINE_S's default
 
 
-def connection_pool(redis_url: str, max_connections: int = 64, *,
-                    deadline_s: float = DEFAULT_DEADLINE_S) -> ConnectionPool:
+def connection_pool(
+    redis_url: str, max_connections: int = 64, *, deadline_s: float = DEFAULT_DEADLINE_S
+) -> ConnectionPool:
     """A lazily connecting pool: creating it never fails, so the API starts while Redis is down.
 
     A command finishes or fails within `deadline_s`: half of it for the connect, half for the answer,
@@ -112,8 +113,9 @@ class JobQueue:
         self._redis = redis
         return self
 
-    async def enqueue_run(self, run_id: str, generation: int, *, defer_s: float = 0.0,
-                          background: bool = False) -> str | None:
+    async def enqueue_run(
+        self, run_id: str, generation: int, *, defer_s: float = 0.0, background: bool = False
+    ) -> str | None:
         """Queue the job of one generation of a run; None when that job is already queued.
 
         Workers take due jobs in score order (arq: the time a job is due, in ms). A run due now is
@@ -141,7 +143,10 @@ class JobQueue:
         """Queue a service job other than a run's (say a batch's feeder), due now and ahead of background
         jobs like an interactive run; None when a job with this id is already queued or running."""
         job = await self._redis.enqueue_job(
-            function, *args, _job_id=job_id, _queue_name=QUEUE_NAME,
+            function,
+            *args,
+            _job_id=job_id,
+            _queue_name=QUEUE_NAME,
             _defer_until=datetime.fromtimestamp(time.time() - INTERACTIVE_LEAD_S, tz=UTC),
             _expires=JOB_EXPIRES_S,
         )
@@ -208,8 +213,7 @@ class ResilientWorker(Worker):
                 self._outage_since = now
             if now - self._outage_logged_at >= _OUTAGE_LOG_EVERY_S:
                 self._outage_logged_at = now
-                log.warning("queue unreachable (%s); polling again every %.0f s", type(exc).__name__,
-                            _OUTAGE_RETRY_S)
+                log.warning("queue unreachable (%s); polling again every %.0f s", type(exc).__name__, _OUTAGE_RETRY_S)
             await asyncio.sleep(_OUTAGE_RETRY_S)
             return
         if self._outage_since is not None:
@@ -241,8 +245,14 @@ def build_worker(
     extra_functions: Sequence[JobCoroutine] = (),
 ) -> Worker:
     """An arq worker for the run task, configured from the service's settings."""
-    options = worker_options(settings, run_function, on_startup=on_startup, on_shutdown=on_shutdown,
-                             redis_url=redis_url, extra_functions=extra_functions)
+    options = worker_options(
+        settings,
+        run_function,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        redis_url=redis_url,
+        extra_functions=extra_functions,
+    )
     return ResilientWorker(**options, handle_signals=handle_signals, burst=burst)
 
 

@@ -153,7 +153,7 @@ async def active_run_ids(storage: Storage) -> list[str]:
     """Runs not yet known to be final, from storage (survives the loss of Redis)."""
     out = []
     async for stat in storage.list(keys.ACTIVE_RUNS_INDEX):
-        run_id = stat.key[len(keys.ACTIVE_RUNS_INDEX):]
+        run_id = stat.key[len(keys.ACTIVE_RUNS_INDEX) :]
         if keys.ID_RE.match(run_id):
             out.append(run_id)
     return out
@@ -222,15 +222,17 @@ async def load_task_json(redis: Redis, task_id: str) -> bytes | None:
     return None if raw is None else bytes(raw)
 
 
-async def publish_task(redis: Redis, run: RunRecord, progress: Progress | None = None, *,
-                       max_attempts: int | None = None) -> bool:
+async def publish_task(
+    redis: Redis, run: RunRecord, progress: Progress | None = None, *, max_attempts: int | None = None
+) -> bool:
     """Write the Redis copy of a run's state; False (logged) when Redis is away: the record has it."""
     try:
         await save_task(redis, task_record(run, progress, max_attempts=max_attempts))
         return True
     except (RedisError, OSError) as exc:
-        log.warning("run %s: task copy not written to Redis (%s); storage has the state", run.run_id,
-                    type(exc).__name__)
+        log.warning(
+            "run %s: task copy not written to Redis (%s); storage has the state", run.run_id, type(exc).__name__
+        )
         return False
 
 
@@ -280,8 +282,12 @@ async def drop_stashed_final(redis: Redis, run_id: str) -> None:
 
 def effective_run(run: RunRecord, stashed: RunRecord | None) -> RunRecord:
     """The record, or the final state stashed for its current generation while storage cannot take it."""
-    if (stashed is not None and not run.status.is_final and stashed.status.is_final
-            and stashed.generation == run.generation):
+    if (
+        stashed is not None
+        and not run.status.is_final
+        and stashed.status.is_final
+        and stashed.generation == run.generation
+    ):
         return stashed
     return run
 

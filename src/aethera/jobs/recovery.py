@@ -119,13 +119,22 @@ async def _check(storage: Storage, redis: Redis, queue: JobQueue, settings: Sett
     await queue.discard(job_id)
     if cancelled:
         return await _revoke(storage, redis, run, settings)
-    lost = ("the worker running attempt {n} stopped responding "
-            f"(no heartbeat within {records.lease_ttl_s(settings):g} s)")
+    lost = (
+        f"the worker running attempt {{n}} stopped responding (no heartbeat within {records.lease_ttl_s(settings):g} s)"
+    )
     return await _move_on(storage, redis, queue, settings, run, lost, counted_now=False)
 
 
-async def _move_on(storage: Storage, redis: Redis, queue: JobQueue, settings: Settings, seen: RunRecord,
-                   lost: str, *, counted_now: bool) -> str | None:
+async def _move_on(
+    storage: Storage,
+    redis: Redis,
+    queue: JobQueue,
+    settings: Settings,
+    seen: RunRecord,
+    lost: str,
+    *,
+    counted_now: bool,
+) -> str | None:
     """Generation g+1 of a run whose attempt g was lost, or FAILED `worker_lost` with no attempt left."""
     g = seen.generation
     outcome = ""
@@ -178,8 +187,9 @@ async def _revoke(storage: Storage, redis: Redis, seen: RunRecord, settings: Set
     return "revoked (cancellation asked while its worker was gone)"
 
 
-async def _store_stashed(storage: Storage, redis: Redis, settings: Settings, seen: RunRecord,
-                         stashed: RunRecord) -> str | None:
+async def _store_stashed(
+    storage: Storage, redis: Redis, settings: Settings, seen: RunRecord, stashed: RunRecord
+) -> str | None:
     """Write a final state that storage refused when the worker tried (it is in Redis meanwhile)."""
 
     def change(r: RunRecord) -> bool:

@@ -127,9 +127,9 @@ def source_fingerprint(path: str) -> list[Any]:
     """What identifies the current content of one layer source (see the module docstring)."""
     try:
         if path.startswith("/vsis3/"):
-            return ["s3", *_s3_fingerprint(path[len("/vsis3/"):])]
+            return ["s3", *_s3_fingerprint(path[len("/vsis3/") :])]
         if path.startswith("/vsicurl/"):
-            return ["http", *_http_fingerprint(path[len("/vsicurl/"):])]
+            return ["http", *_http_fingerprint(path[len("/vsicurl/") :])]
         if path.startswith("/vsi"):
             return ["vsi", path]
         return ["file", *_local_fingerprint(path)]
@@ -166,8 +166,7 @@ def key_context(catalog: Any) -> dict[str, Any]:
     return {"catalog": catalog_fingerprint(catalog), "code": code_fingerprint()}
 
 
-def content_key(*, aoi: Any, params: dict[str, Any], catalog: Any = None,
-                context: dict[str, Any] | None = None) -> str:
+def content_key(*, aoi: Any, params: dict[str, Any], catalog: Any = None, context: dict[str, Any] | None = None) -> str:
     """The content key of a run (blocking: file stats and hashing; call it in a thread)."""
     parts = {
         "aoi": canonical_aoi(aoi).hex(),
@@ -219,8 +218,12 @@ async def find_reusable(storage: Storage, *, tenant: str, key: str, cross_tenant
         except NotFound:
             continue
         # checked against the record itself: the index is only a pointer
-        if (run.status is RunStatus.COMPLETED and run.content_key == key and run.output_generation is not None
-                and (run.tenant == tenant or cross_tenant)):
+        if (
+            run.status is RunStatus.COMPLETED
+            and run.content_key == key
+            and run.output_generation is not None
+            and (run.tenant == tenant or cross_tenant)
+        ):
             return run
     return None
 
@@ -237,8 +240,10 @@ async def copy_outputs(storage: Storage, source: RunRecord, run_id: str, generat
     async def one(name: str) -> None:
         async with sem:
             # streamed: a large layer is never whole in memory
-            await storage.save(artifact_key(run_id, name, generation),
-                               storage.stream(artifact_key(source.run_id, name, source.output_generation)))
+            await storage.save(
+                artifact_key(run_id, name, generation),
+                storage.stream(artifact_key(source.run_id, name, source.output_generation)),
+            )
 
     await asyncio.gather(*(one(a.name) for a in index.artifacts))
     index.run_id = run_id

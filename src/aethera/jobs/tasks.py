@@ -145,8 +145,9 @@ class _Attempt:
         s = self.deps.settings
         try:
             with self.phases.measure("lease"):
-                taken = await records.acquire_lease(self.deps.redis, self.run_id, self.generation, self._owner,
-                                                    records.lease_ttl_s(s))
+                taken = await records.acquire_lease(
+                    self.deps.redis, self.run_id, self.generation, self._owner, records.lease_ttl_s(s)
+                )
         except (RedisError, OSError) as exc:
             # the job is gone once this returns; recovery queues the generation again
             log.warning("run %s: lease not taken (%s); left to recovery", self.run_id, type(exc).__name__)
@@ -197,8 +198,9 @@ class _Attempt:
             return True
 
         try:
-            self.run = await with_retries(s, "starting the run",
-                                          lambda: records.update_run(self.deps.storage, self.run_id, start))
+            self.run = await with_retries(
+                s, "starting the run", lambda: records.update_run(self.deps.storage, self.run_id, start)
+            )
         except StaleAttempt:
             return "superseded"
         except AetheraError as exc:
@@ -217,8 +219,10 @@ class _Attempt:
         self.started_mono = time.monotonic()
         self.soft_deadline = self.started_mono + s.run_soft_time_limit_s
         await self._load_earlier_log()
-        self._log(f"attempt {self.run.attempts} of {s.run_max_attempts} (generation {self.generation}) "
-                  f"started on worker {self.deps.name}")
+        self._log(
+            f"attempt {self.run.attempts} of {s.run_max_attempts} (generation {self.generation}) "
+            f"started on worker {self.deps.name}"
+        )
         await self._publish_copy()
         await record_run_status(self.deps.redis, RunStatus.PROCESSING.value)
         self.phases.add("start", time.perf_counter() - t0)
@@ -242,8 +246,9 @@ class _Attempt:
         assert self.run is not None
         s = self.deps.settings
         try:
-            aoi_bytes = await with_retries(s, "reading the AOI",
-                                           lambda: self.deps.storage.read(keys.run_aoi_key(self.run_id)))
+            aoi_bytes = await with_retries(
+                s, "reading the AOI", lambda: self.deps.storage.read(keys.run_aoi_key(self.run_id))
+            )
             summary = await self._pipeline(aoi_bytes)
             await record_step_durations(self.deps.redis, summary.step_durations_s)
             if not summary.has_legal:
@@ -258,9 +263,7 @@ class _Attempt:
             self._is_cancelled()  # the child stopped on the soft deadline: name that reason here
             reason = self.stop_reason or "cancel"
             if reason == "time":
-                err = TimeLimitExceeded(
-                    f"time limit exceeded: the run was stopped after {s.run_soft_time_limit_s:g} s"
-                )
+                err = TimeLimitExceeded(f"time limit exceeded: the run was stopped after {s.run_soft_time_limit_s:g} s")
                 return await self._finish(RunStatus.FAILED, err.detail, err.code, err.detail)
             if reason == "lease":
                 self._log("lease lost; this attempt stops and writes nothing more")
@@ -287,12 +290,19 @@ class _Attempt:
         import msgspec
 
         s = self.deps.settings
-        job = pipeline_process.PipelineJob(run_id=self.run_id, aoi_bytes=aoi_bytes, params=dict(self.run.params),
-                                           datasets=s.datasets, max_aoi_km2=s.max_aoi_km2,
-                                           soft_deadline_mono=self.soft_deadline,
-                                           run=msgspec.to_builtins(self.run), gdal_options=gdal_options(s))
-        result = await pipeline_process.run_pipeline(job, self.stop, self._on_progress, self._save_output,
-                                                     phases=self.phases, reap_later=self._reap_later)
+        job = pipeline_process.PipelineJob(
+            run_id=self.run_id,
+            aoi_bytes=aoi_bytes,
+            params=dict(self.run.params),
+            datasets=s.datasets,
+            max_aoi_km2=s.max_aoi_km2,
+            soft_deadline_mono=self.soft_deadline,
+            run=msgspec.to_builtins(self.run),
+            gdal_options=gdal_options(s),
+        )
+        result = await pipeline_process.run_pipeline(
+            job, self.stop, self._on_progress, self._save_output, phases=self.phases, reap_later=self._reap_later
+        )
         assert isinstance(result, pipeline_process.PipelineSummary)
         return result
 
@@ -310,8 +320,7 @@ class _Attempt:
         return bool(self.stop.is_set())
 
     def _on_progress(self, step: str, percent: float, message: str) -> None:
-        self.progress = Progress(step=step, percent=round(float(percent), 1), message=message,
-                                 updated_at=utc_now_iso())
+        self.progress = Progress(step=step, percent=round(float(percent), 1), message=message, updated_at=utc_now_iso())
         self._log(f"{step} {self.progress.percent:.0f}% {message}")
         if self._writer is not None:
             self._writer.mark()
@@ -340,8 +349,7 @@ class _Attempt:
             try:
                 # bounded: a Redis that hangs (a partition) must count as a lost lease, not stall the check
                 async with asyncio.timeout(interval):
-                    state = await records.renew_lease(self.deps.redis, self.run_id, self.generation,
-                                                      self._owner, ttl)
+                    state = await records.renew_lease(self.deps.redis, self.run_id, self.generation, self._owner, ttl)
                     if state is records.LeaseState.VANISHED:
                         state = await self._retake_lease()
                 if state is records.LeaseState.TAKEN:
@@ -370,8 +378,9 @@ class _Attempt:
             return records.LeaseState.VANISHED  # cannot tell: the lease TTL check decides
         if run.status is not RunStatus.PROCESSING or run.generation != self.generation:
             return records.LeaseState.TAKEN
-        taken = await records.acquire_lease(self.deps.redis, self.run_id, self.generation, self._owner,
-                                            records.lease_ttl_s(self.deps.settings))
+        taken = await records.acquire_lease(
+            self.deps.redis, self.run_id, self.generation, self._owner, records.lease_ttl_s(self.deps.settings)
+        )
         return records.LeaseState.HELD if taken else records.LeaseState.TAKEN
 
     async def _check_durable_cancel(self) -> None:
@@ -402,9 +411,11 @@ class _Attempt:
     async def _save(self, name: str, data: bytes, media_type: str) -> None:
         if self._lease_lost():
             raise StaleAttempt("this attempt lost its lease; it stores nothing more")
-        entry = await with_retries(self.deps.settings, f"storing {name}",
-                                   lambda: store_output(self.deps.storage, self.run_id, name, data, media_type,
-                                                        generation=self.generation))
+        entry = await with_retries(
+            self.deps.settings,
+            f"storing {name}",
+            lambda: store_output(self.deps.storage, self.run_id, name, data, media_type, generation=self.generation),
+        )
         self.outputs.pop(name, None)  # a name stored again moves to the end, as the index always had it
         self.outputs[name] = entry
         self._index_dirty = True
@@ -414,8 +425,11 @@ class _Attempt:
         if not self._index_dirty or self._lease_lost():
             return
         entries = list(self.outputs.values())
-        await with_retries(self.deps.settings, "storing the artifact index",
-                           lambda: save_index(self.deps.storage, self.run_id, entries, self.generation))
+        await with_retries(
+            self.deps.settings,
+            "storing the artifact index",
+            lambda: save_index(self.deps.storage, self.run_id, entries, self.generation),
+        )
         self._index_dirty = False
 
     async def _write_index_quietly(self) -> None:
@@ -503,8 +517,13 @@ class _Attempt:
         else:
             self._request_stop("shutdown")
             self._log("the worker is stopping; the run goes back to the queue")
-            await self._requeue("the worker stopped; the run will be resumed by another worker", "worker_stopped",
-                                0.0, counted=False, outcome="handed-back")
+            await self._requeue(
+                "the worker stopped; the run will be resumed by another worker",
+                "worker_stopped",
+                0.0,
+                counted=False,
+                outcome="handed-back",
+            )
 
     async def _finish(self, status: RunStatus, error: str | None, code: str | None, note: str) -> str:
         """Commit a final state, fenced by this attempt's generation; COMPLETED names its outputs."""
@@ -552,8 +571,13 @@ class _Attempt:
             stashed = await records.stash_final(self.deps.redis, intended)
             # no final copy is written: a copy outliving a lost stash would contradict the record; GET /tasks
             # reads the stash beside the record instead
-            log.warning("run %s: final state %s not stored (%s); %s", self.run_id, intended.status.value,
-                        exc.code, "kept in Redis for recovery" if stashed else "not kept anywhere")
+            log.warning(
+                "run %s: final state %s not stored (%s); %s",
+                self.run_id,
+                intended.status.value,
+                exc.code,
+                "kept in Redis for recovery" if stashed else "not kept anywhere",
+            )
             return "unrecorded"
         await self._publish_copy()
         ran_s = time.monotonic() - self.started_mono if self.started_mono else None
@@ -565,17 +589,22 @@ class _Attempt:
 
     async def _write(self, change: records.RunChange) -> RunRecord:
         """A fenced write of the record, retried on transient storage errors."""
-        return await with_retries(self.deps.settings, "writing the run record",
-                                  lambda: records.update_run(self.deps.storage, self.run_id,
-                                                             records.fenced(self.generation, change)))
+        return await with_retries(
+            self.deps.settings,
+            "writing the run record",
+            lambda: records.update_run(self.deps.storage, self.run_id, records.fenced(self.generation, change)),
+        )
 
     async def _collect_garbage(self, *, keep: int | None, only: int | None = None) -> None:
         """Delete the outputs of attempts that were not committed (best effort: a sweep never serves them)."""
         prefix = attempt_prefix(self.run_id, None) + "attempts/"
         try:
-            doomed = [stat.key async for stat in self.deps.storage.list(prefix)
-                      if _generation_of(stat.key, prefix) not in (keep, None)
-                      and (only is None or _generation_of(stat.key, prefix) == only)]
+            doomed = [
+                stat.key
+                async for stat in self.deps.storage.list(prefix)
+                if _generation_of(stat.key, prefix) not in (keep, None)
+                and (only is None or _generation_of(stat.key, prefix) == only)
+            ]
             for key in doomed:
                 await self.deps.storage.delete(key)
         except AetheraError as exc:
@@ -585,8 +614,9 @@ class _Attempt:
         if self._lease_lost():
             return
         try:
-            await self._save(keys.RUN_LOG_NAME, ("\n".join(self.log_lines) + "\n").encode(),
-                             "text/plain; charset=utf-8")
+            await self._save(
+                keys.RUN_LOG_NAME, ("\n".join(self.log_lines) + "\n").encode(), "text/plain; charset=utf-8"
+            )
         except AetheraError as exc:
             log.warning("run %s: run.log not stored (%s)", self.run_id, exc.code)
 
@@ -604,8 +634,9 @@ class _Attempt:
 
     async def _publish_copy(self) -> None:
         assert self.run is not None
-        await records.publish_task(self.deps.redis, self.run, self.progress,
-                                   max_attempts=self.deps.settings.run_max_attempts)
+        await records.publish_task(
+            self.deps.redis, self.run, self.progress, max_attempts=self.deps.settings.run_max_attempts
+        )
 
     async def _release(self) -> None:
         try:
@@ -621,8 +652,9 @@ class _Attempt:
         return self.deps.owner
 
 
-def _set_final(run: RunRecord, status: RunStatus, error: str | None, code: str | None,
-               output_generation: int | None) -> None:
+def _set_final(
+    run: RunRecord, status: RunStatus, error: str | None, code: str | None, output_generation: int | None
+) -> None:
     run.status = status
     run.error, run.error_code = error, code
     run.finished_at = utc_now_iso()
@@ -632,5 +664,5 @@ def _set_final(run: RunRecord, status: RunStatus, error: str | None, code: str |
 
 
 def _generation_of(key: str, prefix: str) -> int | None:
-    head = key[len(prefix):].split("/", 1)[0]
+    head = key[len(prefix) :].split("/", 1)[0]
     return int(head) if head.isdigit() else None

@@ -46,8 +46,14 @@ def _hooks(settings: Settings, open_storage: StorageOpener | None = None) -> tup
         redis = ctx["redis"]
         await queue.bound_socket_reads(redis)
         name = default_worker_name()
-        deps = WorkerDeps(settings=settings, storage=storage, redis=redis,
-                          queue=queue.JobQueue.wrapping(redis), name=name, owner=lease_owner(name))
+        deps = WorkerDeps(
+            settings=settings,
+            storage=storage,
+            redis=redis,
+            queue=queue.JobQueue.wrapping(redis),
+            name=name,
+            owner=lease_owner(name),
+        )
         ctx["aethera"] = deps
         ctx["aethera_recovery"] = asyncio.create_task(
             recovery.sweep_forever(storage, redis, deps.queue, settings), name="aethera-recovery"
@@ -88,20 +94,34 @@ async def _warm_up() -> None:
 def worker_settings(settings: Settings) -> type:
     """An arq `WorkerSettings` class for these settings."""
     on_startup, on_shutdown = _hooks(settings)
-    options = queue.worker_options(settings, run_analysis, on_startup=on_startup, on_shutdown=on_shutdown,
-                                   redis_url=require_redis_url(settings), extra_functions=[batch_feed.feed_batch])
+    options = queue.worker_options(
+        settings,
+        run_analysis,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        redis_url=require_redis_url(settings),
+        extra_functions=[batch_feed.feed_batch],
+    )
     return type("WorkerSettings", (), options)
 
 
-def build_worker(settings: Settings, *, handle_signals: bool = True, burst: bool = False,
-                 open_storage: StorageOpener | None = None) -> Any:
+def build_worker(
+    settings: Settings, *, handle_signals: bool = True, burst: bool = False, open_storage: StorageOpener | None = None
+) -> Any:
     """An arq Worker object (tests run it in-process with `await worker.async_run()`).
 
     `open_storage` replaces the storage factory (fault-injection tests wrap the real backend)."""
     on_startup, on_shutdown = _hooks(settings, open_storage)
-    return queue.build_worker(settings, run_analysis, on_startup=on_startup, on_shutdown=on_shutdown,
-                              redis_url=require_redis_url(settings), handle_signals=handle_signals, burst=burst,
-                              extra_functions=[batch_feed.feed_batch])
+    return queue.build_worker(
+        settings,
+        run_analysis,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        redis_url=require_redis_url(settings),
+        handle_signals=handle_signals,
+        burst=burst,
+        extra_functions=[batch_feed.feed_batch],
+    )
 
 
 def run_worker(settings: Settings | None = None) -> int:

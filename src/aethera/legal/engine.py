@@ -105,9 +105,11 @@ def _weak_evidence(rule: Rule, metrics: Mapping[str, Any], provenance: Mapping[s
         if not p.resolves:
             weak[m] = p.note or f"measured on {p.source}, which cannot resolve what the rule tests"
         elif p.coverage_ratio is not None and p.coverage_ratio < rule.min_coverage:
-            weak[m] = (f"measured on the covered part only: its source ({p.source}) covers {p.coverage_ratio:.2%} "
-                       f"of the AOI, below the {rule.min_coverage:.0%} the {rule.pack} pack needs"
-                       + (f" ({p.note})" if p.note else ""))
+            weak[m] = (
+                f"measured on the covered part only: its source ({p.source}) covers {p.coverage_ratio:.2%} "
+                f"of the AOI, below the {rule.min_coverage:.0%} the {rule.pack} pack needs"
+                + (f" ({p.note})" if p.note else "")
+            )
     return weak
 
 
@@ -136,22 +138,34 @@ def _evaluate_rule(
     }
     thresholds = conditions.thresholds_of(rule.condition)
     if outcome is None:
-        parts = [f"{m} could not be computed for this run" + (f" ({reasons[m]})" if reasons.get(m) else "")
-                 for m in missing]
-        parts += [f"{m} = {templates.fill('{' + m + '}', metrics)} is not evidence enough: {why}"
-                  for m, why in weak.items()]
+        parts = [
+            f"{m} could not be computed for this run" + (f" ({reasons[m]})" if reasons.get(m) else "") for m in missing
+        ]
+        parts += [
+            f"{m} = {templates.fill('{' + m + '}', metrics)} is not evidence enough: {why}" for m, why in weak.items()
+        ]
         message = f"Not evaluable: {'; '.join(parts)}; the outcome depends on it."
         status: Status = "not_evaluable"
     elif outcome:
         message, status = templates.fill(rule.message, metrics, thresholds), "triggered"
         if weak:
-            message += (f" (Found on partial or stand-in data ({', '.join(weak)}): evidence of presence, "
-                        "which more complete data could only confirm.)")
+            message += (
+                f" (Found on partial or stand-in data ({', '.join(weak)}): evidence of presence, "
+                "which more complete data could only confirm.)"
+            )
     else:
         message, status = templates.fill(rule.pass_message, metrics, thresholds), "passed"
     passed = None if status == "not_evaluable" else status == "passed"
-    return RuleStatus(rule_id=rule.id, rule_name=rule.name, passed=passed, status=status, message=message,
-                      severity=rule.severity, category=rule.category, details=details)
+    return RuleStatus(
+        rule_id=rule.id,
+        rule_name=rule.name,
+        passed=passed,
+        status=status,
+        message=message,
+        severity=rule.severity,
+        category=rule.category,
+        details=details,
+    )
 
 
 def evaluate(
@@ -180,7 +194,9 @@ def evaluate(
     elif len(packs) == 1:
         notes.append(f"No national rule pack for {code}: only the EU pack was applied.")
     if code is not None and not is_eu_member(code):
-        notes.append(f"{code} is not an EU member state: the EU pack is applied as a screening standard, not as binding law.")
+        notes.append(
+            f"{code} is not an EU member state: the EU pack is applied as a screening standard, not as binding law."
+        )
 
     statuses: list[RuleStatus] = []
     triggered_rules: list[tuple[Rule, str, dict[str, Any]]] = []
@@ -211,8 +227,10 @@ def evaluate(
         reason = f"{len(critical)} critical rule(s) triggered: {', '.join(s.rule_id for s in critical)}."
     elif critical_unknown:
         overall = None
-        reason = ("No critical rule triggered, but these could not be evaluated: "
-                  f"{', '.join(s.rule_id for s in critical_unknown)}.")
+        reason = (
+            "No critical rule triggered, but these could not be evaluated: "
+            f"{', '.join(s.rule_id for s in critical_unknown)}."
+        )
     else:
         overall = True
         reason = "No critical rule triggered."

@@ -30,18 +30,40 @@ METRICS: dict[str, MetricSpec] = {
     "capacity_mw": MetricSpec(float, "MW", "installed capacity (given, or from the configured density)"),
     "buffer_km": MetricSpec(float, "km", "radius of the zone of influence around the AOI"),
     "aoi_area_ha": MetricSpec(float, "ha", "AOI area in an equal-area CRS"),
-    "aoi_area_national_ha": MetricSpec(float, "ha", "AOI area measured planimetrically in the CRS the national pack states its area thresholds in (null without a national pack)"),
+    "aoi_area_national_ha": MetricSpec(
+        float,
+        "ha",
+        "AOI area measured planimetrically in the CRS the national pack states its area thresholds in (null without a national pack)",
+    ),
     "protected_overlap_ha": MetricSpec(float, "ha", "area of the AOI inside any protected area (dissolved)"),
     "protected_overlap_pct": MetricSpec(float, "%", "share of the AOI inside any protected area, 0-100"),
     "distance_to_protected_km": MetricSpec(float, "km", "AOI boundary to the nearest protected area (0 inside)"),
     "protected_areas_in_buffer": MetricSpec(int, "", "protected areas within the zone of influence"),
     "natura2000_overlap_ha": MetricSpec(float, "ha", "area of the AOI inside Natura 2000 sites (dissolved)"),
-    "distance_to_natura2000_km": MetricSpec(float, "km", "AOI boundary to the nearest Natura 2000 site in the zone of influence (0 inside; null when none is in the zone)"),
-    "natura2000_sites_in_buffer": MetricSpec(int, "", "Natura 2000 sites within the zone of influence (overlapped ones included)"),
-    "natura2000_sites_in_buffer_not_overlapped": MetricSpec(int, "", "Natura 2000 sites within the zone of influence that the AOI does not overlap"),
-    "distance_to_natura2000_not_overlapped_km": MetricSpec(float, "km", "AOI boundary to the nearest Natura 2000 site in the zone of influence that the AOI does not overlap (null when none)"),
-    "protected_areas_within_1km_not_overlapped": MetricSpec(int, "", "protected areas within 1 km of the AOI boundary that the AOI does not overlap"),
-    "distance_to_protected_not_overlapped_km": MetricSpec(float, "km", "AOI boundary to the nearest protected area that the AOI does not overlap, searched within the zone of influence or 5 km, whichever is larger (null when none)"),
+    "distance_to_natura2000_km": MetricSpec(
+        float,
+        "km",
+        "AOI boundary to the nearest Natura 2000 site in the zone of influence (0 inside; null when none is in the zone)",
+    ),
+    "natura2000_sites_in_buffer": MetricSpec(
+        int, "", "Natura 2000 sites within the zone of influence (overlapped ones included)"
+    ),
+    "natura2000_sites_in_buffer_not_overlapped": MetricSpec(
+        int, "", "Natura 2000 sites within the zone of influence that the AOI does not overlap"
+    ),
+    "distance_to_natura2000_not_overlapped_km": MetricSpec(
+        float,
+        "km",
+        "AOI boundary to the nearest Natura 2000 site in the zone of influence that the AOI does not overlap (null when none)",
+    ),
+    "protected_areas_within_1km_not_overlapped": MetricSpec(
+        int, "", "protected areas within 1 km of the AOI boundary that the AOI does not overlap"
+    ),
+    "distance_to_protected_not_overlapped_km": MetricSpec(
+        float,
+        "km",
+        "AOI boundary to the nearest protected area that the AOI does not overlap, searched within the zone of influence or 5 km, whichever is larger (null when none)",
+    ),
     "distance_to_settlement_km": MetricSpec(float, "km", "AOI boundary to the nearest settlement"),
     "settlements_within_1km": MetricSpec(int, "", "settlements within 1 km of the AOI"),
     "distance_to_water_km": MetricSpec(float, "km", "AOI boundary to the nearest river, lake or water body"),
@@ -51,11 +73,17 @@ METRICS: dict[str, MetricSpec] = {
     "forest_ratio": MetricSpec(float, "", "share of the covered AOI in CORINE forests (31x), 0-1"),
     "forest_area_ha": MetricSpec(float, "ha", "area of CORINE forest (31x) on the covered part of the AOI"),
     "wetland_area_ha": MetricSpec(float, "ha", "area of CORINE wetlands (4xx) on the covered part of the AOI"),
-    "shrub_ratio": MetricSpec(float, "", "share of the covered AOI in CORINE shrub and herbaceous vegetation (32x), 0-1"),
+    "shrub_ratio": MetricSpec(
+        float, "", "share of the covered AOI in CORINE shrub and herbaceous vegetation (32x), 0-1"
+    ),
     "artificial_ratio": MetricSpec(float, "", "share of the covered AOI in CORINE artificial surfaces (1xx), 0-1"),
-    "natural_habitat_ratio": MetricSpec(float, "", "share of the covered AOI in CORINE forest, semi-natural, wetland and water classes (3xx-5xx), 0-1"),
+    "natural_habitat_ratio": MetricSpec(
+        float, "", "share of the covered AOI in CORINE forest, semi-natural, wetland and water classes (3xx-5xx), 0-1"
+    ),
     "mean_slope_deg": MetricSpec(float, "deg", "mean terrain slope over the AOI; needs an elevation layer"),
-    "land_use_change_tco2e": MetricSpec(float, "tCO2e", "carbon released by converting the project footprint (extrapolated from the covered land)"),
+    "land_use_change_tco2e": MetricSpec(
+        float, "tCO2e", "carbon released by converting the project footprint (extrapolated from the covered land)"
+    ),
     "biodiversity_sensitivity_score": MetricSpec(float, "", "biodiversity sensitivity index, 0-100"),
     "resm_score": MetricSpec(float, "", "renewable-energy site suitability index, 0-100"),
     "ahsm_score": MetricSpec(float, "", "asset hazard susceptibility index, 0-100"),

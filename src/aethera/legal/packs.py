@@ -24,8 +24,19 @@ from aethera.legal.templates import check_template
 Severity = Literal["critical", "high", "medium", "low", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
 CATEGORIES = frozenset(
-    {"natura2000", "protected_areas", "biodiversity", "water", "forest", "landscape", "land_use",
-     "population", "hazard", "procedure", "cumulative"}
+    {
+        "natura2000",
+        "protected_areas",
+        "biodiversity",
+        "water",
+        "forest",
+        "landscape",
+        "land_use",
+        "population",
+        "hazard",
+        "procedure",
+        "cumulative",
+    }
 )
 
 EU_PACK = "EU"
@@ -127,8 +138,7 @@ def annex_iii() -> dict[str, AnnexCriterion]:
     data = tomllib.loads(resources.files("aethera.legal").joinpath("annex_iii.toml").read_text(encoding="utf-8"))
     sections = data["sections"]
     return {
-        code: AnnexCriterion(code=code, section=sections[code[0]], text=text)
-        for code, text in data["criteria"].items()
+        code: AnnexCriterion(code=code, section=sections[code[0]], text=text) for code, text in data["criteria"].items()
     }
 
 
@@ -152,7 +162,9 @@ def parse_pack(text: str, *, expected_id: str | None = None) -> RulePack:
     if area_crs is not None:
         m = AREA_CRS_PATTERN.match(area_crs)
         if m is None:
-            raise RulePackError(f"rule pack {pid}: area_crs {area_crs!r} is neither 'EPSG:<code>' nor 'utm:<zone>-<zone>'")
+            raise RulePackError(
+                f"rule pack {pid}: area_crs {area_crs!r} is neither 'EPSG:<code>' nor 'utm:<zone>-<zone>'"
+            )
         if m["first"] and not 1 <= int(m["first"]) <= int(m["last"]) <= 60:
             raise RulePackError(f"rule pack {pid}: area_crs {area_crs!r}: UTM zones run from 1 to 60, first <= last")
         if not raw.pack.area_crs_basis.strip():
@@ -181,13 +193,34 @@ def parse_pack(text: str, *, expected_id: str | None = None) -> RulePack:
         if area_crs is None and NATIONAL_AREA_METRICS & set(used):
             raise RulePackError(f"{where}: uses a national area metric but the pack states no area_crs")
         rules.append(
-            Rule(id=r.id, pack=pid, name=r.name, description=r.description, category=r.category,
-                 severity=r.severity, condition=condition, message=r.message,
-                 pass_message=r.pass_message, references=tuple(r.references), heuristic=r.heuristic,
-                 basis=r.basis, annex_iii=tuple(r.annex_iii), metrics=tuple(used), min_coverage=min_coverage)
+            Rule(
+                id=r.id,
+                pack=pid,
+                name=r.name,
+                description=r.description,
+                category=r.category,
+                severity=r.severity,
+                condition=condition,
+                message=r.message,
+                pass_message=r.pass_message,
+                references=tuple(r.references),
+                heuristic=r.heuristic,
+                basis=r.basis,
+                annex_iii=tuple(r.annex_iii),
+                metrics=tuple(used),
+                min_coverage=min_coverage,
+            )
         )
-    return RulePack(id=pid, name=raw.pack.name, version=raw.pack.version, description=raw.pack.description,
-                    rules=tuple(rules), min_coverage=min_coverage, area_crs=area_crs, area_crs_basis=raw.pack.area_crs_basis)
+    return RulePack(
+        id=pid,
+        name=raw.pack.name,
+        version=raw.pack.version,
+        description=raw.pack.description,
+        rules=tuple(rules),
+        min_coverage=min_coverage,
+        area_crs=area_crs,
+        area_crs_basis=raw.pack.area_crs_basis,
+    )
 
 
 def national_pack(country: str | None) -> RulePack | None:

@@ -60,10 +60,15 @@ def coerce_sites(sites: Sequence[Any] | None) -> list[NaturaSite] | None:
     out = []
     for s in sites:
         get = s.get if isinstance(s, Mapping) else (lambda k, d=None, _s=s: getattr(_s, k, d))
-        out.append(NaturaSite(
-            site_code=str(get("site_code")), name=get("name"), distance_km=get("distance_km"),
-            overlap_ha=get("overlap_ha"), site_type=get("site_type", get("type")),
-        ))
+        out.append(
+            NaturaSite(
+                site_code=str(get("site_code")),
+                name=get("name"),
+                distance_km=get("distance_km"),
+                overlap_ha=get("overlap_ha"),
+                site_type=get("site_type", get("type")),
+            )
+        )
     return sorted(out, key=lambda x: (x.distance_km is None, x.distance_km or 0.0, x.site_code))
 
 
@@ -75,13 +80,17 @@ def habitats_screening(metrics: Mapping[str, Any], sites: list[NaturaSite] | Non
     if inside or (overlap_ha or 0) > 0:
         names = ", ".join(s.site_code for s in inside) or "Natura 2000 land"
         return HabitatsScreening(
-            verdict="appropriate assessment required", buffer_km=buffer_km, natura2000_sites=sites,
+            verdict="appropriate assessment required",
+            buffer_km=buffer_km,
+            natura2000_sites=sites,
             reason=f"The AOI overlaps or touches {names}: a significant effect is likely and cannot be "
             "excluded on objective information, so an appropriate assessment is required.",
         )
     if sites is None or overlap_ha is None:
         return HabitatsScreening(
-            verdict="cannot be excluded", buffer_km=buffer_km, natura2000_sites=sites,
+            verdict="cannot be excluded",
+            buffer_km=buffer_km,
+            natura2000_sites=sites,
             reason=f"Natura 2000 sites in the {zone} could not be determined for this run; "
             "significant effects cannot be excluded without that information.",
         )
@@ -89,13 +98,17 @@ def habitats_screening(metrics: Mapping[str, Any], sites: list[NaturaSite] | Non
         nearest = sites[0]
         dist = f"{nearest.distance_km:.2f} km" if nearest.distance_km is not None else "an unknown distance"
         return HabitatsScreening(
-            verdict="cannot be excluded", buffer_km=buffer_km, natura2000_sites=sites,
+            verdict="cannot be excluded",
+            buffer_km=buffer_km,
+            natura2000_sites=sites,
             reason=f"{len(sites)} Natura 2000 site(s) in the {zone}, nearest {nearest.site_code} at {dist}: "
             "a screening for appropriate assessment must show that significant effects (e.g. on mobile "
             "species, hydrology or disturbance) can be excluded.",
         )
     return HabitatsScreening(
-        verdict="not required", buffer_km=buffer_km, natura2000_sites=sites,
+        verdict="not required",
+        buffer_km=buffer_km,
+        natura2000_sites=sites,
         reason=f"No Natura 2000 site overlaps the AOI or lies in the {zone}. Effects on sites farther away "
         "(e.g. on migratory birds for wind farms) are outside this screening.",
     )

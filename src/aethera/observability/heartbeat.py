@@ -61,8 +61,7 @@ async def worker_ages(redis: Redis, *, max_age_s: float) -> dict[str, float]:
     now = await redis_time(redis)
     rows = await redis.zrangebyscore(keys.WORKERS, now - max_age_s, "+inf", withscores=True)
     return {
-        (name.decode() if isinstance(name, bytes) else str(name)): max(0.0, now - float(score))
-        for name, score in rows
+        (name.decode() if isinstance(name, bytes) else str(name)): max(0.0, now - float(score)) for name, score in rows
     }
 
 

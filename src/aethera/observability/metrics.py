@@ -112,7 +112,9 @@ class SharedMetrics:
         if metric.kind != "counter":
             raise ValueError(f"{metric.name} is not a counter")
         # redis-py types a command for its sync and asyncio clients at once; the asyncio one always awaits
-        incremented = self._redis.hincrbyfloat(keys.COUNTER.format(name=metric.name), _label_field(metric, labels), amount)
+        incremented = self._redis.hincrbyfloat(
+            keys.COUNTER.format(name=metric.name), _label_field(metric, labels), amount
+        )
         await cast("Awaitable[float]", incremented)
 
     async def observe(self, metric: SharedMetric, value: float, **labels: str) -> None:
@@ -159,8 +161,9 @@ async def record_step_durations(redis: Redis, durations_s: Mapping[str, float | 
     """Observe each pipeline step's duration (steps that did not run, None, are skipped). Never raises
     for a Redis outage."""
     metrics = SharedMetrics(redis)
-    observations = [(float(seconds), {"step": str(step)}) for step, seconds in durations_s.items()
-                    if seconds is not None]
+    observations = [
+        (float(seconds), {"step": str(step)}) for step, seconds in durations_s.items() if seconds is not None
+    ]
     try:
         if observations:  # one round trip for every step (it sits between the pipeline and the commit)
             await metrics.observe_many(STEP_DURATION, observations)
@@ -292,9 +295,7 @@ class ApiMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    async def exposition(
-        self, redis: Redis | None, *, queue_key: str | None, workers_seen_within_s: float
-    ) -> bytes:
+    async def exposition(self, redis: Redis | None, *, queue_key: str | None, workers_seen_within_s: float) -> bytes:
         """The whole text exposition: the API's registry, then what workers recorded in Redis.
 
         When Redis cannot be read, the API's own metrics are still served (and the failure is counted),
@@ -313,4 +314,3 @@ class ApiMetrics:
                 self.scrape_errors.inc()
                 extra = []
         return generate_latest(self.registry) + generate_latest(_Families(extra))
-

@@ -87,9 +87,7 @@ def hash_key(key: str, *, salt: bytes | None = None) -> str:
     """The stored form of `key`: `scrypt$n$r$p$salt$hash` (salt and hash in base64)."""
     salt = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
     digest = _scrypt(key.encode(), salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN)
-    return "$".join(
-        ("scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest))
-    )
+    return "$".join(("scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest)))
 
 
 def verify_hash(key: str, stored: str) -> bool:

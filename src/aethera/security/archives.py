@@ -226,7 +226,7 @@ def archive_format(head: bytes) -> str | None:
     for magic, name in ARCHIVE_MAGIC.items():
         if head.startswith(magic):
             return name
-    if head[_TAR_MAGIC_OFFSET:_TAR_MAGIC_OFFSET + 5] == b"ustar":
+    if head[_TAR_MAGIC_OFFSET : _TAR_MAGIC_OFFSET + 5] == b"ustar":
         return "tar"
     return None
 

@@ -112,7 +112,9 @@ class _Outages:
         now = asyncio.get_running_loop().time()
         if now - self._last >= _OUTAGE_LOG_EVERY_S:
             self._last = now
-            log.warning("%s: Redis unreachable (%s); requests pass unlimited until it returns", what, type(exc).__name__)
+            log.warning(
+                "%s: Redis unreachable (%s); requests pass unlimited until it returns", what, type(exc).__name__
+            )
 
 
 def make_auth_middleware(settings: Settings) -> Middleware:
@@ -166,8 +168,9 @@ def make_auth_middleware(settings: Settings) -> Middleware:
                 give_back=lambda: give_back(failure_limiter, address),
             )
             if verdict.retry_after_s:
-                raise RateLimited("too many failed authentication attempts; retry later",
-                                  retry_after_s=verdict.retry_after_s)
+                raise RateLimited(
+                    "too many failed authentication attempts; retry later", retry_after_s=verdict.retry_after_s
+                )
             principal = verdict.principal
         if principal is None:
             # the same answer for a malformed key, an unknown key id and a wrong secret
@@ -264,11 +267,16 @@ def setup_security(app: web.Application, settings: Settings) -> None:
         # the bad-key throttle fails open only when Redis is really away, never because a flood keeps the
         # API busy: a few shared connections that a burst queues for (200 concurrent connects made each
         # call of a flood take over a second), with timeouts a loaded process does not reach
-        auth_client = Redis.from_pool(BlockingConnectionPool.from_url(  # from_pool: aclose closes the pool too
-            settings.redis_url or "", max_connections=_FAIL_LIMITER_CONNECTIONS, timeout=_FAIL_LIMITER_TIMEOUT_S,
-            socket_connect_timeout=_FAIL_LIMITER_TIMEOUT_S, socket_timeout=_FAIL_LIMITER_TIMEOUT_S,
-            retry_on_timeout=False,
-        ))
+        auth_client = Redis.from_pool(
+            BlockingConnectionPool.from_url(  # from_pool: aclose closes the pool too
+                settings.redis_url or "",
+                max_connections=_FAIL_LIMITER_CONNECTIONS,
+                timeout=_FAIL_LIMITER_TIMEOUT_S,
+                socket_connect_timeout=_FAIL_LIMITER_TIMEOUT_S,
+                socket_timeout=_FAIL_LIMITER_TIMEOUT_S,
+                retry_on_timeout=False,
+            )
+        )
         if settings.rate_limit_per_s > 0:
             app[RATE_LIMITER] = RateLimiter(client, settings.rate_limit_per_s, settings.rate_limit_burst)
         if auth_enabled(settings):

@@ -80,8 +80,9 @@ async def load_index(storage: Storage, run_id: str, generation: int | None = Non
     return msgspec.json.decode(raw, type=ArtifactIndex)
 
 
-async def store_output(storage: Storage, run_id: str, name: str, data: bytes, media_type: str,
-                       generation: int | None = None) -> Artifact:
+async def store_output(
+    storage: Storage, run_id: str, name: str, data: bytes, media_type: str, generation: int | None = None
+) -> Artifact:
     """Store one output of a run attempt; returns its index entry, which the caller records with
     `save_index` (once per attempt: the index is read only for a committed attempt)."""
     if name == INDEX_NAME:
@@ -99,8 +100,9 @@ async def save_index(storage: Storage, run_id: str, artifacts: list[Artifact], g
     await storage.save(artifact_key(run_id, INDEX_NAME, generation), msgspec.json.encode(index))
 
 
-async def save_artifact(storage: Storage, run_id: str, name: str, data: bytes, media_type: str,
-                        generation: int | None = None) -> Artifact:
+async def save_artifact(
+    storage: Storage, run_id: str, name: str, data: bytes, media_type: str, generation: int | None = None
+) -> Artifact:
     """Store one output and record it in that attempt's index at once (replacing an older entry)."""
     entry = await store_output(storage, run_id, name, data, media_type, generation)
     index = await load_index(storage, run_id, generation)

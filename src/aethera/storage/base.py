@@ -73,8 +73,9 @@ class Storage(Protocol):
         """Every object whose key starts with `prefix`, in key order, paginated underneath."""
         ...
 
-    async def list_page(self, prefix: str = "", *, start_after: str | None = None,
-                        limit: int = MAX_PAGE_KEYS) -> builtins.list[ObjectStat]:
+    async def list_page(
+        self, prefix: str = "", *, start_after: str | None = None, limit: int = MAX_PAGE_KEYS
+    ) -> builtins.list[ObjectStat]:
         """At most `limit` (1 to `MAX_PAGE_KEYS`) objects whose key starts with `prefix` and sorts after
         `start_after`, in key order: one request to the backend (S3 `ListObjectsV2` with `StartAfter` and
         `MaxKeys`), so a listing page costs the same however many keys follow it."""

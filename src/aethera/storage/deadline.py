@@ -143,8 +143,9 @@ class BoundedStorage:
     def list(self, prefix: str = "") -> AsyncIterator[ObjectStat]:
         return self._idle("list", self.inner.list(prefix))
 
-    async def list_page(self, prefix: str = "", *, start_after: str | None = None,
-                        limit: int = MAX_PAGE_KEYS) -> builtins.list[ObjectStat]:
+    async def list_page(
+        self, prefix: str = "", *, start_after: str | None = None, limit: int = MAX_PAGE_KEYS
+    ) -> builtins.list[ObjectStat]:
         return await self._bounded("list", self.inner.list_page(prefix, start_after=start_after, limit=limit))
 
     async def presigned_url(self, key: str, expires_s: int = 3600) -> str | None:

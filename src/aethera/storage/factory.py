@@ -20,9 +20,7 @@ async def open_storage(settings: Settings) -> Storage:
         except StorageUnavailable as exc:
             await local.close()
             # start-up message for the operator: the variable and the reason, as settings.py does
-            raise ConfigError(
-                f"STORAGE_BASE_PATH={settings.storage_base_path!r} is unusable: {exc.detail}"
-            ) from None
+            raise ConfigError(f"STORAGE_BASE_PATH={settings.storage_base_path!r} is unusable: {exc.detail}") from None
     if settings.storage_backend == "s3":
         s3 = S3Storage.from_settings(settings)
         await s3.open()

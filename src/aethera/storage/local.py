@@ -194,9 +194,7 @@ class LocalStorage:
         try:
             await aiofiles.os.makedirs(self._base, exist_ok=True, executor=self._executor)
         except OSError as exc:
-            raise StorageUnavailable(
-                f"cannot create the local storage root: {exc.strerror or 'I/O error'}"
-            ) from None
+            raise StorageUnavailable(f"cannot create the local storage root: {exc.strerror or 'I/O error'}") from None
         await self.ping()
         return self
 
@@ -316,8 +314,9 @@ class LocalStorage:
         parent = os.path.dirname(path)
         os.makedirs(parent, exist_ok=True)
         name = hashlib.blake2b(os.path.basename(path).encode(), digest_size=8).hexdigest()
-        lock_fd = os.open(os.path.join(parent, f"{TEMP_PREFIX}lock-{name}"),
-                          os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        lock_fd = os.open(
+            os.path.join(parent, f"{TEMP_PREFIX}lock-{name}"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600
+        )
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             try:
@@ -333,7 +332,7 @@ class LocalStorage:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 st_new = _fsync_and_stat(fd)
             except BaseException:
                 os.close(fd)
@@ -446,8 +445,9 @@ class LocalStorage:
                 continue  # a file put there by hand that no key can name
             yield _to_stat(key, st)
 
-    async def list_page(self, prefix: str = "", *, start_after: str | None = None,
-                        limit: int = MAX_PAGE_KEYS) -> builtins.list[ObjectStat]:
+    async def list_page(
+        self, prefix: str = "", *, start_after: str | None = None, limit: int = MAX_PAGE_KEYS
+    ) -> builtins.list[ObjectStat]:
         prefix = validate_prefix(prefix)
         start_after = validate_page(start_after, limit, MAX_PAGE_KEYS)
         root = await self._ready()

@@ -50,8 +50,15 @@ _DENIED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
 _WRITE_REFUSED = {"EntityTooLarge", "QuotaExceeded", "InvalidStorageClass"}
 # 4xx answers that are worth asking again (S3 sends RequestTimeout as a 400); every other 4xx is final
 _TRANSIENT_STATUS = {408, 409, 429}
-_TRANSIENT_CODES = {"RequestTimeout", "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
-                    "OperationAborted", "ConditionalRequestConflict"}
+_TRANSIENT_CODES = {
+    "RequestTimeout",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "OperationAborted",
+    "ConditionalRequestConflict",
+}
 
 
 def _etag(raw: str | None) -> str | None:
@@ -67,8 +74,12 @@ def _object_stat(obj: dict[str, Any]) -> ObjectStat | None:
     except InvalidKey:
         return None
     modified = obj.get("LastModified")
-    return ObjectStat(key=key, size=int(obj["Size"]), etag=_etag(obj.get("ETag")),
-                      modified=modified.timestamp() if modified is not None else None)
+    return ObjectStat(
+        key=key,
+        size=int(obj["Size"]),
+        etag=_etag(obj.get("ETag")),
+        modified=modified.timestamp() if modified is not None else None,
+    )
 
 
 def _error_code(exc: ClientError) -> tuple[str, int | None]:
@@ -205,9 +216,7 @@ class S3Storage:
 
     # --- errors ---------------------------------------------------------------------------------
 
-    def _map(
-        self, exc: BaseException, op: str, key: str | None = None, *, writing: bool = False
-    ) -> AetheraError:
+    def _map(self, exc: BaseException, op: str, key: str | None = None, *, writing: bool = False) -> AetheraError:
         if isinstance(exc, ClientError):
             code, status = _error_code(exc)
             if code == "NoSuchBucket" or (key is None and (code in _NOT_FOUND or status == 404)):
@@ -222,8 +231,12 @@ class S3Storage:
                 return StorageWriteFailed(f"S3 refused the write ({code})")
             if code == "KeyTooLongError":
                 return InvalidKey("key is too long for S3")
-            if (isinstance(status, int) and 400 <= status < 500 and status not in _TRANSIENT_STATUS
-                    and code not in _TRANSIENT_CODES):
+            if (
+                isinstance(status, int)
+                and 400 <= status < 500
+                and status not in _TRANSIENT_STATUS
+                and code not in _TRANSIENT_CODES
+            ):
                 # the request itself was refused: sending it again gets the same answer
                 if writing:
                     return StorageWriteFailed(f"S3 refused the write ({code or status}, {op})")
@@ -260,9 +273,7 @@ class S3Storage:
             raise self._map(exc, "PutObject", key, writing=True) from None
         return ObjectStat(key=key, size=len(body), etag=_etag(resp.get("ETag")))
 
-    async def _multipart(
-        self, client: Any, key: str, buf: bytearray, iterator: AsyncIterator[bytes]
-    ) -> ObjectStat:
+    async def _multipart(self, client: Any, key: str, buf: bytearray, iterator: AsyncIterator[bytes]) -> ObjectStat:
         try:
             created = await client.create_multipart_upload(Bucket=self.bucket, Key=key)
         except _FAILURES as exc:
@@ -340,8 +351,11 @@ class S3Storage:
             code, status = _error_code(exc)
             # 412: the condition failed; 409: a concurrent conditional write won; 404: If-Match on an
             # object deleted meanwhile. Each means "not the version you read": read again.
-            if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict") or (
-                    expected_etag is not None and (code in _NOT_FOUND or status == 404)):
+            if (
+                status in (409, 412)
+                or code in ("PreconditionFailed", "ConditionalRequestConflict")
+                or (expected_etag is not None and (code in _NOT_FOUND or status == 404))
+            ):
                 what = "exists already" if expected_etag is None else "changed since it was read"
                 raise PreconditionFailed(f"the object under key {key!r} {what}") from None
             raise self._map(exc, "PutObject", key, writing=True) from None
@@ -437,8 +451,9 @@ class S3Storage:
                 if stat is not None:
                     yield stat
 
-    async def list_page(self, prefix: str = "", *, start_after: str | None = None,
-                        limit: int = MAX_PAGE_KEYS) -> builtins.list[ObjectStat]:
+    async def list_page(
+        self, prefix: str = "", *, start_after: str | None = None, limit: int = MAX_PAGE_KEYS
+    ) -> builtins.list[ObjectStat]:
         prefix = validate_prefix(prefix)
         start_after = validate_page(start_after, limit, MAX_PAGE_KEYS)
         client = self._need()

@@ -75,16 +75,20 @@ def _site_name(feature: Any, index: int, prop: str) -> str:
     return str(index)
 
 
-def _validate_sites(features: list[Any], prop: str, catalog: Any, settings: Any,
-                    params: dict[str, Any]) -> tuple[list[tuple[BatchSite, bytes]], list[InvalidSite]]:
+def _validate_sites(
+    features: list[Any], prop: str, catalog: Any, settings: Any, params: dict[str, Any]
+) -> tuple[list[tuple[BatchSite, bytes]], list[InvalidSite]]:
     """Every feature checked as an AOI (in a thread): each valid one as a site (its run id chosen now)
     with its AOI as a run stores it, and the invalid ones with their reasons."""
     context = reuse.key_context(catalog)
     valid, invalid = [], []
     for i, feature in enumerate(features):
         name = _site_name(feature, i, prop)
-        if not isinstance(feature, dict) or feature.get("type") != "Feature" or not isinstance(
-                feature.get("geometry"), dict):
+        if (
+            not isinstance(feature, dict)
+            or feature.get("type") != "Feature"
+            or not isinstance(feature.get("geometry"), dict)
+        ):
             invalid.append(InvalidSite(index=i, name=name, reason="not a GeoJSON Feature with a geometry"))
             continue
         try:
@@ -92,8 +96,13 @@ def _validate_sites(features: list[Any], prop: str, catalog: Any, settings: Any,
         except AetheraError as exc:
             invalid.append(InvalidSite(index=i, name=name, reason=exc.detail))
             continue
-        site = BatchSite(index=i, name=name, run_id=uuid.uuid4().hex, area_ha=round(aoi.area_m2 / 1e4, 4),
-                         content_key=reuse.content_key(aoi=aoi, params=params, context=context))
+        site = BatchSite(
+            index=i,
+            name=name,
+            run_id=uuid.uuid4().hex,
+            area_ha=round(aoi.area_m2 / 1e4, 4),
+            content_key=reuse.content_key(aoi=aoi, params=params, context=context),
+        )
         valid.append((site, aoi_geojson_bytes(aoi)))
     return valid, invalid
 
@@ -111,8 +120,11 @@ async def _features(request: web.Request, body: BatchCreate) -> list[Any]:
             collection = msgspec.json.decode(data)
         except msgspec.DecodeError:
             raise InvalidInput("a batch upload must be a GeoJSON FeatureCollection", field="upload_id") from None
-    if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection" or not isinstance(
-            collection.get("features"), list):
+    if (
+        not isinstance(collection, dict)
+        or collection.get("type") != "FeatureCollection"
+        or not isinstance(collection.get("features"), list)
+    ):
         raise InvalidInput("the sites must be a GeoJSON FeatureCollection", field="features")
     features: list[Any] = collection["features"]
     limit = request.app[SETTINGS].batch_max_sites
@@ -133,20 +145,28 @@ async def create_batch(request: web.Request) -> web.Response:
     country = body.country if body.country is not None else project.country
     params = _params(RunCreate(project_type=body.project_type, config=body.config), country, settings)
     catalog = await app[CATALOG].get()
-    valid, invalid = await asyncio.to_thread(_validate_sites, features, body.name_property, catalog, settings,
-                                             params)
+    valid, invalid = await asyncio.to_thread(_validate_sites, features, body.name_property, catalog, settings, params)
     if invalid and (body.on_invalid == "reject" or not valid):
         shown = [msgspec.to_builtins(s) for s in invalid[:100]]
         raise InvalidInput(
             f"{len(invalid)} of {len(features)} sites are invalid; nothing was queued "
-            f"(on_invalid: \"skip\" queues the valid ones)", field="features", invalid=shown,
-            invalid_count=len(invalid))
+            f'(on_invalid: "skip" queues the valid ones)',
+            field="features",
+            invalid=shown,
+            invalid_count=len(invalid),
+        )
 
     batch = BatchRecord(
-        batch_id=uuid.uuid4().hex, project_id=project_id, tenant=tenant_of(request), project_type=body.project_type,
-        config=msgspec.to_builtins(body.config) if body.config is not None else {}, params=params,
+        batch_id=uuid.uuid4().hex,
+        project_id=project_id,
+        tenant=tenant_of(request),
+        project_type=body.project_type,
+        config=msgspec.to_builtins(body.config) if body.config is not None else {},
+        params=params,
         reuse=not (body.config is not None and body.config.reuse is False),
-        name_property=body.name_property, created_at=utc_now_iso(), invalid=invalid,
+        name_property=body.name_property,
+        created_at=utc_now_iso(),
+        invalid=invalid,
         sites=[site for site, _ in valid],
     )
     # stored whole before the answer; the feeder (a worker) creates the runs in the background
@@ -207,11 +227,20 @@ def _status(batch: BatchRecord, runs: list[RunRecord | None]) -> BatchStatus:
     total = len(batch.sites)
     finished = sum(counts[s.value] for s in RunStatus if s.is_final)
     created = [run for run in runs if run is not None]
-    return BatchStatus(batch_id=batch.batch_id, project_id=batch.project_id, created_at=batch.created_at,
-                       total=total, created=len(created), counts=counts, finished=finished,
-                       reused=sum(1 for run in created if run.reused_from is not None),
-                       progress_pct=round(100.0 * finished / total, 1) if total else 100.0,
-                       done=finished == total, cancel_requested=batch.cancel_requested, invalid=batch.invalid)
+    return BatchStatus(
+        batch_id=batch.batch_id,
+        project_id=batch.project_id,
+        created_at=batch.created_at,
+        total=total,
+        created=len(created),
+        counts=counts,
+        finished=finished,
+        reused=sum(1 for run in created if run.reused_from is not None),
+        progress_pct=round(100.0 * finished / total, 1) if total else 100.0,
+        done=finished == total,
+        cancel_requested=batch.cancel_requested,
+        invalid=batch.invalid,
+    )
 
 
 async def get_batch(request: web.Request) -> web.Response:
@@ -297,8 +326,9 @@ async def get_summary(request: web.Request) -> web.Response:
         geoms = dict(await _bounded([_geometry(storage, s.run_id) for s in batch.sites]))
         body = await asyncio.to_thread(msgspec.json.encode, batch_summary.to_geojson(rows, geoms))
         return web.Response(body=body, content_type="application/geo+json")
-    return json_response({"batch_id": batch.batch_id, "sort": list(sort), "columns": dict(batch_summary.COLUMNS),
-                          "rows": rows})
+    return json_response(
+        {"batch_id": batch.batch_id, "sort": list(sort), "columns": dict(batch_summary.COLUMNS), "rows": rows}
+    )
 
 
 def _member_dir(site: BatchSite) -> str:
@@ -318,28 +348,53 @@ async def export_batch(request: web.Request) -> web.StreamResponse:
     geoms = dict(await _bounded([_geometry(storage, s.run_id) for s in batch.sites]))
 
     def inline(name: str, data: bytes, media_type: str) -> ExportMember:
-        return ExportMember(name=name, size=len(data), crc32=zlib.crc32(data) & 0xFFFFFFFF,
-                            sha256=hashlib.sha256(data).hexdigest(), media_type=media_type, data=data)
+        return ExportMember(
+            name=name,
+            size=len(data),
+            crc32=zlib.crc32(data) & 0xFFFFFFFF,
+            sha256=hashlib.sha256(data).hexdigest(),
+            media_type=media_type,
+            data=data,
+        )
 
     members = [
         inline("summary.csv", batch_summary.to_csv(rows).encode(), "text/csv"),
         inline("summary.geojson", msgspec.json.encode(batch_summary.to_geojson(rows, geoms)), "application/geo+json"),
     ]
-    done = [(site, run) for site, run in zip(batch.sites, runs, strict=True)
-            if run is not None and run.status is RunStatus.COMPLETED]
+    done = [
+        (site, run)
+        for site, run in zip(batch.sites, runs, strict=True)
+        if run is not None and run.status is RunStatus.COMPLETED
+    ]
     plans = await _bounded([plan_export(storage, run.run_id, tenant=batch.tenant) for _, run in done])
     for (site, _), run_plan in zip(done, plans, strict=True):
         prefix = _member_dir(site)
-        members += [ExportMember(name=prefix + m.name, size=m.size, crc32=m.crc32, sha256=m.sha256,
-                                 media_type=m.media_type, key=m.key, data=m.data) for m in run_plan.members]
+        members += [
+            ExportMember(
+                name=prefix + m.name,
+                size=m.size,
+                crc32=m.crc32,
+                sha256=m.sha256,
+                media_type=m.media_type,
+                key=m.key,
+                data=m.data,
+            )
+            for m in run_plan.members
+        ]
     modified = archive_time(batch.created_at)
     segments, size = await asyncio.to_thread(layout, members, modified)
     tag = hashlib.sha256(b"".join(f"{m.name}\0{m.sha256}\n".encode() for m in members)).hexdigest()[:40]
-    plan = ExportPlan(run_id=batch.batch_id, members=tuple(members), segments=segments, size=size,
-                      etag=f'"{tag}"', modified=modified)
-    response = web.StreamResponse(status=200, headers={
-        "Content-Disposition": f'attachment; filename="batch_{batch.batch_id}_export.zip"',
-        "ETag": plan.etag, "Cache-Control": "private, no-cache"})
+    plan = ExportPlan(
+        run_id=batch.batch_id, members=tuple(members), segments=segments, size=size, etag=f'"{tag}"', modified=modified
+    )
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "Content-Disposition": f'attachment; filename="batch_{batch.batch_id}_export.zip"',
+            "ETag": plan.etag,
+            "Cache-Control": "private, no-cache",
+        },
+    )
     response.content_type = "application/zip"
     response.content_length = size
     await response.prepare(request)

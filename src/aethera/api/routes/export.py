@@ -117,8 +117,9 @@ def _headers(plan: ExportPlan) -> dict[str, str]:
 async def export_run(request: web.Request) -> web.StreamResponse:
     """GET and HEAD /runs/{run_id}/export."""
     storage = request.app[STORAGE]
-    plan = await plan_export(storage, request.match_info["run_id"], request.app.get(PLAN_CACHE),
-                             tenant=tenant_of(request))
+    plan = await plan_export(
+        storage, request.match_info["run_id"], request.app.get(PLAN_CACHE), tenant=tenant_of(request)
+    )
     headers = _headers(plan)
 
     inm = request.headers.get("If-None-Match")
@@ -132,8 +133,10 @@ async def export_run(request: web.Request) -> web.StreamResponse:
         try:
             wanted = parse_range(range_header, plan.size)
         except _Unsatisfiable:
-            raise RangeNotSatisfiable(f"the requested range lies outside the archive ({plan.size} bytes)",
-                                      headers={**headers, "Content-Range": f"bytes */{plan.size}"}) from None
+            raise RangeNotSatisfiable(
+                f"the requested range lies outside the archive ({plan.size} bytes)",
+                headers={**headers, "Content-Range": f"bytes */{plan.size}"},
+            ) from None
         if wanted is not None:
             start, end, status = *wanted, 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{plan.size}"
@@ -150,9 +153,7 @@ async def export_run(request: web.Request) -> web.StreamResponse:
         return response
 
     try:
-        async with contextlib.aclosing(
-            iter_archive(plan, storage, start, end, chunk_size=CHUNK_BYTES)
-        ) as chunks:
+        async with contextlib.aclosing(iter_archive(plan, storage, start, end, chunk_size=CHUNK_BYTES)) as chunks:
             async for chunk in chunks:
                 await response.write(chunk)
     except ConnectionError:
@@ -178,4 +179,3 @@ def add_routes(app: web.Application) -> None:
     """Register GET and HEAD /runs/{run_id}/export (the app must hold `STORAGE`)."""
     app[PLAN_CACHE] = PlanCache()
     app.router.add_get(EXPORT_PATH, export_run, allow_head=True, name="run_export")
-

@@ -76,12 +76,17 @@ async def _workers(request: web.Request, window_s: float, timeout_s: float) -> W
         async with asyncio.timeout(timeout_s):
             ages = await worker_ages(request.app[REDIS], max_age_s=window_s)
     except (TimeoutError, RedisError, OSError):
-        return Workers(ok=False, alive=None, window_s=window_s,
-                       detail="worker heartbeats cannot be read: Redis is unreachable")
+        return Workers(
+            ok=False, alive=None, window_s=window_s, detail="worker heartbeats cannot be read: Redis is unreachable"
+        )
     if not ages:
-        return Workers(ok=False, alive=0, window_s=window_s,
-                       detail=f"no worker heartbeat in the last {window_s:g} s: runs are queued but not "
-                       "executed; start `aethera worker` (systemd: aethera-worker@1) pointing at this Redis")
+        return Workers(
+            ok=False,
+            alive=0,
+            window_s=window_s,
+            detail=f"no worker heartbeat in the last {window_s:g} s: runs are queued but not "
+            "executed; start `aethera worker` (systemd: aethera-worker@1) pointing at this Redis",
+        )
     return Workers(ok=True, alive=len(ages), window_s=window_s)
 
 
@@ -94,8 +99,9 @@ async def health(request: web.Request) -> web.Response:
         _workers(request, window_s, deadline_s),
     )
     ok = redis.ok and storage.ok
-    body = Health(status="ok" if ok else "unavailable", version=__version__, redis=redis, storage=storage,
-                  workers=workers)
+    body = Health(
+        status="ok" if ok else "unavailable", version=__version__, redis=redis, storage=storage, workers=workers
+    )
     return web.Response(status=200 if ok else 503, body=msgspec.json.encode(body), content_type="application/json")
 
 

@@ -24,8 +24,14 @@ from aethera.security.tenancy import request_project
 
 async def create_project(request: web.Request) -> web.Response:
     body = await decode_json(request, ProjectCreate)
-    project = Project(id=uuid.uuid4().hex, name=body.name, country=body.country, sector=body.sector,
-                      created_at=utc_now_iso(), tenant=tenant_of(request))
+    project = Project(
+        id=uuid.uuid4().hex,
+        name=body.name,
+        country=body.country,
+        sector=body.sector,
+        created_at=utc_now_iso(),
+        tenant=tenant_of(request),
+    )
     await records.create_project(request.app[STORAGE], project)
     return json_response(project, status=201)
 
@@ -33,8 +39,9 @@ async def create_project(request: web.Request) -> web.Response:
 async def list_projects(request: web.Request) -> web.Response:
     """The caller's projects only, newest first, a page at a time (as `GET /runs`)."""
     page = Page(request)
-    projects, next_cursor = await listings.list_projects(request.app[STORAGE], tenant=tenant_of(request),
-                                                         limit=page.limit, cursor=page.cursor)
+    projects, next_cursor = await listings.list_projects(
+        request.app[STORAGE], tenant=tenant_of(request), limit=page.limit, cursor=page.cursor
+    )
     return link_next(request, json_response(projects), page, next_cursor)
 
 

@@ -103,19 +103,26 @@ async def _replay(request: web.Request, project_id: str, digest: str, request_sh
     if mapping is None:
         return None
     if mapping.request_sha256 and mapping.request_sha256 != request_sha:
-        raise Conflict("this Idempotency-Key was already used with a different request body",
-                       run_id=mapping.run_id)
+        raise Conflict("this Idempotency-Key was already used with a different request body", run_id=mapping.run_id)
     run = await records.load_run(storage, mapping.run_id)
-    answer = RunCreateResponse(task_id=run.task_id, run_id=run.run_id, status=run.status,
-                               message="run already created for this Idempotency-Key")
+    answer = RunCreateResponse(
+        task_id=run.task_id,
+        run_id=run.run_id,
+        status=run.status,
+        message="run already created for this Idempotency-Key",
+    )
     resp = json_response(answer, status=202)
     resp.headers["Idempotent-Replayed"] = "true"
     return resp
 
 
 async def _create(
-    request: web.Request, body: RunCreate, project_country: str | None, project_id: str,
-    digest: str | None, request_sha: str,
+    request: web.Request,
+    body: RunCreate,
+    project_country: str | None,
+    project_id: str,
+    digest: str | None,
+    request_sha: str,
 ) -> web.Response:
     app = request.app
     storage, settings = app[STORAGE], app[SETTINGS]
@@ -148,15 +155,22 @@ async def _create(
     run = await creation.create(AppBackends(app), new, catalog)
     if digest is not None:
         await records.save_idempotency(
-            storage, IdempotencyRecord(project_id=project_id, run_id=run.run_id, created_at=run.created_at,
-                                       request_sha256=request_sha), digest)
+            storage,
+            IdempotencyRecord(
+                project_id=project_id, run_id=run.run_id, created_at=run.created_at, request_sha256=request_sha
+            ),
+            digest,
+        )
     if run.reused_from is not None:
-        message = (f"completed at once: the results of run {run.reused_from}, which had the same inputs, "
-                   "were reused (config.reuse: false computes afresh)")
+        message = (
+            f"completed at once: the results of run {run.reused_from}, which had the same inputs, "
+            "were reused (config.reuse: false computes afresh)"
+        )
     else:
         message = "run queued; poll GET /tasks/{task_id} for its progress"
-    answer = RunCreateResponse(task_id=run.task_id, run_id=run.run_id, status=run.status, message=message,
-                               reused_from=run.reused_from)
+    answer = RunCreateResponse(
+        task_id=run.task_id, run_id=run.run_id, status=run.status, message=message, reused_from=run.reused_from
+    )
     resp = json_response(answer, status=202)
     resp.headers["Location"] = f"/runs/{run.run_id}"
     return resp
@@ -191,8 +205,13 @@ async def _uploaded_aoi(request: web.Request, project_id: str, aoi_path: str) ->
 
 
 def summary(run: RunRecord) -> RunSummary:
-    return RunSummary(run_id=run.run_id, project_id=run.project_id, project_type=run.project_type,
-                      created_at=run.created_at, status=run.status)
+    return RunSummary(
+        run_id=run.run_id,
+        project_id=run.project_id,
+        project_type=run.project_type,
+        created_at=run.created_at,
+        status=run.status,
+    )
 
 
 async def list_runs(request: web.Request) -> web.Response:
@@ -205,8 +224,9 @@ async def list_runs(request: web.Request) -> web.Response:
             await request_project(request, request.app[STORAGE], project_id)
         except NotFound:
             return json_response([])  # another tenant's project lists like an unknown one: nothing
-    runs, next_cursor = await listings.list_runs(request.app[STORAGE], tenant=tenant_of(request),
-                                                 project_id=project_id, limit=page.limit, cursor=page.cursor)
+    runs, next_cursor = await listings.list_runs(
+        request.app[STORAGE], tenant=tenant_of(request), project_id=project_id, limit=page.limit, cursor=page.cursor
+    )
     resp = json_response([summary(r) for r in runs])
     return link_next(request, resp, page, next_cursor, **({"project_id": project_id} if project_id else {}))
 
@@ -228,12 +248,16 @@ async def get_run(request: web.Request) -> web.Response:
     if run.status is RunStatus.COMPLETED:
         present = {a.name for a in (await load_index(storage, run_id, run.output_generation)).artifacts}
         base = f"/runs/{run_id}"
-        results = {name: f"{base}/{name}" for name, artifact in
-                   (("results", keys.RESULTS_NAME), ("legal", keys.LEGAL_NAME)) if artifact in present}
+        results = {
+            name: f"{base}/{name}"
+            for name, artifact in (("results", keys.RESULTS_NAME), ("legal", keys.LEGAL_NAME))
+            if artifact in present
+        }
         if results:
             outputs["results"] = results
-        layers = {layer: f"{base}/biodiversity/{layer}" for layer in keys.LAYER_NAMES
-                  if keys.layer_name(layer) in present}
+        layers = {
+            layer: f"{base}/biodiversity/{layer}" for layer in keys.LAYER_NAMES if keys.layer_name(layer) in present
+        }
         if layers:
             outputs["biodiversity_layers"] = layers
         if request.app[EXPORT_ENABLED]:

@@ -54,8 +54,12 @@ async def get_task(request: web.Request) -> web.Response:
     stashed = None if run.status.is_final else await records.load_stashed_final(redis, task_id)
     answer = records.task_view(copy, run, stashed)
     if answer.status.is_final and run.status.is_final:
-        await records.publish_task(redis, run, answer.progress,  # repair, keeping the last progress
-                                   max_attempts=request.app[SETTINGS].run_max_attempts)
+        await records.publish_task(
+            redis,
+            run,
+            answer.progress,  # repair, keeping the last progress
+            max_attempts=request.app[SETTINGS].run_max_attempts,
+        )
     return json_response(answer)
 
 

@@ -119,8 +119,13 @@ def _parse_aoi(data: bytes, filename: str, fmt: Format, settings: Settings, limi
     from aethera.analysis.aoi import load_aoi
 
     try:
-        aoi = load_aoi(data, filename=f"aoi.{fmt.extension}", max_area_km2=settings.max_aoi_km2,
-                       archive_limits=limits, client_input=True)
+        aoi = load_aoi(
+            data,
+            filename=f"aoi.{fmt.extension}",
+            max_area_km2=settings.max_aoi_km2,
+            archive_limits=limits,
+            client_input=True,
+        )
     except AetheraError:
         raise
     except Exception:  # a reader's own exception types (GDAL, JSON, XML): the file is what is wrong

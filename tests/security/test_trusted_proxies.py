@@ -142,3 +142,25 @@ def test_a_bad_cidr_stops_start_up() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"AETHERA_TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"})
     assert "AETHERA_TRUSTED_PROXIES" in str(info.value) and "proxy.internal" in str(info.value)
+
+
+async def test_the_access_line_names_the_forwarded_client(
+    aiohttp_client: ClientFactory, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aethera.api.instrumentation import observability_middleware, setup_instrumentation
+
+    def app(**env: str) -> web.Application:
+        built = _app(redis_url, **env)
+        built.middlewares.insert(0, observability_middleware)
+        setup_instrumentation(built)
+        return built
+
+    client_ip = _client_ip()
+    behind = await aiohttp_client(app(AETHERA_TRUSTED_PROXIES="127.0.0.0/8"))
+    direct = await aiohttp_client(app())
+    with caplog.at_level("INFO", logger="aethera.access"):
+        assert (await behind.get("/hello", headers={"X-Forwarded-For": client_ip})).status == 200
+        assert (await direct.get("/hello", headers={"X-Forwarded-For": client_ip})).status == 200
+    remotes = [getattr(r, "remote", None) for r in caplog.records if r.name == "aethera.access"]
+    # behind the trusted proxy the line names the client; from an untrusted peer the header is not believed
+    assert remotes == [client_ip, "127.0.0.1"]

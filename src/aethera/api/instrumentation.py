@@ -16,6 +16,7 @@ from aethera.api.errors import Handler
 from aethera.api.keys import REQUEST_ID
 from aethera.observability.logs import make_request_id, request_id_var
 from aethera.observability.metrics import ApiMetrics
+from aethera.security.auth import client_of
 
 
 class Drain:
@@ -143,7 +144,7 @@ async def observability_middleware(request: web.Request, handler: Handler) -> we
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 2),
                 "bytes_sent": sent,
-                "remote": request.remote,
+                "remote": client_of(request),  # behind trusted proxies, the forwarded client
             },
         )
         request_id_var.reset(token)

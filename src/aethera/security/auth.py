@@ -227,10 +227,17 @@ def _trusted(app: web.Application) -> tuple[Network, ...]:
     return trusted
 
 
+def client_of(request: web.Request) -> str | None:
+    """The client's address: the TCP peer, or behind trusted proxies the address they forwarded."""
+    trusted = _trusted(request.app)
+    if not trusted:  # the common case, on every request's access line: no header parsing
+        return request.remote
+    return client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), trusted)
+
+
 def _address_bucket(request: web.Request) -> str:
     """The client's address (behind trusted proxies, from X-Forwarded-For) as a bucket name."""
-    forwarded = request.headers.getall("X-Forwarded-For", ())
-    remote = client_address(request.remote, forwarded, _trusted(request.app)) or "unknown"
+    remote = client_of(request) or "unknown"
     # IPv6 addresses hold ':' which the bucket pattern allows; anything else odd is folded away
     return "".join(c if c.isalnum() or c in ":._-" else "_" for c in remote)[:64]
 

@@ -282,3 +282,42 @@ def test_the_page_template_ships_as_package_data_and_escapes_by_itself() -> None
     html = render_report(fixture_results_struct(), None, run).decode()
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<title>Screening report &lt;b&gt;x&lt;/b&gt;</title>" in html
+
+
+def test_hostile_text_anywhere_in_the_results_is_escaped_by_the_templates() -> None:
+    """Every section's template escapes: a tag planted in each kind of text field stays text."""
+    hostile = "<b onclick=x>bold</b>"
+    results = fixture_results_struct()
+    results.land_cover.aoi.classes[0].label = hostile
+    results.receptor_distances.nearest_settlement.receptor_name = hostile  # type: ignore[union-attr]
+    results.emissions.notes = [hostile]
+    next(iter(results.kpis.values())).definition = hostile
+    results.warnings = [hostile]
+    legal = fixture_legal_result()
+    legal.overall_reason = hostile
+    legal.notes = [hostile]
+    legal.screening.habitats_directive_art6_3.reason = hostile
+    run = {**run_record(RUN_ID, PROJECT_ID), "config": {hostile: hostile}}
+    page = parse(render_report(results, legal, run, site_map=""))
+    assert not any(tag == "b" for tag, _ in page.tags)
+    assert " ".join(page.text).count(hostile) >= 9  # the config key and value, and every field above
+
+
+def test_an_index_given_as_plain_data_renders_as_the_typed_one() -> None:
+    """`Results.resm` and co. are filled late and typed loosely: plain data is converted at the boundary."""
+    typed, _ = render()
+    results = fixture_results_struct()
+    results.resm = msgspec.to_builtins(results.resm)
+    results.biodiversity.sensitivity = msgspec.to_builtins(results.biodiversity.sensitivity)
+    plain, _ = render(results)
+    assert plain == typed
+
+
+def test_report_module_builds_no_html() -> None:
+    """The page is the templates': report.py prepares data only (the SVG pictures come from
+    report_outline.py and report_map.py)."""
+    import aethera.report
+
+    source = Path(aethera.report.__file__).read_text()
+    for tag in ("<h2", "<h3", "<table", "<tr", "<td", "<p", "<span", "<ul", "<div"):
+        assert tag not in source, tag

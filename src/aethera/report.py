@@ -727,7 +727,7 @@ def report_view(
 ) -> ReportView:
     """The view model of the page (see `render_report`)."""
     params = results.parameters
-    country = run.params.get("country") or params.country or (legal.country_code if legal else None)
+    country = params.country or (legal.country_code if legal else None)  # the run's, as used
     when = generated_at or parse_utc(run.finished_at)
     subtitle = [
         text

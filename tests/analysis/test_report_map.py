@@ -15,7 +15,6 @@ from shapely.geometry import box, mapping
 from aethera.analysis import pipeline
 from aethera.analysis.aoi import load_aoi
 from aethera.analysis.params import RunParams
-from aethera.analysis.results import document
 from aethera.data import corine
 from aethera.data.catalog import Catalog
 from aethera.data.sample import sample_region
@@ -67,8 +66,7 @@ def test_the_site_map_shows_what_the_run_found(spa_site, sample_catalog: Catalog
 def test_the_report_embeds_it(spa_site, sample_catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
     geojson, out = spa_site
     site_map = site_map_svg(geojson, 3.0, protected_geojson=out.layers["natura"], catalog=sample_catalog)
-    doc = {"run_id": "r" * 32, **document(out.results)}
-    html = render_report(doc, None, {"run_id": "r" * 32}, aoi_geojson=geojson, site_map=site_map).decode()
+    html = render_report(out.results, None, {"run_id": "r" * 32}, aoi_geojson=geojson, site_map=site_map).decode()
     assert html.count("<svg") == 1 and 'class="sitemap"' in html and "<script" not in html
     # without a catalog (no land cover) it still draws the AOI, zone and protected areas
     bare = site_map_svg(geojson, 3.0, protected_geojson=out.layers["natura"], catalog=None)
@@ -97,8 +95,7 @@ def test_the_map_draws_the_eligible_land_and_the_report_explains_it(sample_catal
     page.feed(html)
     assert "eligible" in [a.get("data-kind") for t, a in page.tags if t == "li"]
     assert sum(1 for t, a in page.tags if t == "path" and a.get("data-layer") == "eligible") == 1
-    doc = {"run_id": "r" * 32, **document(out.results)}
-    report = render_report(doc, None, {"run_id": "r" * 32}, aoi_geojson=geojson, site_map=html).decode()
+    report = render_report(out.results, None, {"run_id": "r" * 32}, aoi_geojson=geojson, site_map=html).decode()
     assert "<h2>Land eligibility</h2>" in report
     assert f"Binding constraints, largest exclusive area first: {', '.join(el.binding_constraints)}." in report
     for rule in el.rules:

@@ -17,7 +17,9 @@ import aioboto3
 import msgspec
 from botocore.config import Config
 
+from aethera.analysis.results import Results
 from aethera.analysis.results import document as results_document
+from aethera.legal.engine import LegalResult
 from aethera.report import REPORT_MEDIA_TYPE, render_report
 from aethera.storage.artifacts import artifact_key, save_artifact
 from aethera.storage.base import Storage
@@ -46,7 +48,7 @@ AOI = {
 }
 
 
-def _fixture_results_struct() -> Any:
+def fixture_results_struct() -> Results:
     """The hand-written screening (FIXTURE DATA) as the pipeline's own Results type, so the shape is
     exactly what the worker stores; the indices are computed from it by the real index models."""
     from aethera.analysis import results as r
@@ -308,17 +310,24 @@ def fixture_results(run_id: str, project_id: str) -> dict[str, Any]:
         "project_type": "solar",
         "created_at": "2025-03-14T09:20:00.000+00:00",
         "country": "ESP",
-        **results_document(_fixture_results_struct()),
+        **results_document(fixture_results_struct()),
     }
 
 
-def fixture_legal() -> dict[str, Any]:
-    """legal.json: the real rule packs applied to the fixture results (ESP + EU)."""
+def fixture_legal_result() -> LegalResult:
+    """The real rule packs applied to the fixture results (ESP + EU), typed."""
     from aethera.analysis.metrics import natura_sites, screening_metrics
-    from aethera.legal.engine import evaluate, to_builtins
+    from aethera.legal.engine import evaluate
 
-    results = _fixture_results_struct()
-    return to_builtins(evaluate(screening_metrics(results), "ESP", natura_sites(results)))
+    results = fixture_results_struct()
+    return evaluate(screening_metrics(results), "ESP", natura_sites(results))
+
+
+def fixture_legal() -> dict[str, Any]:
+    """legal.json: `fixture_legal_result` as the worker stores it."""
+    from aethera.legal.engine import to_builtins
+
+    return to_builtins(fixture_legal_result())
 
 
 def geojson_layer(seed: int, target_bytes: int) -> bytes:
@@ -394,7 +403,11 @@ async def write_run(
         ("results.json", msgspec.json.encode(results), "application/json"),
         ("legal.json", msgspec.json.encode(legal), "application/json"),
         ("run.log", b"".join(f"2025-03-14T09:2{i % 6}:00Z step {i} done\n".encode() for i in range(40)), "text/plain"),
-        ("report.html", render_report(results, legal, record, aoi_geojson=AOI), REPORT_MEDIA_TYPE),
+        (
+            "report.html",
+            render_report(fixture_results_struct(), fixture_legal_result(), record, aoi_geojson=AOI),
+            REPORT_MEDIA_TYPE,
+        ),
     ]
     for name, data, media_type in outputs:
         await save_artifact(storage, run_id, name, data, media_type)

@@ -13,8 +13,11 @@ from typing import Any
 
 import msgspec
 import pytest
-from exportkit import AOI, export_url, fixture_legal, fixture_results, run_record, write_run
+from exportkit import AOI, export_url, fixture_legal_result, fixture_results_struct, run_record, write_run
 
+from aethera.analysis.results import Results
+from aethera.analysis.results import document as results_document
+from aethera.legal.engine import LegalResult
 from aethera.report import render_report
 
 RUN_ID, PROJECT_ID = "c" * 32, "d" * 32
@@ -121,11 +124,14 @@ def check_figures(page: Page, results: dict[str, Any], legal: dict[str, Any], ru
     assert page.figures["critical_violations"][0] == str(len(legal["critical_violations"]))
 
 
-def render(results: dict[str, Any] | None = None, legal: dict[str, Any] | None = None) -> tuple[bytes, tuple]:
-    results = results or fixture_results(RUN_ID, PROJECT_ID)
-    legal = legal or fixture_legal()
+def render(results: Results | None = None, legal: LegalResult | None = None) -> tuple[bytes, tuple]:
+    """The page of the typed inputs, and those inputs as the plain data the checks read (results.json,
+    legal.json, the run record)."""
+    results = results or fixture_results_struct()
+    legal = legal or fixture_legal_result()
     run = run_record(RUN_ID, PROJECT_ID)
-    return render_report(results, legal, run, aoi_geojson=AOI), (results, legal, run)
+    html = render_report(results, legal, run, aoi_geojson=AOI)
+    return html, (results_document(results), msgspec.to_builtins(legal), run)
 
 
 def test_report_carries_the_key_figures() -> None:
@@ -176,10 +182,10 @@ def test_report_is_self_contained() -> None:
 
 
 def test_report_escapes_what_the_results_say() -> None:
-    results = fixture_results(RUN_ID, PROJECT_ID)
-    legal = fixture_legal()
-    legal["statuses"][0]["message"] = '<script>alert("x")</script>'
-    results["biodiversity"]["sites_overlapping"][0]["name"] = '<img src=x onerror="alert(1)">'
+    results = fixture_results_struct()
+    legal = fixture_legal_result()
+    legal.statuses[0].message = '<script>alert("x")</script>'
+    results.biodiversity.sites_overlapping[0].name = '<img src=x onerror="alert(1)">'
     html, _ = render(results, legal)
     page = parse(html)
     assert not any(tag in ("script", "img") for tag, _ in page.tags)
@@ -189,21 +195,27 @@ def test_report_escapes_what_the_results_say() -> None:
     assert "Sierras de Tejeda <&> Almijara" in text
 
 
-def test_missing_sections_read_not_computed() -> None:
-    results = fixture_results(RUN_ID, PROJECT_ID)
-    for key in ("emissions", "resm", "land_cover"):
-        del results[key]
+def test_missing_values_read_not_computed_with_their_reason() -> None:
+    results = fixture_results_struct()
+    results.resm = None  # an index the run could not compute
+    results.emissions.payback_years = None
+    results.emissions.payback_reason = "the project never pays back its emissions"
+    results.land_cover.buffer = None
+    results.land_cover.buffer_reason = "the buffer ring lies outside the <layer>"
     html = render_report(results, None, run_record(RUN_ID, PROJECT_ID))
     page = parse(html)
     assert page.figures["resm_score"][0] == "" and "not computed" in page.figures["resm_score"][1]
-    assert page.figures["net_balance_tco2e"][0] == ""
+    assert page.figures["carbon_payback_years"] == ("", "not computed: the project never pays back its emissions")
+    assert page.figures["distance_to_water_km"] == ("", "not computed: no water layer in the catalog")
     assert "overall_compliant" not in page.figures
-    assert "the run stored no legal verdict" in " ".join(page.text)
+    text = " ".join(page.text)
+    assert "the run stored no legal verdict" in text
+    assert "not computed: the buffer ring lies outside the <layer>" in text
 
 
 def test_same_run_renders_the_same_bytes() -> None:
     first, _ = render()
-    second, _ = render(copy.deepcopy(fixture_results(RUN_ID, PROJECT_ID)))
+    second, _ = render(copy.deepcopy(fixture_results_struct()))
     assert first == second
 
 
@@ -215,7 +227,7 @@ async def test_report_in_the_export_carries_the_key_figures(service) -> None:
 
 
 @pytest.fixture(scope="module")
-def sample_screening(sample_data: Path) -> tuple[dict[str, Any], dict[str, Any], dict]:
+def sample_screening(sample_data: Path) -> tuple[Results, LegalResult, dict]:
     """A real screening: the pipeline on the synthetic sample region, then the legal engine."""
     from pyproj import Transformer
 
@@ -241,20 +253,14 @@ def sample_screening(sample_data: Path) -> tuple[dict[str, Any], dict[str, Any],
         else evaluate(screening_metrics(out.results, params), "DEU", natura_sites(out.results))
     )
     run = run_record(RUN_ID, PROJECT_ID)
-    results = {
-        "run_id": RUN_ID,
-        "project_id": PROJECT_ID,
-        "project_type": "solar",
-        "country": "DEU",
-        **msgspec.to_builtins(out.results),
-    }
-    return results, msgspec.to_builtins(legal), {**run, "aoi": geometry}
+    return out.results, legal, {**run, "aoi": geometry}
 
 
-def test_report_of_a_real_pipeline_run(sample_screening: tuple[dict, dict, dict]) -> None:
-    results, legal, run = sample_screening
-    html = render_report(results, legal, run, aoi_geojson=run["aoi"])
+def test_report_of_a_real_pipeline_run(sample_screening: tuple[Results, LegalResult, dict]) -> None:
+    typed_results, typed_legal, run = sample_screening
+    html = render_report(typed_results, typed_legal, run, aoi_geojson=run["aoi"])
     page = parse(html)
+    results, legal = results_document(typed_results), msgspec.to_builtins(typed_legal)
     check_figures(page, results, legal, run)
     text = " ".join(page.text)
     for row in results["land_cover"]["aoi"]["classes"]:
@@ -273,6 +279,45 @@ def test_the_page_template_ships_as_package_data_and_escapes_by_itself() -> None
     shipped = pyproject["tool"]["setuptools"]["package-data"]["aethera"]
     assert "templates/*.j2" in shipped and "templates/*.css" in shipped
     run = {"run_id": "<b>x</b>", "project_type": "<script>alert(1)</script>"}
-    html = render_report(fixture_results(RUN_ID, PROJECT_ID), None, run).decode()
+    html = render_report(fixture_results_struct(), None, run).decode()
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<title>Screening report &lt;b&gt;x&lt;/b&gt;</title>" in html
+
+
+def test_hostile_text_anywhere_in_the_results_is_escaped_by_the_templates() -> None:
+    """Every section's template escapes: a tag planted in each kind of text field stays text."""
+    hostile = "<b onclick=x>bold</b>"
+    results = fixture_results_struct()
+    results.land_cover.aoi.classes[0].label = hostile
+    results.receptor_distances.nearest_settlement.receptor_name = hostile  # type: ignore[union-attr]
+    results.emissions.notes = [hostile]
+    next(iter(results.kpis.values())).definition = hostile
+    results.warnings = [hostile]
+    legal = fixture_legal_result()
+    legal.overall_reason = hostile
+    legal.notes = [hostile]
+    legal.screening.habitats_directive_art6_3.reason = hostile
+    run = {**run_record(RUN_ID, PROJECT_ID), "config": {hostile: hostile}}
+    page = parse(render_report(results, legal, run, site_map=""))
+    assert not any(tag == "b" for tag, _ in page.tags)
+    assert " ".join(page.text).count(hostile) >= 9  # the config key and value, and every field above
+
+
+def test_an_index_given_as_plain_data_renders_as_the_typed_one() -> None:
+    """`Results.resm` and co. are filled late and typed loosely: plain data is converted at the boundary."""
+    typed, _ = render()
+    results = fixture_results_struct()
+    results.resm = msgspec.to_builtins(results.resm)
+    results.biodiversity.sensitivity = msgspec.to_builtins(results.biodiversity.sensitivity)
+    plain, _ = render(results)
+    assert plain == typed
+
+
+def test_report_module_builds_no_html() -> None:
+    """The page is the templates': report.py prepares data only (the SVG pictures come from
+    report_outline.py and report_map.py)."""
+    import aethera.report
+
+    source = Path(aethera.report.__file__).read_text()
+    for tag in ("<h2", "<h3", "<table", "<tr", "<td", "<p", "<span", "<ul", "<div"):
+        assert tag not in source, tag

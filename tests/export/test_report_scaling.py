@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from exportkit import fixture_legal, fixture_results, run_record
+from exportkit import fixture_legal_result, fixture_results_struct, run_record
 
+from aethera.analysis.results import FactorUsed, Results, SiteNearby
 from aethera.report import MAX_TABLE_COLUMNS, OUTLINE_MAX_POINTS, render_report
 
 RUN_ID, PROJECT_ID = "e" * 32, "f" * 32
@@ -47,10 +48,13 @@ def wavy_aoi(vertices: int, seed: int = 1) -> dict[str, Any]:
     return {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
 
 
-def _render(aoi: dict[str, Any] | None = None, results: dict[str, Any] | None = None) -> bytes:
-    return render_report(
-        results or fixture_results(RUN_ID, PROJECT_ID), fixture_legal(), run_record(RUN_ID, PROJECT_ID), aoi_geojson=aoi
-    )
+def _render(
+    aoi: dict[str, Any] | None = None, results: Results | None = None, config: dict[str, Any] | None = None
+) -> bytes:
+    run = run_record(RUN_ID, PROJECT_ID)
+    if config is not None:
+        run["config"] = config
+    return render_report(results or fixture_results_struct(), fixture_legal_result(), run, aoi_geojson=aoi)
 
 
 def _outline_points(html: bytes) -> int:
@@ -121,33 +125,36 @@ def test_many_small_parts_give_way_to_the_large_one() -> None:
     assert path.group(1).count(b"Z") < 40_000 // 10  # most specks are gone
 
 
-def _many_features(count: int) -> dict[str, Any]:
-    """Results whose sections hold `count` features of every shape the generic renderer meets:
-    a section with many keys (scalars and nested), and a list of rows each with a key of its own."""
-    results = fixture_results(RUN_ID, PROJECT_ID)
-    emissions = dict(results["emissions"])
-    for i in range(count):
-        emissions[f"factor_{i}_tco2e"] = float(i)
-        emissions[f"source_{i}"] = {"name": f"source {i}", "year": 2020}
-    results["emissions"] = emissions
-    results["biodiversity"] = {
-        **results["biodiversity"],
-        "sites_in_buffer": [{"name": f"site {i}", f"attribute_{i}": i} for i in range(count)],
+def _many_features(count: int) -> tuple[Results, dict[str, Any]]:
+    """Results whose lists and maps hold `count` entries (sites in the zone of influence, emission
+    factors), and a run config (free-form client JSON, drawn generically) with `count` keys and a list
+    of rows each with a key of its own."""
+    results = fixture_results_struct()
+    results.emissions.factors = {
+        f"factor_{i}": FactorUsed(value=float(i), unit="tCO2e/ha", source=f"source {i}") for i in range(count)
     }
-    return results
+    results.biodiversity.sites_in_buffer = [
+        SiteNearby(
+            site_code=f"ES{i:07d}", name=f"site {i}", type="SCI", natura2000=True, distance_km=i / 1000, overlap_ha=0.0
+        )
+        for i in range(count)
+    ]
+    config = {f"option_{i}": {"name": f"option {i}", "year": 2020} for i in range(count)}
+    config["rows"] = [{"name": f"row {i}", f"attribute_{i}": i} for i in range(count)]
+    return results, config
 
 
 def test_generic_sections_are_linear_in_features() -> None:
     small, large = _many_features(1_000), _many_features(10_000)
-    ratio, small_s, large_s = _ratio(lambda: _render(results=small), lambda: _render(results=large))
+    ratio, small_s, large_s = _ratio(
+        lambda: _render(results=small[0], config=small[1]), lambda: _render(results=large[0], config=large[1])
+    )
     assert ratio <= MAX_RATIO_FOR_10X, f"1k features {small_s:.3f} s, 10k {large_s:.3f} s"
     # rows with a key each would make a table of rows x rows cells; they are drawn row by row instead
-    assert len(_render(results=large)) < 400 * 10_000 * 3
+    assert len(_render(results=large[0], config=large[1])) < 400 * 10_000 * 3
 
 
 def test_a_table_with_few_columns_stays_a_table() -> None:
-    results = fixture_results(RUN_ID, PROJECT_ID)
     rows = [{f"c{j}": j for j in range(MAX_TABLE_COLUMNS)} for _ in range(3)]
-    results["biodiversity"] = {**results["biodiversity"], "sites_in_buffer": rows}
-    html = _render(results=results)
+    html = _render(config={"rows": rows})
     assert b"<th>C39</th>" in html

@@ -35,11 +35,15 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aethera import keyspace as keys
 from aethera.errors import AetheraError, RunCancelled
 from aethera.jobs.phases import PhaseClock
+
+if TYPE_CHECKING:  # the child imports the analysis stack itself, when it runs
+    from aethera.analysis.results import Results
+    from aethera.legal.engine import LegalResult
 
 log = logging.getLogger(__name__)
 
@@ -478,8 +482,8 @@ def _run(
         raise RunCancelled("the run was cancelled before its report")
     t0 = time.perf_counter()
     report = _render_report(
-        document,
-        legal,
+        output.results,
+        output.legal,
         job.run,
         job.aoi_bytes,
         catalog=catalog,
@@ -498,8 +502,8 @@ def _run(
 
 
 def _render_report(
-    results: dict[str, Any],
-    legal: dict[str, Any] | None,
+    results: Results,
+    legal: LegalResult | None,
     run: dict[str, Any],
     aoi_bytes: bytes,
     *,
@@ -519,11 +523,10 @@ def _render_report(
         aoi = msgspec.json.decode(aoi_bytes)
     except msgspec.DecodeError:
         aoi = None  # the outline is optional; the stored AOI was validated when the run was created
-    buffer_km = (results.get("parameters") or {}).get("buffer_km") or 0.0
     try:
         site_map = site_map_svg(
             aoi,
-            float(buffer_km),
+            results.parameters.buffer_km,
             protected_geojson=protected_geojson,
             eligible_geojson=eligible_geojson,
             catalog=catalog,

@@ -120,7 +120,12 @@ def service_env(
         "STORAGE_BACKEND": backend,
         "STORAGE_BASE_PATH": str(tmp_path / "storage"),
         "AETHERA_CORS_ORIGINS": "http://localhost:5173",
-        "AETHERA_RUN_LEASE_S": "3",
+        # 6 s, not less: on a loaded machine a heartbeat's Redis round trip can miss a shorter lease's renewal
+        # window, and a healthy attempt then gives its run up (the lifecycle tests use 6 s for the same reason)
+        "AETHERA_RUN_LEASE_S": "6",
+        # deadlines have their own tests (tests/faults/test_hung_backends.py); elsewhere a call on a loaded
+        # machine must not be cut at the 5 s production default
+        "AETHERA_BACKEND_DEADLINE_S": "60",
         "AETHERA_RETRY_BACKOFF_BASE_S": "0.2",
         "AETHERA_RETRY_BACKOFF_MAX_S": "1",
         "AETHERA_LOG_LEVEL": "WARNING",

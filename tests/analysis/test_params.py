@@ -123,7 +123,7 @@ def test_invalid(ptype: str, country: str | None, config: Any, error: type, fiel
         (
             {"colour": "red"},
             "config.colour is not accepted here; use capacity_mw, buffer_km, lifetime_years, "
-            "emission_factors, eligibility",
+            "emission_factors, eligibility, reuse",
         ),
         (
             {"emission_factors": {"grid": 1}},

@@ -291,7 +291,7 @@ async def test_layers_of_a_catalog_on_s3(
     redis_db: str,
     sample_catalog: Path,
     s3_endpoint_process: str,
-    monkeypatch: pytest.MonkeyPatch,
+    gdal_settings: Any,  # GDAL's options are process-wide: back to the defaults afterwards
 ) -> None:
     import boto3
     from botocore.config import Config
@@ -308,15 +308,6 @@ async def test_layers_of_a_catalog_on_s3(
     s3.create_bucket(Bucket=bucket)
     for name in ("land_cover.tif", "protected_areas.gpkg"):
         s3.upload_file(str(sample_catalog.parent / name), bucket, f"sample/{name}")
-    for key, value in {
-        "AWS_S3_ENDPOINT": s3_endpoint_process.removeprefix("http://"),
-        "AWS_HTTPS": "NO",
-        "AWS_VIRTUAL_HOSTING": "FALSE",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
     catalog = tmp_path / "s3-catalog.toml"
     catalog.write_text(
         f'[land_cover]\npath = "s3://{bucket}/sample/land_cover.tif"\ncode_scheme = "clc"\n\n'
@@ -324,7 +315,17 @@ async def test_layers_of_a_catalog_on_s3(
         'id_column = "site_code"\nname_column = "name"\ntype_column = "type"\n'
     )
     local = await _client(aiohttp_client, tmp_path / "local", redis_db, sample_catalog)
-    remote = await _client(aiohttp_client, tmp_path / "remote", redis_db, catalog)
+    # GDAL reads the layers with the service's own S3 settings (create_app configures it from them)
+    remote = await _client(
+        aiohttp_client,
+        tmp_path / "remote",
+        redis_db,
+        catalog,
+        S3_ENDPOINT_URL=s3_endpoint_process,
+        S3_ACCESS_KEY_ID="testing",
+        S3_SECRET_ACCESS_KEY="testing",
+        S3_REGION="us-east-1",
+    )
     _, available = await _get(remote, "/layers/available")
     assert available["natura2000"] and available["corine"]
     for name in ("natura2000", "corine"):

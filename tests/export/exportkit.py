@@ -439,6 +439,9 @@ def service_env(
         # these tests are about the export: 64 simultaneous downloads from one client are the point
         "AETHERA_RATE_LIMIT_PER_S": "0",
         "AETHERA_AUTH": "off",
+        # deadlines have their own tests (tests/faults/test_hung_backends.py); here a storage call on a machine
+        # whose cores are busy elsewhere must not be cut at the 5 s production default
+        "AETHERA_BACKEND_DEADLINE_S": "60",
     }
     if backend == "s3":
         assert endpoint and bucket

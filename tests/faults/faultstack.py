@@ -283,7 +283,7 @@ class Stack:
     # --- HTTP ---------------------------------------------------------------------------------
 
     def request(
-        self, method: str, path: str, body: Any = None, *, auth: bool = True, timeout_s: float = 30.0
+        self, method: str, path: str, body: Any = None, *, auth: bool = True, timeout_s: float = 120.0
     ) -> Response:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,13 +130,18 @@ def _prepared(log_path: Path) -> Any:
     return check
 
 
-async def _pipeline_child(worker: subprocess.Popen[bytes]) -> int:
+async def _pipeline_child(log_path: Path) -> int:
+    """The pid of the run's pipeline process, from the worker's own line as it starts it: an event, where
+    looking for a live child in the process table could miss one that a time limit ends within seconds."""
+
     async def child() -> int | None:
-        # worker -> forkserver -> one pipeline process per run
-        pids = {g for c in _children(worker.pid) for g in _children(c)}
-        return next(iter(pids)) if len(pids) == 1 else None
+        found = _STARTED.findall(log_path.read_text(errors="replace")) if log_path.exists() else []
+        return int(found[-1]) if found else None
 
     return await kit.wait_for(child, timeout_s=90, interval_s=0.05)
+
+
+_STARTED = re.compile(r"pipeline process (\d+) started")
 
 
 def _stop(worker: subprocess.Popen[bytes]) -> None:
@@ -205,7 +211,7 @@ async def test_hard_time_limit_kills_the_child(make_service: Any, tmp_path: Path
         # stack first, so the limit is spent inside the pipeline, as the test means, on a busy machine too
         await kit.wait_for(_prepared(tmp_path / "worker.log"), timeout_s=120)
         answer = await _start_run(svc.client, {"side_km": 0.8})
-        pid = await _pipeline_child(worker)
+        pid = await _pipeline_child(tmp_path / "worker.log")
         final = await kit.poll_task(svc.client, answer["task_id"], timeout_s=90)
         assert final["status"] == "FAILED" and final["error_code"] == "time_limit_exceeded", final
         await _until_gone({pid})  # the pid no longer exists: neither running nor a zombie
@@ -220,7 +226,7 @@ async def test_cancelling_a_running_run_stops_its_child(make_service: Any, tmp_p
     worker = _slow_worker(svc.env, tmp_path / "worker.log", delay_s=1.0)  # a second per step
     try:
         answer = await _start_run(c, {"side_km": 0.8})
-        pid = await _pipeline_child(worker)
+        pid = await _pipeline_child(tmp_path / "worker.log")
         await _progress(c, answer["task_id"])  # progress from the child reaches GET /tasks
         assert (await c.delete(f"/tasks/{answer['task_id']}")).status == 202
         final = await kit.poll_task(c, answer["task_id"], timeout_s=60)
@@ -239,7 +245,7 @@ async def test_the_child_dies_with_a_sigkilled_worker(make_service: Any, tmp_pat
         answer = await _start_run(svc.client, {"side_km": 0.8})
         await kit.poll_task(svc.client, answer["task_id"], until={"PROCESSING"}, timeout_s=90, interval_s=0.05)
         await _progress(svc.client, answer["task_id"])  # a worker process's child reports too
-        pid = await _pipeline_child(worker)
+        pid = await _pipeline_child(tmp_path / "worker.log")
         family = _descendants(worker.pid)
         assert pid in family
         worker.send_signal(signal.SIGKILL)

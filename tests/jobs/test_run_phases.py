@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import servicekit as kit
 
-from aethera.jobs import keys
+from aethera import keyspace as keys
 from aethera.jobs.phases import ORDER, PhaseClock, parse_line
 from aethera.storage.artifacts import INDEX_NAME, attempt_prefix
 

@@ -127,6 +127,9 @@ class _Attempt:
     stop: Any = None  # a multiprocessing Event, shared with the pipeline process (set in execute)
     stop_reason: str | None = None  # "cancel", "time", "lease", "shutdown", "hard_time"
     log_lines: list[str] = field(default_factory=list)
+    # when the queue called the job: its hard limit (arq's job timeout) counts from here, not from the
+    # attempt's own start after the lease and record reads, which on a busy machine can come much later
+    called_mono: float = field(default_factory=time.monotonic)
     started_mono: float = 0.0
     soft_deadline: float = 0.0
     lease_ok_mono: float = 0.0  # when the lease was last known to be ours
@@ -504,7 +507,7 @@ class _Attempt:
     async def _on_cancelled(self) -> None:
         """The queue cancelled this coroutine: user abort, hard time limit, or the worker is stopping."""
         s = self.deps.settings
-        elapsed = time.monotonic() - self.started_mono
+        elapsed = time.monotonic() - self.called_mono
         if self._lease_lost():
             return
         if await self._cancel_flag():

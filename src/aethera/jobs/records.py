@@ -14,7 +14,6 @@ week; a non-final one lives `LIVE_TASK_TTL_S` and is renewed by the running atte
 from __future__ import annotations
 
 import asyncio
-
 import enum
 import logging
 import time

@@ -374,21 +374,16 @@ async def export_batch(request: web.Request) -> web.StreamResponse:
         for site, run in zip(batch.sites, runs, strict=True)
         if run is not None and run.status is RunStatus.COMPLETED
     ]
-    plans = await _bounded([plan_export(storage, run.run_id, tenant=batch.tenant) for _, run in done])
-    for (site, _), run_plan in zip(done, plans, strict=True):
+
+    async def site_members(site: BatchSite, run: RunRecord) -> list[ExportMember]:
+        # only the members are kept: each run's own layout (segments, central directory) is dropped here,
+        # not held for every site until the batch's layout is built
+        run_plan = await plan_export(storage, run.run_id, tenant=batch.tenant)
         prefix = _member_dir(site)
-        members += [
-            ExportMember(
-                name=prefix + m.name,
-                size=m.size,
-                crc32=m.crc32,
-                sha256=m.sha256,
-                media_type=m.media_type,
-                key=m.key,
-                data=m.data,
-            )
-            for m in run_plan.members
-        ]
+        return [msgspec.structs.replace(m, name=prefix + m.name) for m in run_plan.members]
+
+    for site_list in await _bounded([site_members(site, run) for site, run in done]):
+        members += site_list
     modified = archive_time(batch.created_at)
     segments, size = await asyncio.to_thread(layout, members, modified)
     tag = hashlib.sha256(b"".join(f"{m.name}\0{m.sha256}\n".encode() for m in members)).hexdigest()[:40]

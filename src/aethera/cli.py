@@ -87,7 +87,6 @@ def _site_features(path: Any, settings: Any, *, required: bool) -> list[Any] | N
     API's safeguards (`analysis.sites`); None when it is no file of sites and `required` is False (a
     single AOI: `load_aoi` then says what is wrong with it, if anything)."""
     from aethera.analysis.sites import read_sites
-    from aethera.errors import AetheraError
     from aethera.security.archives import ArchiveLimits
 
     try:
@@ -97,7 +96,7 @@ def _site_features(path: Any, settings: Any, *, required: bool) -> list[Any] | N
             limits=ArchiveLimits.from_settings(settings),
             max_features=settings.batch_max_sites,
         )
-    except AetheraError:
+    except Exception:  # a reader's own exception types too: as a single AOI, load_aoi says what is wrong
         if required:
             raise
         return None

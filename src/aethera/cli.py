@@ -50,7 +50,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     path = Path(args.aoi_file)
     if not path.is_file():
         raise InvalidInput(f"AOI file {args.aoi_file!r} not found")
-    if args.sites is None and _is_multi_feature_geojson(path):
+    features = _site_features(path, settings, required=args.sites is not None)
+    if args.sites is None and features is not None and len(features) > 1:
         args.sites = "name"  # a file of many sites: each feature screened as its own site
     if args.sites is None:
         aoi = load_aoi(path.read_bytes(), filename=path.name, max_area_km2=settings.max_aoi_km2)
@@ -70,8 +71,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         line = f"[{'#' * filled}{'.' * (30 - filled)}] {percent:5.1f}%  {step}: {message}"
         print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
-    if args.sites is not None:
-        return _analyze_sites(path, args.sites, params, catalog, settings, progress)
+    if args.sites is not None and features is not None:
+        return _analyze_sites(features, args.sites, params, catalog, settings, progress)
     output = run(aoi, params, catalog, progress, lambda: False)
     if tty:
         print(file=sys.stderr)
@@ -81,42 +82,42 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_multi_feature_geojson(path: Any) -> bool:
-    """A GeoJSON FeatureCollection with more than one feature: `analyze` screens each as its own site."""
-    import msgspec
+def _site_features(path: Any, settings: Any, *, required: bool) -> list[Any] | None:
+    """Every feature of the file (GeoJSON FeatureCollection, GeoPackage, zipped Shapefile, KML) with the
+    API's safeguards (`analysis.sites`); None when it is no file of sites and `required` is False (a
+    single AOI: `load_aoi` then says what is wrong with it, if anything)."""
+    from aethera.analysis.sites import read_sites
+    from aethera.security.archives import ArchiveLimits
 
-    if path.suffix.lower() not in (".geojson", ".json"):
-        return False
     try:
-        doc = msgspec.json.decode(path.read_bytes())
-    except msgspec.DecodeError:
-        return False
-    features = doc.get("features") if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else None
-    return isinstance(features, list) and len(features) > 1
+        return read_sites(
+            path.read_bytes(),
+            path.name,
+            limits=ArchiveLimits.from_settings(settings),
+            max_features=settings.batch_max_sites,
+        )
+    except Exception:  # a reader's own exception types too: as a single AOI, load_aoi says what is wrong
+        if required:
+            raise
+        return None
 
 
-def _analyze_sites(path: Any, name_property: str, params: Any, catalog: Any, settings: Any, progress: Any) -> int:
-    """Screen each feature of a GeoJSON FeatureCollection as its own site; the batch summary as CSV on
-    stdout (the columns and default order of `GET /batches/{id}/summary`)."""
+def _analyze_sites(
+    features: list[Any], name_property: str, params: Any, catalog: Any, settings: Any, progress: Any
+) -> int:
+    """Screen each feature as its own site; the batch summary as CSV on stdout (the columns and default
+    order of `GET /batches/{id}/summary`)."""
     import msgspec
 
     from aethera import batch_summary
     from aethera.analysis.aoi import load_aoi
     from aethera.analysis.pipeline import run
-    from aethera.errors import AetheraError, InvalidInput
+    from aethera.analysis.sites import site_name
+    from aethera.errors import AetheraError
 
-    try:
-        collection = msgspec.json.decode(path.read_bytes())
-    except msgspec.DecodeError:
-        raise InvalidInput("--sites needs a GeoJSON FeatureCollection") from None
-    features = collection.get("features") if isinstance(collection, dict) else None
-    if not isinstance(features, list) or not features:
-        raise InvalidInput("--sites needs a GeoJSON FeatureCollection with features")
     rows = []
     for i, feature in enumerate(features):
-        props = feature.get("properties") if isinstance(feature, dict) else None
-        value = props.get(name_property) if isinstance(props, dict) else None
-        name = str(value).strip() if isinstance(value, (str, int, float)) and str(value).strip() else str(i)
+        name = site_name(feature, i, name_property)
         site = {"index": i, "name": name, "run_id": None, "area_ha": None}
         print(f"site {i + 1}/{len(features)}: {name}", file=sys.stderr, flush=True)
         try:
@@ -292,9 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         const="name",
         default=None,
         metavar="NAME_PROPERTY",
-        help="screen each feature of a GeoJSON FeatureCollection as its own site and print the "
-        "ranked summary as CSV (sites named by this property, default name, else their index); "
-        "the default for a FeatureCollection of more than one feature",
+        help="screen each feature of a GeoJSON FeatureCollection, GeoPackage, zipped Shapefile or KML "
+        "as its own site and print the ranked summary as CSV (sites named by this property, default name, "
+        "else their index); the default for a file of more than one feature",
     )
     p.set_defaults(handler=_cmd_analyze)
 

@@ -70,3 +70,28 @@ def test_analyze_sites_prints_the_summary_csv(
         assert row["status"] == "COMPLETED"
         assert float(row["area_ha"]) == pytest.approx(36.0, rel=1e-3)
         assert 0 <= float(row["resm_score"]) <= 100 and row["overall_compliant"] in ("true", "false")
+
+
+def test_analyze_a_geopackage_of_sites(tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A multi-feature GeoPackage (EPSG:3035, as GDAL writes it) is screened site by site like GeoJSON."""
+    import geopandas as gpd
+    from shapely.geometry import shape
+
+    from aethera.cli import main
+
+    features = [_feature(2.0, -6.0, "east"), _feature(-4.0, 3.0, "west")]
+    frame = gpd.GeoDataFrame(
+        {"name": [f["properties"]["name"] for f in features]},
+        geometry=[shape(f["geometry"]) for f in features],
+        crs="EPSG:4326",
+    ).to_crs("EPSG:3035")
+    path = tmp_path / "sites.gpkg"
+    frame.to_file(path, driver="GPKG")
+    code = main(["analyze", str(path), "--project-type", "solar", "--datasets", str(sample_dir / "catalog.toml")])
+    out = capsys.readouterr().out
+    assert code == 0
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert sorted(r["name"] for r in table) == ["east", "west"]
+    for row in table:
+        assert row["status"] == "COMPLETED"
+        assert float(row["area_ha"]) == pytest.approx(36.0, rel=1e-3)

@@ -321,3 +321,95 @@ async def test_batch_export_is_one_zip_of_the_summary_and_each_sites_run(make_se
             assert {folder + m for m in ("manifest.json", "results.json", "legal.json", "aoi.geojson")} <= set(names)
             run_id = json.loads(archive.read(folder + "manifest.json"))["run_id"]
             assert archive.read(folder + "results.json") == await (await c.get(f"/runs/{run_id}/results")).read()
+
+
+def _site_files(tmp_path: Path) -> dict[str, tuple[str, bytes]]:
+    """Three sites (the last outside the catalog's region) as a GeoPackage in EPSG:3035, a zipped
+    Shapefile in EPSG:25833, a KML and a GeoJSON file, each written by GDAL."""
+    import zipfile
+
+    import geopandas as gpd
+    from shapely.geometry import shape
+
+    features = [*grid(2), OUTSIDE]
+    frame = gpd.GeoDataFrame(
+        {"site": [f["properties"]["site"] for f in features], "owner": ["a", "b", "c"]},
+        geometry=[shape(f["geometry"]) for f in features],
+        crs="EPSG:4326",
+    )
+    frame.to_crs("EPSG:3035").to_file(tmp_path / "sites.gpkg", driver="GPKG")
+    frame.to_file(tmp_path / "sites.kml", driver="KML")
+    frame.to_file(tmp_path / "sites.geojson", driver="GeoJSON")
+    (tmp_path / "shp").mkdir()
+    frame.to_crs("EPSG:25833").to_file(tmp_path / "shp" / "sites.shp")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted((tmp_path / "shp").iterdir()):
+            zf.write(path, path.name)
+    return {
+        "geopackage": ("sites.gpkg", (tmp_path / "sites.gpkg").read_bytes()),
+        "shapefile_zip": ("sites.zip", buf.getvalue()),
+        "kml": ("sites.kml", (tmp_path / "sites.kml").read_bytes()),
+        "geojson": ("sites.geojson", (tmp_path / "sites.geojson").read_bytes()),
+    }
+
+
+async def _upload(client: Any, filename: str, data: bytes, purpose: str = "sites") -> Any:
+    import aiohttp
+
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename=filename, content_type="application/octet-stream")
+    return await client.post(f"/uploads?purpose={purpose}", data=form)
+
+
+async def test_a_batch_from_an_uploaded_file_of_every_format(make_service: Any, tmp_path: Path) -> None:
+    svc = await make_service()
+    c = svc.client
+    pid = await _project(c)
+    for fmt, (filename, data) in _site_files(tmp_path).items():
+        resp = await _upload(c, filename, data)
+        assert resp.status == 201, await resp.text()
+        upload = await resp.json()
+        assert upload["format"] == fmt
+        body = {"project_type": "solar", "upload_id": upload["upload_id"], "name_property": "site"}
+        # every feature checked as an AOI: the one outside the region is named, by its own property
+        refused = await c.post(f"/projects/{pid}/batches", json=body)
+        assert refused.status == 422, fmt
+        assert [(s["index"], s["name"]) for s in (await refused.json())["invalid"]] == [(2, "far away")], fmt
+        resp = await c.post(f"/projects/{pid}/batches", json={**body, "on_invalid": "skip"})
+        assert resp.status == 202, await resp.text()
+        created = await resp.json()
+        assert created["sites"] == 2 and [s["name"] for s in created["invalid"]] == ["far away"], fmt
+        summary = await (await c.get(f"/batches/{created['batch_id']}/summary?sort=index")).json()
+        assert [(r["index"], r["name"]) for r in summary["rows"]] == [(0, "S000"), (1, "S001")], fmt
+        # the sites' areas (0.5 km squares) were measured in an equal-area CRS, whatever the file's CRS
+        assert all(abs(r["area_ha"] - 25.0) < 0.1 for r in summary["rows"]), (fmt, summary["rows"])
+
+
+async def test_a_hostile_or_non_geo_batch_upload_is_refused(make_service: Any, tmp_path: Path) -> None:
+    import zipfile
+
+    from aethera.api.keys import STORAGE
+    from aethera.keyspace import upload_file_key
+
+    svc = await make_service()
+    c = svc.client
+    pid = await _project(c)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("sites.shp", b"\0" * (16 << 20))  # 16 MiB of zeros in ~16 KiB: a decompression bomb
+    bomb = buf.getvalue()
+    resp = await _upload(c, "sites.zip", bomb)
+    assert resp.status == 422 and (await resp.json())["code"] == "unsafe_archive"
+    resp = await _upload(c, "sites.geojson", b"name,lon,lat\nnorth,14.3,51.7\n")
+    assert resp.status == 422 and "content is text" in (await resp.json())["detail"]
+
+    # a file stored before checks got stricter is checked again when a batch reads it
+    good = await _upload(c, *_site_files(tmp_path)["shapefile_zip"])
+    upload_id = (await good.json())["upload_id"]
+    await svc.app[STORAGE].save(upload_file_key(upload_id, "aoi.zip"), bomb)
+    resp = await c.post(f"/projects/{pid}/batches", json={"project_type": "solar", "upload_id": upload_id})
+    body = await resp.json()
+    assert resp.status == 422 and body["code"] == "unsafe_archive" and body["field"] == "upload_id", body
+    assert str(tmp_path) not in json.dumps(body)
+    assert await (await c.get("/runs")).json() == []  # nothing created

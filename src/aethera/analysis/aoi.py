@@ -422,11 +422,30 @@ def _shapely_polygons(geoms: Iterable[BaseGeometry | None], where: str) -> list[
 
 def _from_zip(archive: CheckedZip) -> tuple[str, list[Polygon], CRS | None, list[str]]:
     """A zipped Shapefile or a KMZ, read only through the checked archive's bounded reads."""
+    with tempfile.TemporaryDirectory(prefix="aethera-aoi-") as tmp:
+        fmt, path, prj_missing = unpack_zip_layer(archive, Path(tmp))
+        if fmt == "kml":
+            polygons, _ = _read_ogr(path, "KML")
+            return "kml", polygons, WGS84, []  # KML coordinates are always longitude, latitude on WGS84
+        polygons, crs = _read_ogr(path, "Shapefile")
+    if crs is None and prj_missing:
+        crs = NO_CRS
+    return "shapefile", polygons, crs, []
+
+
+def unpack_zip_layer(archive: CheckedZip, folder: Path) -> tuple[str, Path, bool]:
+    """The one KML or zipped Shapefile a checked zip holds, written into `folder` under fixed names (a
+    member's name never becomes a path): its format ("kml" or "shapefile"), the file for GDAL to open,
+    and whether a Shapefile came without its .prj. A KML is checked (`check_xml`) before it is written."""
     files = [n for n in archive.names if not n.rsplit("/", 1)[-1].startswith(".") and "__macosx" not in n.lower()]
     kml = [f for f in files if f.lower().endswith(".kml")]
     shp = [f for f in files if f.lower().endswith(".shp")]
     if kml and not shp:
-        return ("kml", *_from_ogr_file(archive.read(kml[0]), "aoi.kml", "KML"))
+        data = archive.read(kml[0])
+        check_xml(data)  # before GDAL's XML parser sees it
+        path = folder / "aoi.kml"
+        path.write_bytes(data)
+        return "kml", path, False
     if not shp:
         raise InvalidAOI("the ZIP holds no .shp file; a zipped Shapefile needs .shp, .shx, .dbf and .prj")
     if len(shp) > 1:
@@ -436,20 +455,14 @@ def _from_zip(archive: CheckedZip) -> tuple[str, list[Polygon], CRS | None, list
     parts = {f[len(stem) :].lower(): f for f in files if f.lower().startswith(stem.lower()) and "." in f[len(stem) :]}
     if ".shx" not in parts or ".dbf" not in parts:
         raise InvalidAOI("the zipped Shapefile lacks its .shx or .dbf file")
-    with tempfile.TemporaryDirectory(prefix="aethera-aoi-") as tmp:
-        # Member names are never used as paths: each part is written under a fixed name.
-        for ext, member in parts.items():
-            if re.fullmatch(r"\.[a-z0-9.]{1,12}", ext):
-                (Path(tmp) / f"aoi{ext}").write_bytes(archive.read(member))
-        declared_missing = ".prj" not in parts
-        polygons, crs = _read_ogr(Path(tmp) / "aoi.shp", "Shapefile")
-    if crs is None and declared_missing:
-        crs = _NO_CRS
-    return "shapefile", polygons, crs, []
+    for ext, member in parts.items():
+        if re.fullmatch(r"\.[a-z0-9.]{1,12}", ext):
+            (folder / f"aoi{ext}").write_bytes(archive.read(member))
+    return "shapefile", folder / "aoi.shp", ".prj" not in parts
 
 
 # Sentinel (compared by identity): a Shapefile that came without its .prj, so its CRS is unknown.
-_NO_CRS = CRS.from_proj4("+proj=longlat +ellps=WGS84 +no_defs +type=crs")
+NO_CRS = CRS.from_proj4("+proj=longlat +ellps=WGS84 +no_defs +type=crs")
 
 
 def _from_ogr_file(data: bytes, fname: str, label: str) -> tuple[list[Polygon], CRS | None, list[str]]:
@@ -465,6 +478,22 @@ def _from_ogr_file(data: bytes, fname: str, label: str) -> tuple[list[Polygon], 
 
 
 def _read_ogr(path: Path, label: str) -> tuple[list[Polygon], CRS | None]:
+    frames = read_ogr_frames(path, label)
+    if len(frames) > 1:
+        raise InvalidAOI(f"the {label} file holds {len(frames)} layers with features; send one AOI layer")
+    df = frames[0]
+    crs = CRS.from_user_input(df.crs) if df.crs is not None else None
+    geoms = list(df.geometry.values)
+    polygons = _shapely_polygons(geoms, f"{label} feature")
+    return polygons, crs
+
+
+def read_ogr_frames(path: Path, label: str, max_features: int | None = None) -> list[Any]:
+    """Every polygon layer of the file at `path` that holds features, as GeoDataFrames (at least one).
+
+    With `max_features`, a file holding more features than that (all layers together) is refused before
+    its features are read: the count comes from the layers' metadata, or from reading one feature past
+    the limit where a driver cannot count without reading."""
     import warnings
 
     import pyogrio
@@ -479,21 +508,24 @@ def _read_ogr(path: Path, label: str) -> tuple[list[Polygon], CRS | None]:
             if not candidates:
                 raise InvalidAOI(f"the {label} file holds no polygon layer")
             frames = []
+            left = max_features
             for layer in candidates:
-                df = pyogrio.read_dataframe(path, layer=layer)
+                if left is not None:
+                    counted = int(pyogrio.read_info(path, layer=layer)["features"])
+                    if counted > left:
+                        raise InvalidAOI(f"the {label} file holds more than {max_features} features")
+                df = pyogrio.read_dataframe(path, layer=layer, max_features=None if left is None else left + 1)
+                if left is not None:
+                    if len(df) > left:
+                        raise InvalidAOI(f"the {label} file holds more than {max_features} features")
+                    left -= len(df)
                 if len(df):
                     frames.append(df)
     except (DataSourceError, DataLayerError):
         raise InvalidAOI(f"the AOI file cannot be read as {label}") from None
     if not frames:
         raise InvalidAOI(f"the {label} file holds no features: the AOI is empty")
-    if len(frames) > 1:
-        raise InvalidAOI(f"the {label} file holds {len(frames)} layers with features; send one AOI layer")
-    df = frames[0]
-    crs = CRS.from_user_input(df.crs) if df.crs is not None else None
-    geoms = list(df.geometry.values)
-    polygons = _shapely_polygons(geoms, f"{label} feature")
-    return polygons, crs
+    return frames
 
 
 # --- checks and repairs --------------------------------------------------------------------------
@@ -505,7 +537,7 @@ def _check_usable_crs(crs: CRS, shown: str) -> None:
 
 
 def _finish(polygons: Sequence[Polygon], crs: CRS, repairs: list[str], fmt: str, max_area_km2: float) -> AOI:
-    if crs is _NO_CRS:
+    if crs is NO_CRS:
         raise InvalidAOI(
             "the Shapefile has no .prj file, so its coordinate reference system is unknown; "
             "add the .prj to the ZIP or give the CRS"

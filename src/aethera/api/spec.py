@@ -181,6 +181,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             413: "The file is larger than `AETHERA_MAX_UPLOAD_BYTES`.",
             422: "The file is not a readable AOI of its format, or an archive was refused; `detail` says why.",
         },
+        params=[
+            Param(
+                "purpose",
+                "query",
+                str,
+                "`aoi` (default): the file must load as one AOI. `sites`: a file of many sites for "
+                "`POST /projects/{project_id}/batches` (`upload_id`); every feature is read, each checked later as "
+                "its own AOI, at most `AETHERA_BATCH_MAX_SITES`.",
+            )
+        ],
     ),
     ("GET", "/uploads/{upload_id}"): Operation(
         tag="uploads",

@@ -129,8 +129,15 @@ def _record(new: NewRun, run_id: str, key: str) -> RunRecord:
 async def _create_reused(deps: Deps, new: NewRun, key: str, source: RunRecord, run_id: str) -> RunRecord:
     storage, redis = deps.storage, deps.redis
     # the source's stored AOI (the same geometry, canonically): the two exports then match
-    aoi_bytes = await storage.read(keys.run_aoi_key(source.run_id))
-    await reuse.copy_outputs(storage, source, run_id, 1)
+    # read while the outputs are copied (one round trip less); a failed copy cancels the read, so nothing
+    # of this attempt is left running once the run is handed to the computation instead
+    aoi_read = asyncio.ensure_future(storage.read(keys.run_aoi_key(source.run_id)))
+    try:
+        await reuse.copy_outputs(storage, source, run_id, 1)
+    except BaseException:
+        aoi_read.cancel()
+        raise
+    aoi_bytes = await aoi_read
     run = _record(new, run_id, key)
     run.status = RunStatus.COMPLETED
     run.output_generation = 1  # the copied outputs: stored before the record that names them

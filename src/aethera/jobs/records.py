@@ -13,6 +13,7 @@ week; a non-final one lives `LIVE_TASK_TTL_S` and is renewed by the running atte
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -138,9 +139,12 @@ async def create_run(storage: Storage, run: RunRecord, aoi_geojson: bytes, creat
 
     A run may be created already COMPLETED (result reuse): its outputs must then be stored under the
     generation it names before this is called, and it gets no recovery marker (nothing to sweep)."""
-    await storage.save(keys.run_aoi_key(run.run_id), aoi_geojson)
     markers = listings.run_markers(run, keys.run_index_name(created_ms, run.run_id))
-    await listings.write_markers(storage, markers)
+    # the AOI and the markers only need to precede the record, not each other: written at once (each
+    # local write is an fsync, each S3 one a round trip), which is most of a reused run's latency
+    await asyncio.gather(
+        storage.save(keys.run_aoi_key(run.run_id), aoi_geojson), listings.write_markers(storage, markers)
+    )
     run.updated_at = utc_now_iso()
     # a failed write keeps its markers: it may have landed all the same (a timeout after the PUT went
     # out), and a marker is dropped only once its record is known missing for longer than any create

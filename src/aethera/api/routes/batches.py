@@ -55,6 +55,7 @@ from aethera.models import (
     RunStatus,
     utc_now_iso,
 )
+from aethera.security.archives import ArchiveLimits
 from aethera.security.auth import tenant_of
 from aethera.security.tenancy import request_project
 from aethera.storage.artifacts import artifact_key
@@ -67,23 +68,17 @@ _run_decoder = msgspec.json.Decoder(RunRecord)
 # --- POST /projects/{id}/batches -----------------------------------------------------------------
 
 
-def _site_name(feature: Any, index: int, prop: str) -> str:
-    props = feature.get("properties") if isinstance(feature, dict) else None
-    value = props.get(prop) if isinstance(props, dict) else None
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
-        return str(value).strip()[:200]
-    return str(index)
-
-
 def _validate_sites(
     features: list[Any], prop: str, catalog: Any, settings: Any, params: dict[str, Any]
 ) -> tuple[list[tuple[BatchSite, bytes]], list[InvalidSite]]:
     """Every feature checked as an AOI (in a thread): each valid one as a site (its run id chosen now)
     with its AOI as a run stores it, and the invalid ones with their reasons."""
+    from aethera.analysis.sites import site_name  # the geospatial stack loads in this thread, not at import
+
     context = reuse.key_context(catalog)
     valid, invalid = [], []
     for i, feature in enumerate(features):
-        name = _site_name(feature, i, prop)
+        name = site_name(feature, i, prop)
         if (
             not isinstance(feature, dict)
             or feature.get("type") != "Feature"
@@ -110,16 +105,10 @@ def _validate_sites(
 async def _features(request: web.Request, body: BatchCreate) -> list[Any]:
     if (body.features is None) == (body.upload_id is None):
         raise InvalidInput("give exactly one source of sites: features or upload_id", field="features")
-    collection: Any = body.features
+    limit = request.app[SETTINGS].batch_max_sites
     if body.upload_id is not None:
-        try:
-            data, _ = await load_upload(request.app[STORAGE], tenant_of(request), body.upload_id)
-        except NotFound:
-            raise InvalidInput(f"upload_id {body.upload_id!r}: no such upload", field="upload_id") from None
-        try:
-            collection = msgspec.json.decode(data)
-        except msgspec.DecodeError:
-            raise InvalidInput("a batch upload must be a GeoJSON FeatureCollection", field="upload_id") from None
+        return await _upload_features(request, body.upload_id, limit)
+    collection: Any = body.features
     if (
         not isinstance(collection, dict)
         or collection.get("type") != "FeatureCollection"
@@ -127,12 +116,31 @@ async def _features(request: web.Request, body: BatchCreate) -> list[Any]:
     ):
         raise InvalidInput("the sites must be a GeoJSON FeatureCollection", field="features")
     features: list[Any] = collection["features"]
-    limit = request.app[SETTINGS].batch_max_sites
     if not features:
         raise InvalidInput("the FeatureCollection holds no features", field="features")
     if len(features) > limit:
         raise InvalidInput(f"a batch holds at most {limit} sites; this one has {len(features)}", field="features")
     return features
+
+
+async def _upload_features(request: web.Request, upload_id: str, limit: int) -> list[Any]:
+    """Every feature of an uploaded GeoJSON, GeoPackage, zipped Shapefile or KML file, read in a thread
+    through the single AOI's safeguards (content sniffing, archive checks, KML checks; `analysis.sites`)."""
+    from aethera.analysis.sites import read_sites  # the geospatial stack, loaded when first needed
+
+    settings = request.app[SETTINGS]
+    try:
+        data, stored_name = await load_upload(request.app[STORAGE], tenant_of(request), upload_id)
+    except NotFound:
+        raise InvalidInput(f"upload_id {upload_id!r}: no such upload", field="upload_id") from None
+    limits = ArchiveLimits.from_settings(settings)
+    try:
+        return await asyncio.to_thread(read_sites, data, stored_name, limits=limits, max_features=limit)
+    except InvalidInput as exc:  # the file as a whole is unusable: its own code and reason, against the field
+        raise type(exc)(f"upload_id {upload_id!r}: {exc.detail}", field="upload_id") from None
+    except Exception:  # a reader's own exception types (GDAL, JSON, XML): the file is what is wrong
+        log.info("batch upload %s did not read as sites", upload_id, exc_info=True)
+        raise InvalidInput(f"upload_id {upload_id!r}: the file could not be read as sites", field="upload_id") from None
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -366,21 +374,16 @@ async def export_batch(request: web.Request) -> web.StreamResponse:
         for site, run in zip(batch.sites, runs, strict=True)
         if run is not None and run.status is RunStatus.COMPLETED
     ]
-    plans = await _bounded([plan_export(storage, run.run_id, tenant=batch.tenant) for _, run in done])
-    for (site, _), run_plan in zip(done, plans, strict=True):
+
+    async def site_members(site: BatchSite, run: RunRecord) -> list[ExportMember]:
+        # only the members are kept: each run's own layout (segments, central directory) is dropped here,
+        # not held for every site until the batch's layout is built
+        run_plan = await plan_export(storage, run.run_id, tenant=batch.tenant)
         prefix = _member_dir(site)
-        members += [
-            ExportMember(
-                name=prefix + m.name,
-                size=m.size,
-                crc32=m.crc32,
-                sha256=m.sha256,
-                media_type=m.media_type,
-                key=m.key,
-                data=m.data,
-            )
-            for m in run_plan.members
-        ]
+        return [msgspec.structs.replace(m, name=prefix + m.name) for m in run_plan.members]
+
+    for site_list in await _bounded([site_members(site, run) for site, run in done]):
+        members += site_list
     modified = archive_time(batch.created_at)
     segments, size = await asyncio.to_thread(layout, members, modified)
     tag = hashlib.sha256(b"".join(f"{m.name}\0{m.sha256}\n".encode() for m in members)).hexdigest()[:40]

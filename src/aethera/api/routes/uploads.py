@@ -7,7 +7,9 @@ load as an AOI (`analysis.aoi.load_aoi`, in a thread, which checks any zip membe
 reader opens it and ignores a client's `aethera:*` members) before it is stored. The client's file
 name never becomes part of a storage key: the file is stored as `uploads/{upload_id}/aoi.{ext}` beside
 its record `uploads/{upload_id}/upload.json`, which names the tenant that owns it. A run takes the id
-as `aoi_path`; another tenant's id is answered exactly like an unknown one.
+as `aoi_path`; another tenant's id is answered exactly like an unknown one. With `?purpose=sites` the file
+is a batch's many sites instead (`analysis.sites.read_sites`: the same content and archive checks, every
+feature read, at most `AETHERA_BATCH_MAX_SITES`); each feature is checked as an AOI when the batch takes it.
 """
 
 from __future__ import annotations
@@ -136,6 +138,28 @@ def _parse_aoi(data: bytes, filename: str, fmt: Format, settings: Settings, limi
     return aoi
 
 
+def _parse_sites(data: bytes, filename: str, fmt: Format, settings: Settings, limits: ArchiveLimits) -> None:
+    """The upload as a file of many sites (runs in a thread): the same content and archive checks as an AOI,
+    then every feature must read (each is checked as an AOI when a batch takes the file)."""
+    identify(data, filename)
+    from aethera.analysis.sites import read_sites
+
+    try:
+        read_sites(data, f"aoi.{fmt.extension}", limits=limits, max_features=settings.batch_max_sites)
+    except AetheraError:
+        raise
+    except Exception:  # a reader's own exception types (GDAL, JSON, XML): the file is what is wrong
+        log.info("upload did not read as sites", exc_info=True)
+        raise InvalidAOI(f"the file could not be read as a {fmt.name} file of sites") from None
+
+
+def _purpose(request: web.Request) -> str:
+    purpose = request.query.get("purpose", "aoi")
+    if purpose not in ("aoi", "sites"):
+        raise InvalidInput("purpose is aoi (one area, the default) or sites (many sites for a batch)", field="purpose")
+    return purpose
+
+
 class _BoundedBody:
     """The request body as the multipart reader sees it, refused once more than `limit` bytes were read.
 
@@ -204,10 +228,12 @@ async def create_upload(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     settings = request.app[SETTINGS]
     storage = request.app[STORAGE]
+    purpose = _purpose(request)
     filename, data = await _read_file_part(request, settings.max_upload_bytes)
     fmt = _format_of(filename)
     limits = ArchiveLimits.from_settings(settings)
-    await asyncio.to_thread(_parse_aoi, data, filename, fmt, settings, limits)
+    check = _parse_sites if purpose == "sites" else _parse_aoi
+    await asyncio.to_thread(check, data, filename, fmt, settings, limits)
     sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
 
     upload_id = uuid.uuid4().hex

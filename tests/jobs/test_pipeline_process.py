@@ -204,7 +204,8 @@ async def test_the_child_sends_progress_outputs_and_result(sample_catalog: Path)
 async def test_hard_time_limit_kills_the_child(make_service: Any, tmp_path: Path) -> None:
     # the slowed worker's pipeline sleeps 10 minutes after its first progress report, far from any
     # step boundary: only the hard limit (the queue's job timeout) can end the run
-    svc = await make_service(AETHERA_RUN_SOFT_TIME_LIMIT_S="5", AETHERA_RUN_HARD_TIME_LIMIT_S="5")
+    # 15 s: the limit counts from the queue's call, and a busy machine can take seconds to fork the child
+    svc = await make_service(AETHERA_RUN_SOFT_TIME_LIMIT_S="15", AETHERA_RUN_HARD_TIME_LIMIT_S="15")
     worker = _slow_worker(svc.env, tmp_path / "worker.log")
     try:
         # the limit counts from the job's start: let the worker's forkserver finish importing the analysis

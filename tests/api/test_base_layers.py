@@ -7,12 +7,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
-import sys
-import time
 import tracemalloc
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -253,36 +249,6 @@ async def test_a_10000_feature_layer_streams_in_flat_memory(
 
 
 # --- a catalog on S3 -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint_process() -> Iterator[str]:
-    """moto's S3 server in its own process (GDAL's /vsis3/ reads deadlock on an in-process server)."""
-    import urllib.request
-
-    from aethera.embedded_redis import free_port
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def test_layers_of_a_catalog_on_s3(

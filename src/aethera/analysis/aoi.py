@@ -16,6 +16,7 @@ an AOI larger than the limit. Invalid rings (self-intersections, bow-ties) are r
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import tempfile
@@ -159,8 +160,18 @@ class AOI:
 
 
 def _crs_name(crs: CRS) -> str:
-    epsg = crs.to_epsg(min_confidence=90)
-    return f"EPSG:{epsg}" if epsg else (crs.srs or crs.name)
+    if crs.name == "unknown":
+        # a CRS from a PROJ string (the AOI-centred ones): PROJ matches it to an EPSG entry with 70 %
+        # confidence at most (names differ), so the search below, ~20 ms of CPU each, would find nothing
+        return crs.srs or crs.name
+    return _epsg_name(crs.srs or crs.to_wkt()) or crs.srs or crs.name
+
+
+@functools.lru_cache(maxsize=256)
+def _epsg_name(srs: str) -> str | None:
+    """'EPSG:n' when the CRS `srs` names is an EPSG one (90 % confidence), once per process and CRS."""
+    epsg = CRS.from_user_input(srs).to_epsg(min_confidence=90)
+    return f"EPSG:{epsg}" if epsg else None
 
 
 # --- loading -------------------------------------------------------------------------------------

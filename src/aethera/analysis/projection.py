@@ -42,14 +42,55 @@ def to_crs(value: object) -> CRS:
 
 
 def transformer(src: CRS, dst: CRS) -> Transformer:
+    """The transformation from `src` to `dst`, made once per thread and pair of CRSs.
+
+    Making one costs PROJ a search of its database for the operations between the two datums, 10-100 ms
+    of CPU each; a small run needs a dozen (issue #14). Two shortcuts give the very transformation the
+    full search gives, at a fraction of its cost (`tests/analysis/test_projection.py` checks both):
+    - a CRS equal to an EPSG one (a dataset's WKT) is keyed and built as that EPSG CRS, so the pairs the
+      forkserver prepared (`jobs/pipeline_preload.py`) serve every run;
+    - when one side has no known datum (the AOI-centred CRSs of this module are built from PROJ strings
+      with an ellipsoid only), no registered operation can apply, so PROJ's full search ends with the
+      same conversion it finds among its own ("PROJ" authority) operations: the search is skipped.
+    """
     cache: dict[tuple[str, str], Transformer] | None = getattr(_local, "cache", None)
     if cache is None:
         cache = _local.cache = {}
+    src, dst = _canonical(src), _canonical(dst)
     key = (src.srs, dst.srs) if src.srs and dst.srs else (src.to_wkt(), dst.to_wkt())
     t = cache.get(key)
     if t is None:
-        t = cache[key] = Transformer.from_crs(src, dst, always_xy=True)
+        if _unknown_datum(src) or _unknown_datum(dst):
+            t = Transformer.from_crs(src, dst, always_xy=True, authority="PROJ")
+        else:
+            t = Transformer.from_crs(src, dst, always_xy=True)
+        cache[key] = t
     return t
+
+
+# srs (a WKT) -> the EPSG CRS it equals, or None; a handful of entries (the datasets' and uploads' CRSs)
+_EPSG_EQUAL: dict[str, CRS | None] = {}
+_EPSG_EQUAL_MAX = 256
+
+
+def _canonical(crs: CRS) -> CRS:
+    """`crs` itself, or the EPSG CRS it equals (identified at full confidence and equivalent)."""
+    srs = crs.srs
+    if not srs or srs.startswith(("EPSG:", "epsg:", "+proj=")):
+        return crs  # already keyed by its code, or one of this module's PROJ-string CRSs
+    if srs not in _EPSG_EQUAL:
+        code = crs.to_epsg(min_confidence=100)
+        same = CRS.from_epsg(code) if code is not None else None
+        if len(_EPSG_EQUAL) >= _EPSG_EQUAL_MAX:
+            _EPSG_EQUAL.clear()
+        _EPSG_EQUAL[srs] = same if same is not None and crs.equals(same) else None
+    return _EPSG_EQUAL[srs] or crs
+
+
+def _unknown_datum(crs: CRS) -> bool:
+    """A CRS on an unknown datum ("Unknown based on ... ellipsoid"): a PROJ string with `+ellps` only."""
+    datum = crs.datum
+    return datum is not None and datum.name.startswith("Unknown based on")
 
 
 def reproject(geom: G, src: CRS, dst: CRS) -> G:

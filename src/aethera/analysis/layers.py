@@ -96,12 +96,12 @@ def open_raster(source: LayerSource) -> Iterator[Any]:
 
 
 def _vector_info(source: LayerSource) -> dict[str, Any]:
-    import pyogrio
     from pyogrio.errors import DataLayerError, DataSourceError
 
+    from aethera.data.vector_info import read_info
+
     try:
-        info: dict[str, Any] = pyogrio.read_info(source.path, layer=source.sublayer)
-        return info
+        return read_info(source.path, layer=source.sublayer)
     except (DataSourceError, DataLayerError) as exc:
         raise read_error(
             exc,
@@ -118,11 +118,12 @@ def land_cover_extent(catalog: Catalog) -> tuple[BaseGeometry, CRS]:
         with open_raster(source) as ds:
             crs = to_crs(source.crs) if source.crs else to_crs(ds.crs)
             return box(*ds.bounds), crs
-    import pyogrio
     from pyogrio.errors import DataLayerError, DataSourceError
 
+    from aethera.data.vector_info import read_info
+
     try:
-        info = pyogrio.read_info(source.path, layer=source.sublayer, force_total_bounds=True)
+        info = read_info(source.path, layer=source.sublayer, force_total_bounds=True)
     except (DataSourceError, DataLayerError) as exc:
         raise read_error(
             exc,

@@ -379,11 +379,12 @@ def _inspect_raster(source: LayerSource, report: SourceReport) -> None:
 
 
 def _inspect_vector(source: LayerSource, report: SourceReport, bounds: bool = True) -> None:
-    import pyogrio
     from pyogrio.errors import DataLayerError, DataSourceError
 
+    from aethera.data.vector_info import read_info
+
     try:
-        info = pyogrio.read_info(source.path, layer=source.sublayer, force_total_bounds=bounds)
+        info = read_info(source.path, layer=source.sublayer, force_total_bounds=bounds)
     except (DataSourceError, DataLayerError) as exc:
         _raise_if_transient(exc, source)
         report.problems.append(

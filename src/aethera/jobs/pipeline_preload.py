@@ -18,7 +18,7 @@ import rasterio.features
 import rasterio.mask
 import rasterio.warp  # noqa: F401
 
-from aethera import report  # noqa: F401 - rendered by the child at the end of every run
+from aethera import report  # rendered by the child at the end of every run
 from aethera.analysis import aoi, emissions, indices, kpis, params, pipeline, projection  # noqa: F401
 from aethera.data import catalog  # noqa: F401
 from aethera.legal import packs
@@ -30,6 +30,7 @@ def _fill_caches() -> None:
     emissions.load_factors()
     packs.load_all_packs()
     packs.annex_iii()
+    report.warm_templates()  # compiled once here, not by every child
     # the forkserver's main thread is each child's main thread: its transformer cache is inherited
     projection.transformer(projection.WGS84, projection.ETRS89_LAEA)
     projection.transformer(projection.ETRS89_LAEA, projection.WGS84)

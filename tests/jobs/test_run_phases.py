@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import servicekit as kit
 
 from aethera import keyspace as keys
-from aethera.jobs.phases import ORDER, PhaseClock, parse_line
+from aethera.jobs.phases import ORDER, PhaseClock, parse_line, queue_wait_s
+from aethera.jobs.queue import INTERACTIVE_LEAD_S
 from aethera.storage.artifacts import INDEX_NAME, attempt_prefix
 
 
@@ -29,6 +32,18 @@ def test_phase_line_round_trips_in_order() -> None:
     parsed = parse_line(f"run abc phases: {line}")
     assert parsed["writes"] == 0.25 and parsed["commit"] == 0.25 and parsed["pickup"] == 0.0
     assert set(parsed) <= set(ORDER)
+
+
+def test_queue_wait_counts_from_when_the_job_was_due() -> None:
+    enqueued_s = 1_800_000_000.0
+    enqueued = datetime.fromtimestamp(enqueued_s, tz=UTC)
+    # a run queued for now sits INTERACTIVE_LEAD_S ahead of its enqueue time in the queue's order
+    ctx = {"score": int((enqueued_s - INTERACTIVE_LEAD_S) * 1000), "enqueue_time": enqueued}
+    assert queue_wait_s(ctx, enqueued_s + 0.04) == pytest.approx(0.04)
+    # a retry deferred by its backoff waits from its due time, not from when it was queued
+    ctx = {"score": int((enqueued_s + 30) * 1000), "enqueue_time": enqueued}
+    assert queue_wait_s(ctx, enqueued_s + 30.5) == pytest.approx(0.5)
+    assert queue_wait_s({}, enqueued_s) is None
 
 
 async def test_completed_run_logs_its_phases_and_indexes_every_output(make_service: Any, tmp_path: Path) -> None:
@@ -59,6 +74,8 @@ async def test_completed_run_logs_its_phases_and_indexes_every_output(make_servi
     phases = parse_line(lines[0])
     assert set(phases) == set(ORDER), phases
     assert all(v >= 0 for v in phases.values()) and phases["pipeline"] > 0 and phases["render"] > 0
+    # the queue wait, not the queue's ordering lead (a day) added to it
+    assert phases["pickup"] < INTERACTIVE_LEAD_S / 2
 
     # the index, written once, lists exactly the outputs stored under the committed attempt's prefix
     from aethera.storage.factory import open_storage

@@ -9,8 +9,10 @@ clock) with the worker's wall clock: both run on one machine in the bench.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
 
 # the order the phases happen in (and are printed in)
 ORDER = ("pickup", "lease", "start", "spawn", "pipeline", "writes", "render", "handoff", "reap", "commit")
@@ -38,6 +40,21 @@ class PhaseClock:
         here, seconds keep one unit with the rest of the logs."""
         names = [p for p in ORDER if p in self.seconds] + sorted(set(self.seconds) - set(ORDER))
         return " ".join(f"{p}_s={self.seconds[p]:.4f}" for p in names)
+
+
+def queue_wait_s(ctx: Mapping[str, Any], now_s: float) -> float | None:
+    """How long the job waited in the queue after it was due, from arq's job context; None if unknown.
+
+    arq's `score` is the job's place in the queue, in ms: its due time for a deferred job (a retry's
+    backoff), but a run queued for now is placed `INTERACTIVE_LEAD_S` ahead of its enqueue time
+    (`jobs/queue.py`), so the wait counts from the later of the two."""
+    score_ms, enqueued = ctx.get("score"), ctx.get("enqueue_time")
+    if not isinstance(score_ms, (int, float)):
+        return None
+    due_s = score_ms / 1000
+    if isinstance(enqueued, datetime):  # arq gives the enqueue time as a datetime
+        due_s = max(due_s, enqueued.timestamp())
+    return max(0.0, now_s - due_s)
 
 
 def parse_line(text: str) -> dict[str, float]:

@@ -52,7 +52,7 @@ from aethera.errors import (
 )
 from aethera.jobs import failures, pipeline_process, records, reuse
 from aethera.jobs.latest_writer import LatestWriter
-from aethera.jobs.phases import PhaseClock
+from aethera.jobs.phases import PhaseClock, queue_wait_s
 from aethera.jobs.queue import JobQueue, job_id_for
 from aethera.models import Progress, RunRecord, RunStatus, utc_now_iso
 from aethera.observability.logs import log_context, task_id_var
@@ -107,9 +107,9 @@ async def run_analysis(ctx: dict[str, Any], run_id: str, generation: int) -> str
     # every log line of the attempt, in this task and from the pipeline process, carries the run id
     with log_context(run_id=run_id):
         attempt = _Attempt(deps, run_id, generation)
-        score_ms = ctx.get("score")  # when the job was due (ms since the epoch): its wait in the queue
-        if isinstance(score_ms, (int, float)):
-            attempt.phases.add("pickup", time.time() - score_ms / 1000)
+        pickup_s = queue_wait_s(ctx, time.time())
+        if pickup_s is not None:
+            attempt.phases.add("pickup", pickup_s)
         outcome = await attempt.execute()
         log.info("run %s generation %d: %s", run_id, generation, outcome)  # the run's own line, with both ids
         # the attempt's fixed cost beside the pipeline, phase by phase (bench/e2e.py reads it)

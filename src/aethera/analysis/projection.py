@@ -37,8 +37,22 @@ def to_crs(value: object) -> CRS:
     if isinstance(value, CRS):
         return value
     if hasattr(value, "to_wkt"):  # rasterio.crs.CRS
-        return CRS.from_wkt(value.to_wkt())
+        return _from_wkt(value.to_wkt())
     return CRS.from_user_input(value)
+
+
+def _from_wkt(wkt: str) -> CRS:
+    """A CRS parsed once per thread and WKT: parsing a dataset's WKT costs PROJ ~5-10 ms of CPU, and a run
+    asks each raster for its CRS several times. Per thread, like the transformations."""
+    cache: dict[str, CRS] | None = getattr(_local, "crs", None)
+    if cache is None:
+        cache = _local.crs = {}
+    crs = cache.get(wkt)
+    if crs is None:
+        if len(cache) >= _EPSG_EQUAL_MAX:
+            cache.clear()
+        crs = cache[wkt] = CRS.from_wkt(wkt)
+    return crs
 
 
 def transformer(src: CRS, dst: CRS) -> Transformer:

@@ -9,6 +9,7 @@ local layers' CRSs and header information are read (each file opened and closed)
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import exactextract  # noqa: F401
@@ -64,3 +65,7 @@ try:
     _warm_datasets()
 except Exception as exc:  # a missing or unreadable dataset: the run reports it, worded for the layer
     logging.getLogger(__name__).info("dataset CRSs not prepared in advance (%s)", type(exc).__name__)
+# every object so far lives as long as the forkserver: kept out of the collector's passes, so a child's
+# collections neither walk them nor copy their pages (a write to a shared page copies it)
+gc.collect()
+gc.freeze()

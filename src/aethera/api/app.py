@@ -17,6 +17,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from aethera.api import keys as K
+from aethera.api.aoi_input import start_checkers
 from aethera.api.catalog_cache import CatalogCache
 from aethera.api.cors import setup_cors
 from aethera.api.errors import error_middleware
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     # the AOI check and the base layers read catalog layers, which may be on S3 or a web server
     configure_gdal(gdal_options(settings))
     app[K.CATALOG] = CatalogCache(settings.datasets)
+    start_checkers()  # the AOI check threads prepare their transformations before the first request
     app[FINAL_ANSWERS] = FinalAnswers()
     setup_security(app, settings)  # reads the keys file: a missing or malformed one stops start-up here
     setup_instrumentation(app)

@@ -32,13 +32,13 @@ run: install
 # workers than cores pays; each worker has its own Redis, S3 server and ports (docs/development.md)
 TEST_WORKERS ?= 4
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # the proof that no test depends on timing: the whole suite three times in a row while every core is
 # kept busy by another process
 test-under-load: install
 	$(BIN)/python tests/tools/burn.py -- sh -c 'for i in 1 2 3; do echo "== pass $$i of 3 under load"; \
-		$(BIN)/python -m pytest -n $(TEST_WORKERS) -q || exit 1; done'
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -q || exit 1; done'
 
 # Static checks CI runs before the tests: lint, format, strict types (config in pyproject.toml)
 check: install

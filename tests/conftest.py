@@ -13,6 +13,25 @@ import pytest
 
 from aethera.embedded_redis import EmbeddedRedis, free_port
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` first, longest first (`slow(minutes)`, 1 unless given), the rest in their usual
+    order.
+
+    pytest-xdist hands tests out in collection order, so a long test collected last ran alone at the end
+    while the other workers idled (the suite's tail was one worker's queue of fault tests). Started first,
+    the long tests overlap the many short ones; `make test` also lets idle workers steal queued tests
+    (`--dist worksteal`)."""
+
+    def weight(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        if marker is None:
+            return 0
+        return float(marker.args[0]) if marker.args else 1
+
+    items.sort(key=weight, reverse=True)  # stable: equal weights keep their order
+
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LANJARON = SHARED_DATA / "lanjaron"
 

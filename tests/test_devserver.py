@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 
 from aethera.embedded_redis import free_port
 
@@ -24,6 +25,7 @@ def _get_health(port: int) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+@pytest.mark.slow
 def test_dev_starts_everything_and_sigint_stops_everything(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AETHERA_", "REDIS_", "STORAGE_", "S3_"))}

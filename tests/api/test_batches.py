@@ -145,6 +145,7 @@ async def test_invalid_sites_reject_the_whole_batch(make_service: Any) -> None:
     assert await (await c.get("/runs")).json() == []  # nothing created
 
 
+@pytest.mark.slow
 async def test_a_batch_of_200_sites_with_two_worker_processes(
     make_service: Any, workers: Any, redis_db: str, capsys: Any
 ) -> None:

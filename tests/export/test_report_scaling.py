@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from exportkit import fixture_legal_result, fixture_results_struct, run_record
 
 from aethera.analysis.results import FactorUsed, Results, SiteNearby
@@ -144,6 +145,7 @@ def _many_features(count: int) -> tuple[Results, dict[str, Any]]:
     return results, config
 
 
+@pytest.mark.slow
 def test_generic_sections_are_linear_in_features() -> None:
     small, large = _many_features(1_000), _many_features(10_000)
     ratio, small_s, large_s = _ratio(

@@ -211,6 +211,7 @@ def test_read_errors_are_classified_by_gdal_error_class_and_http_status() -> Non
     assert transient_reason(ValueError("no GDAL in sight")) is None
 
 
+@pytest.mark.slow
 def test_a_worker_tries_the_run_again_when_a_layer_read_fails_and_it_completes(
     make_stack: Callable[..., Stack], s3_server: dict[str, Any], sample_catalog: Path, tmp_path: Path
 ) -> None:

@@ -41,6 +41,7 @@ def timed(stack: Stack, method: str, path: str, body: Any = None, *, auth: bool 
     return resp, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_hung_s3_answers_503_within_the_deadline(
     make_stack: Callable[..., Stack], s3_server: dict[str, object], proxies: list[BlackHoleProxy]
 ) -> None:
@@ -148,6 +149,7 @@ def _square() -> dict[str, Any]:
     return sample_aoi()
 
 
+@pytest.mark.slow
 def test_health_reports_storage_that_cannot_be_written(make_stack: Callable[..., Stack]) -> None:
     # a full disk: every file the API writes is refused past 0 bytes (EFBIG), as root too; the root
     # directory still exists and looks writable, which is all a ping sees

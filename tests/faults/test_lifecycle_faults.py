@@ -82,6 +82,7 @@ def assert_agrees(stack: Stack, run_id: str) -> None:
 # --- a partition between one worker and Redis ---------------------------------------------------
 
 
+@pytest.mark.slow(2)
 def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed(
     make_stack: Callable[..., Stack],
 ) -> None:
@@ -134,6 +135,7 @@ def test_a_worker_cut_off_from_redis_stops_and_only_the_new_attempt_is_committed
 BOUNDARIES = ("pickup", "mid-step", "commit", "copy")
 
 
+@pytest.mark.slow(2)
 @pytest.mark.timeout(1500)  # four kills and four take-overs in a row, each waiting on a lease
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_sigkill_at_every_boundary_of_an_attempt(
@@ -229,6 +231,7 @@ SCHEDULE_FAULTS = ("kill", "kill", "kill", "redis restart (data kept)", "redis r
 WAVE_RUNS = 8
 
 
+@pytest.mark.slow(3)
 @pytest.mark.timeout(1500)  # 48 runs through six faults, then every run checked end to end
 def test_randomized_fault_schedule(make_stack: Callable[..., Stack]) -> None:
     rng = random.Random(SCHEDULE_SEED)

@@ -68,6 +68,7 @@ def all_run_ids(stack: Stack) -> set[str]:
     return {p.name for p in (stack.storage_root / "runs").iterdir() if (p / "run.json").exists()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep_data", [True, False], ids=["restarted", "restarted-empty"])
 def test_redis_stopped_during_polling_and_a_run(make_stack: Callable[..., Stack], keep_data: bool) -> None:
     stack = make_stack()
@@ -103,6 +104,7 @@ def test_redis_stopped_during_polling_and_a_run(make_stack: Callable[..., Stack]
     assert worker.poll() is None, f"the worker exited\n{stack.logs()}"
 
 
+@pytest.mark.slow
 def test_redis_restarted_empty_with_runs_queued(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack()
     stack.start_api()

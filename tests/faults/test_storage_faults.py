@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from faultstack import FINAL, RECOVERY_TRIES, Stack, assert_not_5xx_except_unavailable, requests_until, wait_reachable
 
 
@@ -51,6 +52,7 @@ def test_blocked_directory_fails_the_run_and_keeps_previous_files(make_stack: Ca
     assert stack.run_record(run_id)["status"] == "FAILED"
 
 
+@pytest.mark.slow
 def test_full_disk_fails_the_run_and_keeps_previous_files(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack()
     stack.start_api()
@@ -81,6 +83,7 @@ def test_full_disk_fails_the_run_and_keeps_previous_files(make_stack: Callable[.
     assert stack.request("GET", f"/runs/{done_id}/results").status == 200
 
 
+@pytest.mark.slow
 def test_s3_down_answers_503_and_the_run_recovers(
     make_stack: Callable[..., Stack], s3_server: dict[str, object]
 ) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pytest
 from faultstack import PATIENCE_S, Stack
 
 LEASE_S = 4.0
 
 
+@pytest.mark.slow
 def test_killed_worker_run_is_picked_up_and_completes(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(AETHERA_RUN_LEASE_S=str(LEASE_S))
     stack.start_api()

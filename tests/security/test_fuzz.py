@@ -38,6 +38,9 @@ SEED = 20240611  # fixed: a failure reproduces with the same requests
 # 50 per operation and mode: the suite's slowest test at 100 (17 min on a loaded machine), for checks that
 # find what they find in the first few dozen examples of each operation
 EXAMPLES_PER_OPERATION = 50
+# The operations are fuzzed in this many tests, each taking every SHARDS-th operation of the document, so
+# pytest-xdist runs them side by side (one test fuzzing all of them was the suite's longest, serial, test)
+SHARDS = 4
 # Every check schemathesis has (no 5xx, documented status, content type, headers and body schema,
 # invalid data refused, required header and auth enforced, ...), except one where a schema cannot say
 # enough: bodies whose meaning is checked beyond their shape ("any file" that must load as an AOI; a run
@@ -200,17 +203,31 @@ def fuzz_operation(operation: Any, mode: GenerationMode, api: RunningApi) -> Cou
     return statuses
 
 
-@pytest.mark.timeout(1500)  # every operation of the API in two modes against a real server
-def test_api_answers_every_generated_request_within_its_document(api_schema: Any, running_api: RunningApi) -> None:
-    failures: list[str] = []
-    operations = 0
-    seen: Counter[int] = Counter()
+def document_operations(api_schema: Any) -> list[Any]:
+    """The document's operations in its order; an operation schemathesis cannot read is a failure."""
+    operations = []
     for result in api_schema.get_all_operations():
         if isinstance(result, Err):
-            failures.append(f"the document has an operation schemathesis cannot read: {result.err()}")
-            continue
-        operation = result.ok()
-        operations += 1
+            pytest.fail(f"the document has an operation schemathesis cannot read: {result.err()}")
+        operations.append(result.ok())
+    return operations
+
+
+def test_the_document_names_every_operation(api_schema: Any) -> None:
+    operations = document_operations(api_schema)
+    assert len(operations) >= 15, f"only {len(operations)} operations in the document"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)  # a quarter of the API's operations in two modes against a real server
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_api_answers_every_generated_request_within_its_document(
+    shard: int, api_schema: Any, running_api: RunningApi
+) -> None:
+    failures: list[str] = []
+    operations = document_operations(api_schema)[shard::SHARDS]
+    seen: Counter[int] = Counter()
+    for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             try:
                 seen += fuzz_operation(operation, mode, running_api)
@@ -218,7 +235,9 @@ def test_api_answers_every_generated_request_within_its_document(api_schema: Any
                 continue  # nothing to make invalid (no parameters, no body): no negative requests exist
             except (Exception, BaseExceptionGroup) as exc:  # every operation's failure, reported together
                 failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {exc}")
-    print(f"{operations} operations, {sum(seen.values())} requests, answers by status: {dict(sorted(seen.items()))}")
-    assert operations >= 15, f"only {operations} operations in the document"
-    assert sum(seen.values()) >= operations * 10, seen
+    print(
+        f"{len(operations)} operations, {sum(seen.values())} requests, answers by status: {dict(sorted(seen.items()))}"
+    )
+    assert operations, "this shard has no operation"
+    assert sum(seen.values()) >= len(operations) * 10, seen
     assert not failures, "\n\n".join(failures)

@@ -132,6 +132,7 @@ async def test_bad_ranges_are_refused(storage: Storage) -> None:
 # --- listing -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_list_1500_keys_across_pages(storage: Storage) -> None:
     expected = [f"many/{i:05d}.json" for i in range(1500)]
     others = ["many-not/x", "man", "other/many/x"]

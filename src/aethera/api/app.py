@@ -27,7 +27,6 @@ from aethera.api.middlewares import (
     REQUEST_ID_HEADER,
     body_deadline_middleware,
     body_limit_middleware,
-    request_id_middleware,
 )
 from aethera.api.routes import batches, docs, health, layers, metrics, projects, ready, runs, tasks, uploads
 from aethera.data.gdal_io import configure_gdal, gdal_options
@@ -101,8 +100,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
         # auth before the body limit: a caller without a key learns nothing, not even the limit
         # the body deadline right inside the error middleware: it holds for every route, and its 408
         # and 499 are answered (and logged) like any other error
+        # the observability middleware picks the request id too, so it comes first
         middlewares=[
-            request_id_middleware,
             observability_middleware,
             error_middleware,
             body_deadline_middleware,

@@ -111,9 +111,10 @@ def log_access(
         )
         try:
             handler.write_line(formatter.redact(_encode(line).decode()))
-            return
-        except Exception:  # noqa: BLE001 - the ordinary route reports it as logging reports a failed write
+        except Exception:  # a failed write: the ordinary route below retries it and reports it as logging does
             pass
+        else:
+            return
     access_log.info(
         "%s %s %d %.1f ms",
         method,

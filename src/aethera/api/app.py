@@ -33,7 +33,7 @@ from aethera.data.gdal_io import configure_gdal, gdal_options
 from aethera.errors import ConfigError, StorageUnavailable
 from aethera.jobs.queue import JobQueue, connection_pool
 from aethera.observability.logs import configure_logging
-from aethera.security.auth import make_auth_middleware, make_ratelimit_middleware, setup_security
+from aethera.security.auth import make_auth_middleware, setup_security
 from aethera.settings import Settings, load_settings
 from aethera.storage.deadline import BoundedStorage
 
@@ -105,8 +105,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
             observability_middleware,
             error_middleware,
             body_deadline_middleware,
-            make_auth_middleware(settings),
-            make_ratelimit_middleware(),
+            make_auth_middleware(settings, rate_limit=True),  # the rate limit once the caller is known
             body_limit_middleware,
         ],
         # a backstop: handlers read bodies through api.bodies.read_body, bounded per route

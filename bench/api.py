@@ -30,6 +30,10 @@ separate machines; both servers suffer the same, which is why the ratio is the f
 engineers' jobs on a shared machine add noise (the pairing and the median over rounds damp it; the
 spread of the per-round ratios is printed): run it twice before trusting a change of 10 %.
 
+Printed too: the load average before and after (other jobs' share of the cores), the anchor's p99
+next to ours and their ratio per target, and the goal of issue #14 (>= 0.5x the anchor, p99 <= 15 ms
+at 64 connections) against the worst target.
+
 Usage: `python bench/api.py [--seconds 5] [--rounds 3] [--connections 64] [--threads 2]`
 """
 
@@ -242,6 +246,7 @@ def main() -> None:
                  f"{os.cpu_count()} aiohttp client processes, {args.connections} connections (wrk not on PATH: "
                  "install it, this generator may be the bottleneck)")
 
+    load_before = os.getloadavg()
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="aethera-bench-api-") as tmp_name:
         tmp = Path(tmp_name)
@@ -301,9 +306,11 @@ def main() -> None:
     def med(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
+    load_after = os.getloadavg()
     print(f"API hot path, completed run; load: {generator}; {args.rounds} paired rounds; task body {len(body)} bytes")
+    print(f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'':14} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>8} {'non-2xx':>7} {'base req/s':>10} {'base p99':>8} "
-          f"{'x baseline':>10} {'(min-max)':>9} {'CPU us/req':>10} {'base CPU':>8} {'CPU x':>6}")
+          f"{'p99 x':>6} {'x baseline':>10} {'(min-max)':>9} {'CPU us/req':>10} {'base CPU':>8} {'CPU x':>6}")
     all_base: list[dict[str, float]] = []
     worst_ratio, worst_p99, worst_cpu = float("inf"), 0.0, float("inf")
     for label, rounds in pairs.items():
@@ -318,13 +325,16 @@ def main() -> None:
         worst_ratio, worst_p99, worst_cpu = min(worst_ratio, ratio), max(worst_p99, p99), min(worst_cpu, cpu_ratio)
         print(f"{label:14} {med(api_rows, 'rps'):7.0f} {med(api_rows, 'p50_ms'):7.2f} {p99:8.2f} "
               f"{sum(a['errors'] for a in api_rows):7.0f} {med(base_rows, 'rps'):10.0f} {med(base_rows, 'p99_ms'):8.2f} "
-              f"{ratio:10.2f} {min(ratios):4.2f}-{max(ratios):.2f} {med(api_rows, 'cpu_us'):10.0f} "
+              f"{p99 / med(base_rows, 'p99_ms'):6.2f} {ratio:10.2f} {min(ratios):4.2f}-{max(ratios):.2f} {med(api_rows, 'cpu_us'):10.0f} "
               f"{med(base_rows, 'cpu_us'):8.0f} {cpu_ratio:6.2f}")
     print(f"baseline (bare aiohttp + msgspec), median of {len(all_base)} runs: {med(all_base, 'rps'):.0f} req/s "
           f"(max {max(b['rps'] for b in all_base):.0f}), p99 {med(all_base, 'p99_ms'):.2f} ms, "
           f"{med(all_base, 'cpu_us'):.0f} us CPU/request")
     print(f"worst API throughput ratio {worst_ratio:.2f}x (CPU per request {worst_cpu:.2f}x), "
           f"worst API p99 {worst_p99:.2f} ms")
+    met = worst_ratio >= 0.5 and worst_p99 <= 15.0
+    print(f"goal (issue #14): >= 0.50x the baseline and p99 <= 15 ms for every target: {'met' if met else 'NOT met'} "
+          f"by req/s; by CPU per request {'>=' if worst_cpu >= 0.5 else '<'} 0.50x")
 
 
 if __name__ == "__main__":

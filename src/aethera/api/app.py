@@ -28,14 +28,13 @@ from aethera.api.middlewares import (
     REQUEST_ID_HEADER,
     body_deadline_middleware,
     body_limit_middleware,
-    request_id_middleware,
 )
 from aethera.api.routes import batches, docs, health, layers, metrics, projects, ready, runs, tasks, uploads
 from aethera.data.gdal_io import configure_gdal, gdal_options
 from aethera.errors import ConfigError, StorageUnavailable
 from aethera.jobs.queue import JobQueue, connection_pool
 from aethera.observability.logs import configure_logging
-from aethera.security.auth import make_auth_middleware, make_ratelimit_middleware, setup_security
+from aethera.security.auth import make_auth_middleware, setup_security
 from aethera.settings import Settings, load_settings
 from aethera.storage.deadline import BoundedStorage
 
@@ -102,13 +101,12 @@ def create_app(settings: Settings | None = None) -> web.Application:
         # auth before the body limit: a caller without a key learns nothing, not even the limit
         # the body deadline right inside the error middleware: it holds for every route, and its 408
         # and 499 are answered (and logged) like any other error
+        # the observability middleware picks the request id too, so it comes first
         middlewares=[
-            request_id_middleware,
             observability_middleware,
             error_middleware,
             body_deadline_middleware,
-            make_auth_middleware(settings),
-            make_ratelimit_middleware(),
+            make_auth_middleware(settings, rate_limit=True),  # the rate limit once the caller is known
             body_limit_middleware,
         ],
         # a backstop: handlers read bodies through api.bodies.read_body, bounded per route

@@ -31,7 +31,7 @@ task_id_var: ContextVar[str | None] = ContextVar("aethera_task_id", default=None
 
 # A client-supplied X-Request-ID is reused only when it is short and harmless, so it cannot forge log
 # structure or grow lines without bound; anything else is replaced by a fresh id.
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}\Z")
 
 # userinfo of a URL (redis://:pw@host, https://user:pw@host) and bearer tokens, wherever they appear
 _URL_PASSWORD_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
@@ -126,6 +126,14 @@ class JsonFormatter(logging.Formatter):
         self._service = service
         self._redact = redactor
 
+    @property
+    def service(self) -> Service:
+        return self._service
+
+    @property
+    def redact(self) -> Redactor:
+        return self._redact
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": _utc_iso_ms(record.created),
@@ -158,6 +166,19 @@ class JsonFormatter(logging.Formatter):
         return self._redact(line)
 
 
+class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The stream handler `configure_logging` installs; it can also take a line already formatted.
+
+    `write_line` is for the API's access line (observability/access.py), which builds its JSON itself
+    when this handler is the only place the line would go: it writes and flushes like `emit`, under
+    the same lock, so lines from both routes never interleave."""
+
+    def write_line(self, line: str) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write(line + self.terminator)
+            self.stream.flush()
+
+
 def configure_logging(
     settings: Settings | None,
     service: Service,
@@ -170,7 +191,7 @@ def configure_logging(
     formatter and redaction. The level comes from `settings.log_level`. Returns the installed handler.
     """
     level = (settings.log_level if settings is not None else "INFO").upper()
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = JsonLinesHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter(service, Redactor.from_settings(settings)))
     root = logging.getLogger()
     for old in list(root.handlers):

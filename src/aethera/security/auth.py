@@ -117,10 +117,14 @@ class _Outages:
             )
 
 
-def make_auth_middleware(settings: Settings) -> Middleware:
-    """The middleware that sets `request[PRINCIPAL]`; put it inside the error middleware."""
+def make_auth_middleware(settings: Settings, *, rate_limit: bool = False) -> Middleware:
+    """The middleware that sets `request[PRINCIPAL]`; put it inside the error middleware.
+
+    With `rate_limit` it also applies the rate limit once the caller is known, exactly as
+    `make_ratelimit_middleware` placed right inside it would, one middleware layer fewer per request."""
     enabled = auth_enabled(settings)
     outages = _Outages()
+    limit = _rate_limit() if rate_limit else None
 
     async def reserve(limiter: RateLimiter | None, address: str) -> Decision | None:
         """Take one bad-key token from `address`'s bucket; None when there is no limiter or Redis is away."""
@@ -146,6 +150,8 @@ def make_auth_middleware(settings: Settings) -> Middleware:
             return await handler(request)
         if not enabled:
             request[PRINCIPAL] = _DEV_PRINCIPAL
+            if limit is not None and (limiter := request.app.get(RATE_LIMITER)) is not None:
+                await limit(request, limiter)
             return await handler(request)
         store = request.app[KEY_STORE]
         checker = request.app[KEY_CHECKER]
@@ -186,6 +192,9 @@ def make_auth_middleware(settings: Settings) -> Middleware:
         if not principal.has(needed):
             raise Forbidden(why)
         request[PRINCIPAL] = principal
+        # the rate limit, when this middleware applies it and it is on (inline: no frame per request)
+        if limit is not None and (limiter := request.app.get(RATE_LIMITER)) is not None:
+            await limit(request, limiter)
         return await handler(request)
 
     return auth_middleware
@@ -196,30 +205,40 @@ def make_ratelimit_middleware() -> Middleware:
 
     A Redis outage lets requests through unlimited (and logged): limiting protects capacity, it does not
     guard data, and refusing every request while Redis restarts would turn a blip into an outage.
+    `make_auth_middleware(settings, rate_limit=True)` applies the same limit without a layer of its own.
     """
-    outages = _Outages()
+    limit = _rate_limit()
 
     @web.middleware
     async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         limiter = request.app.get(RATE_LIMITER)
-        if limiter is None or is_public(request):
-            return await handler(request)
+        if limiter is not None and not is_public(request):
+            await limit(request, limiter)
+        return await handler(request)
+
+    return ratelimit_middleware
+
+
+def _rate_limit() -> Callable[[web.Request, RateLimiter], Awaitable[None]]:
+    """The rate limit's check: RateLimited (429) when the caller's bucket is empty."""
+    outages = _Outages()
+
+    async def limit(request: web.Request, limiter: RateLimiter) -> None:
         principal = request.get(PRINCIPAL)
         bucket = f"key:{principal.key_id}" if principal and principal.key_id else f"addr:{_address_bucket(request)}"
         try:
             decision = await limiter.hit(bucket)
         except (redis.exceptions.RedisError, OSError) as exc:
             outages.report("rate limiter", exc)
-            return await handler(request)
+            return
         if not decision.allowed:
             raise RateLimited(
                 f"rate limit of {limiter.rate_per_s:g} requests/s (burst {limiter.burst}) exceeded; "
                 f"retry in {decision.retry_after_s} s",
                 retry_after_s=decision.retry_after_s,
             )
-        return await handler(request)
 
-    return ratelimit_middleware
+    return limit
 
 
 def _trusted(app: web.Application) -> tuple[Network, ...]:

@@ -106,6 +106,22 @@ def _peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+async def _print_failed(s: aiohttp.ClientSession, batch_id: str) -> None:
+    """Every site that did not complete, with its run's error code and detail (the bench's temp dir,
+    logs included, is removed at the end, so this is where the reasons are kept)."""
+    async with s.get(f"/batches/{batch_id}/summary") as r:
+        rows = (await r.json())["rows"]
+    failed = [row for row in rows if row["status"] != "COMPLETED"]
+    print(f"   sites not COMPLETED: {len(failed)}")
+    for row in failed:
+        code = None
+        if row.get("run_id"):
+            async with s.get(f"/runs/{row['run_id']}") as r:
+                code = (await r.json()).get("error_code") if r.status == 200 else f"HTTP {r.status}"
+        print(f"   - site {row['index']} {row['name']!r} run {row.get('run_id')}: {row['status']} "
+              f"code={code} detail={row.get('error')!r}")
+
+
 async def _drive(base: str, n_sites: int, repeat: int, pids: dict[str, int]) -> None:
     async with aiohttp.ClientSession(base_url=base) as s:
         await _wait_up(s)
@@ -117,6 +133,7 @@ async def _drive(base: str, n_sites: int, repeat: int, pids: dict[str, int]) -> 
         print(f"1. batch of {n_sites} sites: POST {post_s * 1000:.0f} ms, first summary row after "
               f"{status['first_row_s']:.1f} s, all final after {total_s:.1f} s "
               f"({n_sites / total_s * 60:.1f} sites/min); counts {status['counts']}")
+        await _print_failed(s, status["batch_id"])
         peaks = {name: _peak_rss_mib(pid) for name, pid in pids.items()}
         print("   peak RSS (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items() if v is not None))
         post2_s, total2_s, status2 = await _batch(s, project_id, features)

@@ -161,6 +161,14 @@ def parse_sort(raw: str | None) -> tuple[str, ...]:
     return keys
 
 
+def sort_value(row: Mapping[str, Any], name: str) -> Any:
+    """What a row is ordered by for the sort key `name` (without its `-`); None sorts last."""
+    if name == "completed":
+        return 0 if row["status"] == "COMPLETED" else 1
+    v = row.get(name)
+    return -1 if v is True else 0 if v is False else v  # compliant (True) first
+
+
 def rank(rows: list[dict[str, Any]], sort: Sequence[str]) -> list[dict[str, Any]]:
     """`rows` in the order `sort` names (stable; nulls last whatever the direction), each with its rank."""
     ordered = list(rows)
@@ -169,10 +177,7 @@ def rank(rows: list[dict[str, Any]], sort: Sequence[str]) -> list[dict[str, Any]
         name = key.lstrip("-")
 
         def value(row: dict[str, Any], name: str = name) -> Any:
-            if name == "completed":
-                return 0 if row["status"] == "COMPLETED" else 1
-            v = row.get(name)
-            return -1 if v is True else 0 if v is False else v  # compliant (True) first
+            return sort_value(row, name)
 
         present = [r for r in ordered if value(r) is not None]
         missing = [r for r in ordered if value(r) is None]
@@ -183,28 +188,29 @@ def rank(rows: list[dict[str, Any]], sort: Sequence[str]) -> list[dict[str, Any]
     return ordered
 
 
+def csv_cells(row: Mapping[str, Any]) -> list[Any]:
+    """One row's CSV cells in column order: null as empty, booleans as true/false."""
+    return [
+        "" if row.get(c) is None else ("true" if row[c] is True else "false" if row[c] is False else row[c])
+        for c in COLUMN_NAMES
+    ]
+
+
 def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMN_NAMES)
     for row in rows:
-        writer.writerow(
-            [
-                "" if row.get(c) is None else ("true" if row[c] is True else "false" if row[c] is False else row[c])
-                for c in COLUMN_NAMES
-            ]
-        )
+        writer.writerow(csv_cells(row))
     return out.getvalue()
+
+
+def geojson_feature(row: Mapping[str, Any], geometry: Any) -> dict[str, Any]:
+    """One site of the GeoJSON summary: its AOI (EPSG:4326) with its row as properties."""
+    return {"type": "Feature", "geometry": geometry, "properties": {c: row.get(c) for c in COLUMN_NAMES}}
 
 
 def to_geojson(rows: Sequence[Mapping[str, Any]], geometries: Mapping[str, Any]) -> dict[str, Any]:
     """A FeatureCollection: each site's AOI (EPSG:4326) with its row as properties."""
-    features = [
-        {
-            "type": "Feature",
-            "geometry": geometries.get(str(row.get("run_id"))),
-            "properties": {c: row.get(c) for c in COLUMN_NAMES},
-        }
-        for row in rows
-    ]
+    features = [geojson_feature(row, geometries.get(str(row.get("run_id")))) for row in rows]
     return {"type": "FeatureCollection", "features": features}

@@ -150,108 +150,89 @@ def _timestamp_extra(when: datetime) -> bytes:
     return struct.pack("<HHBI", _EXTRA_TIMESTAMP, 5, 1, seconds)
 
 
-def layout(members: Sequence[ExportMember], modified: datetime) -> tuple[tuple[Segment, ...], int]:
-    """Lay out a stored-method ZIP of `members` (in this order); returns its segments and total size."""
-    if not members:
-        raise ValueError("an archive needs at least one member")
-    names = [m.name for m in members]
-    if len(set(names)) != len(names):
-        raise ValueError("member names must be unique")
-    dos_time, dos_date = _dos_datetime(modified)
-    stamp = _timestamp_extra(modified)
-    segments: list[Segment] = []
-    central: list[bytes] = []
-    offset = 0
+class ZipStamp(msgspec.Struct, frozen=True):
+    """The fixed modification time every member of one archive carries, in the forms its records need."""
 
-    def add(data: bytes | None, length: int, key: str | None = None) -> None:
-        nonlocal offset
-        if length:
-            segments.append(Segment(offset=offset, length=length, data=data, key=key))
-            offset += length
+    dos_time: int
+    dos_date: int
+    extra: bytes  # the "UT" extra field (empty when the time does not fit it)
 
-    for index, member in enumerate(members):
-        name = member.name.encode("utf-8")
-        flags = 0 if member.name.isascii() else _FLAG_UTF8
-        header_offset = offset
-        big = member.size >= _U32_LIMIT
-        if big and index == 0:
-            raise ValueError("the first member must fit in 32 bits")
-        if big:
-            local_extra = struct.pack("<HHQQ", _EXTRA_ZIP64, 16, member.size, member.size) + stamp
-            local = _LOCAL.pack(
-                _LOCAL_SIG,
-                _VERSION_ZIP64,
-                flags,
-                0,
-                dos_time,
-                dos_date,
-                member.crc32,
-                _U32_LIMIT,
-                _U32_LIMIT,
-                len(name),
-                len(local_extra),
-            )
-        else:
-            local_extra = stamp
-            local = _LOCAL.pack(
-                _LOCAL_SIG,
-                _VERSION_STORED,
-                flags,
-                0,
-                dos_time,
-                dos_date,
-                member.crc32,
-                member.size,
-                member.size,
-                len(name),
-                len(local_extra),
-            )
-        add(local + name + local_extra, len(local) + len(name) + len(local_extra))
-        if member.data is not None:
-            add(member.data, member.size)
-        else:
-            add(None, member.size, member.key)
+    @classmethod
+    def of(cls, modified: datetime) -> ZipStamp:
+        dos_time, dos_date = _dos_datetime(modified)
+        return cls(dos_time=dos_time, dos_date=dos_date, extra=_timestamp_extra(modified))
 
-        # The central entry's ZIP64 extra holds, in this order, only the fields that overflowed.
-        zip64_fields: list[int] = []
-        if big:
-            zip64_fields += [member.size, member.size]
-        far = header_offset >= _U32_LIMIT
-        if far:
-            zip64_fields.append(header_offset)
-        central_extra = stamp
-        if zip64_fields:
-            central_extra = (
-                struct.pack(f"<HH{len(zip64_fields)}Q", _EXTRA_ZIP64, 8 * len(zip64_fields), *zip64_fields) + stamp
-            )
-        version = _VERSION_ZIP64 if zip64_fields else _VERSION_STORED
-        size32 = _U32_LIMIT if big else member.size
-        central.append(
-            _CENTRAL.pack(
-                _CENTRAL_SIG,
-                _MADE_BY_UNIX | version,
-                version,
-                flags,
-                0,
-                dos_time,
-                dos_date,
-                member.crc32,
-                size32,
-                size32,
-                len(name),
-                len(central_extra),
-                0,
-                0,
-                0,
-                _FILE_MODE,
-                _U32_LIMIT if far else header_offset,
-            )
-            + name
-            + central_extra
-        )
 
-    directory = b"".join(central)
-    cd_offset, cd_size, count = offset, len(directory), len(members)
+def local_header(name: str, size: int, crc32: int, stamp: ZipStamp, *, first: bool = False) -> bytes:
+    """A member's local file header (with its name and extra fields); its data follows it."""
+    encoded = name.encode("utf-8")
+    flags = 0 if name.isascii() else _FLAG_UTF8
+    big = size >= _U32_LIMIT
+    if big and first:
+        raise ValueError("the first member must fit in 32 bits")
+    if big:
+        extra = struct.pack("<HHQQ", _EXTRA_ZIP64, 16, size, size) + stamp.extra
+        version, size32 = _VERSION_ZIP64, _U32_LIMIT
+    else:
+        extra, version, size32 = stamp.extra, _VERSION_STORED, size
+    fixed = _LOCAL.pack(
+        _LOCAL_SIG, version, flags, 0, stamp.dos_time, stamp.dos_date, crc32, size32, size32, len(encoded), len(extra)
+    )
+    return fixed + encoded + extra
+
+
+def local_header_size(name: str, size: int, stamp: ZipStamp) -> int:
+    """len(local_header(...)) without building it."""
+    return _LOCAL.size + len(name.encode("utf-8")) + len(stamp.extra) + (20 if size >= _U32_LIMIT else 0)
+
+
+def central_entry(name: str, size: int, crc32: int, header_offset: int, stamp: ZipStamp) -> bytes:
+    """A member's central directory entry; `header_offset` is where its local header starts."""
+    encoded = name.encode("utf-8")
+    flags = 0 if name.isascii() else _FLAG_UTF8
+    big = size >= _U32_LIMIT
+    far = header_offset >= _U32_LIMIT
+    # The central entry's ZIP64 extra holds, in this order, only the fields that overflowed.
+    zip64_fields: list[int] = []
+    if big:
+        zip64_fields += [size, size]
+    if far:
+        zip64_fields.append(header_offset)
+    extra = stamp.extra
+    if zip64_fields:
+        extra = struct.pack(f"<HH{len(zip64_fields)}Q", _EXTRA_ZIP64, 8 * len(zip64_fields), *zip64_fields) + extra
+    version = _VERSION_ZIP64 if zip64_fields else _VERSION_STORED
+    size32 = _U32_LIMIT if big else size
+    fixed = _CENTRAL.pack(
+        _CENTRAL_SIG,
+        _MADE_BY_UNIX | version,
+        version,
+        flags,
+        0,
+        stamp.dos_time,
+        stamp.dos_date,
+        crc32,
+        size32,
+        size32,
+        len(encoded),
+        len(extra),
+        0,
+        0,
+        0,
+        _FILE_MODE,
+        _U32_LIMIT if far else header_offset,
+    )
+    return fixed + encoded + extra
+
+
+def central_entry_size(name: str, size: int, header_offset: int, stamp: ZipStamp) -> int:
+    """len(central_entry(...)) without building it."""
+    overflowed = (2 if size >= _U32_LIMIT else 0) + (1 if header_offset >= _U32_LIMIT else 0)
+    return _CENTRAL.size + len(name.encode("utf-8")) + len(stamp.extra) + (4 + 8 * overflowed if overflowed else 0)
+
+
+def directory_tail(count: int, cd_offset: int, cd_size: int) -> bytes:
+    """What follows the central directory: ZIP64 end record and locator when needed, then the end record."""
     tail = b""
     if count >= _U16_LIMIT or cd_size >= _U32_LIMIT or cd_offset >= _U32_LIMIT:
         zip64_eocd_offset = cd_offset + cd_size
@@ -278,7 +259,40 @@ def layout(members: Sequence[ExportMember], modified: datetime) -> tuple[tuple[S
         min(cd_offset, _U32_LIMIT),
         0,
     )
-    add(directory + tail, cd_size + len(tail))
+    return tail
+
+
+def layout(members: Sequence[ExportMember], modified: datetime) -> tuple[tuple[Segment, ...], int]:
+    """Lay out a stored-method ZIP of `members` (in this order); returns its segments and total size."""
+    if not members:
+        raise ValueError("an archive needs at least one member")
+    names = [m.name for m in members]
+    if len(set(names)) != len(names):
+        raise ValueError("member names must be unique")
+    stamp = ZipStamp.of(modified)
+    segments: list[Segment] = []
+    central: list[bytes] = []
+    offset = 0
+
+    def add(data: bytes | None, length: int, key: str | None = None) -> None:
+        nonlocal offset
+        if length:
+            segments.append(Segment(offset=offset, length=length, data=data, key=key))
+            offset += length
+
+    for index, member in enumerate(members):
+        header_offset = offset
+        header = local_header(member.name, member.size, member.crc32, stamp, first=index == 0)
+        add(header, len(header))
+        if member.data is not None:
+            add(member.data, member.size)
+        else:
+            add(None, member.size, member.key)
+        central.append(central_entry(member.name, member.size, member.crc32, header_offset, stamp))
+
+    directory = b"".join(central)
+    tail = directory_tail(len(members), offset, len(directory))
+    add(directory + tail, len(directory) + len(tail))
     return tuple(segments), offset
 
 
@@ -321,13 +335,13 @@ async def iter_archive(
         # aclosing: when this generator is closed mid-member, the member's storage stream is closed now,
         # not later by the garbage collector's finaliser (a task of its own, maybe after storage closed)
         async with contextlib.aclosing(
-            _member_slice(storage, seg.key, seg.key_offset + lo, hi - lo, chunk_size)
+            member_slice(storage, seg.key, seg.key_offset + lo, hi - lo, chunk_size)
         ) as chunks:
             async for chunk in chunks:
                 yield chunk
 
 
-async def _member_slice(
+async def member_slice(
     storage: Storage, key: str, offset: int, wanted: int, chunk_size: int
 ) -> AsyncGenerator[bytes, None]:
     """`wanted` bytes of one stored object from `offset`, exactly.

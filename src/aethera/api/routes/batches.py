@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import uuid
-import zlib
 from typing import Any
 
 import msgspec
@@ -31,17 +29,12 @@ from aethera.api.bodies import decode_json
 from aethera.api.ids import path_id
 from aethera.api.keys import CATALOG, QUEUE, REDIS, SETTINGS, STORAGE, AppBackends
 from aethera.api.responses import json_response
+from aethera.api.routes.export import CHUNK_BYTES, RangeUnsatisfiable, parse_range
 from aethera.api.routes.runs import _params
 from aethera.api.routes.uploads import load_upload
-from aethera.errors import AetheraError, InvalidInput, NotFound, ObjectNotFound
-from aethera.export import (
-    ExportMember,
-    ExportPlan,
-    archive_time,
-    iter_archive,
-    layout,
-    plan_export,
-)
+from aethera.batch_export import BatchArchive, iter_batch_archive
+from aethera.errors import AetheraError, InvalidInput, NotFound, ObjectNotFound, RangeNotSatisfiable
+from aethera.export import ExportMember, archive_time, plan_export
 from aethera.jobs import batch_feed, records, reuse
 from aethera.models import (
     BatchCreate,
@@ -206,6 +199,10 @@ async def _bounded(coros: list[Any], limit: int = _READ_CONCURRENCY) -> list[Any
 
 
 async def _runs(request: web.Request, batch: BatchRecord) -> list[RunRecord | None]:
+    return await _read_runs(request, batch.sites)
+
+
+async def _read_runs(request: web.Request, sites: list[BatchSite]) -> list[RunRecord | None]:
     storage, redis = request.app[STORAGE], request.app[REDIS]
 
     async def one(run_id: str) -> RunRecord | None:
@@ -217,7 +214,7 @@ async def _runs(request: web.Request, batch: BatchRecord) -> list[RunRecord | No
             run = records.effective_run(run, await records.load_stashed_final(redis, run_id))
         return run
 
-    return await _bounded([one(s.run_id) for s in batch.sites])
+    return await _bounded([one(s.run_id) for s in sites])
 
 
 def _site_status(batch: BatchRecord, run: RunRecord | None) -> RunStatus:
@@ -280,19 +277,20 @@ async def _read_json(storage: Any, key: str) -> Any:
         return None
 
 
+async def _site_row(storage: Any, batch: BatchRecord, site: BatchSite, run: RunRecord | None) -> dict[str, Any]:
+    """A site's summary row, read from its run's record, results and legal documents."""
+    results = legal = None
+    if run is not None and run.status is RunStatus.COMPLETED:
+        results = await _read_json(storage, artifact_key(run.run_id, keys.RESULTS_NAME, run.output_generation))
+        legal = await _read_json(storage, artifact_key(run.run_id, keys.LEGAL_NAME, run.output_generation))
+    shown = msgspec.to_builtins(run) if run else {"status": _site_status(batch, run).value}
+    return batch_summary.site_row(msgspec.to_builtins(site), shown, results, legal)
+
+
 async def summary_rows(request: web.Request, batch: BatchRecord) -> tuple[list[dict[str, Any]], list[Any]]:
     storage = request.app[STORAGE]
     runs = await _runs(request, batch)
-
-    async def one(site: BatchSite, run: RunRecord | None) -> dict[str, Any]:
-        results = legal = None
-        if run is not None and run.status is RunStatus.COMPLETED:
-            results = await _read_json(storage, artifact_key(run.run_id, keys.RESULTS_NAME, run.output_generation))
-            legal = await _read_json(storage, artifact_key(run.run_id, keys.LEGAL_NAME, run.output_generation))
-        shown = msgspec.to_builtins(run) if run else {"status": _site_status(batch, run).value}
-        return batch_summary.site_row(msgspec.to_builtins(site), shown, results, legal)
-
-    rows = await _bounded([one(s, r) for s, r in zip(batch.sites, runs, strict=True)])
+    rows = await _bounded([_site_row(storage, batch, s, r) for s, r in zip(batch.sites, runs, strict=True)])
     return rows, runs
 
 
@@ -345,76 +343,93 @@ def _member_dir(site: BatchSite) -> str:
     return f"sites/{site.index:05d}_{slug}/"
 
 
-async def export_batch(request: web.Request) -> web.StreamResponse:
-    """GET /batches/{id}/export: one ZIP with the summary (CSV, GeoJSON) and each completed site's run
-    folder (its own export's members). Laid out up front like a run's export (`aethera.export`): an
-    exact length, stored members streamed from storage one chunk at a time, nothing built on disk."""
+# Sites read per step while the export is planned: their records, rows and members are written to the
+# plan's database before the next page is read, so the plan's memory does not grow with the batch.
+EXPORT_PAGE_SITES = 128
+
+
+async def _plan_batch_export(request: web.Request, batch: BatchRecord, archive: BatchArchive) -> None:
+    """Every site's summary row and (for a completed run) its run folder's members into `archive`, a
+    page of sites at a time, then the archive laid out (`BatchArchive.finish`)."""
     storage = request.app[STORAGE]
-    batch = await _load_batch(request)
-    rows, runs = await summary_rows(request, batch)
-    rows = batch_summary.rank(rows, batch_summary.DEFAULT_SORT)
-    geoms = dict(await _bounded([_geometry(storage, s.run_id) for s in batch.sites]))
-
-    def inline(name: str, data: bytes, media_type: str) -> ExportMember:
-        return ExportMember(
-            name=name,
-            size=len(data),
-            crc32=zlib.crc32(data) & 0xFFFFFFFF,
-            sha256=hashlib.sha256(data).hexdigest(),
-            media_type=media_type,
-            data=data,
-        )
-
-    members = [
-        inline("summary.csv", batch_summary.to_csv(rows).encode(), "text/csv"),
-        inline("summary.geojson", msgspec.json.encode(batch_summary.to_geojson(rows, geoms)), "application/geo+json"),
-    ]
-    done = [
-        (site, run)
-        for site, run in zip(batch.sites, runs, strict=True)
-        if run is not None and run.status is RunStatus.COMPLETED
-    ]
 
     async def site_members(site: BatchSite, run: RunRecord) -> list[ExportMember]:
-        # only the members are kept: each run's own layout (segments, central directory) is dropped here,
-        # not held for every site until the batch's layout is built
+        # only the members are kept: each run's own layout (segments, central directory) is dropped here
         run_plan = await plan_export(storage, run.run_id, tenant=batch.tenant)
         prefix = _member_dir(site)
         return [msgspec.structs.replace(m, name=prefix + m.name) for m in run_plan.members]
 
-    for site_list in await _bounded([site_members(site, run) for site, run in done]):
-        members += site_list
-    modified = archive_time(batch.created_at)
-    segments, size = await asyncio.to_thread(layout, members, modified)
-    tag = hashlib.sha256(b"".join(f"{m.name}\0{m.sha256}\n".encode() for m in members)).hexdigest()[:40]
-    plan = ExportPlan(
-        run_id=batch.batch_id, members=tuple(members), segments=segments, size=size, etag=f'"{tag}"', modified=modified
-    )
-    response = web.StreamResponse(
-        status=200,
-        headers={
-            "Content-Disposition": f'attachment; filename="batch_{batch.batch_id}_export.zip"',
-            "ETag": plan.etag,
-            "Cache-Control": "private, no-cache",
-        },
-    )
-    response.content_type = "application/zip"
-    response.content_length = size
-    await response.prepare(request)
+    for first in range(0, len(batch.sites), EXPORT_PAGE_SITES):
+        sites = batch.sites[first : first + EXPORT_PAGE_SITES]
+        runs = await _read_runs(request, sites)
+        rows = await _bounded([_site_row(storage, batch, s, r) for s, r in zip(sites, runs, strict=True)])
+        geoms = await _bounded([_geometry(storage, s.run_id) for s in sites])
+        done = [(s, r) for s, r in zip(sites, runs, strict=True) if r is not None and r.status is RunStatus.COMPLETED]
+        members = [m for site_list in await _bounded([site_members(s, r) for s, r in done]) for m in site_list]
+        page = [(first + i, row, geometry) for i, (row, (_, geometry)) in enumerate(zip(rows, geoms, strict=True))]
+        await asyncio.to_thread(archive.add_sites, page, members)
+    await asyncio.to_thread(archive.finish)
+
+
+async def export_batch(request: web.Request) -> web.StreamResponse:
+    """GET and HEAD /batches/{id}/export: one ZIP with the summary (CSV, GeoJSON) and each completed
+    site's run folder (its own export's members), with the guarantees of a run's export: an exact
+    length, a strong ETag, a single `Range` served as 206 (416 outside the archive), stored members
+    streamed from storage one chunk at a time. The plan is held in a temporary SQLite file, not in
+    memory (`aethera.batch_export`); it is removed on every way out.
+
+    A batch's archive changes while its sites run, so only an entity tag validates `If-Range` (no
+    Last-Modified is sent)."""
+    storage = request.app[STORAGE]
+    batch = await _load_batch(request)
+    archive = await asyncio.to_thread(BatchArchive, archive_time(batch.created_at))
     try:
-        async with contextlib.aclosing(iter_archive(plan, storage)) as chunks:
-            async for chunk in chunks:
-                await response.write(chunk)
-    except ConnectionError:
-        return response  # the client went away; the storage stream was closed on the way out
-    except AetheraError as exc:
-        # headers (and an exact length) are sent: cut the connection rather than send a wrong archive
-        log.error("export of batch %s aborted: %s", batch.batch_id, exc.code)
-        if request.transport is not None:
-            request.transport.close()
+        await _plan_batch_export(request, batch, archive)
+        headers = {
+            "ETag": archive.etag,
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": f'attachment; filename="batch_{batch.batch_id}_export.zip"',
+            "Cache-Control": "private, no-cache",
+        }
+        start, end, status = 0, archive.size, 200
+        range_header, if_range = request.headers.get("Range"), request.headers.get("If-Range")
+        if range_header is not None and (if_range is None or if_range.strip() == archive.etag):
+            try:
+                wanted = parse_range(range_header, archive.size)
+            except RangeUnsatisfiable:
+                raise RangeNotSatisfiable(
+                    f"the requested range lies outside the archive ({archive.size} bytes)",
+                    headers={**headers, "Content-Range": f"bytes */{archive.size}"},
+                ) from None
+            if wanted is not None:
+                start, end, status = *wanted, 206
+                headers["Content-Range"] = f"bytes {start}-{end - 1}/{archive.size}"
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_type = "application/zip"
+        response.content_length = end - start
+        await response.prepare(request)
+        if request.method == "HEAD":
+            await response.write_eof()
+            return response
+        try:
+            async with contextlib.aclosing(
+                iter_batch_archive(archive, storage, start, end, chunk_size=CHUNK_BYTES)
+            ) as chunks:
+                async for chunk in chunks:
+                    await response.write(chunk)
+        except ConnectionError:
+            return response  # the client went away; the storage stream was closed on the way out
+        except AetheraError as exc:
+            # headers (and an exact length) are sent: cut the connection rather than send a wrong archive
+            log.error("export of batch %s aborted: %s", batch.batch_id, exc.code)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
         return response
-    await response.write_eof()
-    return response
+    finally:
+        # shielded: a cancelled handler (client gone) still waits for the plan's files to be removed
+        await asyncio.shield(asyncio.to_thread(archive.close))
 
 
 def add_routes(app: web.Application) -> None:
@@ -422,4 +437,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/batches/{batch_id}", get_batch, name="get_batch")
     app.router.add_delete("/batches/{batch_id}", cancel_batch, name="cancel_batch")
     app.router.add_get("/batches/{batch_id}/summary", get_summary, name="get_batch_summary")
-    app.router.add_get("/batches/{batch_id}/export", export_batch, name="export_batch")
+    app.router.add_get("/batches/{batch_id}/export", export_batch, allow_head=True, name="export_batch")

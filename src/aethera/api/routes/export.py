@@ -36,7 +36,7 @@ _RANGE = re.compile(r"^\s*bytes\s*=\s*(.+)$", re.IGNORECASE)
 _SPEC = re.compile(r"^(\d*)-(\d*)$")
 
 
-class _Unsatisfiable(Exception):
+class RangeUnsatisfiable(Exception):
     """The request's Range selects no byte of the archive (answered 416)."""
 
 
@@ -55,7 +55,7 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     """The one byte range `header` asks for, as (start, end exclusive), or None to send everything.
 
     None for a malformed header, another unit, or several ranges (RFC 9110 §14.2 lets a server ignore
-    Range); raises `_Unsatisfiable` when a well-formed single range selects nothing.
+    Range); raises `RangeUnsatisfiable` when a well-formed single range selects nothing.
     """
     match = _RANGE.match(header)
     if not match:
@@ -72,13 +72,13 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not first:  # suffix: the last N bytes
         suffix = _position(last)
         if suffix == 0:
-            raise _Unsatisfiable
+            raise RangeUnsatisfiable
         return max(0, size - suffix), size
     start = _position(first)
     if last and _position(last) < start:
         return None  # "5-3" is invalid syntax, not an empty range
     if start >= size:
-        raise _Unsatisfiable
+        raise RangeUnsatisfiable
     end = size if not last else min(_position(last) + 1, size)
     return start, end
 
@@ -132,7 +132,7 @@ async def export_run(request: web.Request) -> web.StreamResponse:
     if range_header is not None and (if_range is None or _if_range_matches(if_range, plan)):
         try:
             wanted = parse_range(range_header, plan.size)
-        except _Unsatisfiable:
+        except RangeUnsatisfiable:
             raise RangeNotSatisfiable(
                 f"the requested range lies outside the archive ({plan.size} bytes)",
                 headers={**headers, "Content-Range": f"bytes */{plan.size}"},
